@@ -1,0 +1,155 @@
+"""Scripted policies: baselines and the upper bound, using only the public env API.
+
+- ``oracle``: reads the ground truth and acts like the paper's coarse-to-fine agent: after
+  the preview it crops the evidence window, looks at the decisive frame, then answers.
+  Upper bound of the reward, and the source of reference trajectories.
+- ``no_tools``: answers right after the preview without calling a tool. A scripted agent
+  cannot read pixels, so its answer is a guess (a seeded uniform option; for interval
+  questions the middle tenth of the video): it measures what skipping evidence costs.
+- ``random``: each turn a uniformly random action (crop, frame or answer) with random
+  arguments; always well-formed, so it keeps the format reward.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agents.policy import Policy
+from medscope_gym.protocol import format_answer, format_tool_call
+from medscope_gym.suite import Sample
+
+__all__ = ["NoToolsPolicy", "OraclePolicy", "RandomPolicy", "SCRIPTED_POLICIES", "make_scripted_policy"]
+
+_OPTION_RE = re.compile(r"^([A-Z])\. ", re.MULTILINE)
+
+
+def _answer_form(text: str) -> tuple[str, list[str]]:
+    """("choice", letters) / ("interval", []) / ("text", []) read from the reset observation text."""
+    letters = _OPTION_RE.findall(text)
+    if letters:
+        return "choice", letters
+    if "[start, end]" in text:
+        return "interval", []
+    return "text", []
+
+
+class OraclePolicy(Policy):
+    """Crop the ground-truth evidence, get_frame at its centre, answer correctly."""
+
+    name = "oracle"
+    uses_ground_truth = True
+
+    def __init__(self, moment_pad: float = 2.0) -> None:
+        self.moment_pad = moment_pad
+        self._state: dict[int, dict[str, Any]] = {}
+
+    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+        if sample is None:
+            raise ValueError("the oracle needs the episode's sample (the runner passes current_sample)")
+        self._state[slot] = {"sample": sample, "duration": float(info["duration"]), "step": 0}
+
+    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]):
+        return [self._next(slot) for slot in slots]
+
+    def _next(self, slot: int) -> str:
+        st = self._state[slot]
+        sample: Sample = st["sample"]
+        start, end = sample.evidence[0]
+        if start == end:  # a moment: crop a short window around it
+            start, end = max(0.0, start - self.moment_pad), min(st["duration"], end + self.moment_pad)
+        centre = (start + end) / 2 if sample.evidence[0][0] != sample.evidence[0][1] else sample.evidence[0][0]
+        st["step"] += 1
+        if st["step"] == 1:
+            return format_tool_call(
+                "crop_video", {"start_time": round(start, 3), "end_time": round(end, 3)},
+                think=f"The preview covers the whole {st['duration']:.0f} s video. The question hinges on what "
+                      f"happens around {start:.1f}-{end:.1f} s, so I look at that interval closely.")
+        if st["step"] == 2:
+            return format_tool_call(
+                "get_frame", {"timestamp": round(centre, 3)},
+                think=f"The crop shows the relevant moment; I check the frame at {centre:.1f} s at full detail.")
+        return format_answer(_oracle_answer(sample), think="The frames I inspected settle the question.")
+
+
+def _oracle_answer(sample: Sample) -> str:
+    if sample.answer_type == "interval":
+        s, e = sample.answer_interval
+        return f"[{s:g}, {e:g}]"
+    return sample.answer
+
+
+class NoToolsPolicy(Policy):
+    """Answer immediately after the preview, without calling any tool."""
+
+    name = "no_tools"
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]):
+        return [self._answer(obs, info) for obs, info in zip(observations, infos)]
+
+    def _answer(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
+        kind, letters = _answer_form(str(obs["text"]))
+        duration = float(info["duration"])
+        if kind == "choice":
+            guess = str(self.rng.choice(letters))
+        elif kind == "interval":
+            guess = f"[{0.45 * duration:.1f}, {0.55 * duration:.1f}]"
+        else:
+            guess = "not visible in the preview"
+        return format_answer(guess, think="The preview alone has to do; I answer without looking closer.")
+
+
+class RandomPolicy(Policy):
+    """A uniformly random well-formed action every turn."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self._form: dict[int, tuple[str, list[str]]] = {}
+
+    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+        self._form[slot] = _answer_form(str(obs["text"]))
+
+    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]):
+        return [self._random(slot, info) for slot, info in zip(slots, infos)]
+
+    def _random(self, slot: int, info: dict[str, Any]) -> str:
+        duration = float(info["duration"])
+        choice = int(self.rng.integers(3))
+        if choice == 0:
+            a, b = np.sort(self.rng.uniform(0.0, duration, size=2))
+            if b - a < 0.5:
+                b = min(duration, a + 0.5)
+            return format_tool_call("crop_video", {"start_time": round(float(a), 2), "end_time": round(float(b), 2)},
+                                    think="I look at a random interval.")
+        if choice == 1:
+            t = float(self.rng.uniform(0.0, duration))
+            return format_tool_call("get_frame", {"timestamp": round(t, 2)}, think="I look at a random frame.")
+        kind, letters = self._form.get(slot, ("text", []))
+        if kind == "choice":
+            guess = str(self.rng.choice(letters))
+        elif kind == "interval":
+            a, b = np.sort(self.rng.uniform(0.0, duration, size=2))
+            guess = f"[{a:.1f}, {b:.1f}]"
+        else:
+            guess = "unknown"
+        return format_answer(guess, think="I answer at random.")
+
+
+SCRIPTED_POLICIES = {"oracle": OraclePolicy, "no_tools": NoToolsPolicy, "random": RandomPolicy}
+
+
+def make_scripted_policy(name: str, seed: int | None = None) -> Policy:
+    """Build a scripted policy by name ("oracle", "no_tools", "random")."""
+    if name not in SCRIPTED_POLICIES:
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(SCRIPTED_POLICIES)}")
+    if name == "oracle":
+        return OraclePolicy()
+    return SCRIPTED_POLICIES[name](seed=seed)

@@ -1,0 +1,100 @@
+"""Exact frame access through decord, guarded against its known failure modes (SPEC §9).
+
+decord can over-report the frame count of a container; reading past the real end then
+fails or hangs. We verify the count once at open by decoding the last frame and, if that
+fails, searching down for the last decodable one. Readers are created lazily, so an env
+built in a parent process and forked into workers never shares a decoder across fork.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from medscope_gym.errors import VideoError
+from medscope_gym.video.base import Video
+
+__all__ = ["DecordVideo"]
+
+
+class DecordVideo(Video):
+    """A video file read with ``decord.VideoReader`` (CPU)."""
+
+    def __init__(self, path: str | os.PathLike[str], num_threads: int = 1) -> None:
+        self.path = str(path)
+        self._num_threads = num_threads
+        self._reader = None
+        if not Path(self.path).is_file():
+            raise VideoError(f"video {self.path!r} not found")
+        reader = self._open()
+        count = len(reader)
+        if count <= 0:
+            raise VideoError(f"video {self.path!r} has no video frames")
+        count = self._verified_count(reader, count)
+        ts = reader.get_frame_timestamp(np.arange(count))
+        self._timestamps = np.ascontiguousarray(ts[:, 0], dtype=np.float64)
+        self._end = float(ts[-1, 1])
+        frame = reader[0].asnumpy()
+        self._size = (int(frame.shape[0]), int(frame.shape[1]))
+
+    def _open(self):
+        if self._reader is None:
+            import decord
+
+            try:
+                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
+            except Exception as exc:  # decord raises its own DECORDError and RuntimeError
+                raise VideoError(f"video {self.path!r} cannot be opened by decord: {exc}") from exc
+        return self._reader
+
+    def _verified_count(self, reader, count: int) -> int:
+        """Largest ``n <= count`` whose last frame really decodes."""
+        if self._decodes(reader, count - 1):
+            return count
+        lo, hi = 0, count - 1  # frame lo decodes (checked below), frame hi does not
+        if not self._decodes(reader, 0):
+            raise VideoError(f"video {self.path!r}: not even the first frame decodes")
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._decodes(reader, mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo + 1
+
+    @staticmethod
+    def _decodes(reader, index: int) -> bool:
+        try:
+            reader.get_batch([index]).asnumpy()
+            reader.seek(0)
+            return True
+        except Exception:
+            return False
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return self._timestamps
+
+    @property
+    def duration(self) -> float:
+        return self._end - float(self._timestamps[0]) if self._end > self._timestamps[0] else self._end
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        try:
+            return self._open().get_batch(indices.tolist()).asnumpy()
+        except Exception as exc:
+            raise VideoError(f"video {self.path!r}: decoding frames {indices[:4].tolist()}… failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._reader = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_reader"] = None  # decoders do not cross process boundaries
+        return state

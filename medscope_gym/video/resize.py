@@ -1,0 +1,42 @@
+"""Resizing frames to a pixel budget with the aspect ratio kept (SPEC §3 ``*_max_pixels``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["fit_pixels", "resize_frames"]
+
+
+def fit_pixels(height: int, width: int, max_pixels: int | None) -> tuple[int, int]:
+    """Largest ``(h, w)`` with ``h * w <= max_pixels`` and the aspect of ``(height, width)``.
+
+    Frames already within the budget keep their size; nothing is ever upscaled.
+    """
+    if max_pixels is None or height * width <= max_pixels:
+        return height, width
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    scale = math.sqrt(max_pixels / (height * width))
+    h = max(1, math.floor(height * scale))
+    w = max(1, math.floor(width * scale))
+    while h * w > max_pixels:  # float rounding can leave one row or column too many
+        if w >= h:
+            w -= 1
+        else:
+            h -= 1
+    return h, w
+
+
+def resize_frames(frames: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """Resize ``(n, h, w, 3)`` uint8 frames to fit ``max_pixels`` (bilinear, antialiased)."""
+    n, height, width = frames.shape[:3]
+    h, w = fit_pixels(height, width, max_pixels)
+    if (h, w) == (height, width):
+        return frames
+    out = np.empty((n, h, w, 3), dtype=np.uint8)
+    for i in range(n):
+        out[i] = np.asarray(Image.fromarray(frames[i]).resize((w, h), Image.Resampling.BILINEAR))
+    return out
