@@ -5,6 +5,14 @@ from agents.runner import EpisodeResult, record_from_info, run_episode, run_epis
 from agents.scripted import SCRIPTED_POLICIES, NoToolsPolicy, OraclePolicy, RandomPolicy, make_scripted_policy
 
 __all__ = [
-    "SCRIPTED_POLICIES", "EpisodeResult", "NoToolsPolicy", "OraclePolicy", "Policy", "RandomPolicy",
-    "make_scripted_policy", "record_from_info", "run_episode", "run_episodes",
+    "SCRIPTED_POLICIES",
+    "EpisodeResult",
+    "NoToolsPolicy",
+    "OraclePolicy",
+    "Policy",
+    "RandomPolicy",
+    "make_scripted_policy",
+    "record_from_info",
+    "run_episode",
+    "run_episodes",
 ]

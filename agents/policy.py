@@ -23,7 +23,9 @@ class Policy(abc.ABC):
     name: ClassVar[str] = "policy"
     uses_ground_truth: ClassVar[bool] = False
 
-    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+    def begin(  # noqa: B027 - optional hook: stateless policies need no per-episode setup
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
         """A new episode starts in ``slot`` with its reset observation (override to keep state)."""
 
     @abc.abstractmethod

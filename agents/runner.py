@@ -25,7 +25,9 @@ class EpisodeResult:
     truncated: bool = False
 
 
-def run_episode(env: gym.Env, policy: Policy, *, seed: int | None = None, options: dict | None = None) -> EpisodeResult:
+def run_episode(
+    env: gym.Env, policy: Policy, *, seed: int | None = None, options: dict | None = None
+) -> EpisodeResult:
     """Play one episode of ``policy`` on ``env`` (slot 0)."""
     obs, info = env.reset(seed=seed, options=options)
     sample = env.unwrapped.current_sample if policy.uses_ground_truth else None
@@ -38,7 +40,11 @@ def run_episode(env: gym.Env, policy: Policy, *, seed: int | None = None, option
         result.observations.append(obs["text"])
         if terminated or truncated:
             result.reward, result.terminated, result.truncated, result.final_info = (
-                float(reward), terminated, truncated, info)
+                float(reward),
+                terminated,
+                truncated,
+                info,
+            )
             return result
 
 

@@ -47,12 +47,16 @@ class OraclePolicy(Policy):
         self.moment_pad = moment_pad
         self._state: dict[int, dict[str, Any]] = {}
 
-    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+    def begin(
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
         if sample is None:
             raise ValueError("the oracle needs the episode's sample (the runner passes current_sample)")
         self._state[slot] = {"sample": sample, "duration": float(info["duration"]), "step": 0}
 
-    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]):
+    def act(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ):
         return [self._next(slot) for slot in slots]
 
     def _next(self, slot: int) -> str:
@@ -61,24 +65,32 @@ class OraclePolicy(Policy):
         start, end = sample.evidence[0]
         if start == end:  # a moment: crop a short window around it
             start, end = max(0.0, start - self.moment_pad), min(st["duration"], end + self.moment_pad)
-        centre = (start + end) / 2 if sample.evidence[0][0] != sample.evidence[0][1] else sample.evidence[0][0]
+        centre = (
+            (start + end) / 2 if sample.evidence[0][0] != sample.evidence[0][1] else sample.evidence[0][0]
+        )
         st["step"] += 1
         if st["step"] == 1:
             return format_tool_call(
-                "crop_video", {"start_time": round(start, 3), "end_time": round(end, 3)},
-                think=f"The preview covers the whole {st['duration']:.0f} s video. The question hinges on what "
-                      f"happens around {start:.1f}-{end:.1f} s, so I look at that interval closely.")
+                "crop_video",
+                {"start_time": start, "end_time": end},
+                think=(
+                    f"The preview covers the whole {st['duration']:.0f} s video. The question hinges on "
+                    f"what happens around {start:.1f}-{end:.1f} s, so I look at that interval closely."
+                ),
+            )
         if st["step"] == 2:
             return format_tool_call(
-                "get_frame", {"timestamp": round(centre, 3)},
-                think=f"The crop shows the relevant moment; I check the frame at {centre:.1f} s at full detail.")
+                "get_frame",
+                {"timestamp": centre},
+                think=f"The crop shows the relevant moment; I check the frame at {centre:.1f} s in detail.",
+            )
         return format_answer(_oracle_answer(sample), think="The frames I inspected settle the question.")
 
 
 def _oracle_answer(sample: Sample) -> str:
     if sample.answer_type == "interval":
         s, e = sample.answer_interval
-        return f"[{s:g}, {e:g}]"
+        return f"[{s}, {e}]"
     return sample.answer
 
 
@@ -90,7 +102,9 @@ class NoToolsPolicy(Policy):
     def __init__(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]):
+    def act(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ):
         return [self._answer(obs, info) for obs, info in zip(observations, infos)]
 
     def _answer(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
@@ -114,10 +128,14 @@ class RandomPolicy(Policy):
         self.rng = np.random.default_rng(seed)
         self._form: dict[int, tuple[str, list[str]]] = {}
 
-    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+    def begin(
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
         self._form[slot] = _answer_form(str(obs["text"]))
 
-    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]):
+    def act(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ):
         return [self._random(slot, info) for slot, info in zip(slots, infos)]
 
     def _random(self, slot: int, info: dict[str, Any]) -> str:
@@ -127,11 +145,16 @@ class RandomPolicy(Policy):
             a, b = np.sort(self.rng.uniform(0.0, duration, size=2))
             if b - a < 0.5:
                 b = min(duration, a + 0.5)
-            return format_tool_call("crop_video", {"start_time": round(float(a), 2), "end_time": round(float(b), 2)},
-                                    think="I look at a random interval.")
+            return format_tool_call(
+                "crop_video",
+                {"start_time": round(float(a), 2), "end_time": round(float(b), 2)},
+                think="I look at a random interval.",
+            )
         if choice == 1:
             t = float(self.rng.uniform(0.0, duration))
-            return format_tool_call("get_frame", {"timestamp": round(t, 2)}, think="I look at a random frame.")
+            return format_tool_call(
+                "get_frame", {"timestamp": round(t, 2)}, think="I look at a random frame."
+            )
         kind, letters = self._form.get(slot, ("text", []))
         if kind == "choice":
             guess = str(self.rng.choice(letters))

@@ -99,7 +99,11 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
     resolution, letterboxed likewise).
     """
 
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 1, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["rgb_array", "ansi"],
+        "render_fps": 1,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -121,13 +125,18 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             self.suite = Suite(suite.root, [s for s in suite if s.split == split])
         self.tool_config = ToolConfig.from_any(tools)
         self.reward_config = reward if isinstance(reward, RewardConfig) else _reward_from_name(reward)
-        for name, value, low in (("max_turns", max_turns, 1), ("max_tool_calls", max_tool_calls, 0),
-                                 ("max_tool_frames", max_tool_frames, 1), ("max_open_videos", max_open_videos, 1)):
+        for name, value, low in (
+            ("max_turns", max_turns, 1),
+            ("max_tool_calls", max_tool_calls, 0),
+            ("max_tool_frames", max_tool_frames, 1),
+            ("max_open_videos", max_open_videos, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"ClinVideoEnv {name} must be an integer >= {low}, got {value!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                              f"got {render_mode!r}")
+            raise ConfigError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         if len(self.suite) == 0:
             raise ConfigError(f"suite {str(self.suite.root)!r} has no samples in split {split!r}")
         self.max_turns = max_turns
@@ -142,15 +151,18 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         charset = sorted(set(_BASE_CHARSET).union(*(_sample_chars(s) for s in self.suite)))
         self._charset = frozenset(charset)
         max_duration = max(s.duration for s in self.suite) + 60.0
-        self.observation_space = spaces.Dict({
-            "text": spaces.Text(max_length=MAX_OBS_CHARS, min_length=1, charset="".join(charset)),
-            "video": spaces.Sequence(spaces.Box(0, 255, self._video_shape, np.uint8), stack=True),
-            "video_times": spaces.Sequence(spaces.Box(0.0, max_duration, (1,), np.float64), stack=True),
-            "images": spaces.Sequence(spaces.Box(0, 255, self._image_shape, np.uint8), stack=True),
-            "image_times": spaces.Sequence(spaces.Box(0.0, max_duration, (1,), np.float64), stack=True),
-        })
+        self.observation_space = spaces.Dict(
+            {
+                "text": spaces.Text(max_length=MAX_OBS_CHARS, min_length=1, charset="".join(charset)),
+                "video": spaces.Sequence(spaces.Box(0, 255, self._video_shape, np.uint8), stack=True),
+                "video_times": spaces.Sequence(spaces.Box(0.0, max_duration, (1,), np.float64), stack=True),
+                "images": spaces.Sequence(spaces.Box(0, 255, self._image_shape, np.uint8), stack=True),
+                "image_times": spaces.Sequence(spaces.Box(0.0, max_duration, (1,), np.float64), stack=True),
+            }
+        )
         self.action_space = spaces.Text(max_length=MAX_ACTION_CHARS, min_length=0, charset=_ACTION_CHARSET)
-        self._videos: OrderedDict[str, Video] = OrderedDict()
+        # Open decoders with their preview (identical for every episode on a video), least recent first.
+        self._videos: OrderedDict[str, tuple[Video, ToolOutput]] = OrderedDict()
         self._ep: _Episode | None = None
 
     # ------------------------------------------------------------------ public API
@@ -170,9 +182,8 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             sample = self.suite[int(options["sample_index"])]
         else:
             sample = self.suite[int(self.np_random.integers(len(self.suite)))]
-        video = self._open(sample)
+        video, look = self._open(sample)
         self._ep = ep = _Episode(sample=sample, video=video)
-        look = preview(video, self.tool_config)
         ep.frames_seen = len(look.timestamps)
         ep.inspected.append({"name": "preview", "frames": look.frames, "timestamps": look.timestamps})
         obs = self._observation(f"{question_text(sample, video.duration)}\n{look.text}", video=look)
@@ -196,17 +207,28 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             obs_text, output = f"Error: {parsed.error}", None
         elif ep.tool_calls >= self.max_tool_calls:
             ep.invalid_turns += 1
-            obs_text, output = (f"Error: the tool-call budget ({self.max_tool_calls}) is used up; "
-                                "answer now with <answer>...</answer>."), None
+            obs_text, output = (
+                (
+                    f"Error: the tool-call budget ({self.max_tool_calls}) is used up; "
+                    "answer now with <answer>...</answer>."
+                ),
+                None,
+            )
         else:
             obs_text, output = self._call_tool(parsed.tool_call)
 
         truncated = ep.tool_frames >= self.max_tool_frames or len(ep.actions) >= self.max_turns
         if truncated:
             info = self._finish(None, truncated=True)
-            return self._observation(f"{obs_text}\nThe episode is over: budget exhausted.", output), \
-                info["reward_parts"]["total"], False, True, info
-        budget = f"[turn {len(ep.actions)} of {self.max_turns}; {self.max_tool_calls - ep.tool_calls} tool calls left]"
+            return (
+                self._observation(f"{obs_text}\nThe episode is over: budget exhausted.", output),
+                info["reward_parts"]["total"],
+                False,
+                True,
+                info,
+            )
+        calls_left = self.max_tool_calls - ep.tool_calls
+        budget = f"[turn {len(ep.actions)} of {self.max_turns}; {calls_left} tool calls left]"
         return self._observation(f"{obs_text}\n{budget}", output), 0.0, False, False, self._info()
 
     def render(self) -> np.ndarray | str | None:
@@ -223,7 +245,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         return render_timeline(ep.video.duration, ep.sample.evidence, ep.tool_log, ep.inspected)
 
     def close(self) -> None:
-        for video in self._videos.values():
+        for video, _ in self._videos.values():
             video.close()
         self._videos.clear()
         super().close()
@@ -238,11 +260,22 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
     def _call_tool(self, call) -> tuple[str, ToolOutput | None]:
         ep = self._ep
         assert ep is not None
-        entry: dict[str, Any] = {"name": call.name, "arguments": call.arguments, "ok": False, "error": None,
-                                 "lenient_json": call.lenient_json, "turn": len(ep.actions)}
+        entry: dict[str, Any] = {
+            "name": call.name,
+            "arguments": call.arguments,
+            "ok": False,
+            "error": None,
+            "lenient_json": call.lenient_json,
+            "turn": len(ep.actions),
+        }
         try:
-            out = run_tool(call.name, call.arguments, ep.video, self.tool_config,
-                           video_names=(ep.sample.video, str(self.suite.video_path(ep.sample))))
+            out = run_tool(
+                call.name,
+                call.arguments,
+                ep.video,
+                self.tool_config,
+                video_names=(ep.sample.video, str(self.suite.video_path(ep.sample))),
+            )
         except ToolError as exc:
             ep.invalid_turns += 1
             entry["error"] = str(exc)
@@ -275,21 +308,37 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             judged = score_answer(sample, answer, self.text_judge)
         fmt = check_trajectory_format(ep.actions)
         format_ok = fmt.ok and ep.invalid_turns == 0
-        format_reason = fmt.reason if not fmt.ok else (
-            "ok" if format_ok else f"{ep.invalid_turns} invalid turn(s) (errors or lenient JSON)")
-        parts = trajectory_reward(accuracy=judged.score, format_ok=format_ok, last_crop=ep.last_crop,
-                                  last_frame=ep.last_frame, evidence=sample.evidence, cfg=self.reward_config)
+        format_reason = (
+            fmt.reason
+            if not fmt.ok
+            else ("ok" if format_ok else f"{ep.invalid_turns} invalid turn(s) (errors or lenient JSON)")
+        )
+        parts = trajectory_reward(
+            accuracy=judged.score,
+            format_ok=format_ok,
+            last_crop=ep.last_crop,
+            last_frame=ep.last_frame,
+            evidence=sample.evidence,
+            cfg=self.reward_config,
+        )
         info = self._info()
         info.update(
             reward_parts=parts.as_dict(),
-            ground_truth={"answer": sample.answer, "evidence": [list(w) for w in sample.evidence],
-                          "options": list(sample.options) if sample.options else None},
+            ground_truth={
+                "answer": sample.answer,
+                "evidence": [list(w) for w in sample.evidence],
+                "options": list(sample.options) if sample.options else None,
+            },
             answer=answer,
             judge={"score": judged.score, "reason": judged.reason, "failed": judged.failed},
             format={"ok": format_ok, "reason": format_reason},
             episode={
-                "sample_id": sample.id, "task": sample.task, "answer_type": sample.answer_type,
-                "turns": len(ep.actions), "tool_calls": ep.tool_calls, "frames_seen": ep.frames_seen,
+                "sample_id": sample.id,
+                "task": sample.task,
+                "answer_type": sample.answer_type,
+                "turns": len(ep.actions),
+                "tool_calls": ep.tool_calls,
+                "frames_seen": ep.frames_seen,
                 "truncated": truncated,
                 "predicted_interval": list(p) if (p := _predicted_interval(sample, answer)) else None,
                 "inspected_interval": list(ep.last_crop) if ep.last_crop else None,
@@ -331,7 +380,8 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         clean = "".join(c if c in self._charset else "?" for c in text[:MAX_OBS_CHARS])
         return clean or " "
 
-    def _open(self, sample: Sample) -> Video:
+    def _open(self, sample: Sample) -> tuple[Video, ToolOutput]:
+        """The sample's decoder and preview, from the cache or freshly opened and checked."""
         path = str(self.suite.video_path(sample))
         if path in self._videos:
             self._videos.move_to_end(path)
@@ -340,13 +390,15 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         slack = max(1.0, 2.0 / max(sample.fps, 1e-6))
         if abs(video.duration - sample.duration) > slack:
             video.close()
-            raise VideoError(f"sample {sample.id!r}: the suite gives duration {sample.duration:g} s but video "
-                             f"{path!r} decodes to {video.duration:.2f} s")
-        self._videos[path] = video
+            raise VideoError(
+                f"sample {sample.id!r}: the suite gives duration {sample.duration:g} s but video "
+                f"{path!r} decodes to {video.duration:.2f} s"
+            )
+        self._videos[path] = (video, preview(video, self.tool_config))
         while len(self._videos) > self.max_open_videos:
-            _, old = self._videos.popitem(last=False)
+            _, (old, _) = self._videos.popitem(last=False)
             old.close()
-        return video
+        return self._videos[path]
 
     def _frame_canvases(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """Largest preview/crop frame and largest get_frame frame over the suite's videos."""
@@ -393,7 +445,7 @@ def _as_text(action: object) -> str:
         return action
     if isinstance(action, (bytes, bytearray)):
         return bytes(action).decode("utf-8", errors="replace")
-    return repr(action)[:MAX_ACTION_CHARS + 1]
+    return repr(action)[: MAX_ACTION_CHARS + 1]
 
 
 def _letterbox(frames: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
@@ -406,7 +458,7 @@ def _letterbox(frames: np.ndarray | None, shape: tuple[int, int, int]) -> np.nda
         return np.ascontiguousarray(frames, dtype=np.uint8)
     out = np.zeros((len(frames), h, w, 3), dtype=np.uint8)
     top, left = (h - fh) // 2, (w - fw) // 2
-    out[:, top:top + fh, left:left + fw] = frames
+    out[:, top : top + fh, left : left + fw] = frames
     return out
 
 

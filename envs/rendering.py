@@ -21,7 +21,13 @@ _MARGIN = 48
 _ROW = 16
 _THUMB_H = 72
 _MAX_THUMBS = 10
-_GREEN, _BLUE, _ORANGE, _GREY, _RED = (46, 160, 67), (49, 110, 220), (240, 140, 30), (150, 150, 150), (210, 50, 50)
+_GREEN, _BLUE, _ORANGE, _GREY, _RED = (
+    (46, 160, 67),
+    (49, 110, 220),
+    (240, 140, 30),
+    (150, 150, 150),
+    (210, 50, 50),
+)
 
 
 def _nice_step(duration: float) -> float:

@@ -59,14 +59,16 @@ class Transcript:
         first = not self.turns
         video = obs.get("video")
         images = obs.get("images")
-        self.turns.append(Turn(
-            role="user" if first else self.tool_role,
-            text=str(obs.get("text", "")),
-            video=video if video is not None and len(video) else None,
-            video_times=_flat(obs.get("video_times")) if video is not None and len(video) else None,
-            images=images if images is not None and len(images) else None,
-            image_times=_flat(obs.get("image_times")) if images is not None and len(images) else None,
-        ))
+        self.turns.append(
+            Turn(
+                role="user" if first else self.tool_role,
+                text=str(obs.get("text", "")),
+                video=video if video is not None and len(video) else None,
+                video_times=_flat(obs.get("video_times")) if video is not None and len(video) else None,
+                images=images if images is not None and len(images) else None,
+                image_times=_flat(obs.get("image_times")) if images is not None and len(images) else None,
+            )
+        )
 
     def add_action(self, text: str) -> None:
         """Append the agent's raw text for one turn."""
@@ -74,7 +76,9 @@ class Transcript:
 
     # ------------------------------------------------------------------ renderings
     def to_hf_messages(self) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = [{"role": "system", "content": [{"type": "text", "text": self.system_prompt}]}]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]}
+        ]
         for i, turn in enumerate(self.turns):
             if turn.role == "assistant":
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.text}]})
@@ -82,8 +86,14 @@ class Transcript:
             content: list[dict[str, Any]] = []
             if turn.video is not None:
                 content.append({"type": "text", "text": _times_line("Video frames", turn.video_times)})
-                content.append({"type": "video", "video": turn.video, "fps": frames_fps(turn.video_times),
-                                "timestamps": turn.video_times.tolist()})
+                content.append(
+                    {
+                        "type": "video",
+                        "video": turn.video,
+                        "fps": frames_fps(turn.video_times),
+                        "timestamps": turn.video_times.tolist(),
+                    }
+                )
             if turn.images is not None:
                 for frame, t in zip(turn.images, turn.image_times):
                     content.append({"type": "text", "text": f"Frame at {t:.2f} s:"})
@@ -103,14 +113,19 @@ class Transcript:
             content: list[dict[str, Any]] = []
             frames: list[tuple[np.ndarray, float]] = []
             if turn.video is not None:
-                keep = np.unique(np.linspace(0, len(turn.video) - 1, min(len(turn.video), max_video_frames))
-                                 .round().astype(int))
+                keep = np.unique(
+                    np.linspace(0, len(turn.video) - 1, min(len(turn.video), max_video_frames))
+                    .round()
+                    .astype(int)
+                )
                 frames += [(turn.video[k], float(turn.video_times[k])) for k in keep]
             if turn.images is not None:
                 frames += list(zip(turn.images, map(float, turn.image_times)))
             for frame, t in frames:
                 content.append({"type": "text", "text": f"[{t:.2f} s]"})
-                content.append({"type": "image_url", "image_url": {"url": _jpeg_data_url(frame, jpeg_quality)}})
+                content.append(
+                    {"type": "image_url", "image_url": {"url": _jpeg_data_url(frame, jpeg_quality)}}
+                )
             text = turn.text if i == 0 else f"<tool_response>\n{turn.text}\n</tool_response>"
             content.append({"type": "text", "text": text})
             messages.append({"role": "user", "content": content})

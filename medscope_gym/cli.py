@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from medscope_gym.errors import MedScopeError
+from medscope_gym.errors import ConfigError, MedScopeError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -27,47 +27,59 @@ COMMAND_MODULES: tuple[str, ...] = ()
 def _cmd_play(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    from agents import make_scripted_policy, record_from_info, run_episode
+    from agents import SCRIPTED_POLICIES, make_scripted_policy, record_from_info, run_episode
     from medscope_gym.metrics import format_table, summarise
 
+    names = [n.strip() for n in args.policy.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCRIPTED_POLICIES]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(SCRIPTED_POLICIES)}"
+        )
     kwargs = {"reward": args.reward}
     if args.suite:
         kwargs["suite"] = args.suite
     if args.split:
         kwargs["split"] = args.split
     env = gym.make(args.env, render_mode="rgb_array" if args.render_dir else None, **kwargs)
-    policy = make_scripted_policy(args.policy, seed=args.seed)
-    records = []
-    for episode in range(args.episodes):
-        result = run_episode(env, policy, seed=args.seed if episode == 0 else None)
-        info = result.final_info
-        records.append(record_from_info(info))
-        if not args.quiet:
-            _print_episode(episode + 1, result)
-        if args.render_dir:
-            from PIL import Image
+    table = {}
+    for name in names:
+        policy = make_scripted_policy(name, seed=args.seed)
+        records = []
+        for episode in range(args.episodes):
+            result = run_episode(env, policy, seed=args.seed if episode == 0 else None)
+            info = result.final_info
+            records.append(record_from_info(info))
+            if not args.quiet:
+                _print_episode(f"{name} {episode + 1}", result)
+            if args.render_dir:
+                from PIL import Image
 
-            out = Path(args.render_dir) / f"episode{episode + 1:03d}-{info['sample_id']}.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(env.render()).save(out)
+                out = Path(args.render_dir) / f"{name}-{episode + 1:03d}-{info['sample_id']}.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(env.render()).save(out)
+        table[name] = summarise(records)
     env.close()
-    print(format_table({args.policy: summarise(records)}))
+    print(format_table(table))
     return 0
 
 
-def _print_episode(number: int, result) -> None:
+def _print_episode(label: str, result) -> None:
     info = result.final_info
     parts = info["reward_parts"]
-    print(f"=== episode {number}  sample {info['sample_id']}  task {info['task']}")
+    print(f"=== episode {label}  sample {info['sample_id']}  task {info['task']}")
     print(f"[env] {result.observations[0]}")
     for action, reply in zip(result.actions, result.observations[1:]):
         print(f"[agent] {action}")
         print(f"[env] {reply}")
     end = "truncated" if result.truncated else "answered"
-    print(f"--> {end}; ground truth {info['ground_truth']['answer']!r} evidence {info['ground_truth']['evidence']}")
-    print(f"--> reward {parts['total']:.2f} = accuracy {parts['accuracy']:.2f} + format {parts['format']:.2f} "
-          f"+ evidence {parts['evidence']:.2f} (crop {parts['crop']:.2f}, frame {parts['frame']:.2f})"
-          f"{'' if info['format']['ok'] else '; format: ' + info['format']['reason']}\n")
+    truth = info["ground_truth"]
+    print(f"--> {end}; ground truth {truth['answer']!r} evidence {truth['evidence']}")
+    print(
+        f"--> reward {parts['total']:.2f} = accuracy {parts['accuracy']:.2f} + format {parts['format']:.2f} "
+        f"+ evidence {parts['evidence']:.2f} (crop {parts['crop']:.2f}, frame {parts['frame']:.2f})"
+        f"{'' if info['format']['ok'] else '; format: ' + info['format']['reason']}\n"
+    )
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -75,8 +87,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from medscope_gym.synthetic import build_synthetic_suite
 
     path = build_synthetic_suite(
-        args.out, n_videos=args.videos, min_duration_s=args.min_duration, max_duration_s=args.max_duration,
-        seed=args.seed, width=args.width, height=args.height, fps=args.fps, burn_index=args.burn_index)
+        args.out,
+        n_videos=args.videos,
+        min_duration_s=args.min_duration,
+        max_duration_s=args.max_duration,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        burn_index=args.burn_index,
+    )
     suite = Suite.load(path)
     print(f"wrote {len(suite)} samples over {len(suite.videos())} videos to {path}")
     return 0
@@ -103,11 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--env", default="MedScope/SynthSurg-v0", help="a registered env id")
     play.add_argument("--suite", help="suite folder (for MedScope/ClinVideo-v0) or builtin:NAME")
     play.add_argument("--split", choices=("train", "val", "test"))
-    play.add_argument("--policy", default="oracle", choices=("oracle", "no_tools", "random"))
+    play.add_argument(
+        "--policy", default="oracle", help="oracle, no_tools, random, or a comma-separated list"
+    )
     play.add_argument("--episodes", type=int, default=3)
     play.add_argument("--seed", type=int, default=0)
-    play.add_argument("--reward", default="paper", help="reward preset: paper, no_evidence, conditional_evidence, "
-                                                       "no_iou_bonus")
+    play.add_argument(
+        "--reward",
+        default="paper",
+        help="reward preset: paper, no_evidence, conditional_evidence, no_iou_bonus",
+    )
     play.add_argument("--quiet", action="store_true", help="print only the summary table")
     play.add_argument("--render-dir", help="save the rgb_array picture of each finished episode here")
     play.set_defaults(func=_cmd_play)

@@ -14,6 +14,8 @@ ENV_IDS: dict[str, dict] = {
         "entry_point": "envs.clinvideo:ClinVideoEnv",
         "kwargs": {"suite": "builtin:synthsurg-small"},
     },
+    # Numeric (Box / MultiDiscrete) view for Stable-Baselines3, on the numeric benchmark suite by default.
+    "MedScope/SynthSurg-Numeric-v0": {"entry_point": "envs.numeric:NumericClinVideoEnv", "kwargs": {}},
 }
 
 

@@ -20,8 +20,16 @@ from medscope_gym.errors import ConfigError
 from medscope_gym.intervals import Interval
 from medscope_gym.video import Video
 
-__all__ = ["ToolConfig", "ToolError", "ToolOutput", "crop_video", "get_frame", "preview", "run_tool",
-           "sample_times"]
+__all__ = [
+    "ToolConfig",
+    "ToolError",
+    "ToolOutput",
+    "crop_video",
+    "get_frame",
+    "preview",
+    "run_tool",
+    "sample_times",
+]
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,14 @@ class ToolConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"ToolConfig.{name} must be a finite number > 0, got {value!r}")
-        for name in ("crop_max_frames", "crop_max_pixels", "frame_count", "preview_max_frames",
-                     "preview_max_pixels", "frame_max_pixels"):
+        for name in (
+            "crop_max_frames",
+            "crop_max_pixels",
+            "frame_count",
+            "preview_max_frames",
+            "preview_max_pixels",
+            "frame_max_pixels",
+        ):
             value = getattr(self, name)
             if value is None and name == "frame_max_pixels":
                 continue
@@ -112,8 +126,10 @@ def preview(video: Video, cfg: ToolConfig) -> ToolOutput:
     """The coarse global look at reset: frames at ``preview_fps`` over the whole video."""
     times = sample_times(0.0, video.duration, cfg.preview_fps, cfg.preview_max_frames)
     frames, stamps = _frames_at(video, times, cfg.preview_max_pixels)
-    text = (f"Preview of the whole video ({video.duration:.1f} s): {len(stamps)} frames from "
-            f"{stamps[0]:.1f} s to {stamps[-1]:.1f} s.")
+    text = (
+        f"Preview of the whole video ({video.duration:.1f} s): {len(stamps)} frames from "
+        f"{stamps[0]:.1f} s to {stamps[-1]:.1f} s."
+    )
     return ToolOutput("preview", frames, stamps, interval=(0.0, video.duration), text=text)
 
 
@@ -150,18 +166,23 @@ def _check_arguments(
 ) -> None:
     unknown = [k for k in arguments if k not in allowed]
     if unknown:
-        raise ToolError(f"{name} got unknown argument(s) {', '.join(map(repr, unknown))}; it takes "
-                        f"{', '.join(allowed)}")
+        raise ToolError(
+            f"{name} got unknown argument(s) {', '.join(map(repr, unknown))}; it takes {', '.join(allowed)}"
+        )
     if "video_path" in arguments:
         given = arguments["video_path"]
         accepted = set(video_names) | {PurePath(v).name for v in video_names}
         if not isinstance(given, str) or given not in accepted:
             own = PurePath(next(iter(video_names), "?")).name
-            raise ToolError(f"video_path may only name this episode's video ({own!r}); "
-                            "leave it out to use the current video")
+            raise ToolError(
+                f"video_path may only name this episode's video ({own!r}); "
+                "leave it out to use the current video"
+            )
 
 
-def crop_video(video: Video, arguments: Mapping[str, Any], cfg: ToolConfig, video_names: Collection[str] = ()) -> ToolOutput:
+def crop_video(
+    video: Video, arguments: Mapping[str, Any], cfg: ToolConfig, video_names: Collection[str] = ()
+) -> ToolOutput:
     """Frames sampled at ``crop_fps`` in ``[start_time, end_time]`` (end clamped to the duration)."""
     _check_arguments("crop_video", arguments, ("start_time", "end_time", "video_path"), video_names)
     start, end = _seconds(arguments, "start_time"), _seconds(arguments, "end_time")
@@ -175,12 +196,16 @@ def crop_video(video: Video, arguments: Mapping[str, Any], cfg: ToolConfig, vide
     end = min(end, duration)
     times = sample_times(start, end, cfg.crop_fps, cfg.crop_max_frames)
     frames, stamps = _frames_at(video, times, cfg.crop_max_pixels)
-    text = (f"crop_video [{start:.1f} s, {end:.1f} s]: {len(stamps)} frames at "
-            f"{', '.join(f'{t:.1f}' for t in stamps[:3])}{' …' if len(stamps) > 3 else ''} s.")
+    text = (
+        f"crop_video [{start:.1f} s, {end:.1f} s]: {len(stamps)} frames at "
+        f"{', '.join(f'{t:.1f}' for t in stamps[:3])}{' …' if len(stamps) > 3 else ''} s."
+    )
     return ToolOutput("crop_video", frames, stamps, interval=(start, end), text=text)
 
 
-def get_frame(video: Video, arguments: Mapping[str, Any], cfg: ToolConfig, video_names: Collection[str] = ()) -> ToolOutput:
+def get_frame(
+    video: Video, arguments: Mapping[str, Any], cfg: ToolConfig, video_names: Collection[str] = ()
+) -> ToolOutput:
     """The frame on screen at ``timestamp`` and its neighbours, at native resolution."""
     _check_arguments("get_frame", arguments, ("timestamp", "video_path"), video_names)
     t = _seconds(arguments, "timestamp")
@@ -193,15 +218,19 @@ def get_frame(video: Video, arguments: Mapping[str, Any], cfg: ToolConfig, video
     count = min(cfg.frame_count, video.num_frames)
     first = min(max(0, centre - (count - 1) // 2), video.num_frames - count)
     frames, stamps = video.frames(np.arange(first, first + count), cfg.frame_max_pixels)
-    text = (f"get_frame {t:.2f} s: {count} frames at {', '.join(f'{s:.2f}' for s in stamps)} s "
-            f"({frames.shape[2]}x{frames.shape[1]}).")
+    text = (
+        f"get_frame {t:.2f} s: {count} frames at {', '.join(f'{s:.2f}' for s in stamps)} s "
+        f"({frames.shape[2]}x{frames.shape[1]})."
+    )
     return ToolOutput("get_frame", frames, stamps, timestamp=t, text=text)
 
 
 TOOLS = {"crop_video": crop_video, "get_frame": get_frame}
 
 
-def run_tool(name: str, arguments: Mapping[str, Any], video: Video, cfg: ToolConfig, video_names: Collection[str] = ()) -> ToolOutput:
+def run_tool(
+    name: str, arguments: Mapping[str, Any], video: Video, cfg: ToolConfig, video_names: Collection[str] = ()
+) -> ToolOutput:
     """Dispatch a parsed tool call; raises :class:`ToolError` on a bad name or bad arguments.
 
     ``video_names`` are the only values a ``video_path`` argument may take (the episode's own

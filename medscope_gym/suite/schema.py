@@ -124,8 +124,20 @@ class Sample:
         if split not in SPLITS:
             v.fail("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
         known = {
-            "id", "video", "duration", "fps", "question", "options", "answer", "answer_type", "task",
-            "evidence", "source", "split", "captions", "trajectory",
+            "id",
+            "video",
+            "duration",
+            "fps",
+            "question",
+            "options",
+            "answer",
+            "answer_type",
+            "task",
+            "evidence",
+            "source",
+            "split",
+            "captions",
+            "trajectory",
         }
         return cls(
             id=sid,
@@ -200,8 +212,10 @@ class _Validator:
             matches = [i for i, o in enumerate(options) if o.strip().casefold() == value.strip().casefold()]
             if len(matches) == 1:
                 return letters[matches[0]]
-            self.fail("answer", f"must be an option letter {letters[0]}-{letters[-1]} or an option's text, "
-                                f"got {value!r}")
+            self.fail(
+                "answer",
+                f"must be an option letter {letters[0]}-{letters[-1]} or an option's text, got {value!r}",
+            )
         if answer_type == "interval" and parse_interval(value) is None:
             self.fail("answer", f"an interval answer must read like '[start, end]' in seconds, got {value!r}")
         return value
@@ -213,8 +227,11 @@ class _Validator:
         windows: list[Interval] = []
         for i, w in enumerate(value):
             ok = (
-                isinstance(w, (list, tuple)) and len(w) == 2
-                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in w)
+                isinstance(w, (list, tuple))
+                and len(w) == 2
+                and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in w
+                )
             )
             if not ok:
                 self.fail("evidence", f"window {i} must be [start, end] with finite numbers, got {w!r}")
@@ -234,9 +251,14 @@ class _Validator:
             self.fail("captions", "must be a list of {start, end, text}")
         out = []
         for i, c in enumerate(value):
-            if not (isinstance(c, dict) and isinstance(c.get("text"), str)
-                    and all(isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
-                            for k in ("start", "end"))):
+            if not (
+                isinstance(c, dict)
+                and isinstance(c.get("text"), str)
+                and all(
+                    isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
+                    for k in ("start", "end")
+                )
+            ):
                 self.fail("captions", f"caption {i} must be {{start, end, text}}, got {c!r}")
             s, e = float(c["start"]), float(c["end"])
             if not (0 <= s <= e <= duration + _DURATION_SLACK_S):

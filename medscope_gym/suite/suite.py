@@ -26,9 +26,7 @@ class Suite(Sequence[Sample]):
         self._by_id = {s.id: s for s in self.samples}
 
     @classmethod
-    def load(
-        cls, root: str | os.PathLike[str], split: str | None = None, check_videos: bool = True
-    ) -> Suite:
+    def load(cls, root: str | os.PathLike[str], split: str | None = None, check_videos: bool = True) -> Suite:
         """Read and validate ``root/suite.jsonl``; raise :class:`SuiteError` naming line and field.
 
         ``split`` keeps one split ("train", "val" or "test"); ``check_videos`` verifies that
@@ -106,8 +104,10 @@ class Suite(Sequence[Sample]):
 def _check_video(root: Path, sample: Sample, where: str) -> None:
     video = Path(sample.video)
     if video.is_absolute() or ".." in video.parts:
-        raise SuiteError(f"{where} (id {sample.id!r}), field 'video': must be a path inside the suite folder, "
-                         f"got {sample.video!r}")
+        raise SuiteError(
+            f"{where} (id {sample.id!r}), field 'video': must be a path inside the suite folder, "
+            f"got {sample.video!r}"
+        )
     if not (root / video).is_file():
         raise SuiteError(f"{where} (id {sample.id!r}), field 'video': file {str(root / video)!r} not found")
 

@@ -17,8 +17,9 @@ class ArrayVideo(Video):
     ) -> None:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-            raise ValueError(f"frames must be a non-empty (n, h, w, 3) uint8 array, got {frames.shape} "
-                             f"{frames.dtype}")
+            raise ValueError(
+                f"frames must be a non-empty (n, h, w, 3) uint8 array, got {frames.shape} {frames.dtype}"
+            )
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self._frames = frames

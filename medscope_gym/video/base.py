@@ -41,7 +41,7 @@ class Video(abc.ABC):
     def _read(self, indices: np.ndarray) -> np.ndarray:
         """Decode sorted, unique, in-range ``indices`` to a ``(n, h, w, 3)`` uint8 array."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: in-memory videos hold nothing to release
         """Release decoder resources; safe to call twice."""
 
     @property

@@ -33,9 +33,9 @@ class DecordVideo(Video):
         if count <= 0:
             raise VideoError(f"video {self.path!r} has no video frames")
         count = self._verified_count(reader, count)
-        ts = reader.get_frame_timestamp(np.arange(count))
-        self._timestamps = np.ascontiguousarray(ts[:, 0], dtype=np.float64)
-        self._end = float(ts[-1, 1])
+        self._timestamps, self._end = _exact_timestamps(
+            reader.get_frame_timestamp(np.arange(count)), float(reader.get_avg_fps())
+        )
         frame = reader[0].asnumpy()
         self._size = (int(frame.shape[0]), int(frame.shape[1]))
 
@@ -79,7 +79,7 @@ class DecordVideo(Video):
 
     @property
     def duration(self) -> float:
-        return self._end - float(self._timestamps[0]) if self._end > self._timestamps[0] else self._end
+        return self._end - float(self._timestamps[0])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -89,7 +89,9 @@ class DecordVideo(Video):
         try:
             return self._open().get_batch(indices.tolist()).asnumpy()
         except Exception as exc:
-            raise VideoError(f"video {self.path!r}: decoding frames {indices[:4].tolist()}… failed: {exc}") from exc
+            raise VideoError(
+                f"video {self.path!r}: decoding frames {indices[:4].tolist()}… failed: {exc}"
+            ) from exc
 
     def close(self) -> None:
         self._reader = None
@@ -98,3 +100,19 @@ class DecordVideo(Video):
         state = self.__dict__.copy()
         state["_reader"] = None  # decoders do not cross process boundaries
         return state
+
+
+def _exact_timestamps(table: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
+    """Frame start times in float64 and the end of the last frame.
+
+    decord reports times as float32, which is off by microseconds (102.88 s reads as
+    102.8799972): enough to move a clamped crop end and cost an IoU bonus step. For a
+    constant frame rate the exact times are ``t0 + i / fps``; a variable-rate file keeps the
+    container's times.
+    """
+    starts = table[:, 0].astype(np.float64)
+    if fps > 0:
+        ideal = starts[0] + np.arange(len(starts), dtype=np.float64) / fps
+        if np.max(np.abs(starts - ideal)) < 0.25 / fps:
+            return ideal, float(ideal[-1] + 1.0 / fps)
+    return starts, float(table[-1, 1])

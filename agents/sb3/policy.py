@@ -1,0 +1,101 @@
+"""TimelinePolicy: an SB3 actor-critic whose action head respects the time axis of the numeric env.
+
+SB3's default head is one linear layer from the features to all action logits, so it would have
+to learn separately, for each of the 60 time bins, that "the question's event shows in bin k"
+means "crop at bin k". This policy keeps :class:`~agents.sb3.extractor.TimelineExtractor`'s
+timeline map aligned with the bins and scores start and end bins with a small 1-D convolution
+over it (the same weights at every position), scores answer options from the extractor's
+option scores, and picks the tool from the global features. The value function is an MLP over
+all features. Everything else (PPO, rollout buffers, saving, loading) is stock SB3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+from torch import nn
+
+from agents.sb3.extractor import FeatureLayout, TimelineExtractor
+
+__all__ = ["TimelineActionHead", "TimelinePolicy", "TimelineValueSplit"]
+
+
+class TimelineValueSplit(nn.Module):
+    """Stands in for SB3's ``mlp_extractor``: the actor gets the features as they are, the critic an MLP."""
+
+    def __init__(self, features_dim: int, value_hidden: int = 64) -> None:
+        super().__init__()
+        self.latent_dim_pi = features_dim
+        self.latent_dim_vf = value_hidden
+        self.value_net = nn.Sequential(nn.Linear(features_dim, value_hidden), nn.Tanh(),
+                                       nn.Linear(value_hidden, value_hidden), nn.Tanh())
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return features, self.value_net(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value_net(features)
+
+
+class TimelineActionHead(nn.Module):
+    """Logits of ``MultiDiscrete([tools, bins, bins, options])`` from the extractor's parts.
+
+    Args:
+        layout: where the global vector, timeline map and option scores sit in the features.
+        nvec: the action space's ``nvec``; its bins and options must match ``layout``.
+        kernel: width (in bins) of the start / end convolutions.
+    """
+
+    def __init__(self, layout: FeatureLayout, nvec: Sequence[int], kernel: int = 5) -> None:
+        super().__init__()
+        tools, bins, bins_end, options = (int(n) for n in nvec)
+        if (bins, bins_end, options) != (layout.bins, layout.bins, layout.options):
+            raise ValueError(f"action nvec {list(nvec)} does not match the features layout {layout}")
+        self.layout = layout
+        self.tool = nn.Linear(layout.global_dim, tools)
+        self.start = nn.Conv1d(layout.map_channels, 1, kernel, padding=kernel // 2)
+        self.end = nn.Conv1d(layout.map_channels, 1, kernel, padding=kernel // 2)
+        self.answer_bias = nn.Linear(layout.global_dim, options)
+        self.answer_scale = nn.Parameter(torch.ones(1))
+        for module in (self.tool, self.start, self.end, self.answer_bias):
+            nn.init.normal_(module.weight, std=0.01)
+            nn.init.zeros_(module.bias)  # a near-uniform policy at the start: explore every bin and option
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        glob, timeline, scores = self.layout.split(latent)
+        return torch.cat([
+            self.tool(glob),
+            self.start(timeline).squeeze(1),
+            self.end(timeline).squeeze(1),
+            self.answer_scale * scores + self.answer_bias(glob),
+        ], dim=1)
+
+
+class TimelinePolicy(MultiInputActorCriticPolicy):
+    """``MultiInputActorCriticPolicy`` with :class:`TimelineExtractor` and :class:`TimelineActionHead`.
+
+    Accepts the usual SB3 policy kwargs; ``features_extractor_kwargs`` go to the extractor, and
+    ``net_arch`` is ignored (the heads are fixed by the timeline layout).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("features_extractor_class", TimelineExtractor)
+        super().__init__(*args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = TimelineValueSplit(self.features_dim)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        layout = getattr(self.features_extractor, "layout", None)
+        if not isinstance(layout, FeatureLayout):
+            raise TypeError("TimelinePolicy needs a features extractor with a FeatureLayout `layout` "
+                            "(e.g. TimelineExtractor)")
+        self.action_net = TimelineActionHead(layout, self.action_space.nvec)
+        # The optimizer built by SB3 holds the replaced head's parameters: build it again.
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

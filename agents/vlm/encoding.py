@@ -1,0 +1,226 @@
+"""Observations to token chunks: the model's chat template, delta by delta, and its processor.
+
+A VLM episode is one growing token sequence. Each new observation is rendered with the model's
+own chat template, but only the *new* part is tokenised: the template is rendered for the whole
+conversation, the rendering of the conversation so far (which ends with the text of the last
+assistant turn) is cut off the front, and the remaining delta (``<|im_end|>`` closing the
+assistant turn, the tool response as a user turn, the next generation prompt) goes through the
+processor together with the new frames, which expands each ``<|video_pad|>``/``<|image_pad|>``
+to one token per merged patch. Earlier turns are never re-tokenised, so the ids the model
+sampled stay in the sequence exactly as sampled. A template that is not prefix-stable (e.g. one
+that rewrites earlier assistant turns) is detected and refused.
+
+Frames are reduced on the policy side before the processor sees them: long previews and crops are
+subsampled evenly to a frame cap, and every frame is resized to fit ``max_pixels`` (aspect kept), so
+a tiny model on a CPU sees a handful of visual tokens while a real model can be given more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medscope_gym.chat import Transcript, frames_fps
+from medscope_gym.protocol import SYSTEM_PROMPT
+
+__all__ = ["ChatEncoder", "EpisodeContext", "FrameConfig", "MediaInputs", "ObservationChunk", "TemplateError"]
+
+
+class TemplateError(RuntimeError):
+    """The chat template cannot be rendered incrementally (it rewrites earlier turns)."""
+
+
+@dataclass
+class FrameConfig:
+    """How many frames of which size the model is shown (the env's frames are up to 224²)."""
+
+    max_pixels: int = 224 * 224
+    """Each frame is resized (aspect kept) to at most this many pixels before the processor."""
+    max_preview_frames: int = 64
+    """The reset preview is subsampled evenly to at most this many frames."""
+    max_crop_frames: int = 32
+    """A crop_video result is subsampled evenly to at most this many frames."""
+    max_images: int = 3
+    """At most this many get_frame frames (nearest the requested moment first kept in time order)."""
+
+
+@dataclass
+class MediaInputs:
+    """The frames of one observation as the model receives them (after the policy's reduction)."""
+
+    video: np.ndarray | None = None
+    """(n, h, w, 3) uint8: the preview or crop frames."""
+    video_times: np.ndarray | None = None
+    """(n,) seconds of each video frame."""
+    images: np.ndarray | None = None
+    """(m, h, w, 3) uint8: get_frame frames."""
+    image_times: np.ndarray | None = None
+    """(m,) seconds of each image."""
+
+    @property
+    def video_fps(self) -> float:
+        """Sampling rate of the video frames, from their real timestamps."""
+        return frames_fps(self.video_times) if self.video_times is not None else 1.0
+
+    def as_observation(self, text: str) -> dict[str, Any]:
+        """An env-style observation dict holding these frames (what the transcript renders)."""
+        empty = np.zeros((0, 1), dtype=np.float64)
+        return {
+            "text": text,
+            "video": self.video if self.video is not None else np.zeros((0, 1, 1, 3), np.uint8),
+            "video_times": self.video_times.reshape(-1, 1) if self.video_times is not None else empty,
+            "images": self.images if self.images is not None else np.zeros((0, 1, 1, 3), np.uint8),
+            "image_times": self.image_times.reshape(-1, 1) if self.image_times is not None else empty,
+        }
+
+
+@dataclass
+class ObservationChunk:
+    """The tokens and processed vision inputs of one observation, ready to append to an episode."""
+
+    token_ids: list[int]
+    media: MediaInputs
+    text: str
+    """The env's text of this observation."""
+    vision: dict[str, Any]
+    """Processor outputs for the frames: pixel_values_videos, video_grid_thw, second_per_grid_ts,
+    pixel_values, image_grid_thw (tensors; only the keys this chunk has)."""
+
+
+@dataclass
+class EpisodeContext:
+    """Per-episode rendering state: the transcript and the template text rendered so far."""
+
+    transcript: Transcript
+    rendered: str = ""
+    observations: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _even_subsample(n: int, cap: int) -> np.ndarray:
+    if n <= cap:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, cap).round().astype(int))
+
+
+def _fit(frames: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Resize frames (n, h, w, 3) to at most ``max_pixels`` each, aspect kept."""
+    n, h, w, _ = frames.shape
+    if h * w <= max_pixels:
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+    scale = (max_pixels / (h * w)) ** 0.5
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
+
+
+class ChatEncoder:
+    """Renders and tokenises episodes for one processor (model family) and frame budget."""
+
+    def __init__(self, processor: Any, frames: FrameConfig | None = None, system_prompt: str | None = None) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.frames = frames or FrameConfig()
+        self.system_prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
+        self.image_token_id = int(self.tokenizer.convert_tokens_to_ids(processor.image_token))
+        self.video_token_id = int(self.tokenizer.convert_tokens_to_ids(processor.video_token))
+
+    # ------------------------------------------------------------------ episodes
+    def start(self) -> EpisodeContext:
+        """A new, empty episode."""
+        return EpisodeContext(transcript=Transcript(system_prompt=self.system_prompt))
+
+    def reduce(self, obs: dict[str, Any], first: bool) -> MediaInputs:
+        """The frames of ``obs`` the model is shown: capped in number and size."""
+        media = MediaInputs()
+        video = obs.get("video")
+        if video is not None and len(video):
+            cap = self.frames.max_preview_frames if first else self.frames.max_crop_frames
+            keep = _even_subsample(len(video), cap)
+            media.video = _fit(np.asarray(video)[keep], self.frames.max_pixels)
+            media.video_times = np.asarray(obs["video_times"], dtype=np.float64).reshape(-1)[keep]
+        images = obs.get("images")
+        if images is not None and len(images):
+            keep = _even_subsample(len(images), self.frames.max_images)
+            media.images = _fit(np.asarray(images)[keep], self.frames.max_pixels)
+            media.image_times = np.asarray(obs["image_times"], dtype=np.float64).reshape(-1)[keep]
+        return media
+
+    def encode_observation(self, ctx: EpisodeContext, obs: dict[str, Any]) -> ObservationChunk:
+        """Append ``obs`` to the episode and return the tokens of the new template delta."""
+        media = self.reduce(obs, first=ctx.observations == 0)
+        text = str(obs.get("text", ""))
+        ctx.transcript.add_observation(media.as_observation(text))
+        full = self._render(ctx.transcript, add_generation_prompt=True)
+        if not full.startswith(ctx.rendered):
+            raise TemplateError(
+                "the chat template re-renders earlier turns differently once a new message is added; "
+                "exact token reuse needs a prefix-stable template (pass one with chat_template=...)")
+        delta = full[len(ctx.rendered):]
+        ctx.rendered = full
+        ctx.observations += 1
+        ids, vision = self._process(delta, media)
+        return ObservationChunk(token_ids=ids, media=media, text=text, vision=vision)
+
+    def add_action(self, ctx: EpisodeContext, text: str) -> None:
+        """Record the assistant's text (the decode of its sampled tokens) in the rendering state."""
+        ctx.transcript.add_action(text)
+        ctx.rendered += text
+
+    def encode_reference_action(self, text: str) -> list[int]:
+        """Token ids of a reference assistant turn (SFT data only; sampled turns are never encoded)."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # ------------------------------------------------------------------ processing
+    def process_media(self, media: MediaInputs) -> dict[str, Any]:
+        """Processor tensors for ``media`` alone: the same processor call as at rollout, for re-scoring."""
+        proc = self.processor
+        text = ""
+        if media.video is not None:
+            text += f"<|vision_start|>{proc.video_token}<|vision_end|>"
+        if media.images is not None:
+            text += f"<|vision_start|>{proc.image_token}<|vision_end|>" * len(media.images)
+        return self._process(text, media)[1]
+
+    def _render(self, transcript: Transcript, add_generation_prompt: bool) -> str:
+        messages = []
+        for message in transcript.to_hf_messages():
+            content = [b if b["type"] == "text" else {"type": b["type"]} for b in message["content"]]
+            messages.append({"role": message["role"], "content": content})
+        return self.processor.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def _process(self, text: str, media: MediaInputs) -> tuple[list[int], dict[str, Any]]:
+        vision: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if media.video is not None:
+            kwargs["videos"] = [media.video]
+            kwargs["videos_kwargs"] = self._video_kwargs(media)
+        if media.images is not None:
+            kwargs["images"] = list(media.images)
+        out = self.processor(**kwargs)
+        ids = out["input_ids"][0].tolist()
+        for key in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "pixel_values", "image_grid_thw"):
+            if key in out and out[key] is not None:
+                vision[key] = out[key]
+        if "second_per_grid_ts" in vision:
+            import torch
+
+            vision["second_per_grid_ts"] = torch.as_tensor(vision["second_per_grid_ts"], dtype=torch.float32)
+        return ids, vision
+
+    @staticmethod
+    def _video_kwargs(media: MediaInputs) -> dict[str, Any]:
+        from transformers.video_utils import VideoMetadata
+
+        n = len(media.video)
+        fps = media.video_fps
+        duration = float(media.video_times[-1] - media.video_times[0]) if n > 1 else 1.0 / fps
+        return {"do_sample_frames": False,
+                "video_metadata": [VideoMetadata(total_num_frames=n, fps=fps, duration=duration)]}
+
+    def mm_token_type_ids(self, input_ids):
+        """Modality of each token (0 text, 1 image, 2 video), as the Qwen-VL rope index needs it."""
+        return (input_ids == self.image_token_id).long() + 2 * (input_ids == self.video_token_id).long()

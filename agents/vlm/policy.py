@@ -1,0 +1,260 @@
+"""VLM policies that keep the exact tokens of every turn: a transformers model, and reference text.
+
+Both follow :class:`agents.policy.Policy` (batches of slots, env observations in, assistant text out)
+and additionally hand over, per finished episode, the :class:`~agents.vlm.trajectory.TurnRecord` list
+with the token chunks they fed and produced (:meth:`TokenRecordingPolicy.take_turns`):
+
+- :class:`HFVLMPolicy`: a Qwen2-VL / Qwen2.5-VL (Qwen3-VL where its processor accepts the same
+  inputs) checkpoint loaded with ``from_pretrained``; batched sampling with ``generate``; each turn
+  stops on a stop token (``</tool_call>``, ``</answer>``, ``<|im_end|>``), and the text sent to the env
+  is the decode of exactly the sampled ids, which stay in the episode's sequence as sampled.
+- :class:`ReferencePolicy`: wraps a text policy (the oracle) and tokenises its turns the same way, so
+  SFT data are real env rollouts laid out exactly as the model will see them at evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.policy import Policy
+from agents.vlm.batching import collate
+from agents.vlm.encoding import ChatEncoder, EpisodeContext, FrameConfig, ObservationChunk
+from agents.vlm.sampling import SamplingConfig, token_logprobs
+from agents.vlm.trajectory import TurnRecord
+from medscope_gym.suite import Sample
+
+__all__ = ["POLICY_CONFIG_FILE", "HFVLMPolicy", "ReferencePolicy", "TokenRecordingPolicy", "VLMPolicyConfig",
+           "resolve_device"]
+
+#: Written next to a checkpoint: the frame budget and system prompt the model was trained with.
+POLICY_CONFIG_FILE = "medscope_policy.json"
+
+
+@dataclass
+class VLMPolicyConfig:
+    """How a VLM policy sees episodes and samples turns."""
+
+    frames: FrameConfig = field(default_factory=FrameConfig)
+    """Frame caps and per-frame pixel budget (see :class:`agents.vlm.encoding.FrameConfig`)."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Temperature, top-p/k, max tokens per turn, stop and suppressed tokens."""
+    system_prompt: str | None = None
+    """None: the protocol's SYSTEM_PROMPT (tool schemas and reply format)."""
+    device: str = "auto"
+    """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..."""
+    dtype: str = "auto"
+    """"auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16" or "float32"."""
+    seed: int | None = None
+    """Seeds torch's generator when the policy is built (reproducible sampling on one device)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": asdict(self.frames), "sampling": self.sampling.to_dict(),
+                "system_prompt": self.system_prompt, "device": self.device, "dtype": self.dtype, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VLMPolicyConfig:
+        data = dict(data)
+        frames = FrameConfig(**data.pop("frames", {}))
+        sampling = SamplingConfig.from_dict(data.pop("sampling", {}))
+        return cls(frames=frames, sampling=sampling, **data)
+
+    def save(self, directory: str | Path) -> None:
+        from medscope_gym.atomic import atomic_write_text
+
+        atomic_write_text(Path(directory) / POLICY_CONFIG_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> VLMPolicyConfig | None:
+        path = Path(directory) / POLICY_CONFIG_FILE
+        return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto"):
+    """(torch.device, torch.dtype) for a device/dtype setting: bf16 on CUDA, fp32 on CPU by default."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dtype == "auto":
+        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    else:
+        dt = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
+              "fp32": torch.float32, "float16": torch.float16}[dtype]
+    return dev, dt
+
+
+@dataclass
+class _Slot:
+    ctx: EpisodeContext
+    token_ids: list[int] = field(default_factory=list)
+    vision: list[dict[str, Any]] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
+    pending: ObservationChunk | None = None
+
+
+class TokenRecordingPolicy(Policy):
+    """A policy whose turns are token ids appended to one running sequence per episode (slot)."""
+
+    def __init__(self, encoder: ChatEncoder) -> None:
+        self.encoder = encoder
+        self._slots: dict[int, _Slot] = {}
+
+    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+        state = _Slot(ctx=self.encoder.start())
+        state.pending = self.encoder.encode_observation(state.ctx, obs)
+        self._slots[slot] = state
+
+    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]],
+            infos: Sequence[dict[str, Any]]) -> list[str]:
+        chunks = []
+        for slot, obs in zip(slots, observations):
+            state = self._slots[slot]
+            if state.pending is None:  # the observation the env returned for the previous action
+                state.pending = self.encoder.encode_observation(state.ctx, obs)
+            chunk = state.pending
+            state.token_ids += chunk.token_ids
+            state.vision.append(chunk.vision)
+            chunks.append(chunk)
+        produced = self._produce(slots, observations, infos)
+        texts = []
+        for slot, chunk, (ids, logprobs, finish, text) in zip(slots, chunks, produced):
+            state = self._slots[slot]
+            state.token_ids += ids
+            state.pending = None
+            self.encoder.add_action(state.ctx, text)
+            state.turns.append(TurnRecord(
+                observation_text=chunk.text, action_text=text, prompt_ids=list(chunk.token_ids), action_ids=ids,
+                action_logprobs=logprobs, finish=finish, media=chunk.media,
+                video_grid_thw=_as_lists(chunk.vision.get("video_grid_thw")),
+                image_grid_thw=_as_lists(chunk.vision.get("image_grid_thw")),
+                second_per_grid_ts=_as_floats(chunk.vision.get("second_per_grid_ts"))))
+            texts.append(text)
+        return texts
+
+    def take_turns(self, slot: int) -> list[TurnRecord]:
+        """The finished episode's turn records (the slot is freed)."""
+        state = self._slots.pop(slot)
+        return state.turns
+
+    def _produce(self, slots: Sequence[int], observations: Sequence[dict[str, Any]],
+                 infos: Sequence[dict[str, Any]]) -> list[tuple[list[int], list[float] | None, str, str]]:
+        """(token ids, log-probs, finish, text) of the next turn of each slot; contexts are up to date."""
+        raise NotImplementedError
+
+
+class ReferencePolicy(TokenRecordingPolicy):
+    """Tokenises the turns of a text policy (e.g. the oracle) as if the model had produced them."""
+
+    def __init__(self, inner: Policy, encoder: ChatEncoder) -> None:
+        super().__init__(encoder)
+        self.inner = inner
+        self.name = f"reference:{inner.name}"
+        self.uses_ground_truth = inner.uses_ground_truth
+
+    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+        super().begin(slot, obs, info, sample)
+        self.inner.begin(slot, obs, info, sample)
+
+    def _produce(self, slots, observations, infos):
+        out = []
+        for text in self.inner.act(slots, observations, infos):
+            ids = self.encoder.encode_reference_action(text)
+            if self.encoder.tokenizer.decode(ids, skip_special_tokens=False) != text:
+                raise ValueError(f"the tokenizer does not round-trip the reference turn {text[:80]!r}")
+            out.append((ids, None, "stop", text))
+        return out
+
+
+class HFVLMPolicy(TokenRecordingPolicy):
+    """A transformers vision-language model acting through the chat protocol."""
+
+    name = "hf_vlm"
+
+    def __init__(self, model: Any, processor: Any, config: VLMPolicyConfig | None = None, label: str = "hf_vlm"):
+        import torch
+        from transformers import GenerationConfig
+
+        self.config = config or VLMPolicyConfig()
+        super().__init__(ChatEncoder(processor, self.config.frames, self.config.system_prompt))
+        self.model = model.eval()
+        self.processor = processor
+        self.label = label
+        tok = processor.tokenizer
+        sampling = self.config.sampling
+        self.stop_ids = {i for i in (tok.convert_tokens_to_ids(t) for t in sampling.stop_tokens)
+                         if i is not None and i != tok.unk_token_id}
+        self.suppressed_ids = sorted(i for i in (tok.convert_tokens_to_ids(t) for t in sampling.suppressed_tokens)
+                                     if i is not None and i != tok.unk_token_id)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else min(self.stop_ids)
+        # A clean generation config: the checkpoint's own defaults (repetition penalty, top-k, ...) would
+        # otherwise be merged in and change the sampling distribution away from the recorded log-probs.
+        self.model.generation_config = GenerationConfig(eos_token_id=sorted(self.stop_ids), pad_token_id=self.pad_id)
+        if self.config.seed is not None:
+            torch.manual_seed(self.config.seed)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, config: VLMPolicyConfig | None = None, **overrides: Any) -> HFVLMPolicy:
+        """Load model and processor from a checkpoint folder; its medscope_policy.json supplies defaults."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        config = config or VLMPolicyConfig.load(path) or VLMPolicyConfig()
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        device, dtype = resolve_device(config.device, config.dtype)
+        processor = AutoProcessor.from_pretrained(path)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
+        return cls(model, processor, config, label=Path(path).name)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def context(self, slot: int) -> tuple[list[int], list[dict[str, Any]]]:
+        """The slot's token sequence and vision chunks so far (what the next generation is fed)."""
+        state = self._slots[slot]
+        return list(state.token_ids), list(state.vision)
+
+    def _produce(self, slots, observations, infos):
+        import torch
+        from transformers import GenerationConfig
+
+        s = self.config.sampling
+        tok = self.processor.tokenizer
+        batch = collate([self._slots[i].token_ids for i in slots], [self._slots[i].vision for i in slots],
+                        pad_id=self.pad_id, image_token_id=self.encoder.image_token_id,
+                        video_token_id=self.encoder.video_token_id, padding_side="left", device=self.device)
+        gen = GenerationConfig(
+            do_sample=not s.greedy, temperature=s.temperature if not s.greedy else 1.0,
+            top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens, eos_token_id=sorted(self.stop_ids),
+            pad_token_id=self.pad_id, suppress_tokens=self.suppressed_ids or None, repetition_penalty=1.0,
+            output_logits=True, return_dict_in_generate=True)
+        with torch.no_grad():
+            out = self.model.generate(**batch, generation_config=gen)
+        width = batch["input_ids"].shape[1]
+        new = out.sequences[:, width:]
+        logits = torch.stack(out.logits, dim=1)
+        logps = token_logprobs(logits, new, s.temperature, self.suppressed_ids).cpu()
+        new = new.cpu()
+        produced = []
+        for row in range(new.shape[0]):
+            ids = new[row].tolist()
+            stop_at = next((k for k, t in enumerate(ids) if t in self.stop_ids), None)
+            finish = "stop" if stop_at is not None else "length"
+            keep = len(ids) if stop_at is None else stop_at + 1
+            ids = ids[:keep]
+            text = tok.decode(ids, skip_special_tokens=False)
+            produced.append((ids, logps[row, :keep].tolist(), finish, text))
+        return produced
+
+
+def _as_lists(value: Any) -> list[list[int]]:
+    return [] if value is None else [list(map(int, row)) for row in value.tolist()]
+
+
+def _as_floats(value: Any) -> list[float]:
+    return [] if value is None else [float(v) for v in value.reshape(-1).tolist()]

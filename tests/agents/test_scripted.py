@@ -1,0 +1,74 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import medscope_gym  # noqa: F401 - registers the env ids
+from agents import NoToolsPolicy, OraclePolicy, RandomPolicy, record_from_info, run_episode
+from medscope_gym.cli import main
+from medscope_gym.metrics import summarise
+
+
+def _rewards(policy, builtin_suite, env):
+    return [run_episode(env, policy, options={"sample_id": s.id}).reward for s in builtin_suite]
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = gym.make("MedScope/SynthSurg-v0")
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def suite(env):
+    return env.unwrapped.suite
+
+
+def test_oracle_reaches_the_maximum_and_baselines_fall_clearly_below(env, suite):
+    oracle_rewards = _rewards(OraclePolicy(), suite, env)
+    # the maximum is 5 = accuracy 1 + format 1 + crop 2 (IoU 1) + frame 1, on every question
+    assert min(oracle_rewards) == 5.0
+    oracle = float(np.mean(oracle_rewards))
+    no_tools = float(np.mean(_rewards(NoToolsPolicy(seed=0), suite, env)))
+    random = float(np.mean(_rewards(RandomPolicy(seed=0), suite, env)))
+    assert no_tools < 2.0 and random < 2.0
+    assert oracle - max(no_tools, random) > 2.5
+
+
+def test_oracle_metrics(env, suite):
+    records = [
+        record_from_info(run_episode(env, OraclePolicy(), options={"sample_id": s.id}).final_info)
+        for s in suite
+    ]
+    summary = summarise(records)
+    assert summary["accuracy"] == pytest.approx(1.0) and summary["evidence_mIoU"] == pytest.approx(1.0)
+    assert summary["tool_calls"] == 2 and summary["format_rate"] == 1.0
+
+
+def test_random_policy_is_seeded(env):
+    a = run_episode(env, RandomPolicy(seed=5), seed=3)
+    b = run_episode(env, RandomPolicy(seed=5), seed=3)
+    assert a.actions == b.actions and a.reward == b.reward
+
+
+def test_no_tools_never_calls_a_tool(env):
+    result = run_episode(env, NoToolsPolicy(seed=1), seed=2)
+    assert result.final_info["tool_log"] == [] and len(result.actions) == 1 and result.terminated
+
+
+def test_oracle_requires_the_sample():
+    with pytest.raises(ValueError, match="sample"):
+        OraclePolicy().begin(0, {}, {"duration": 1.0}, None)
+
+
+def test_play_command_prints_trajectory_and_reward_parts(capsys):
+    assert main(["play", "--policy", "oracle", "--episodes", "2", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("=== episode") == 2 and "crop_video" in out and "get_frame" in out
+    assert "reward 5.00 = accuracy 1.00 + format 1.00 + evidence 3.00 (crop 2.00, frame 1.00)" in out
+    assert "oracle" in out.splitlines()[-1]
+
+
+def test_play_reports_clear_error_for_bad_suite(tmp_path, capsys):
+    code = main(["play", "--env", "MedScope/ClinVideo-v0", "--suite", str(tmp_path / "missing")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
