@@ -27,7 +27,7 @@ class EpisodeRecord:
     task: str
     accuracy: float
     predicted_interval: Interval | None  # the parsed answer, for interval questions
-    inspected_interval: Interval | None  # the last interval the agent cropped (the evidence its reward scores)
+    inspected_interval: Interval | None  # the last crop: the evidence its reward scores
     evidence: tuple[Interval, ...]
     tool_calls: int
     frames_seen: int

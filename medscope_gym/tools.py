@@ -108,13 +108,21 @@ class ToolOutput:
 
 
 def sample_times(start: float, end: float, fps: float, max_frames: int) -> np.ndarray:
-    """Times at the centres of ``n`` equal bins over ``[start, end]``.
+    """Times on the global grid ``(k + 0.5) / fps`` that fall in ``[start, end]``.
 
-    ``n = ceil((end - start) * fps)`` clamped to ``[1, max_frames]``: one frame per
-    ``1/fps`` seconds, evenly spread when the interval is too long for the frame cap.
+    Every interval samples the same instants, so a store prepared once at ``fps`` serves
+    any crop, and crops of overlapping intervals agree frame for frame. More than
+    ``max_frames`` grid times are thinned evenly; an interval too short to hold a grid time
+    yields its midpoint.
     """
-    n = int(min(max_frames, max(1, math.ceil((end - start) * fps - 1e-9))))
-    return start + (np.arange(n, dtype=np.float64) + 0.5) * ((end - start) / n)
+    first = math.ceil(start * fps - 0.5 - 1e-9)
+    last = math.floor(end * fps - 0.5 + 1e-9)
+    if last < first:
+        return np.array([(start + end) / 2.0])
+    ks = np.arange(first, last + 1, dtype=np.float64)
+    if len(ks) > max_frames:
+        ks = ks[np.round(np.linspace(0, len(ks) - 1, max_frames)).astype(np.int64)]
+    return (ks + 0.5) / fps
 
 
 def _frames_at(video: Video, times: np.ndarray, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -68,6 +68,8 @@ _MARGIN = 6  # background overscan for the motion, pixels
 _DRIFT = 5.0  # camera drift amplitude, pixels (< _MARGIN)
 _NOISE_AMP = 4  # per-frame luma noise is uniform in [-_NOISE_AMP, _NOISE_AMP]
 _NOISE_BANK = 17
+# Diamond motion search, subpel level 1: 1.25× faster encode than veryfast's default for +50% bytes.
+_FAST_MOTION_SEARCH = "me=dia:subme=1"
 
 
 def render_video(
@@ -113,7 +115,8 @@ def render_video(
                 "crf": str(crf),
                 "preset": preset,
                 "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:scenecut=0:"
-                               f"bframes={bframes}:threads={_encoder_threads(width, height)}",
+                               f"bframes={bframes}:threads={_encoder_threads(width, height)}:"
+                               + _FAST_MOTION_SEARCH,
             }
             if vfr_jitter > 0:
                 stream.codec_context.time_base = VFR_TIME_BASE

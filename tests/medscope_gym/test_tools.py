@@ -14,13 +14,20 @@ def test_sample_times_one_per_second_at_bin_centres():
     assert len(t) == 30 and t[0] == pytest.approx(60.5) and t[-1] == pytest.approx(89.5)
 
 
-def test_sample_times_caps_long_intervals_evenly():
+def test_sample_times_are_grid_aligned_whatever_the_interval():
+    assert sample_times(60.3, 63.0, 1.0, 128).tolist() == [60.5, 61.5, 62.5]
+    assert sample_times(60.5, 62.5, 1.0, 128).tolist() == [60.5, 61.5, 62.5]
+    assert sample_times(0.0, 2.0, 4.0, 128).tolist() == [0.125, 0.375, 0.625, 0.875, 1.125, 1.375, 1.625, 1.875]
+
+
+def test_sample_times_thins_long_intervals_evenly_on_the_grid():
     t = sample_times(0.0, 1000.0, 1.0, 128)
-    assert len(t) == 128 and np.allclose(np.diff(t), 1000.0 / 128)
+    assert len(t) == 128 and t[0] == 0.5 and t[-1] == 999.5
+    assert np.all(np.mod(t - 0.5, 1.0) == 0) and np.ptp(np.diff(t)) <= 1.0
 
 
-def test_sample_times_short_interval_gives_one_frame():
-    assert len(sample_times(5.0, 5.2, 1.0, 128)) == 1
+def test_sample_times_short_interval_gives_its_midpoint():
+    assert sample_times(5.6, 5.9, 1.0, 128).tolist() == [5.75]
 
 
 def test_crop_returns_frames_matching_their_timestamps():

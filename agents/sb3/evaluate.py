@@ -1,0 +1,71 @@
+"""Held-out evaluation of SB3 models and scripted baselines on the same multiple-choice questions.
+
+Every question of the evaluation split is played once. Trained models act greedily through
+the numeric env; the scripted baselines (``random``, ``no_tools``) act through the text env on
+the same samples, so both are scored by the same base-env reward and the same metrics.
+
+Evidence recall: for these questions the agent predicts no interval, so the paper's grounding
+R@k is taken over the evidence it *inspected*: ``evidence_R@k`` is the share of episodes whose
+last ``crop_video`` interval (the one R_crop scores) has IoU >= k with the ground-truth window.
+An episode without a crop counts as a miss. Reported with the §8 metrics of
+:func:`medscope_gym.metrics.summarise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agents.runner import record_from_info, run_episode
+from agents.scripted import make_scripted_policy
+from envs.clinvideo import ClinVideoEnv
+from envs.numeric import NumericClinVideoEnv
+from medscope_gym.intervals import best_iou
+from medscope_gym.metrics import RECALL_THRESHOLDS, EpisodeRecord, summarise
+
+__all__ = ["evaluate_model", "evaluate_scripted", "evidence_recall", "summarise_with_evidence"]
+
+_EPS = 1e-12
+
+
+def evidence_recall(records: Sequence[EpisodeRecord], threshold: float) -> float | None:
+    """Share of episodes whose last crop reaches IoU >= ``threshold`` with the evidence (no crop = miss)."""
+    if not records:
+        return None
+    hits = [r.inspected_interval is not None and best_iou(r.inspected_interval, r.evidence) >= threshold - _EPS
+            for r in records]
+    return float(np.mean(hits))
+
+
+def summarise_with_evidence(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
+    """:func:`~medscope_gym.metrics.summarise` plus ``evidence_R@k`` for the §8 thresholds."""
+    out = summarise(records)
+    for k in RECALL_THRESHOLDS:
+        out[f"evidence_R@{k}"] = evidence_recall(records, k)
+    return out
+
+
+def evaluate_model(model: Any, env: NumericClinVideoEnv, *, deterministic: bool = True
+                   ) -> tuple[list[EpisodeRecord], list[dict[str, Any]]]:
+    """Play each of ``env.samples`` once with ``model.predict``; returns records and final infos."""
+    records, infos = [], []
+    for index, sample in enumerate(env.samples):
+        obs, info = env.reset(seed=index, options={"sample_id": sample.id})
+        done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, _reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        records.append(record_from_info(info))
+        infos.append(info)
+    return records, infos
+
+
+def evaluate_scripted(name: str, env: ClinVideoEnv, sample_ids: Sequence[str], seed: int = 0
+                      ) -> list[EpisodeRecord]:
+    """Play a scripted policy (``random``, ``no_tools``, ``oracle``) once on each listed sample."""
+    policy = make_scripted_policy(name, seed=seed)
+    return [record_from_info(run_episode(env, policy, seed=seed + i, options={"sample_id": sid}).final_info)
+            for i, sid in enumerate(sample_ids)]

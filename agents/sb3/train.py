@@ -1,0 +1,233 @@
+"""Train a Stable-Baselines3 agent on the numeric env, then evaluate it on held-out questions.
+
+One call writes, into ``out_dir``: ``model.zip`` (SB3 format), ``episodes.jsonl`` (every training
+episode's reward parts), ``curve.png`` (learning curves), ``results.json`` (held-out metrics of
+the model and the scripted baselines) and ``config.json``. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medscope_gym.atomic import atomic_write_text
+from medscope_gym.errors import ConfigError
+
+__all__ = ["ALGOS", "POLICIES", "TrainConfig", "make_vec_env", "train"]
+
+ALGOS = ("ppo", "a2c")
+#: ``timeline``: :class:`~agents.sb3.policy.TimelinePolicy`; ``mlp``: SB3's ``MultiInputPolicy`` over
+#: :class:`~agents.sb3.extractor.TimelineExtractor` features (a linear head per action component).
+POLICIES = ("timeline", "mlp")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on; defaults are the settings behind the README numbers."""
+
+    out_dir: str = "runs/sb3"
+    algo: str = "ppo"
+    env_id: str = "MedScope/SynthSurg-Numeric-v0"
+    suite: str | None = None
+    """Suite folder or ``builtin:NAME``; None keeps the env id's default suite."""
+    steps: int = 60_000
+    """Environment steps (summed over the parallel envs)."""
+    time_limit_s: float | None = None
+    """Stop training early after this many seconds of wall time (the model so far is kept)."""
+    seed: int = 0
+    n_envs: int = 4
+    vec: str = "subproc"
+    """``subproc`` (one process per env, decoding in parallel) or ``dummy`` (all in this process)."""
+    policy: str = "timeline"
+    learning_rate: float = 1e-3
+    n_steps: int = 64
+    """Steps per env per rollout (PPO/A2C)."""
+    batch_size: int = 128
+    n_epochs: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    clip_range: float = 0.2
+    reward: str = "paper"
+    """Reward preset of the base env."""
+    train_split: str = "train"
+    eval_split: str | None = "test"
+    """Held-out split to evaluate on; None skips evaluation."""
+    baselines: tuple[str, ...] = ("random", "no_tools")
+    torch_threads: int = 1
+    verbose: bool = True
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further keyword arguments for the env (e.g. ``config`` of the numeric env)."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if self.vec not in ("subproc", "dummy"):
+            raise ConfigError(f"vec must be 'subproc' or 'dummy', got {self.vec!r}")
+        for name in ("steps", "n_envs", "n_steps", "batch_size", "n_epochs", "torch_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+def _env_kwargs(cfg: TrainConfig, split: str | None) -> dict[str, Any]:
+    kwargs = dict(cfg.env_kwargs)
+    kwargs["reward"] = cfg.reward
+    if cfg.suite is not None:
+        kwargs["suite"] = cfg.suite
+    if split is not None:
+        kwargs["split"] = split
+    return kwargs
+
+
+def _make_env(env_id: str, kwargs: dict[str, Any]):
+    import gymnasium as gym
+    from stable_baselines3.common.monitor import Monitor
+
+    import medscope_gym  # noqa: F401 - registers the ids in worker processes
+
+    # SB3 reads info["episode"] as Monitor's {"r", "l", "t"}; the base env's own "episode" summary is
+    # replaced by Monitor's at the final step (its counts stay in info["tool_calls"] / info["turn"]).
+    return Monitor(gym.make(env_id, **kwargs))
+
+
+def make_vec_env(env_id: str, n_envs: int, *, vec: str = "dummy", seed: int = 0, **kwargs: Any):
+    """``n_envs`` copies of ``Monitor(gym.make(env_id, **kwargs))`` in an SB3 DummyVecEnv or SubprocVecEnv.
+
+    Subprocess workers build their own env (and video decoders) in the worker process.
+    """
+    from functools import partial
+
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fns = [partial(_make_env, env_id, dict(kwargs)) for _ in range(n_envs)]
+    venv = SubprocVecEnv(fns, start_method="forkserver") if vec == "subproc" else DummyVecEnv(fns)
+    venv.seed(seed)
+    return venv
+
+
+def _episode_logger(log: list[dict[str, Any]], time_limit_s: float | None, verbose: bool):
+    """An SB3 callback that records each finished episode's reward parts and enforces the time limit."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EpisodeLogger(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.started = time.monotonic()
+            self.next_report = 0
+
+        def _on_step(self) -> bool:
+            for done, info in zip(self.locals["dones"], self.locals["infos"]):
+                if done and "reward_parts" in info:
+                    parts = info["reward_parts"]
+                    log.append({"timesteps": int(self.num_timesteps), "seconds": time.monotonic() - self.started,
+                                **{k: float(v) for k, v in parts.items()}, "task": info["task"],
+                                "tool_calls": int(info["tool_calls"]), "turns": int(info["turn"])})
+            if verbose and self.num_timesteps >= self.next_report and log:
+                recent = log[-200:]
+                mean = {k: sum(e[k] for e in recent) / len(recent) for k in ("total", "accuracy", "crop", "frame")}
+                print(f"[sb3] steps {self.num_timesteps:>7d}  episodes {len(log):>6d}  "
+                      f"{time.monotonic() - self.started:6.0f} s  reward {mean['total']:.2f}  "
+                      f"acc {mean['accuracy']:.2f}  crop {mean['crop']:.2f}  frame {mean['frame']:.2f}", flush=True)
+                self.next_report = self.num_timesteps + 2000
+            return time_limit_s is None or time.monotonic() - self.started < time_limit_s
+
+    return EpisodeLogger()
+
+
+def _build_model(cfg: TrainConfig, venv):
+    from stable_baselines3 import A2C, PPO
+
+    from agents.sb3.extractor import TimelineExtractor
+    from agents.sb3.policy import TimelinePolicy
+
+    if cfg.policy == "timeline":
+        policy, policy_kwargs = TimelinePolicy, {}
+    else:
+        policy, policy_kwargs = "MultiInputPolicy", {"features_extractor_class": TimelineExtractor,
+                                                     "net_arch": {"pi": [64], "vf": [64]}}
+    common = {"learning_rate": cfg.learning_rate, "n_steps": cfg.n_steps, "gamma": cfg.gamma,
+              "gae_lambda": cfg.gae_lambda, "ent_coef": cfg.ent_coef, "policy_kwargs": policy_kwargs,
+              "seed": cfg.seed, "verbose": 0, "device": "cpu"}
+    if cfg.algo == "ppo":
+        return PPO(policy, venv, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, clip_range=cfg.clip_range,
+                   **common)
+    return A2C(policy, venv, **common)
+
+
+def _save_model(model, path: Path) -> None:
+    """SB3 writes a zip; write it beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".zip", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, save, plot and evaluate; returns the content of ``results.json``."""
+    import torch
+
+    torch.set_num_threads(cfg.torch_threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1, default=list) + "\n")
+
+    venv = make_vec_env(cfg.env_id, cfg.n_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split))
+    log: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        model = _build_model(cfg, venv)
+        model.learn(total_timesteps=cfg.steps, callback=_episode_logger(log, cfg.time_limit_s, cfg.verbose))
+    finally:
+        venv.close()
+    train_seconds = time.monotonic() - started
+    _save_model(model, out / "model.zip")
+    atomic_write_text(out / "episodes.jsonl", "".join(json.dumps(e) + "\n" for e in log))
+
+    results: dict[str, Any] = {"algo": cfg.algo, "policy": cfg.policy, "seed": cfg.seed,
+                               "train_steps": int(model.num_timesteps), "train_episodes": len(log),
+                               "train_seconds": round(train_seconds, 1), "eval": {}}
+    if cfg.eval_split is not None:
+        results["eval"] = evaluate_all(model, cfg)
+    from agents.sb3.curve import plot_learning_curves
+
+    baselines = {f"{name} (held-out)": results["eval"][name] for name in cfg.baselines if name in results["eval"]}
+    plot_learning_curves({f"{cfg.algo} seed {cfg.seed}": log}, out / "curve.png",
+                         baselines={k: _as_parts(v) for k, v in baselines.items()})
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def _as_parts(summary: dict[str, Any]) -> dict[str, float | None]:
+    """Metric summary → the reward-part names the curve panels use."""
+    return {"total": summary.get("reward"), "accuracy": summary.get("accuracy")}
+
+
+def evaluate_all(model, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Held-out metrics of ``model`` and of each scripted baseline, on the same questions."""
+    import gymnasium as gym
+
+    import medscope_gym  # noqa: F401
+    from agents.sb3.evaluate import evaluate_model, evaluate_scripted, summarise_with_evidence
+
+    env = gym.make(cfg.env_id, **_env_kwargs(cfg, cfg.eval_split)).unwrapped
+    try:
+        records, _ = evaluate_model(model, env)
+        ids = [s.id for s in env.samples]
+        base = env.env
+        out = {cfg.algo: summarise_with_evidence(records)}
+        for name in cfg.baselines:
+            out[name] = summarise_with_evidence(evaluate_scripted(name, base, ids, seed=cfg.seed))
+    finally:
+        env.close()
+    return out
