@@ -25,9 +25,10 @@ from medscope_gym.intervals import Interval, parse_interval
 from medscope_gym.judges import AnswerJudge, JudgeResult, score_answer
 from medscope_gym.protocol import MAX_ACTION_CHARS, check_trajectory_format, parse_turn
 from medscope_gym.rewards import RewardConfig, reward_config, trajectory_reward
+from medscope_gym.store import open_tool_video, resolve_store_root, store_settings
 from medscope_gym.suite import Sample, Suite, option_letter
 from medscope_gym.tools import ToolConfig, ToolError, ToolOutput, preview, run_tool
-from medscope_gym.video import Video, fit_pixels, open_video
+from medscope_gym.video import BACKENDS, DEFAULT_BACKEND, Video, fit_pixels, open_video
 from medscope_gym.video.probe import probe_size
 
 __all__ = ["ClinVideoEnv", "question_text"]
@@ -89,8 +90,13 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         max_tool_frames: frames tool calls may return in one episode; reaching it truncates.
         text_judge: judge for free-text answers (default: the offline lexical judge).
         render_mode: "rgb_array" (timeline picture) or "ansi" (text transcript).
-        video_backend: frame decoder ("decord").
+        video_backend: exact frame decoder, "pyav" (default: fastest and flat memory in ``medscope
+            bench``) or "decord"; it serves get_frame and anything the frame store does not hold.
         max_open_videos: how many decoders to keep open between episodes.
+        frame_store: "auto" (default) serves crops and the preview from a prepared frame store in
+            ``$MEDSCOPE_CACHE/frame_stores``, built on a video's first use (one sequential decode,
+            about what computing its preview costs anyway) or ahead by ``medscope prepare``; a folder
+            keeps the stores there; None decodes every call directly. Results are identical.
 
     Observations are a dict: ``text`` (what the env says this turn), ``video`` and
     ``video_times`` (preview at reset, crop_video frames after a crop; ``(n, H, W, 3)`` uint8,
@@ -117,8 +123,9 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         max_tool_frames: int = 512,
         text_judge: AnswerJudge | None = None,
         render_mode: str | None = None,
-        video_backend: str = "decord",
+        video_backend: str = DEFAULT_BACKEND,
         max_open_videos: int = 4,
+        frame_store: str | Path | None = "auto",
     ) -> None:
         self.suite = suite if isinstance(suite, Suite) else Suite.from_spec(suite, split=split)
         if isinstance(suite, Suite) and split is not None:
@@ -144,8 +151,12 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         self.max_tool_frames = max_tool_frames
         self.text_judge = text_judge
         self.render_mode = render_mode
+        if video_backend not in BACKENDS:
+            raise ConfigError(f"unknown video backend {video_backend!r}; choose one of {', '.join(BACKENDS)}")
         self.video_backend = video_backend
         self.max_open_videos = max_open_videos
+        self.frame_store = frame_store
+        self._store_root = resolve_store_root(frame_store)  # validates the argument early
 
         self._video_shape, self._image_shape = self._frame_canvases()
         charset = sorted(set(_BASE_CHARSET).union(*(_sample_chars(s) for s in self.suite)))
@@ -386,7 +397,13 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         if path in self._videos:
             self._videos.move_to_end(path)
             return self._videos[path]
-        video = open_video(path, backend=self.video_backend)
+        if self._store_root is None:
+            video = open_video(path, backend=self.video_backend)
+        else:
+            video = open_tool_video(
+                path, backend=self.video_backend, frame_store=self._store_root,
+                settings=store_settings(self.tool_config),
+            )
         slack = max(1.0, 2.0 / max(sample.fps, 1e-6))
         if abs(video.duration - sample.duration) > slack:
             video.close()

@@ -36,19 +36,24 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.
+    """Yield a temporary sibling folder that replaces ``path`` when the body succeeds.
 
-    If the body raises, the temporary folder is removed and ``path`` is untouched. When
-    another process finished the same folder first, its result is kept.
+    Readers see the old folder or the complete new one, never a half-written one: an existing
+    ``path`` is renamed aside, the new folder renamed in, and only then the old one deleted.
+    If the body raises, the temporary folder is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        aside = None
         if path.exists():
-            shutil.rmtree(path)
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, aside / "previous")
         os.replace(tmp, path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -22,8 +22,16 @@ from typing import Any
 
 from medscope_gym.atomic import atomic_directory
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "TinyModelConfig", "build_processor", "build_tiny_model",
-           "build_tokenizer"]
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "TINY_SYSTEM_PROMPT", "TinyModelConfig", "build_processor",
+           "build_tiny_model", "build_tokenizer", "tiny_policy_config"]
+
+#: The tiny model's system prompt: the reply format only. The protocol's full SYSTEM_PROMPT (tool
+#: schemas, ~2.2k bytes = 2.2k byte tokens) would triple every CPU sequence for no gain at this size.
+TINY_SYSTEM_PROMPT = (
+    "Answer the question about the clinical video. Each reply: <think>reasoning</think> then either "
+    '<tool_call>{"name": "crop_video", "arguments": {"start_time": s, "end_time": e}}</tool_call>, '
+    '<tool_call>{"name": "get_frame", "arguments": {"timestamp": t}}</tool_call> or <answer>...</answer>.'
+)
 
 #: Special tokens of the tiny tokenizer, in id order after the 256 byte symbols.
 SPECIAL_TOKENS: tuple[str, ...] = (
@@ -88,6 +96,17 @@ class TinyModelConfig:
     """Longest sequence the rope is set up for."""
     seed: int = 0
     """Seed of the random initialisation."""
+
+
+def tiny_policy_config():
+    """Frame budget and prompt the tiny checkpoint is used with (saved as its medscope_policy.json)."""
+    from agents.vlm.encoding import FrameConfig
+    from agents.vlm.policy import VLMPolicyConfig
+    from agents.vlm.sampling import SamplingConfig
+
+    return VLMPolicyConfig(frames=FrameConfig(max_pixels=56 * 56, max_preview_frames=16, max_crop_frames=8,
+                                              max_images=3),
+                           sampling=SamplingConfig(max_new_tokens=320), system_prompt=TINY_SYSTEM_PROMPT)
 
 
 def build_tokenizer():
@@ -170,4 +189,5 @@ def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) ->
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         (tmp / "medscope_tiny.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        tiny_policy_config().save(tmp)
     return out

@@ -15,6 +15,8 @@ import numpy as np
 
 from medscope_gym.errors import VideoError
 from medscope_gym.video.base import Video
+from medscope_gym.video.guard import DEFAULT_DECODE_LIMIT_S, DecodeGuard
+from medscope_gym.video.timestamps import exact_timestamps
 
 __all__ = ["DecordVideo"]
 
@@ -22,19 +24,30 @@ __all__ = ["DecordVideo"]
 class DecordVideo(Video):
     """A video file read with ``decord.VideoReader`` (CPU)."""
 
-    def __init__(self, path: str | os.PathLike[str], num_threads: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        num_threads: int = 1,
+        *,
+        decode_limit_s: float | None = DEFAULT_DECODE_LIMIT_S,
+    ) -> None:
         self.path = str(path)
         self._num_threads = num_threads
         self._reader = None
         if not Path(self.path).is_file():
             raise VideoError(f"video {self.path!r} not found")
+        self._guard = DecodeGuard(decode_limit_s, what=f"video {self.path!r}")
+        self._guard(self._setup, action="opening and verifying the frame count")
+
+    def _setup(self) -> None:
         reader = self._open()
         count = len(reader)
         if count <= 0:
             raise VideoError(f"video {self.path!r} has no video frames")
         count = self._verified_count(reader, count)
-        self._timestamps, self._end = _exact_timestamps(
-            reader.get_frame_timestamp(np.arange(count)), float(reader.get_avg_fps())
+        table = reader.get_frame_timestamp(np.arange(count))
+        self._timestamps, self._end = exact_timestamps(
+            table[:, 0], float(reader.get_avg_fps()), ends=float(table[-1, 1])
         )
         frame = reader[0].asnumpy()
         self._size = (int(frame.shape[0]), int(frame.shape[1]))
@@ -87,32 +100,24 @@ class DecordVideo(Video):
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
         try:
-            return self._open().get_batch(indices.tolist()).asnumpy()
+            return self._guard(self._batch, indices, action=f"decoding frames {indices[:4].tolist()}")
+        except VideoError:
+            self._reader = None  # a reader that timed out or failed is not reused
+            raise
         except Exception as exc:
             raise VideoError(
                 f"video {self.path!r}: decoding frames {indices[:4].tolist()}… failed: {exc}"
             ) from exc
 
+    def _batch(self, indices: np.ndarray) -> np.ndarray:
+        return self._open().get_batch(indices.tolist()).asnumpy()
+
     def close(self) -> None:
         self._reader = None
+        self._guard.close()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_reader"] = None  # decoders do not cross process boundaries
         return state
 
-
-def _exact_timestamps(table: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
-    """Frame start times in float64 and the end of the last frame.
-
-    decord reports times as float32, which is off by microseconds (102.88 s reads as
-    102.8799972): enough to move a clamped crop end and cost an IoU bonus step. For a
-    constant frame rate the exact times are ``t0 + i / fps``; a variable-rate file keeps the
-    container's times.
-    """
-    starts = table[:, 0].astype(np.float64)
-    if fps > 0:
-        ideal = starts[0] + np.arange(len(starts), dtype=np.float64) / fps
-        if np.max(np.abs(starts - ideal)) < 0.25 / fps:
-            return ideal, float(ideal[-1] + 1.0 / fps)
-    return starts, float(table[-1, 1])

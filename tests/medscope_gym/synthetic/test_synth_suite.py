@@ -105,7 +105,7 @@ def test_builtin_suite_honours_env_cache(monkeypatch, small_suite, suite_cache):
 
 
 def test_same_seed_same_suite_and_different_seed_differs(tmp_path):
-    kwargs = dict(n_videos=2, min_duration_s=60.0, max_duration_s=62.0, width=96, height=64)
+    kwargs = dict(n_videos=2, min_duration_s=20.0, max_duration_s=24.0, width=96, height=64)
     a = build_synthetic_suite(tmp_path / "a", seed=5, **kwargs)
     b = build_synthetic_suite(tmp_path / "b", seed=5, **kwargs)
     c = build_synthetic_suite(tmp_path / "c", seed=6, **kwargs)
@@ -118,7 +118,7 @@ def test_same_seed_same_suite_and_different_seed_differs(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary folders are gone
 
 
-_TINY = {"n_videos": 2, "min_duration_s": 60.0, "max_duration_s": 61.0, "seed": 3, "width": 96, "height": 64}
+_TINY = {"n_videos": 2, "min_duration_s": 20.0, "max_duration_s": 22.0, "seed": 3, "width": 96, "height": 64}
 
 
 def _build_tiny(cache: str) -> str:

@@ -1,0 +1,351 @@
+"""SFT cold start: next-token loss on the assistant's own tokens of reference trajectories.
+
+The data are real env rollouts: :class:`agents.scripted.OraclePolicy` plays the suite's train split
+through the env, and :class:`agents.vlm.policy.ReferencePolicy` lays its turns out as token chunks
+exactly as :class:`~agents.vlm.policy.HFVLMPolicy` will see and produce them at evaluation (same chat
+template deltas, same frame reduction, same stop tokens). The loss covers the action tokens only
+(``Trajectory.action_mask``): prompts, tool responses and vision placeholders are masked.
+
+Training runs through ``accelerate`` (device placement; bf16 autocast on CUDA, fp32 on CPU), with
+optional LoRA (peft), checkpoints every ``save_every`` steps (model, processor, optimizer, scheduler,
+step; written atomically) and resume from the latest one, a tqdm progress bar, and a loss curve
+(``loss.csv`` + ``loss.png``). The final model is saved as a plain checkpoint (LoRA merged) that loads
+back with ``HFVLMPolicy.from_pretrained`` like any other.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.vlm.batching import collate
+from agents.vlm.encoding import ChatEncoder
+from agents.vlm.policy import VLMPolicyConfig, resolve_device
+from agents.vlm.trajectory import Trajectory, load_trajectories, save_trajectories
+from medscope_gym.atomic import atomic_directory, atomic_write_text
+
+__all__ = ["SFTConfig", "build_reference_data", "masked_lm_loss", "plot_loss", "train_sft"]
+
+_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class SFTConfig:
+    """Settings of one SFT run (CLI: ``medscope train sft``)."""
+
+    model: str
+    """Checkpoint folder to start from (``from_pretrained``)."""
+    data: str
+    """Suite to build reference trajectories from: a folder or ``builtin:NAME``."""
+    out: str
+    """Run folder: data/, checkpoint-N/, final/, loss.csv, loss.png, config.json."""
+    split: str = "train"
+    """Suite split the reference trajectories come from."""
+    repeats: int = 1
+    """Reference rollouts per sample (distinct env seeds)."""
+    limit: int | None = None
+    """Use only the first ``limit`` samples of the split (quick runs, tests)."""
+    max_steps: int = 1000
+    """Optimizer steps (each on ``batch_size`` x ``grad_accum`` trajectories)."""
+    batch_size: int = 1
+    grad_accum: int = 1
+    lr: float = 1e-4
+    """Peak learning rate (AdamW); linear warmup then cosine decay to 10%."""
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora: bool = False
+    """Train LoRA adapters on the language model's attention/MLP projections instead of all weights."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    freeze_vision: bool = False
+    """Keep the vision tower fixed (full fine-tuning only)."""
+    save_every: int = 250
+    """Checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Older checkpoints beyond this many are deleted."""
+    resume: bool = True
+    """Continue from the latest checkpoint-N in ``out`` when there is one."""
+    seed: int = 0
+    device: str = "auto"
+    """"auto": CUDA when available (bf16 autocast), else CPU (fp32)."""
+    policy: VLMPolicyConfig | None = None
+    """Frame budget / system prompt; None: the model folder's medscope_policy.json, else defaults."""
+    log_every: int = 10
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["policy"] = self.policy.to_dict() if self.policy is not None else None
+        return data
+
+
+def build_reference_data(model_path: str, suite: str, split: str, policy_cfg: VLMPolicyConfig,
+                         repeats: int = 1, seed: int = 0, num_envs: int = 4,
+                         limit: int | None = None) -> list[Trajectory]:
+    """Oracle rollouts through the env on ``split``, tokenised as the policy will see them."""
+    from transformers import AutoProcessor
+
+    from agents.scripted import OraclePolicy
+    from agents.vlm.policy import ReferencePolicy
+    from agents.vlm.rollout import EpisodeRequest, make_vector_env, rollout
+    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.suite import Suite
+
+    loaded = Suite.from_spec(suite, split=split)
+    if limit is not None:
+        loaded = Suite(loaded.root, list(loaded)[:limit])
+    processor = AutoProcessor.from_pretrained(model_path)
+    encoder = ChatEncoder(processor, policy_cfg.frames, policy_cfg.system_prompt)
+    requests = [EpisodeRequest(sample_id=s.id, seed=seed + r * len(loaded) + i)
+                for r in range(repeats) for i, s in enumerate(loaded)]
+    envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
+    try:
+        return rollout(ReferencePolicy(OraclePolicy(), encoder), envs, requests)
+    finally:
+        envs.close()
+
+
+def masked_lm_loss(logits, input_ids, action_mask):
+    """Mean next-token cross-entropy over positions whose *target* token is the policy's own.
+
+    ``logits[:, t]`` predicts ``input_ids[:, t + 1]``; only targets with ``action_mask`` = 1 count.
+    """
+    import torch
+
+    targets = input_ids[:, 1:]
+    mask = action_mask[:, 1:].bool()
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (nll * mask).sum() / mask.sum().clamp(min=1)
+
+
+@dataclass
+class _Example:
+    input_ids: list[int]
+    action_mask: list[int]
+    vision: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _examples(trajectories: list[Trajectory], encoder: ChatEncoder) -> list[_Example]:
+    out = []
+    for traj in trajectories:
+        vision = [encoder.process_media(turn.media) for turn in traj.turns]
+        for turn, v in zip(traj.turns, vision):
+            grid = v.get("video_grid_thw")
+            if grid is not None and grid.tolist() != turn.video_grid_thw:
+                raise ValueError(f"trajectory {traj.uid}: re-processed video grid {grid.tolist()} differs from the "
+                                 f"recorded {turn.video_grid_thw} (different processor settings?)")
+        out.append(_Example(traj.input_ids(), traj.action_mask(), vision))
+    return out
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CKPT_RE.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def _lr_lambda(cfg: SFTConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def train_sft(cfg: SFTConfig) -> Path:
+    """Run SFT; returns the folder of the final checkpoint (``out/final``)."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoProcessor
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy_cfg = cfg.policy or VLMPolicyConfig.load(cfg.model) or VLMPolicyConfig()
+    cfg.policy = policy_cfg
+    device, _ = resolve_device(cfg.device)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if device.type == "cuda" else "no",
+                              gradient_accumulation_steps=cfg.grad_accum)
+    torch.manual_seed(cfg.seed)
+
+    resume_from = _latest_checkpoint(out) if cfg.resume else None
+    data_dir = out / "data"
+    if data_dir.exists() and resume_from is not None:
+        trajectories = load_trajectories(data_dir)
+    else:
+        trajectories = build_reference_data(cfg.model, cfg.data, cfg.split, policy_cfg, cfg.repeats, cfg.seed,
+                                            limit=cfg.limit)
+        save_trajectories(data_dir, trajectories)
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    processor = AutoProcessor.from_pretrained(cfg.model)
+    encoder = ChatEncoder(processor, policy_cfg.frames, policy_cfg.system_prompt)
+    examples = _examples(trajectories, encoder)
+    n_tokens = sum(sum(e.action_mask) for e in examples)
+    print(f"sft: {len(examples)} reference trajectories, {n_tokens} assistant tokens "
+          f"(of {sum(len(e.input_ids) for e in examples)}), device {accelerator.device}")
+
+    model = _load_model(cfg, resume_from)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    step = 0
+    if resume_from is not None:
+        state = json.loads((resume_from / "trainer_state.json").read_text())
+        step = int(state["step"])
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
+        print(f"sft: resumed from {resume_from} at step {step}")
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+
+    tok = processor.tokenizer
+    pad_id = tok.pad_token_id
+    per_step = cfg.batch_size * cfg.grad_accum
+    loss_log = out / "loss.csv"
+    if step == 0 or not loss_log.exists():
+        loss_log.write_text("step,loss,lr,assistant_tokens\n")
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, desc="sft", unit="step")
+    while step < cfg.max_steps:
+        losses, tokens = [], 0
+        for micro in range(cfg.grad_accum):
+            batch_ex = [examples[i] for i in _indices(len(examples), cfg.seed, step * per_step + micro * cfg.batch_size,
+                                                      cfg.batch_size)]
+            batch = collate([e.input_ids for e in batch_ex], [e.vision for e in batch_ex], pad_id=pad_id,
+                            image_token_id=encoder.image_token_id, video_token_id=encoder.video_token_id,
+                            padding_side="right", device=accelerator.device)
+            mask = torch.zeros_like(batch["input_ids"])
+            for i, e in enumerate(batch_ex):
+                mask[i, : len(e.action_mask)] = torch.as_tensor(e.action_mask)
+            with accelerator.accumulate(model), accelerator.autocast():
+                logits = model(**batch).logits
+                loss = masked_lm_loss(logits, batch["input_ids"], mask)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            tokens += int(mask[:, 1:].sum())
+        step += 1
+        mean_loss = float(np.mean(losses))
+        with open(loss_log, "a") as fh:
+            fh.write(f"{step},{mean_loss:.6f},{scheduler.get_last_lr()[0]:.3e},{tokens}\n")
+        if bar is not None:
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            _save_checkpoint(accelerator, model, processor, optimizer, scheduler, policy_cfg, out, step, cfg)
+            plot_loss(loss_log, out / "loss.png")
+    if bar is not None:
+        bar.close()
+    final = out / "final"
+    _save_final(accelerator.unwrap_model(model), processor, policy_cfg, final, cfg)
+    plot_loss(loss_log, out / "loss.png")
+    return final
+
+
+def _indices(n: int, seed: int, start: int, count: int) -> list[int]:
+    """Examples ``start .. start+count`` of an endless stream of per-epoch shuffles (resume-exact)."""
+    out = []
+    for k in range(start, start + count):
+        epoch, pos = divmod(k, n)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[pos]))
+    return out
+
+
+def _load_model(cfg: SFTConfig, resume_from: Path | None):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if cfg.lora:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        base = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=torch.float32)
+        if resume_from is not None:
+            return PeftModel.from_pretrained(base, resume_from / "adapter", is_trainable=True)
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=r".*language_model.*\.(" + "|".join(cfg.lora_targets) + ")$",
+                          task_type="CAUSAL_LM")
+        return get_peft_model(base, lora)
+    source = resume_from / "model" if resume_from is not None else cfg.model
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
+    if cfg.freeze_vision:
+        for p in model.model.visual.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def _save_checkpoint(accelerator, model, processor, optimizer, scheduler, policy_cfg, out: Path, step: int,
+                     cfg: SFTConfig) -> None:
+    import torch
+
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(model)
+    with atomic_directory(out / f"checkpoint-{step}") as tmp:
+        unwrapped.save_pretrained(tmp / ("adapter" if cfg.lora else "model"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "max_steps": cfg.max_steps}) + "\n")
+    found = sorted((int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CKPT_RE.match(p.name)))
+    for _, old in found[: max(0, len(found) - cfg.keep_checkpoints)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_final(model, processor, policy_cfg: VLMPolicyConfig, final: Path, cfg: SFTConfig) -> None:
+    if cfg.lora:
+        model = model.merge_and_unload()
+    with atomic_directory(final) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        policy_cfg.save(tmp)
+
+
+def plot_loss(csv_path: Path, png_path: Path) -> None:
+    """Loss curve (raw and a 20-step moving mean) from loss.csv; skipped when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    steps = np.array([int(r["step"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    window = min(20, len(loss))
+    smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, loss, alpha=0.3, label="loss")
+    ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("assistant-token cross-entropy")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)
+

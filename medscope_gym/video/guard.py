@@ -1,0 +1,109 @@
+"""A time limit on decoder calls, so a hanging decoder becomes a clear :class:`VideoError`.
+
+decord and FFmpeg can hang on broken or over-reported containers (SPEC §9). Each guarded
+call runs on a private decode thread while the caller waits at most ``limit_s`` seconds;
+past it the caller gets a ``VideoError`` naming the file and the call, and the guard
+abandons the stuck thread (the backend must then drop its reader and open a fresh one).
+Both decoders release the GIL inside their C code (decord through ctypes, PyAV in its
+``nogil`` decode loop), which is what lets the waiting thread wake up. A decoder stuck while
+*holding* the GIL cannot be interrupted from inside the process; ``medscope prepare`` runs
+its decodes in worker processes for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from medscope_gym.errors import VideoError
+
+__all__ = ["DEFAULT_DECODE_LIMIT_S", "DecodeGuard", "DecodeTimeout"]
+
+T = TypeVar("T")
+
+DEFAULT_DECODE_LIMIT_S = float(os.environ.get("MEDSCOPE_DECODE_LIMIT_S", "60"))
+"""Seconds one guarded call may take (``$MEDSCOPE_DECODE_LIMIT_S``); generous: a crop takes milliseconds."""
+
+
+class DecodeTimeout(VideoError):
+    """A decoder call ran past its time limit (the decoder is presumed hung)."""
+
+
+class _DecodeThread:
+    """One daemon thread running submitted calls in order (daemon: a hung call never blocks exit)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="medscope-decode", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args, box, done = job
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:  # handed to the caller, which re-raises it
+                box.append((False, exc))
+            done.set()
+
+    def submit(self, fn: Callable[..., object], args: tuple) -> tuple[list, threading.Event]:
+        box: list = []
+        done = threading.Event()
+        self._jobs.put((fn, args, box, done))
+        return box, done
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+class DecodeGuard:
+    """Runs decoder calls on one private thread with a time limit; ``limit_s=None`` calls directly.
+
+    The thread is started lazily and per process (never inherited across fork), so a guard
+    held by an env that is pickled into a worker starts clean there.
+    """
+
+    def __init__(self, limit_s: float | None = DEFAULT_DECODE_LIMIT_S, what: str = "video") -> None:
+        if limit_s is not None and not limit_s > 0:
+            raise ValueError(f"limit_s must be > 0 or None, got {limit_s!r}")
+        self.limit_s = limit_s
+        self.what = what
+        self._thread: _DecodeThread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, fn: Callable[..., T], *args: object, action: str = "decoding") -> T:
+        if self.limit_s is None:
+            return fn(*args)
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._thread, self._pid = _DecodeThread(), os.getpid()
+            thread = self._thread
+            box, done = thread.submit(fn, args)
+            if not done.wait(self.limit_s):
+                self._thread = None  # abandon the stuck thread; the next call starts a fresh one
+                raise DecodeTimeout(
+                    f"{self.what}: {action} did not finish within {self.limit_s:g} s; the decoder is "
+                    "presumed hung (raise MEDSCOPE_DECODE_LIMIT_S if the file is just slow to decode)"
+                )
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and self._pid == os.getpid():
+            thread.stop()
+
+    def __getstate__(self) -> dict:
+        return {"limit_s": self.limit_s, "what": self.what}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["limit_s"], state["what"])

@@ -1,0 +1,239 @@
+"""Exact frame access through PyAV (FFmpeg): a packet index, keyframe seeks and forward-only decoding.
+
+At open we demux the packets (no decoding) to learn every frame's presentation time and
+where the keyframes are, then decode the last GOP to verify the count: the container
+header's frame count is never trusted (SPEC §9). A read of sorted indices seeks only when
+the next wanted frame lies beyond the current GOP (or behind the decoder), and otherwise
+decodes forward; only wanted frames are converted to RGB. Memory stays flat (one decoder,
+no frame cache), unlike decord's growth after seeks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from medscope_gym.errors import VideoError
+from medscope_gym.video.base import Video
+from medscope_gym.video.guard import DEFAULT_DECODE_LIMIT_S, DecodeGuard
+from medscope_gym.video.timestamps import exact_timestamps
+
+__all__ = ["FrameIndex", "PyAVVideo", "index_packets"]
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Every frame of a stream in presentation order: its ``pts`` and whether it starts a GOP."""
+
+    pts: np.ndarray
+    """int64, strictly increasing."""
+    keyframe: np.ndarray
+    """bool, same length; frame 0 always counts as a keyframe."""
+    time_base: Fraction
+    avg_fps: float
+
+    def __post_init__(self) -> None:
+        if len(self.pts) == 0 or len(self.pts) != len(self.keyframe):
+            raise ValueError("a frame index needs one keyframe flag per pts, and at least one frame")
+        if np.any(np.diff(self.pts) <= 0):
+            raise ValueError("frame pts must be strictly increasing")
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.pts)
+
+    def timestamps(self) -> tuple[np.ndarray, float]:
+        """Exact start time of every frame (s) and the end of the last one; see :func:`exact_timestamps`."""
+        return exact_timestamps(self.pts.astype(np.float64) * float(self.time_base), self.avg_fps)
+
+    def truncated(self, n: int) -> FrameIndex:
+        return FrameIndex(self.pts[:n].copy(), self.keyframe[:n].copy(), self.time_base, self.avg_fps)
+
+
+def _open_container(path: str, threads: int):
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as exc:  # PyAV raises several error types for unreadable containers
+        raise VideoError(f"video {path!r} cannot be opened by PyAV: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"video {path!r} has no video stream")
+    stream = container.streams.video[0]
+    if threads != 1:
+        stream.thread_type = "AUTO"
+        stream.thread_count = max(0, threads)
+    return container, stream
+
+
+def index_packets(path: str | os.PathLike[str]) -> FrameIndex:
+    """Presentation times and keyframe flags of every video packet (demuxing only, no decoding)."""
+    path = str(path)
+    container, stream = _open_container(path, 1)
+    try:
+        pts, key = [], []
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            pts.append(packet.pts)
+            key.append(packet.is_keyframe)
+        if not pts:
+            raise VideoError(f"video {path!r} has no video frames")
+        time_base = stream.time_base or Fraction(1, 1)
+        rate = stream.average_rate or stream.guessed_rate
+        avg_fps = float(rate) if rate else 0.0
+    except VideoError:
+        raise
+    except Exception as exc:
+        raise VideoError(f"video {path!r}: reading packets failed: {exc}") from exc
+    finally:
+        container.close()
+    order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
+    pts_sorted = np.asarray(pts, dtype=np.int64)[order]
+    keep = np.concatenate([[True], np.diff(pts_sorted) > 0])  # duplicate pts: the decoder emits one
+    keyframe = np.asarray(key, dtype=bool)[order][keep]
+    keyframe[0] = True
+    return FrameIndex(pts_sorted[keep], keyframe, Fraction(time_base), avg_fps)
+
+
+class PyAVVideo(Video):
+    """A video file read with PyAV; pass ``index`` (e.g. from a frame store) to skip indexing at open."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        threads: int = 1,
+        index: FrameIndex | None = None,
+        decode_limit_s: float | None = DEFAULT_DECODE_LIMIT_S,
+    ) -> None:
+        self.path = str(path)
+        if not Path(self.path).is_file():
+            raise VideoError(f"video {self.path!r} not found")
+        self._threads = threads
+        self._container = None
+        self._stream = None
+        self._frames_iter = None
+        self._pos = -1  # index of the last frame the decoder emitted; -1: must seek first
+        self._guard = DecodeGuard(decode_limit_s, what=f"video {self.path!r}")
+        if index is None:
+            index = self._guard(index_packets, self.path, action="indexing packets")
+            index = self._guard(self._verified, index, action="verifying the frame count")
+        self.index = index
+        self._timestamps, self._end = index.timestamps()
+        self._keyframe_pos = np.flatnonzero(index.keyframe)
+        self._size = self._guard(self._probe_size, action="decoding the first frame")
+
+    # ------------------------------------------------------------------ Video API
+    @property
+    def timestamps(self) -> np.ndarray:
+        return self._timestamps
+
+    @property
+    def duration(self) -> float:
+        return self._end - float(self._timestamps[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        return self._guard(self._decode_sorted, indices, action=f"decoding frames {indices[:4].tolist()}")
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = self._stream = self._frames_iter = None
+        self._pos = -1
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_container=None, _stream=None, _frames_iter=None, _pos=-1)  # decoders stay per process
+        return state
+
+    # ------------------------------------------------------------------ decoding
+    def _open(self):
+        if self._container is None:
+            self._container, self._stream = _open_container(self.path, self._threads)
+            self._pos = -1
+        return self._container, self._stream
+
+    def _seek_to(self, keyframe: int) -> None:
+        container, stream = self._open()
+        container.seek(int(self.index.pts[keyframe]), stream=stream, backward=True, any_frame=False)
+        self._frames_iter = container.decode(stream)
+        self._pos = -1
+
+    def _next_frame(self):
+        """Next decoded frame and its index, or (None, -1) at the end of the stream."""
+        try:
+            frame = next(self._frames_iter)
+        except StopIteration:
+            return None, -1
+        pts = frame.pts
+        i = int(np.searchsorted(self.index.pts, pts)) if pts is not None else self._pos + 1
+        if i >= self.index.num_frames or (pts is not None and self.index.pts[i] != pts):
+            i = -2  # a frame the index does not know (e.g. an open-GOP leftover): skip it
+        return frame, i
+
+    def _decode_sorted(self, indices: np.ndarray) -> np.ndarray:
+        h, w = self._size if hasattr(self, "_size") else (0, 0)
+        out: list[np.ndarray] = []
+        kpos = self._keyframe_pos
+        try:
+            for target in indices.tolist():
+                key = int(kpos[np.searchsorted(kpos, target, side="right") - 1])
+                if self._frames_iter is None or self._pos >= target or self._pos < key - 1:
+                    self._seek_to(key)
+                while True:
+                    frame, i = self._next_frame()
+                    if frame is None:
+                        raise VideoError(f"video {self.path!r}: stream ended before frame {target}")
+                    if i == -2:
+                        continue
+                    self._pos = i
+                    if i == target:
+                        out.append(frame.to_ndarray(format="rgb24"))
+                        break
+                    if i > target:
+                        raise VideoError(f"video {self.path!r}: the decoder skipped frame {target}")
+        except VideoError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise VideoError(f"video {self.path!r}: decoding frame(s) failed: {exc}") from exc
+        if not out:
+            return np.zeros((0, h, w, 3), dtype=np.uint8)
+        return np.stack(out)
+
+    def _probe_size(self) -> tuple[int, int]:
+        self._size = (0, 0)
+        frame = self._decode_sorted(np.array([0]))[0]
+        return int(frame.shape[0]), int(frame.shape[1])
+
+    def _verified(self, index: FrameIndex) -> FrameIndex:
+        """Decode the last GOP and keep only the frames that really come out of the decoder."""
+        self.index = index
+        self._keyframe_pos = np.flatnonzero(index.keyframe)
+        last_key = int(self._keyframe_pos[-1])
+        self._seek_to(last_key)
+        decoded = last_key
+        try:
+            while True:
+                frame, i = self._next_frame()
+                if frame is None:
+                    break
+                if i >= 0:
+                    decoded = max(decoded, i + 1)
+        except Exception:  # a broken tail: keep what decoded
+            pass
+        self.close()
+        if decoded <= 0:
+            raise VideoError(f"video {self.path!r}: not even the first frame decodes")
+        return index if decoded == index.num_frames else index.truncated(decoded)

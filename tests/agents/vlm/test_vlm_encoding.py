@@ -1,0 +1,84 @@
+"""Template deltas: the chunks of an episode are exactly the tokens of the whole conversation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def oracle_episode(suite, tiny_dir):
+    """One oracle episode encoded chunk by chunk: (encoder, ctx, chunks, action ids)."""
+    from transformers import AutoProcessor
+
+    from agents.scripted import OraclePolicy
+    from agents.vlm.encoding import ChatEncoder, FrameConfig
+    from envs.clinvideo import ClinVideoEnv
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    encoder = ChatEncoder(processor, FrameConfig(max_pixels=56 * 56, max_preview_frames=9, max_crop_frames=5),
+                          system_prompt="Be brief.")
+    env = ClinVideoEnv(suite)
+    oracle = OraclePolicy()
+    obs, info = env.reset(options={"sample_index": 0})
+    oracle.begin(0, obs, info, env.current_sample)
+    ctx = encoder.start()
+    chunks, actions = [], []
+    while True:
+        chunks.append(encoder.encode_observation(ctx, obs))
+        text = oracle.act([0], [obs], [info])[0]
+        actions.append(encoder.encode_reference_action(text))
+        encoder.add_action(ctx, text)
+        obs, _, terminated, truncated, info = env.step(text)
+        if terminated or truncated:
+            break
+    env.close()
+    return encoder, ctx, chunks, actions
+
+
+def test_chunks_concatenate_to_the_one_shot_encoding(oracle_episode):
+    encoder, ctx, chunks, actions = oracle_episode
+    incremental = [t for chunk, act in zip(chunks, actions) for t in (*chunk.token_ids, *act)]
+    videos = [c.media.video for c in chunks if c.media.video is not None]
+    images = [im for c in chunks if c.media.images is not None for im in c.media.images]
+    assert len(videos) == 2 and len(images) == 3  # preview + crop, then the get_frame frames
+    from transformers.video_utils import VideoMetadata
+
+    metadata = [VideoMetadata(total_num_frames=len(c.media.video), fps=c.media.video_fps)
+                for c in chunks if c.media.video is not None]
+    whole = encoder.processor(text=[ctx.rendered], videos=videos, images=images, return_tensors="pt",
+                              videos_kwargs={"do_sample_frames": False, "video_metadata": metadata})
+    assert whole["input_ids"][0].tolist() == incremental
+    pixel_chunks = [c.vision["pixel_values_videos"] for c in chunks if "pixel_values_videos" in c.vision]
+    assert torch.equal(torch.cat(pixel_chunks), whole["pixel_values_videos"])
+    second = torch.cat([c.vision["second_per_grid_ts"] for c in chunks if "second_per_grid_ts" in c.vision])
+    assert torch.allclose(second, torch.as_tensor(whole["second_per_grid_ts"], dtype=torch.float32))
+
+
+def test_frames_are_capped_and_keep_their_real_times(oracle_episode):
+    _, _, chunks, _ = oracle_episode
+    preview = chunks[0].media
+    assert len(preview.video) == 9 and preview.video.shape[1] * preview.video.shape[2] <= 56 * 56
+    assert np.all(np.diff(preview.video_times) > 0)
+    assert preview.video_times[0] < 2.0 and preview.video_times[-1] > 30.0  # spans the whole video
+    assert len(chunks[1].media.video) <= 5
+    assert chunks[2].media.images is not None and len(chunks[2].media.images) == 3
+
+
+def test_template_that_rewrites_history_is_refused(tiny_dir):
+    from agents.vlm.encoding import ChatEncoder, TemplateError
+    from agents.vlm.tiny import CHAT_TEMPLATE, build_processor
+
+    processor = build_processor()
+    # marks the last message: re-rendering after a new message changes an earlier one
+    processor.chat_template = CHAT_TEMPLATE.replace("'<|im_end|>\\n'", "('<|im_end|>\\n' if not loop.last else '!')")
+    encoder = ChatEncoder(processor, system_prompt="s")
+    ctx = encoder.start()
+    obs = {"text": "question", "video": np.zeros((0, 1, 1, 3), np.uint8), "video_times": np.zeros((0, 1)),
+           "images": np.zeros((0, 1, 1, 3), np.uint8), "image_times": np.zeros((0, 1))}
+    encoder.encode_observation(ctx, obs)
+    encoder.add_action(ctx, "<think>x</think><answer>A</answer>")
+    with pytest.raises(TemplateError):
+        encoder.encode_observation(ctx, dict(obs, text="tool says"))

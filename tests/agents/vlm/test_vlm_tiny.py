@@ -1,0 +1,68 @@
+"""The offline tiny model: tokenizer, processor and checkpoint round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.vlm.tiny import SPECIAL_TOKENS, build_tokenizer
+
+torch = pytest.importorskip("torch")
+
+
+def test_every_protocol_tag_is_one_token_and_bytes_round_trip():
+    tok = build_tokenizer()
+    for tag in SPECIAL_TOKENS:
+        assert len(tok(tag, add_special_tokens=False)["input_ids"]) == 1, tag
+    text = '<think>µ-scope at 87.5 s</think>\n<tool_call>{"name": "get_frame"}</tool_call>'
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=False) == text
+    assert ids[0] == tok.convert_tokens_to_ids("<think>")
+    assert ids[-1] == tok.convert_tokens_to_ids("</tool_call>")
+
+
+def _inputs(processor):
+    rng = np.random.default_rng(0)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "video"}, {"type": "image"}, {"type": "text", "text": "what?"}]}],
+        tokenize=False, add_generation_prompt=True)
+    from transformers.video_utils import VideoMetadata
+
+    return processor(text=[text], videos=[rng.integers(0, 255, (6, 48, 64, 3), dtype=np.uint8)],
+                     images=[rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)],
+                     videos_kwargs={"do_sample_frames": False,
+                                    "video_metadata": [VideoMetadata(total_num_frames=6, fps=0.5)]},
+                     return_tensors="pt")
+
+
+def test_saved_and_reloaded_checkpoint_gives_identical_logits(tmp_path, tiny_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+
+    fresh_processor = build_processor()
+    fresh = build_model(fresh_processor.tokenizer, TinyModelConfig())  # same seed as the saved checkpoint
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    loaded = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+    batch = _inputs(processor)
+    assert torch.equal(batch["input_ids"], _inputs(fresh_processor)["input_ids"])
+    assert float(batch["second_per_grid_ts"][0]) == pytest.approx(2 / 0.5)  # real fps reaches the rope
+    with torch.no_grad():
+        a = fresh(**batch).logits
+        b = loaded(**batch).logits
+    assert torch.equal(a, b)
+    # and a second save/load of the loaded model changes nothing either
+    loaded.save_pretrained(tmp_path / "again")
+    again = AutoModelForImageTextToText.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        assert torch.equal(again(**batch).logits, b)
+
+
+def test_tiny_folder_carries_its_policy_config(tiny_dir):
+    from agents.vlm.policy import VLMPolicyConfig
+    from agents.vlm.tiny import TINY_SYSTEM_PROMPT
+
+    cfg = VLMPolicyConfig.load(tiny_dir)
+    assert cfg is not None and cfg.system_prompt == TINY_SYSTEM_PROMPT
+    assert cfg.frames.max_pixels == 56 * 56
