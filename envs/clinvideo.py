@@ -392,11 +392,26 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         return clean or " "
 
     def _open(self, sample: Sample) -> tuple[Video, ToolOutput]:
-        """The sample's decoder and preview, from the cache or freshly opened and checked."""
+        """The sample's decoder and a copy of its preview, from the cache or freshly opened and checked.
+
+        The preview is cached per video but handed out as a copy: observations of different
+        resets must not share buffers (the user may keep and modify them).
+        """
         path = str(self.suite.video_path(sample))
         if path in self._videos:
             self._videos.move_to_end(path)
-            return self._videos[path]
+        else:
+            self._videos[path] = self._open_new(sample, path)
+            while len(self._videos) > self.max_open_videos:
+                _, (old, _) = self._videos.popitem(last=False)
+                old.close()
+        video, look = self._videos[path]
+        fresh = ToolOutput(look.name, look.frames.copy(), look.timestamps.copy(), interval=look.interval,
+                           text=look.text)
+        return video, fresh
+
+    def _open_new(self, sample: Sample, path: str) -> tuple[Video, ToolOutput]:
+        """Open a video (through its frame store unless ``frame_store`` is None), check it, preview it."""
         if self._store_root is None:
             video = open_video(path, backend=self.video_backend)
         else:
@@ -411,11 +426,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
                 f"sample {sample.id!r}: the suite gives duration {sample.duration:g} s but video "
                 f"{path!r} decodes to {video.duration:.2f} s"
             )
-        self._videos[path] = (video, preview(video, self.tool_config))
-        while len(self._videos) > self.max_open_videos:
-            _, (old, _) = self._videos.popitem(last=False)
-            old.close()
-        return self._videos[path]
+        return video, preview(video, self.tool_config)
 
     def _frame_canvases(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """Largest preview/crop frame and largest get_frame frame over the suite's videos."""

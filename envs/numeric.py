@@ -3,9 +3,9 @@
 SB3 takes neither text actions nor variable-length frame lists. This env owns a
 :class:`~envs.clinvideo.ClinVideoEnv` and translates in both directions:
 
-- actions ``MultiDiscrete([3, bins, bins, options])`` = (tool, start bin, end bin, answer option)
-  become assistant turns in the text protocol: tool 0 answers with the option's letter, tool 1
-  calls ``crop_video`` over the bins ``min(start, end) … max(start, end)`` (always a valid
+- actions ``MultiDiscrete([3, bins, max_span_bins, options])`` = (tool, start bin, span, answer
+  option) become assistant turns in the text protocol: tool 0 answers with the option's letter,
+  tool 1 calls ``crop_video`` over ``span + 1`` bins from the start bin (always a valid
   interval), tool 2 calls ``get_frame`` at the middle of that same span. The base env parses
   and scores them, so rewards, terminations and the final ``info`` are exactly the base env's.
 - observations become a one-level Dict of Boxes: the reset preview as one thumbnail per time
@@ -45,6 +45,7 @@ TOOL_NAMES: tuple[str, ...] = ("answer", "crop_video", "get_frame")
 LAST_TOOL_KINDS: tuple[str, ...] = ("none", "crop_video", "get_frame", "error")
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _LOG = logging.getLogger(__name__)
+_PREVIEW_CACHE = 512  # binned previews kept per env (~140 kB each at the default sizes)
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,13 @@ class NumericConfig:
     """Shape of the numeric observations and actions.
 
     Attributes:
-        bins: time bins over the video, for both the preview thumbnails and the start / end /
-            timestamp action components. 60 bins resolve 2–5 s events in videos up to ~90 s
-            (a bin-aligned crop then reaches IoU >= 0.5); longer videos need more.
+        bins: time bins over the video, for both the preview thumbnails and the start-bin action
+            component. 60 bins resolve 2–5 s events in videos up to ~90 s (a bin-aligned crop then
+            reaches IoU >= 0.5); longer videos need more.
+        max_span_bins: the span component's range: a crop covers 1 … max_span_bins bins. A span
+            rather than an end bin makes every action a valid interval, and keeps random crops
+            event-sized: with a free end bin a random crop covers a third of the video, scores a
+            partial miss (-1) and teaches the agent to stop cropping. ``bins`` allows any length.
         thumb_height, thumb_width: thumbnail size of every frame (area-averaged). 24×32 keeps the
             synthetic event marks (8 px at 160×120) and instrument glyphs visible.
         max_frames: frames of the last tool call kept (evenly subsampled when a crop returns more).
@@ -64,6 +69,7 @@ class NumericConfig:
     """
 
     bins: int = 60
+    max_span_bins: int = 8
     thumb_height: int = 24
     thumb_width: int = 32
     max_frames: int = 8
@@ -73,7 +79,7 @@ class NumericConfig:
     max_options: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("bins", "thumb_height", "thumb_width", "max_frames", "question_tokens", "option_tokens"):
+        for name in ("bins", "max_span_bins", "thumb_height", "thumb_width", "max_frames", "question_tokens", "option_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"NumericConfig.{name} must be an integer >= 1, got {value!r}")
@@ -167,6 +173,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ConfigError(f"NumericConfig.max_options={cfg.max_options} but a question has {n_options} options")
         self._max_hours = max(s.duration for s in self.samples) / 3600.0 * 2.0 + 1.0
         self._encoded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._previews: dict[str, np.ndarray] = {}
 
         thumb = (cfg.thumb_height, cfg.thumb_width, 3)
         f, o = cfg.max_frames, int(cfg.max_options)
@@ -183,7 +190,9 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "budget": spaces.Box(0.0, 1.0, (2,), np.float32),
             "duration": spaces.Box(0.0, np.float32(self._max_hours), (1,), np.float32),
         })
-        self.action_space = spaces.MultiDiscrete([len(TOOL_NAMES), cfg.bins, cfg.bins, o])
+        if cfg.max_span_bins > cfg.bins:
+            raise ConfigError(f"NumericConfig.max_span_bins ({cfg.max_span_bins}) exceeds bins ({cfg.bins})")
+        self.action_space = spaces.MultiDiscrete([len(TOOL_NAMES), cfg.bins, cfg.max_span_bins, o])
         self._sample: Sample | None = None
         self._duration = 1.0
         self._preview: np.ndarray | None = None
@@ -214,7 +223,11 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         obs, info = self.env.reset(seed=seed, options={"sample_id": sample_id})
         self._sample = sample = self.env.unwrapped.current_sample
         self._duration = float(info["duration"])
-        self._preview = self._bin_preview(obs["video"], obs["video_times"][:, 0])
+        if sample.id not in self._previews:  # the preview of a sample never changes: thumbnail it once
+            if len(self._previews) >= _PREVIEW_CACHE:
+                self._previews.pop(next(iter(self._previews)))
+            self._previews[sample.id] = self._bin_preview(obs["video"], obs["video_times"][:, 0])
+        self._preview = self._previews[sample.id]
         self._turns = self._tool_calls = 0
         return self._observation(None, None, "none"), info
 
@@ -238,23 +251,26 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def action_text(self, action: np.ndarray) -> str:
         """The assistant turn that ``action`` stands for in the current episode."""
-        tool, start, end, option = (int(x) for x in np.asarray(action).reshape(-1)[:4])
-        if not self.action_space.contains(np.asarray([tool, start, end, option], dtype=np.int64)):
-            raise ValueError(f"action {[tool, start, end, option]} is outside {self.action_space}")
+        tool, start, span, option = (int(x) for x in np.asarray(action).reshape(-1)[:4])
+        if not self.action_space.contains(np.asarray([tool, start, span, option], dtype=np.int64)):
+            raise ValueError(f"action {[tool, start, span, option]} is outside {self.action_space}")
         if tool == 0:
             return format_answer(option_letter(option), think=f"The frames I saw point to option {option_letter(option)}.")
-        lo, hi = self.span_seconds(start, end)
+        lo, hi = self.span_seconds(start, span)
         if tool == 1:
             return format_tool_call("crop_video", {"start_time": lo, "end_time": hi},
                                     think=f"I look closer at {lo:.1f}-{hi:.1f} s.")
         t = round((lo + hi) / 2, 3)
         return format_tool_call("get_frame", {"timestamp": t}, think=f"I check the frame at {t:.1f} s.")
 
-    def span_seconds(self, start_bin: int, end_bin: int) -> tuple[float, float]:
-        """Seconds covered by the bins ``min(start, end) … max(start, end)`` of the current video."""
-        lo, hi = min(start_bin, end_bin), max(start_bin, end_bin) + 1
-        width = self._duration / self.config.bins
-        return round(lo * width, 3), round(min(self._duration, hi * width), 3)
+    def span_seconds(self, start_bin: int, span: int) -> tuple[float, float]:
+        """Seconds covered by ``span + 1`` bins from ``start_bin`` (clipped to the video) in this episode."""
+        bins = self.config.bins
+        hi = min(bins, start_bin + span + 1)
+        width = self._duration / bins
+        start = round(start_bin * width, 3)
+        end = self._duration if hi == bins else round(hi * width, 3)
+        return start, end
 
     def render(self) -> np.ndarray | str | None:
         return self.env.render()
@@ -265,11 +281,17 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     # ------------------------------------------------------------------ internals
     def _thumbs(self, frames: np.ndarray) -> np.ndarray:
+        """Area-averaged thumbnails: PIL's block reduce when the sizes divide, else its box filter."""
         cfg = self.config
-        out = np.empty((len(frames), cfg.thumb_height, cfg.thumb_width, 3), dtype=np.uint8)
+        n, h, w, _ = frames.shape
+        th, tw = cfg.thumb_height, cfg.thumb_width
+        out = np.empty((n, th, tw, 3), dtype=np.uint8)
         for i, frame in enumerate(frames):
-            out[i] = np.asarray(Image.fromarray(frame).resize((cfg.thumb_width, cfg.thumb_height),
-                                                              Image.Resampling.BOX))
+            image = Image.fromarray(frame)
+            if h % th == 0 and w % tw == 0:
+                out[i] = np.asarray(image.reduce((w // tw, h // th)))
+            else:
+                out[i] = np.asarray(image.resize((tw, th), Image.Resampling.BOX))
         return out
 
     def _bin_preview(self, frames: np.ndarray, times: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     medscope play --env MedScope/SynthSurg-v0 --policy oracle --episodes 3 --seed 0
     medscope synth OUT_DIR --videos 6 --min-duration 60 --max-duration 150 --seed 0
-    medscope suite validate SUITE_DIR
+    medscope suite validate SUITE_DIR   (the suite group lives in medscope_gym.suite.cli)
 
 Commands import the heavy parts (agents, envs) only when they run.
 """
@@ -21,7 +21,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 # Modules that add their own commands: each has ``register(commands, train_commands)`` taking the
 # top-level and the ``medscope train`` subparser collections. They must import torch & co lazily.
-COMMAND_MODULES: tuple[str, ...] = ("agents.vlm.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("agents.sb3.cli", "agents.vlm.cli", "medscope_gym.store.cli", "medscope_gym.suite.cli")
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
@@ -102,19 +102,6 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_suite_validate(args: argparse.Namespace) -> int:
-    from medscope_gym.suite import Suite
-    from medscope_gym.video.probe import probe_size
-
-    suite = Suite.from_spec(args.suite)
-    for rel in suite.videos():
-        probe_size(suite.root / rel)
-    print(f"ok: {len(suite)} samples, {len(suite.videos())} videos")
-    for key in ("split", "task", "answer_type"):
-        print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in sorted(suite.counts(key).items())))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medscope", description="MedScope-Gym: RL on long clinical videos")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,12 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=float, default=25.0)
     synth.add_argument("--burn-index", action="store_true", help="burn the frame index into every frame")
     synth.set_defaults(func=_cmd_synth)
-
-    suite = sub.add_parser("suite", help="suite tools")
-    suite_sub = suite.add_subparsers(dest="suite_command", required=True)
-    validate = suite_sub.add_parser("validate", help="check a suite folder and its videos")
-    validate.add_argument("suite")
-    validate.set_defaults(func=_cmd_suite_validate)
 
     train = sub.add_parser("train", help="train an agent")
     train_sub = train.add_subparsers(dest="train_command", required=True)

@@ -14,6 +14,13 @@ ENV_IDS: dict[str, dict] = {
         "entry_point": "envs.clinvideo:ClinVideoEnv",
         "kwargs": {"suite": "builtin:synthsurg-small"},
     },
+    # The synthetic benchmark: 30 procedures of 10-60 min, every question template and filter. Built into
+    # the cache on first make (minutes); "heavy" marks ids too costly for per-id test parametrisations.
+    "MedScope/SynthSurg-Bench-v0": {
+        "entry_point": "envs.clinvideo:ClinVideoEnv",
+        "kwargs": {"suite": "builtin:synthsurg-bench"},
+        "heavy": True,
+    },
     # Numeric (Box / MultiDiscrete) view for Stable-Baselines3, on the numeric benchmark suite by default.
     "MedScope/SynthSurg-Numeric-v0": {"entry_point": "envs.numeric:NumericClinVideoEnv", "kwargs": {}},
 }

@@ -5,7 +5,7 @@ the asked-about event is on the preview timeline and (2) *which option* the insp
 support. The extractor builds exactly those, with shared, translation-free parts so that PPO
 learns them from few episodes:
 
-- a thumbnail CNN (2×2 patches, then 1×1 convolutions, max- and mean-pooled over space): the
+- a thumbnail CNN (2×2 patches, then a 1×1 convolution, max- and mean-pooled over space): the
   max-pool finds small coloured marks anywhere in a frame, the mean-pool keeps the scene colour;
 - a timeline map ``(channels, bins)``: bilinear scores between each preview bin's CNN features
   and the question's word embedding ("where does what the question names appear");
@@ -53,12 +53,11 @@ class FeatureLayout:
 class ThumbnailCNN(nn.Module):
     """``(N, H, W, 3)`` thumbnails in 0–255 → ``(N, 2·channels)`` max- and mean-pooled features."""
 
-    def __init__(self, channels: int = 32) -> None:
+    def __init__(self, channels: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(3, channels // 2, kernel_size=2, stride=2), nn.ReLU(),
             nn.Conv2d(channels // 2, channels, kernel_size=1), nn.ReLU(),
-            nn.Conv2d(channels, channels, kernel_size=1), nn.ReLU(),
         )
         self.out_dim = 2 * channels
 
@@ -78,7 +77,7 @@ class TimelineExtractor(BaseFeaturesExtractor):
         global_dim: size of the global part of the output.
     """
 
-    def __init__(self, observation_space: spaces.Dict, cnn_channels: int = 32, embed_dim: int = 32,
+    def __init__(self, observation_space: spaces.Dict, cnn_channels: int = 16, embed_dim: int = 32,
                  map_channels: int = 4, global_dim: int = 64) -> None:
         bins = int(observation_space["preview"].shape[0])
         options = int(observation_space["options"].shape[0])

@@ -3,8 +3,8 @@
 SB3's default head is one linear layer from the features to all action logits, so it would have
 to learn separately, for each of the 60 time bins, that "the question's event shows in bin k"
 means "crop at bin k". This policy keeps :class:`~agents.sb3.extractor.TimelineExtractor`'s
-timeline map aligned with the bins and scores start and end bins with a small 1-D convolution
-over it (the same weights at every position), scores answer options from the extractor's
+timeline map aligned with the bins and scores the start bin with a small 1-D convolution over
+it (the same weights at every position), scores answer options from the extractor's
 option scores, and picks the tool from the global features. The value function is an MLP over
 all features. Everything else (PPO, rollout buffers, saving, loading) is stock SB3.
 """
@@ -43,26 +43,30 @@ class TimelineValueSplit(nn.Module):
 
 
 class TimelineActionHead(nn.Module):
-    """Logits of ``MultiDiscrete([tools, bins, bins, options])`` from the extractor's parts.
+    """Logits of ``MultiDiscrete([tools, bins, spans, options])`` from the extractor's parts.
+
+    Tool and span come from the global features; the start bin from a 1-D convolution over the
+    timeline map (so "the event shows here" means "start here" at every position alike); the
+    answer from the option scores plus a global bias.
 
     Args:
         layout: where the global vector, timeline map and option scores sit in the features.
         nvec: the action space's ``nvec``; its bins and options must match ``layout``.
-        kernel: width (in bins) of the start / end convolutions.
+        kernel: width (in bins) of the start convolution.
     """
 
     def __init__(self, layout: FeatureLayout, nvec: Sequence[int], kernel: int = 5) -> None:
         super().__init__()
-        tools, bins, bins_end, options = (int(n) for n in nvec)
-        if (bins, bins_end, options) != (layout.bins, layout.bins, layout.options):
+        tools, bins, spans, options = (int(n) for n in nvec)
+        if (bins, options) != (layout.bins, layout.options):
             raise ValueError(f"action nvec {list(nvec)} does not match the features layout {layout}")
         self.layout = layout
         self.tool = nn.Linear(layout.global_dim, tools)
         self.start = nn.Conv1d(layout.map_channels, 1, kernel, padding=kernel // 2)
-        self.end = nn.Conv1d(layout.map_channels, 1, kernel, padding=kernel // 2)
+        self.span = nn.Linear(layout.global_dim, spans)
         self.answer_bias = nn.Linear(layout.global_dim, options)
         self.answer_scale = nn.Parameter(torch.ones(1))
-        for module in (self.tool, self.start, self.end, self.answer_bias):
+        for module in (self.tool, self.start, self.span, self.answer_bias):
             nn.init.normal_(module.weight, std=0.01)
             nn.init.zeros_(module.bias)  # a near-uniform policy at the start: explore every bin and option
 
@@ -71,7 +75,7 @@ class TimelineActionHead(nn.Module):
         return torch.cat([
             self.tool(glob),
             self.start(timeline).squeeze(1),
-            self.end(timeline).squeeze(1),
+            self.span(glob),
             self.answer_scale * scores + self.answer_bias(glob),
         ], dim=1)
 

@@ -48,7 +48,7 @@ class TrainConfig:
     n_steps: int = 64
     """Steps per env per rollout (PPO/A2C)."""
     batch_size: int = 128
-    n_epochs: int = 4
+    n_epochs: int = 3
     gamma: float = 0.99
     gae_lambda: float = 0.95
     ent_coef: float = 0.01

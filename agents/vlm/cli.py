@@ -34,11 +34,29 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
     from agents.vlm.sft import SFTConfig, train_sft
 
     _threads(args)
-    cfg = SFTConfig(model=args.model, data=args.data, out=args.out, split=args.split, repeats=args.repeats,
-                    max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                    warmup_steps=args.warmup_steps, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                    freeze_vision=args.freeze_vision, save_every=args.save_every, resume=not args.no_resume,
-                    seed=args.seed, device=args.device, progress=not args.quiet)
+    cfg = SFTConfig(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        split=args.split,
+        repeats=args.repeats,
+        limit=args.limit,
+        recovery_rate=args.recovery_rate,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        freeze_vision=args.freeze_vision,
+        save_every=args.save_every,
+        resume=not args.no_resume,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
     final = train_sft(cfg)
     print(f"sft: final checkpoint {final}; loss curve {final.parent / 'loss.png'}")
     return 0
@@ -48,9 +66,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from agents.vlm.evaluate import EvalConfig, evaluate, format_summary
 
     _threads(args)
-    cfg = EvalConfig(policy=args.policy, suite=args.suite, splits=tuple(args.split.split(",")),
-                     repeats=args.repeats, num_envs=args.num_envs, seed=args.seed, limit=args.limit,
-                     temperature=args.temperature, out=args.out, device=args.device, progress=not args.quiet)
+    cfg = EvalConfig(
+        policy=args.policy,
+        suite=args.suite,
+        splits=tuple(args.split.split(",")),
+        repeats=args.repeats,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        limit=args.limit,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        out=args.out,
+        device=args.device,
+        progress=not args.quiet,
+    )
     summary, _ = evaluate(cfg)
     print(f"policy {args.policy} on {args.suite} [{args.split}]")
     print(format_summary(summary))
@@ -63,19 +92,32 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     """Add ``model tiny`` and ``eval`` to the top level and ``sft`` under ``train``."""
     model = commands.add_parser("model", help="build models for offline use")
     model_sub = model.add_subparsers(dest="model_command", required=True)
-    tiny = model_sub.add_parser("tiny", help="write a tiny Qwen2.5-VL-architecture checkpoint (random weights)")
+    tiny = model_sub.add_parser(
+        "tiny", help="write a tiny Qwen2.5-VL-architecture checkpoint (random weights)"
+    )
     tiny.add_argument("out")
     tiny.add_argument("--hidden", type=int, default=64, help="language model width")
     tiny.add_argument("--layers", type=int, default=2, help="decoder layers")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_cmd_model_tiny)
 
-    sft = train_commands.add_parser("sft", help="SFT cold start on oracle trajectories (loss on assistant tokens)")
+    sft = train_commands.add_parser(
+        "sft", help="SFT cold start on oracle trajectories (loss on assistant tokens)"
+    )
     sft.add_argument("--model", required=True, help="checkpoint folder to start from")
-    sft.add_argument("--data", required=True, help="suite folder or builtin:NAME (reference rollouts come from it)")
+    sft.add_argument(
+        "--data", required=True, help="suite folder or builtin:NAME (reference rollouts come from it)"
+    )
     sft.add_argument("--out", required=True, help="run folder (checkpoints, final/, loss.csv, loss.png)")
     sft.add_argument("--split", default="train")
     sft.add_argument("--repeats", type=int, default=1, help="reference rollouts per sample")
+    sft.add_argument(
+        "--recovery-rate",
+        type=float,
+        default=0.0,
+        help="share of reference episodes opening with a non-imitated mistake the oracle recovers from",
+    )
+    sft.add_argument("--limit", type=int, default=None, help="only the first N samples of the split")
     sft.add_argument("--max-steps", type=int, default=1000)
     sft.add_argument("--batch-size", type=int, default=1)
     sft.add_argument("--grad-accum", type=int, default=1)
@@ -100,7 +142,10 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     ev.add_argument("--repeats", type=int, default=1, help="episodes per sample")
     ev.add_argument("--num-envs", type=int, default=4, help="parallel episodes")
     ev.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    ev.add_argument("--temperature", type=float, default=None, help="override sampling temperature (0: greedy)")
+    ev.add_argument(
+        "--temperature", type=float, default=None, help="override sampling temperature (0: greedy)"
+    )
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="override the longest turn in tokens")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default=None, help="save trajectories/ and metrics.json here")
     ev.add_argument("--device", default="auto")

@@ -119,7 +119,9 @@ def _fit(frames: np.ndarray, max_pixels: int) -> np.ndarray:
 class ChatEncoder:
     """Renders and tokenises episodes for one processor (model family) and frame budget."""
 
-    def __init__(self, processor: Any, frames: FrameConfig | None = None, system_prompt: str | None = None) -> None:
+    def __init__(
+        self, processor: Any, frames: FrameConfig | None = None, system_prompt: str | None = None
+    ) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.frames = frames or FrameConfig()
@@ -157,8 +159,9 @@ class ChatEncoder:
         if not full.startswith(ctx.rendered):
             raise TemplateError(
                 "the chat template re-renders earlier turns differently once a new message is added; "
-                "exact token reuse needs a prefix-stable template (pass one with chat_template=...)")
-        delta = full[len(ctx.rendered):]
+                "exact token reuse needs a prefix-stable template (pass one with chat_template=...)"
+            )
+        delta = full[len(ctx.rendered) :]
         ctx.rendered = full
         ctx.observations += 1
         ids, vision = self._process(delta, media)
@@ -189,8 +192,9 @@ class ChatEncoder:
         for message in transcript.to_hf_messages():
             content = [b if b["type"] == "text" else {"type": b["type"]} for b in message["content"]]
             messages.append({"role": message["role"], "content": content})
-        return self.processor.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+        return self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def _process(self, text: str, media: MediaInputs) -> tuple[list[int], dict[str, Any]]:
         vision: dict[str, Any] = {}
@@ -202,7 +206,13 @@ class ChatEncoder:
             kwargs["images"] = list(media.images)
         out = self.processor(**kwargs)
         ids = out["input_ids"][0].tolist()
-        for key in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "pixel_values", "image_grid_thw"):
+        for key in (
+            "pixel_values_videos",
+            "video_grid_thw",
+            "second_per_grid_ts",
+            "pixel_values",
+            "image_grid_thw",
+        ):
             if key in out and out[key] is not None:
                 vision[key] = out[key]
         if "second_per_grid_ts" in vision:
@@ -218,8 +228,10 @@ class ChatEncoder:
         n = len(media.video)
         fps = media.video_fps
         duration = float(media.video_times[-1] - media.video_times[0]) if n > 1 else 1.0 / fps
-        return {"do_sample_frames": False,
-                "video_metadata": [VideoMetadata(total_num_frames=n, fps=fps, duration=duration)]}
+        return {
+            "do_sample_frames": False,
+            "video_metadata": [VideoMetadata(total_num_frames=n, fps=fps, duration=duration)],
+        }
 
     def mm_token_type_ids(self, input_ids):
         """Modality of each token (0 text, 1 image, 2 video), as the Qwen-VL rope index needs it."""

@@ -26,8 +26,21 @@ from medscope_gym.protocol import check_trajectory_format, parse_turn
 __all__ = ["EvalConfig", "evaluate", "is_well_formed", "make_policy", "summarise_trajectories"]
 
 #: Columns printed by ``medscope eval`` (all metrics are still saved to metrics.json).
-TABLE_COLUMNS = ("episodes", "accuracy", "R@0.3", "R@0.5", "R@0.7", "mIoU", "evidence_mIoU", "tool_calls",
-                 "frames_seen", "turns", "reward", "format_rate", "well_formed")
+TABLE_COLUMNS = (
+    "episodes",
+    "accuracy",
+    "R@0.3",
+    "R@0.5",
+    "R@0.7",
+    "mIoU",
+    "evidence_mIoU",
+    "tool_calls",
+    "frames_seen",
+    "turns",
+    "reward",
+    "format_rate",
+    "well_formed",
+)
 
 
 @dataclass
@@ -48,20 +61,30 @@ class EvalConfig:
     """Play only the first ``limit`` samples (quick looks)."""
     temperature: float | None = None
     """Override the checkpoint's sampling temperature (0: greedy)."""
+    max_new_tokens: int | None = None
+    """Override the checkpoint's longest turn in tokens."""
     out: str | None = None
     """Folder for trajectories/ and metrics.json (None: nothing saved)."""
     device: str = "auto"
     progress: bool = True
 
 
-def make_policy(name: str, seed: int = 0, temperature: float | None = None, device: str = "auto") -> Policy:
+def make_policy(
+    name: str,
+    seed: int = 0,
+    temperature: float | None = None,
+    device: str = "auto",
+    max_new_tokens: int | None = None,
+) -> Policy:
     """A scripted policy by name, or an HFVLMPolicy from a checkpoint folder."""
     from agents.scripted import SCRIPTED_POLICIES, make_scripted_policy
 
     if name in SCRIPTED_POLICIES:
         return make_scripted_policy(name, seed=seed)
     if not Path(name).is_dir():
-        raise ValueError(f"--policy must be one of {', '.join(SCRIPTED_POLICIES)} or a checkpoint folder, got {name!r}")
+        raise ValueError(
+            f"--policy must be one of {', '.join(SCRIPTED_POLICIES)} or a checkpoint folder, got {name!r}"
+        )
     from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
 
     config = VLMPolicyConfig.load(name) or VLMPolicyConfig()
@@ -69,6 +92,8 @@ def make_policy(name: str, seed: int = 0, temperature: float | None = None, devi
     config.seed = seed
     if temperature is not None:
         config.sampling.temperature = temperature
+    if max_new_tokens is not None:
+        config.sampling.max_new_tokens = max_new_tokens
     return HFVLMPolicy.from_pretrained(name, config=config)
 
 
@@ -100,7 +125,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
         ids = ids[: cfg.limit]
     if not ids:
         raise ValueError(f"suite {cfg.suite!r} has no samples in splits {cfg.splits}")
-    policy = make_policy(cfg.policy, cfg.seed, cfg.temperature, cfg.device)
+    policy = make_policy(cfg.policy, cfg.seed, cfg.temperature, cfg.device, cfg.max_new_tokens)
     requests = sample_requests([sid for _ in range(cfg.repeats) for sid in ids], seed=cfg.seed)
     envs = make_vector_env(lambda: ClinVideoEnv(suite), min(cfg.num_envs, len(requests)))
     try:
@@ -113,9 +138,14 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
         save_trajectories(out / "trajectories", trajectories)
         from medscope_gym.atomic import atomic_write_text
 
-        atomic_write_text(out / "metrics.json", json.dumps({"policy": cfg.policy, "suite": cfg.suite,
-                                                             "splits": list(cfg.splits), "summary": summary},
-                                                            indent=2) + "\n")
+        atomic_write_text(
+            out / "metrics.json",
+            json.dumps(
+                {"policy": cfg.policy, "suite": cfg.suite, "splits": list(cfg.splits), "summary": summary},
+                indent=2,
+            )
+            + "\n",
+        )
     return summary, trajectories
 
 

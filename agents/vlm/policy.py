@@ -27,8 +27,14 @@ from agents.vlm.sampling import SamplingConfig, token_logprobs
 from agents.vlm.trajectory import TurnRecord
 from medscope_gym.suite import Sample
 
-__all__ = ["POLICY_CONFIG_FILE", "HFVLMPolicy", "ReferencePolicy", "TokenRecordingPolicy", "VLMPolicyConfig",
-           "resolve_device"]
+__all__ = [
+    "POLICY_CONFIG_FILE",
+    "HFVLMPolicy",
+    "ReferencePolicy",
+    "TokenRecordingPolicy",
+    "VLMPolicyConfig",
+    "resolve_device",
+]
 
 #: Written next to a checkpoint: the frame budget and system prompt the model was trained with.
 POLICY_CONFIG_FILE = "medscope_policy.json"
@@ -52,8 +58,14 @@ class VLMPolicyConfig:
     """Seeds torch's generator when the policy is built (reproducible sampling on one device)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames": asdict(self.frames), "sampling": self.sampling.to_dict(),
-                "system_prompt": self.system_prompt, "device": self.device, "dtype": self.dtype, "seed": self.seed}
+        return {
+            "frames": asdict(self.frames),
+            "sampling": self.sampling.to_dict(),
+            "system_prompt": self.system_prompt,
+            "device": self.device,
+            "dtype": self.dtype,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VLMPolicyConfig:
@@ -83,8 +95,13 @@ def resolve_device(device: str = "auto", dtype: str = "auto"):
     if dtype == "auto":
         dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
     else:
-        dt = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32,
-              "fp32": torch.float32, "float16": torch.float16}[dtype]
+        dt = {
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "float16": torch.float16,
+        }[dtype]
     return dev, dt
 
 
@@ -104,13 +121,16 @@ class TokenRecordingPolicy(Policy):
         self.encoder = encoder
         self._slots: dict[int, _Slot] = {}
 
-    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+    def begin(
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
         state = _Slot(ctx=self.encoder.start())
         state.pending = self.encoder.encode_observation(state.ctx, obs)
         self._slots[slot] = state
 
-    def act(self, slots: Sequence[int], observations: Sequence[dict[str, Any]],
-            infos: Sequence[dict[str, Any]]) -> list[str]:
+    def act(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[str]:
         chunks = []
         for slot, obs in zip(slots, observations):
             state = self._slots[slot]
@@ -127,12 +147,20 @@ class TokenRecordingPolicy(Policy):
             state.token_ids += ids
             state.pending = None
             self.encoder.add_action(state.ctx, text)
-            state.turns.append(TurnRecord(
-                observation_text=chunk.text, action_text=text, prompt_ids=list(chunk.token_ids), action_ids=ids,
-                action_logprobs=logprobs, finish=finish, media=chunk.media,
-                video_grid_thw=_as_lists(chunk.vision.get("video_grid_thw")),
-                image_grid_thw=_as_lists(chunk.vision.get("image_grid_thw")),
-                second_per_grid_ts=_as_floats(chunk.vision.get("second_per_grid_ts"))))
+            state.turns.append(
+                TurnRecord(
+                    observation_text=chunk.text,
+                    action_text=text,
+                    prompt_ids=list(chunk.token_ids),
+                    action_ids=ids,
+                    action_logprobs=logprobs,
+                    finish=finish,
+                    media=chunk.media,
+                    video_grid_thw=_as_lists(chunk.vision.get("video_grid_thw")),
+                    image_grid_thw=_as_lists(chunk.vision.get("image_grid_thw")),
+                    second_per_grid_ts=_as_floats(chunk.vision.get("second_per_grid_ts")),
+                )
+            )
             texts.append(text)
         return texts
 
@@ -141,8 +169,9 @@ class TokenRecordingPolicy(Policy):
         state = self._slots.pop(slot)
         return state.turns
 
-    def _produce(self, slots: Sequence[int], observations: Sequence[dict[str, Any]],
-                 infos: Sequence[dict[str, Any]]) -> list[tuple[list[int], list[float] | None, str, str]]:
+    def _produce(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[tuple[list[int], list[float] | None, str, str]]:
         """(token ids, log-probs, finish, text) of the next turn of each slot; contexts are up to date."""
         raise NotImplementedError
 
@@ -156,9 +185,21 @@ class ReferencePolicy(TokenRecordingPolicy):
         self.name = f"reference:{inner.name}"
         self.uses_ground_truth = inner.uses_ground_truth
 
-    def begin(self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None) -> None:
+    def begin(
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
         super().begin(slot, obs, info, sample)
         self.inner.begin(slot, obs, info, sample)
+
+    def act(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[str]:
+        texts = super().act(slots, observations, infos)
+        imitate = getattr(self.inner, "imitate_last", None)  # a reference policy may flag deliberate mistakes
+        if imitate is not None:
+            for slot in slots:
+                self._slots[slot].turns[-1].imitate = bool(imitate(slot))
+        return texts
 
     def _produce(self, slots, observations, infos):
         out = []
@@ -175,7 +216,9 @@ class HFVLMPolicy(TokenRecordingPolicy):
 
     name = "hf_vlm"
 
-    def __init__(self, model: Any, processor: Any, config: VLMPolicyConfig | None = None, label: str = "hf_vlm"):
+    def __init__(
+        self, model: Any, processor: Any, config: VLMPolicyConfig | None = None, label: str = "hf_vlm"
+    ):
         import torch
         from transformers import GenerationConfig
 
@@ -186,19 +229,29 @@ class HFVLMPolicy(TokenRecordingPolicy):
         self.label = label
         tok = processor.tokenizer
         sampling = self.config.sampling
-        self.stop_ids = {i for i in (tok.convert_tokens_to_ids(t) for t in sampling.stop_tokens)
-                         if i is not None and i != tok.unk_token_id}
-        self.suppressed_ids = sorted(i for i in (tok.convert_tokens_to_ids(t) for t in sampling.suppressed_tokens)
-                                     if i is not None and i != tok.unk_token_id)
+        self.stop_ids = {
+            i
+            for i in (tok.convert_tokens_to_ids(t) for t in sampling.stop_tokens)
+            if i is not None and i != tok.unk_token_id
+        }
+        self.suppressed_ids = sorted(
+            i
+            for i in (tok.convert_tokens_to_ids(t) for t in sampling.suppressed_tokens)
+            if i is not None and i != tok.unk_token_id
+        )
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else min(self.stop_ids)
         # A clean generation config: the checkpoint's own defaults (repetition penalty, top-k, ...) would
         # otherwise be merged in and change the sampling distribution away from the recorded log-probs.
-        self.model.generation_config = GenerationConfig(eos_token_id=sorted(self.stop_ids), pad_token_id=self.pad_id)
+        self.model.generation_config = GenerationConfig(
+            eos_token_id=sorted(self.stop_ids), pad_token_id=self.pad_id
+        )
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, config: VLMPolicyConfig | None = None, **overrides: Any) -> HFVLMPolicy:
+    def from_pretrained(
+        cls, path: str | Path, config: VLMPolicyConfig | None = None, **overrides: Any
+    ) -> HFVLMPolicy:
         """Load model and processor from a checkpoint folder; its medscope_policy.json supplies defaults."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -214,25 +267,33 @@ class HFVLMPolicy(TokenRecordingPolicy):
     def device(self):
         return next(self.model.parameters()).device
 
-    def context(self, slot: int) -> tuple[list[int], list[dict[str, Any]]]:
-        """The slot's token sequence and vision chunks so far (what the next generation is fed)."""
-        state = self._slots[slot]
-        return list(state.token_ids), list(state.vision)
-
     def _produce(self, slots, observations, infos):
         import torch
         from transformers import GenerationConfig
 
         s = self.config.sampling
         tok = self.processor.tokenizer
-        batch = collate([self._slots[i].token_ids for i in slots], [self._slots[i].vision for i in slots],
-                        pad_id=self.pad_id, image_token_id=self.encoder.image_token_id,
-                        video_token_id=self.encoder.video_token_id, padding_side="left", device=self.device)
+        batch = collate(
+            [self._slots[i].token_ids for i in slots],
+            [self._slots[i].vision for i in slots],
+            pad_id=self.pad_id,
+            image_token_id=self.encoder.image_token_id,
+            video_token_id=self.encoder.video_token_id,
+            padding_side="left",
+            device=self.device,
+        )
+        sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k} if not s.greedy else {}
         gen = GenerationConfig(
-            do_sample=not s.greedy, temperature=s.temperature if not s.greedy else 1.0,
-            top_p=s.top_p, top_k=s.top_k, max_new_tokens=s.max_new_tokens, eos_token_id=sorted(self.stop_ids),
-            pad_token_id=self.pad_id, suppress_tokens=self.suppressed_ids or None, repetition_penalty=1.0,
-            output_logits=True, return_dict_in_generate=True)
+            do_sample=not s.greedy,
+            **sampling,
+            max_new_tokens=s.max_new_tokens,
+            eos_token_id=sorted(self.stop_ids),
+            pad_token_id=self.pad_id,
+            suppress_tokens=self.suppressed_ids or None,
+            repetition_penalty=1.0,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
         with torch.no_grad():
             out = self.model.generate(**batch, generation_config=gen)
         width = batch["input_ids"].shape[1]

@@ -50,11 +50,16 @@ def sample_requests(sample_ids: Sequence[str], seed: int = 0) -> list[EpisodeReq
 
 def group_requests(sample_ids: Sequence[str], group_size: int, seed: int = 0) -> list[EpisodeRequest]:
     """``group_size`` rollouts per sample id from identical resets (same sample, same seed)."""
-    return [EpisodeRequest(sample_id=sid, seed=seed + q, group=q, group_index=g)
-            for q, sid in enumerate(sample_ids) for g in range(group_size)]
+    return [
+        EpisodeRequest(sample_id=sid, seed=seed + q, group=q, group_index=g)
+        for q, sid in enumerate(sample_ids)
+        for g in range(group_size)
+    ]
 
 
-def make_vector_env(env_fn: Callable[[], gym.Env], num_envs: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_fn: Callable[[], gym.Env], num_envs: int, asynchronous: bool = False
+) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies (async: one process each, no shared memory for frame sequences)."""
     if asynchronous:
         return gym.vector.AsyncVectorEnv([env_fn] * num_envs, shared_memory=False)
@@ -100,7 +105,9 @@ def rollout(
     first = [queue.popleft() for _ in range(min(n, len(queue)))]
     obs_b, info_b = envs.reset(seed=_seed_list(first[0][1].seed, n), options=_options(first[0][1]))
     for slot, (index, req) in enumerate(first):
-        if slot > 0 and (req.sample_id != first[0][1].sample_id or req.sample_id is None):
+        if slot > 0 and (
+            req.sample_id is None or (req.sample_id, req.seed) != (first[0][1].sample_id, first[0][1].seed)
+        ):
             obs_b, info_b = _masked_reset(envs, slot, req)
         start(slot, _slot_obs(obs_b, slot), _slot_info(info_b, slot), index, req)
 
@@ -145,11 +152,21 @@ def _finish(policy: Policy, slot: int, run: _Running, terminated: bool, truncate
     req = run.request
     sampling = getattr(getattr(policy, "config", None), "sampling", None)
     return Trajectory(
-        uid=uuid.uuid4().hex[:16], sample_id=str(info["sample_id"]), task=str(info["task"]),
-        policy=str(getattr(policy, "label", policy.name)), turns=turns, group=req.group,
-        group_index=req.group_index, seed=req.seed, sampling=sampling.to_dict() if sampling is not None else None,
-        reward=float(sum(run.rewards)), terminated=terminated, truncated=truncated, final_info=info,
-        final_text=str(run.obs["text"]))
+        uid=uuid.uuid4().hex[:16],
+        sample_id=str(info["sample_id"]),
+        task=str(info["task"]),
+        policy=str(getattr(policy, "label", policy.name)),
+        turns=turns,
+        group=req.group,
+        group_index=req.group_index,
+        seed=req.seed,
+        sampling=sampling.to_dict() if sampling is not None else None,
+        reward=float(sum(run.rewards)),
+        terminated=terminated,
+        truncated=truncated,
+        final_info=info,
+        final_text=str(run.obs["text"]),
+    )
 
 
 def _masked_reset(envs: gym.vector.VectorEnv, slot: int, req: EpisodeRequest):

@@ -29,8 +29,13 @@ class SamplingConfig:
     """Longest assistant turn in tokens; a turn cut here is sent to the env as is (and is malformed)."""
     stop_tokens: tuple[str, ...] = ("</tool_call>", "</answer>", "<|im_end|>", "<|endoftext|>")
     """Generation ends at the first of these (kept in the turn's tokens and text)."""
-    suppressed_tokens: tuple[str, ...] = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
-                                          "<|im_start|>")
+    suppressed_tokens: tuple[str, ...] = (
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|im_start|>",
+    )
     """Tokens the policy may never emit: they would corrupt the vision layout of the sequence."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes recorded with the trajectory (e.g. the seed)."""

@@ -4,7 +4,14 @@ The data are real env rollouts: :class:`agents.scripted.OraclePolicy` plays the 
 through the env, and :class:`agents.vlm.policy.ReferencePolicy` lays its turns out as token chunks
 exactly as :class:`~agents.vlm.policy.HFVLMPolicy` will see and produce them at evaluation (same chat
 template deltas, same frame reduction, same stop tokens). The loss covers the action tokens only
-(``Trajectory.action_mask``): prompts, tool responses and vision placeholders are masked.
+(``Trajectory.loss_mask``): prompts, tool responses and vision placeholders are masked.
+
+A model trained on flawless episodes only has never seen an error message, and a small one that makes
+a mistake (an empty crop interval, broken JSON) then derails. :class:`RecoveringOracle` therefore
+starts a seeded share of the reference episodes (``recovery_rate``) with one typical mistake; the env
+answers with its error observation and the oracle carries on as usual. The mistaken turn stays in the
+context but is flagged ``imitate=False`` and left out of the loss, so the model learns the recovery,
+not the mistake.
 
 Training runs through ``accelerate`` (device placement; bf16 autocast on CUDA, fp32 on CPU), with
 optional LoRA (peft), checkpoints every ``save_every`` steps (model, processor, optimizer, scheduler,
@@ -20,19 +27,30 @@ import json
 import math
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.vlm.batching import collate
+from agents.policy import Policy
+from agents.scripted import OraclePolicy
+from agents.vlm.batching import trajectory_batch
 from agents.vlm.encoding import ChatEncoder
 from agents.vlm.policy import VLMPolicyConfig, resolve_device
 from agents.vlm.trajectory import Trajectory, load_trajectories, save_trajectories
 from medscope_gym.atomic import atomic_directory, atomic_write_text
+from medscope_gym.protocol import format_tool_call
+from medscope_gym.suite import Sample
 
-__all__ = ["SFTConfig", "build_reference_data", "masked_lm_loss", "plot_loss", "train_sft"]
+__all__ = [
+    "RecoveringOracle",
+    "SFTConfig",
+    "build_reference_data",
+    "masked_lm_loss",
+    "plot_loss",
+    "train_sft",
+]
 
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -51,6 +69,8 @@ class SFTConfig:
     """Suite split the reference trajectories come from."""
     repeats: int = 1
     """Reference rollouts per sample (distinct env seeds)."""
+    recovery_rate: float = 0.0
+    """Share of reference episodes that open with a deliberate, non-imitated mistake (see module doc)."""
     limit: int | None = None
     """Use only the first ``limit`` samples of the split (quick runs, tests)."""
     max_steps: int = 1000
@@ -67,7 +87,15 @@ class SFTConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_targets: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
     freeze_vision: bool = False
     """Keep the vision tower fixed (full fine-tuning only)."""
     save_every: int = 250
@@ -90,13 +118,83 @@ class SFTConfig:
         return data
 
 
-def build_reference_data(model_path: str, suite: str, split: str, policy_cfg: VLMPolicyConfig,
-                         repeats: int = 1, seed: int = 0, num_envs: int = 4,
-                         limit: int | None = None) -> list[Trajectory]:
+class RecoveringOracle(Policy):
+    """The oracle, opening a seeded share of episodes with one typical mistake it then recovers from."""
+
+    name = "oracle"
+    uses_ground_truth = True
+    MISTAKES = ("swapped", "past_end", "broken_json")
+
+    def __init__(self, rate: float, seed: int = 0) -> None:
+        self.inner = OraclePolicy()
+        self.rate = rate
+        self.rng = np.random.default_rng(seed)
+        self._pending: dict[int, str | None] = {}
+        self._last_mistake: dict[int, bool] = {}
+
+    def begin(
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
+        self.inner.begin(slot, obs, info, sample)
+        stumble = self.rate > 0 and self.rng.random() < self.rate
+        self._pending[slot] = str(self.rng.choice(self.MISTAKES)) if stumble else None
+        self._last_mistake[slot] = False
+
+    def act(self, slots, observations, infos) -> list[str]:
+        out: list[str | None] = [None] * len(slots)
+        normal = [i for i, slot in enumerate(slots) if self._pending.get(slot) is None]
+        if normal:
+            texts = self.inner.act(
+                [slots[i] for i in normal], [observations[i] for i in normal], [infos[i] for i in normal]
+            )
+            for i, text in zip(normal, texts):
+                out[i] = text
+                self._last_mistake[slots[i]] = False
+        for i, slot in enumerate(slots):
+            if out[i] is None:
+                out[i] = self._mistake(str(self._pending[slot]), float(infos[i]["duration"]))
+                self._pending[slot] = None
+                self._last_mistake[slot] = True
+        return [str(t) for t in out]
+
+    def imitate_last(self, slot: int) -> bool:
+        """False when the slot's last turn was the deliberate mistake."""
+        return not self._last_mistake.get(slot, False)
+
+    def _mistake(self, kind: str, duration: float) -> str:
+        a = round(float(self.rng.uniform(0.2, 0.8) * duration), 1)
+        b = round(min(duration, a + float(self.rng.uniform(2.0, 10.0))), 1)
+        think = "I look at the interval where the evidence should be."
+        if kind == "swapped":
+            return format_tool_call("crop_video", {"start_time": b, "end_time": a}, think=think)
+        if kind == "past_end":
+            return format_tool_call(
+                "crop_video",
+                {"start_time": round(duration + a, 1), "end_time": round(duration + b, 1)},
+                think=think,
+            )
+        return (
+            format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)[
+                : -len("}</tool_call>")
+            ]
+            + "</tool_call>"
+        )
+
+
+def build_reference_data(
+    model_path: str,
+    suite: str,
+    split: str,
+    policy_cfg: VLMPolicyConfig,
+    repeats: int = 1,
+    seed: int = 0,
+    num_envs: int = 4,
+    limit: int | None = None,
+    recovery_rate: float = 0.0,
+) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them."""
     from transformers import AutoProcessor
 
-    from agents.scripted import OraclePolicy
     from agents.vlm.policy import ReferencePolicy
     from agents.vlm.rollout import EpisodeRequest, make_vector_env, rollout
     from envs.clinvideo import ClinVideoEnv
@@ -107,11 +205,14 @@ def build_reference_data(model_path: str, suite: str, split: str, policy_cfg: VL
         loaded = Suite(loaded.root, list(loaded)[:limit])
     processor = AutoProcessor.from_pretrained(model_path)
     encoder = ChatEncoder(processor, policy_cfg.frames, policy_cfg.system_prompt)
-    requests = [EpisodeRequest(sample_id=s.id, seed=seed + r * len(loaded) + i)
-                for r in range(repeats) for i, s in enumerate(loaded)]
+    requests = [
+        EpisodeRequest(sample_id=s.id, seed=seed + r * len(loaded) + i)
+        for r in range(repeats)
+        for i, s in enumerate(loaded)
+    ]
     envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
     try:
-        return rollout(ReferencePolicy(OraclePolicy(), encoder), envs, requests)
+        return rollout(ReferencePolicy(RecoveringOracle(recovery_rate, seed), encoder), envs, requests)
     finally:
         envs.close()
 
@@ -130,23 +231,19 @@ def masked_lm_loss(logits, input_ids, action_mask):
     return (nll * mask).sum() / mask.sum().clamp(min=1)
 
 
-@dataclass
-class _Example:
-    input_ids: list[int]
-    action_mask: list[int]
-    vision: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _examples(trajectories: list[Trajectory], encoder: ChatEncoder) -> list[_Example]:
+def _vision(trajectories: list[Trajectory], encoder: ChatEncoder) -> list[list[dict[str, Any]]]:
+    """Processor tensors of every turn's frames, computed once, checked against the recorded grids."""
     out = []
     for traj in trajectories:
         vision = [encoder.process_media(turn.media) for turn in traj.turns]
         for turn, v in zip(traj.turns, vision):
             grid = v.get("video_grid_thw")
             if grid is not None and grid.tolist() != turn.video_grid_thw:
-                raise ValueError(f"trajectory {traj.uid}: re-processed video grid {grid.tolist()} differs from the "
-                                 f"recorded {turn.video_grid_thw} (different processor settings?)")
-        out.append(_Example(traj.input_ids(), traj.action_mask(), vision))
+                raise ValueError(
+                    f"trajectory {traj.uid}: re-processed video grid {grid.tolist()} differs from the "
+                    f"recorded {turn.video_grid_thw} (different processor settings?)"
+                )
+        out.append(vision)
     return out
 
 
@@ -161,6 +258,7 @@ def _lr_lambda(cfg: SFTConfig):
             return (step + 1) / max(1, cfg.warmup_steps)
         progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     return factor
 
 
@@ -175,8 +273,11 @@ def train_sft(cfg: SFTConfig) -> Path:
     policy_cfg = cfg.policy or VLMPolicyConfig.load(cfg.model) or VLMPolicyConfig()
     cfg.policy = policy_cfg
     device, _ = resolve_device(cfg.device)
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if device.type == "cuda" else "no",
-                              gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = Accelerator(
+        cpu=device.type == "cpu",
+        mixed_precision="bf16" if device.type == "cuda" else "no",
+        gradient_accumulation_steps=cfg.grad_accum,
+    )
     torch.manual_seed(cfg.seed)
 
     resume_from = _latest_checkpoint(out) if cfg.resume else None
@@ -184,17 +285,27 @@ def train_sft(cfg: SFTConfig) -> Path:
     if data_dir.exists() and resume_from is not None:
         trajectories = load_trajectories(data_dir)
     else:
-        trajectories = build_reference_data(cfg.model, cfg.data, cfg.split, policy_cfg, cfg.repeats, cfg.seed,
-                                            limit=cfg.limit)
+        trajectories = build_reference_data(
+            cfg.model,
+            cfg.data,
+            cfg.split,
+            policy_cfg,
+            cfg.repeats,
+            cfg.seed,
+            limit=cfg.limit,
+            recovery_rate=cfg.recovery_rate,
+        )
         save_trajectories(data_dir, trajectories)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     processor = AutoProcessor.from_pretrained(cfg.model)
     encoder = ChatEncoder(processor, policy_cfg.frames, policy_cfg.system_prompt)
-    examples = _examples(trajectories, encoder)
-    n_tokens = sum(sum(e.action_mask) for e in examples)
-    print(f"sft: {len(examples)} reference trajectories, {n_tokens} assistant tokens "
-          f"(of {sum(len(e.input_ids) for e in examples)}), device {accelerator.device}")
+    vision = _vision(trajectories, encoder)
+    n_tokens = sum(sum(t.loss_mask()) for t in trajectories)
+    print(
+        f"sft: {len(trajectories)} reference trajectories, {n_tokens} assistant tokens "
+        f"(of {sum(len(t.input_ids()) for t in trajectories)}), device {accelerator.device}"
+    )
 
     model = _load_model(cfg, resume_from)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -216,6 +327,10 @@ def train_sft(cfg: SFTConfig) -> Path:
     loss_log = out / "loss.csv"
     if step == 0 or not loss_log.exists():
         loss_log.write_text("step,loss,lr,assistant_tokens\n")
+    else:  # drop rows a crashed run logged after its last checkpoint
+        lines = loss_log.read_text().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]
+        atomic_write_text(loss_log, "\n".join(kept) + "\n")
     bar = None
     if cfg.progress:
         from tqdm import tqdm
@@ -224,14 +339,18 @@ def train_sft(cfg: SFTConfig) -> Path:
     while step < cfg.max_steps:
         losses, tokens = [], 0
         for micro in range(cfg.grad_accum):
-            batch_ex = [examples[i] for i in _indices(len(examples), cfg.seed, step * per_step + micro * cfg.batch_size,
-                                                      cfg.batch_size)]
-            batch = collate([e.input_ids for e in batch_ex], [e.vision for e in batch_ex], pad_id=pad_id,
-                            image_token_id=encoder.image_token_id, video_token_id=encoder.video_token_id,
-                            padding_side="right", device=accelerator.device)
-            mask = torch.zeros_like(batch["input_ids"])
-            for i, e in enumerate(batch_ex):
-                mask[i, : len(e.action_mask)] = torch.as_tensor(e.action_mask)
+            chosen = _indices(
+                len(trajectories), cfg.seed, step * per_step + micro * cfg.batch_size, cfg.batch_size
+            )
+            batch = trajectory_batch(
+                [trajectories[i] for i in chosen],
+                encoder,
+                pad_id=pad_id,
+                vision=[vision[i] for i in chosen],
+                device=accelerator.device,
+            )
+            mask = batch.pop("loss_mask")
+            batch.pop("action_mask"), batch.pop("behaviour_logprobs")
             with accelerator.accumulate(model), accelerator.autocast():
                 logits = model(**batch).logits
                 loss = masked_lm_loss(logits, batch["input_ids"], mask)
@@ -281,9 +400,13 @@ def _load_model(cfg: SFTConfig, resume_from: Path | None):
         base = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=torch.float32)
         if resume_from is not None:
             return PeftModel.from_pretrained(base, resume_from / "adapter", is_trainable=True)
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=r".*language_model.*\.(" + "|".join(cfg.lora_targets) + ")$",
-                          task_type="CAUSAL_LM")
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=r".*language_model.*\.(" + "|".join(cfg.lora_targets) + ")$",
+            task_type="CAUSAL_LM",
+        )
         return get_peft_model(base, lora)
     source = resume_from / "model" if resume_from is not None else cfg.model
     model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
@@ -293,8 +416,9 @@ def _load_model(cfg: SFTConfig, resume_from: Path | None):
     return model
 
 
-def _save_checkpoint(accelerator, model, processor, optimizer, scheduler, policy_cfg, out: Path, step: int,
-                     cfg: SFTConfig) -> None:
+def _save_checkpoint(
+    accelerator, model, processor, optimizer, scheduler, policy_cfg, out: Path, step: int, cfg: SFTConfig
+) -> None:
     import torch
 
     if not accelerator.is_main_process:
@@ -338,7 +462,7 @@ def plot_loss(csv_path: Path, png_path: Path) -> None:
     smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, loss, alpha=0.3, label="loss")
-    ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+    ax.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
     ax.set_xlabel("step")
     ax.set_ylabel("assistant-token cross-entropy")
     ax.set_yscale("log")
@@ -348,4 +472,3 @@ def plot_loss(csv_path: Path, png_path: Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(png_path)
-

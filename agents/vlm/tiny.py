@@ -22,8 +22,17 @@ from typing import Any
 
 from medscope_gym.atomic import atomic_directory
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "TINY_SYSTEM_PROMPT", "TinyModelConfig", "build_processor",
-           "build_tiny_model", "build_tokenizer", "tiny_policy_config"]
+__all__ = [
+    "CHAT_TEMPLATE",
+    "SPECIAL_TOKENS",
+    "TINY_SYSTEM_PROMPT",
+    "TinyModelConfig",
+    "build_model",
+    "build_processor",
+    "build_tiny_model",
+    "build_tokenizer",
+    "tiny_policy_config",
+]
 
 #: The tiny model's system prompt: the reply format only. The protocol's full SYSTEM_PROMPT (tool
 #: schemas, ~2.2k bytes = 2.2k byte tokens) would triple every CPU sequence for no gain at this size.
@@ -35,8 +44,19 @@ TINY_SYSTEM_PROMPT = (
 
 #: Special tokens of the tiny tokenizer, in id order after the 256 byte symbols.
 SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-    "<|video_pad|>", "<tool_call>", "</tool_call>", "<think>", "</think>", "<answer>", "</answer>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<think>",
+    "</think>",
+    "<answer>",
+    "</answer>",
 )
 
 #: Qwen-style chat template: one ``<|im_start|>role ... <|im_end|>`` block per message, text blocks as
@@ -86,8 +106,9 @@ class TinyModelConfig:
     """Frames per temporal patch (Qwen2.5-VL: 2)."""
     tokens_per_second: int = 2
     """Temporal rope positions per second of video (Qwen2.5-VL: 2): how real timestamps reach the model."""
-    mrope_section: tuple[int, int, int] = (2, 3, 3)
-    """Rotary dimensions for time, height, width; their sum is half the head dimension."""
+    mrope_section: tuple[int, int, int] | None = None
+    """Rotary dimensions for time, height, width (sum: half the head dimension); None splits the half
+    1/4 : 3/8 : 3/8, which gives Qwen's [2, 3, 3] ratio and (2, 3, 3) at the default sizes."""
     min_pixels: int = 28 * 28
     """Smallest frame the processors produce (one merged patch)."""
     max_pixels: int = 56 * 56
@@ -104,9 +125,11 @@ def tiny_policy_config():
     from agents.vlm.policy import VLMPolicyConfig
     from agents.vlm.sampling import SamplingConfig
 
-    return VLMPolicyConfig(frames=FrameConfig(max_pixels=56 * 56, max_preview_frames=16, max_crop_frames=8,
-                                              max_images=3),
-                           sampling=SamplingConfig(max_new_tokens=320), system_prompt=TINY_SYSTEM_PROMPT)
+    return VLMPolicyConfig(
+        frames=FrameConfig(max_pixels=56 * 56, max_preview_frames=16, max_crop_frames=8, max_images=3),
+        sampling=SamplingConfig(max_new_tokens=320),
+        system_prompt=TINY_SYSTEM_PROMPT,
+    )
 
 
 def build_tokenizer():
@@ -121,9 +144,13 @@ def build_tokenizer():
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens(list(SPECIAL_TOKENS))  # ids 256, 257, ... in SPECIAL_TOKENS order
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=list(SPECIAL_TOKENS), model_max_length=1_000_000,
-        padding_side="left", clean_up_tokenization_spaces=False,
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(SPECIAL_TOKENS),
+        model_max_length=1_000_000,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
     )
 
 
@@ -132,13 +159,17 @@ def build_processor(cfg: TinyModelConfig | None = None):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     cfg = cfg or TinyModelConfig()
-    common: dict[str, Any] = dict(patch_size=cfg.patch_size, merge_size=cfg.spatial_merge_size,
-                                  temporal_patch_size=cfg.temporal_patch_size,
-                                  size={"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels})
+    common: dict[str, Any] = dict(
+        patch_size=cfg.patch_size,
+        merge_size=cfg.spatial_merge_size,
+        temporal_patch_size=cfg.temporal_patch_size,
+        size={"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels},
+    )
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**common),
         video_processor=Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=False),
-        tokenizer=build_tokenizer(), chat_template=CHAT_TEMPLATE,
+        tokenizer=build_tokenizer(),
+        chat_template=CHAT_TEMPLATE,
     )
 
 
@@ -148,27 +179,49 @@ def build_model(tokenizer, cfg: TinyModelConfig):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
-    head_dim = cfg.text_hidden // cfg.text_heads
-    if 2 * sum(cfg.mrope_section) != head_dim:
-        raise ValueError(f"mrope_section {cfg.mrope_section} must sum to half the head dim ({head_dim // 2})")
+    half = cfg.text_hidden // cfg.text_heads // 2
+    mrope = cfg.mrope_section or (
+        half // 4,
+        (half - half // 4) // 2,
+        half - half // 4 - (half - half // 4) // 2,
+    )
+    if sum(mrope) != half:
+        raise ValueError(f"mrope_section {mrope} must sum to half the head dim ({half})")
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_intermediate,
-            num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, num_key_value_heads=2,
-            max_position_embeddings=cfg.max_position_embeddings, bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": list(cfg.mrope_section)},
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_hidden,
+            intermediate_size=cfg.text_intermediate,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            num_key_value_heads=2,
+            max_position_embeddings=cfg.max_position_embeddings,
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": list(mrope),
+            },
         ),
         vision_config=dict(
-            depth=cfg.vision_depth, hidden_size=cfg.vision_hidden, intermediate_size=2 * cfg.vision_hidden,
-            num_heads=cfg.vision_heads, patch_size=cfg.patch_size, spatial_merge_size=cfg.spatial_merge_size,
-            temporal_patch_size=cfg.temporal_patch_size, tokens_per_second=cfg.tokens_per_second,
-            out_hidden_size=cfg.text_hidden, window_size=cfg.patch_size * cfg.spatial_merge_size * 2,
+            depth=cfg.vision_depth,
+            hidden_size=cfg.vision_hidden,
+            intermediate_size=2 * cfg.vision_hidden,
+            num_heads=cfg.vision_heads,
+            patch_size=cfg.patch_size,
+            spatial_merge_size=cfg.spatial_merge_size,
+            temporal_patch_size=cfg.temporal_patch_size,
+            tokens_per_second=cfg.tokens_per_second,
+            out_hidden_size=cfg.text_hidden,
+            window_size=cfg.patch_size * cfg.spatial_merge_size * 2,
             fullatt_block_indexes=[cfg.vision_depth - 1],
         ),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(cfg.seed)
     model = Qwen2_5_VLForConditionalGeneration(config)

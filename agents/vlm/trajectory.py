@@ -63,11 +63,27 @@ class TurnRecord:
     second_per_grid_ts: list[float] = field(default_factory=list)
     reward: float = 0.0
     """Env reward of the step that took this action (the trajectory reward arrives on the last one)."""
+    imitate: bool = True
+    """Whether SFT learns this turn. False only for a deliberate mistake in reference data: it stays in
+    the context (so the model learns to recover from its error message) but is not imitated."""
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("observation_text", "action_text", "prompt_ids", "action_ids",
-                                             "action_logprobs", "finish", "video_grid_thw", "image_grid_thw",
-                                             "second_per_grid_ts", "reward")}
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "observation_text",
+                "action_text",
+                "prompt_ids",
+                "action_ids",
+                "action_logprobs",
+                "finish",
+                "video_grid_thw",
+                "image_grid_thw",
+                "second_per_grid_ts",
+                "reward",
+                "imitate",
+            )
+        }
         out["video_times"] = None if self.media.video_times is None else self.media.video_times.tolist()
         out["image_times"] = None if self.media.image_times is None else self.media.image_times.tolist()
         return out
@@ -105,6 +121,15 @@ class Trajectory:
         """1 on the policy's own tokens, 0 on prompts, tool responses and vision placeholders."""
         return [m for turn in self.turns for m in ([0] * len(turn.prompt_ids) + [1] * len(turn.action_ids))]
 
+    def loss_mask(self) -> list[int]:
+        """The SFT loss mask: :meth:`action_mask` restricted to imitated turns (equal to it unless the
+        reference data hold deliberate mistakes)."""
+        return [
+            m
+            for turn in self.turns
+            for m in ([0] * len(turn.prompt_ids) + [int(turn.imitate)] * len(turn.action_ids))
+        ]
+
     def behaviour_logprobs(self) -> list[float]:
         """Sampling-time log-probs aligned with :meth:`input_ids` (0.0 outside the action mask)."""
         out: list[float] = []
@@ -134,9 +159,24 @@ class Trajectory:
         return record_from_info(self.final_info)
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in ("uid", "sample_id", "task", "policy", "group", "group_index", "seed",
-                                             "sampling", "reward", "terminated", "truncated", "final_info",
-                                             "final_text")}
+        data = {
+            k: getattr(self, k)
+            for k in (
+                "uid",
+                "sample_id",
+                "task",
+                "policy",
+                "group",
+                "group_index",
+                "seed",
+                "sampling",
+                "reward",
+                "terminated",
+                "truncated",
+                "final_info",
+                "final_text",
+            )
+        }
         data["turns"] = [turn.to_json() for turn in self.turns]
         return data
 
@@ -186,9 +226,10 @@ def _from_json(data: dict[str, Any], frames_dir: Path, frames: bool) -> Trajecto
     for k, t in enumerate(data.pop("turns")):
         vt, it = t.pop("video_times"), t.pop("image_times")
         media = MediaInputs(
-            video=arrays.get(f"turn{k}_video"), images=arrays.get(f"turn{k}_images"),
+            video=arrays.get(f"turn{k}_video"),
+            images=arrays.get(f"turn{k}_images"),
             video_times=None if vt is None else np.asarray(vt, dtype=np.float64),
-            image_times=None if it is None else np.asarray(it, dtype=np.float64))
+            image_times=None if it is None else np.asarray(it, dtype=np.float64),
+        )
         turns.append(TurnRecord(media=media, **t))
     return Trajectory(turns=turns, **data)
-

@@ -8,9 +8,9 @@ copy and uses the winner's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
@@ -22,26 +22,41 @@ import numpy as np
 
 from medscope_gym.atomic import atomic_directory, atomic_write_text
 from medscope_gym.errors import ConfigError
-from medscope_gym.suite.schema import SPLITS, Sample
-from medscope_gym.suite.suite import SUITE_FILE, write_suite
+from medscope_gym.suite.builder import BuildConfig, VideoEntry, build_samples, write_suite_folder
+from medscope_gym.suite.filters import FilterConfig
+from medscope_gym.suite.suite import SUITE_FILE
+from medscope_gym.suite.templates import TemplateConfig
 from medscope_gym.synthetic.annotations import write_annotations
 from medscope_gym.synthetic.procedure import generate_procedure
-from medscope_gym.synthetic.questions import balance_answer_positions, build_questions
 from medscope_gym.synthetic.render import render_video
+from medscope_gym.synthetic.timeline import procedure_timeline
 
 __all__ = [
     "BUILTIN_SUITES",
     "DEFAULT_SUITE",
     "GENERATOR_VERSION",
     "MANIFEST_FILE",
+    "QUESTION_PRESETS",
     "build_synthetic_suite",
     "builtin_suite_path",
     "default_cache_dir",
 ]
 
-GENERATOR_VERSION = "1"  # bump on any change that alters generated timelines, pixels or questions
+GENERATOR_VERSION = "2"  # bump on any change that alters generated timelines, pixels or questions
 MANIFEST_FILE = "synthetic.json"
 DEFAULT_SUITE = "synthsurg-small"
+
+# Question pipelines (medscope_gym.suite.builder) by name. "small" keeps the preview filter off: its
+# videos are shorter than the 512-frame preview, which therefore shows every second, and the tests
+# and the default env need a choice + interval mix. "full" runs every template and every filter.
+QUESTION_PRESETS: dict[str, BuildConfig] = {
+    "small": BuildConfig(
+        templates=("event_instrument", "event_phase", "event_grounding", "phase_grounding", "instrument_at"),
+        template=TemplateConfig(per_video=6),
+        filters=FilterConfig(preview=False),
+    ),
+    "full": BuildConfig(template=TemplateConfig(per_video=12)),
+}
 
 BUILTIN_SUITES: dict[str, dict[str, Any]] = {
     # The default and the tests' suite: small and quick to build (seconds).
@@ -49,11 +64,17 @@ BUILTIN_SUITES: dict[str, dict[str, Any]] = {
     # Frame index burned in, for decode-exactness checks of video backends.
     "synthsurg-index": {"n_videos": 3, "min_duration_s": 60.0, "max_duration_s": 90.0, "seed": 1,
                         "burn_index": True},
-    # Long procedures (10–30 min) where uniform sampling misses the brief events.
-    "synthsurg-long": {"n_videos": 4, "min_duration_s": 600.0, "max_duration_s": 1800.0, "seed": 2},
+    # Long procedures (10–30 min) where uniform sampling misses the brief events; every filter on.
+    "synthsurg-long": {"n_videos": 4, "min_duration_s": 600.0, "max_duration_s": 1800.0, "seed": 2,
+                       "questions": "full"},
+    # The benchmark: 30 procedures of 10–60 min at 5 fps (tools sample 1 fps), every template and filter.
+    # Built on first use (minutes); registered as MedScope/SynthSurg-Bench-v0.
+    "synthsurg-bench": {"n_videos": 30, "min_duration_s": 600.0, "max_duration_s": 3600.0, "seed": 3,
+                        "fps": 5.0, "width": 128, "height": 96, "questions": "full"},
 }
 _BUILD_DEFAULTS: dict[str, Any] = {
     "width": 160, "height": 120, "fps": 25.0, "burn_index": False, "splits": (0.6, 0.2, 0.2),
+    "questions": "small",
 }
 
 
@@ -69,33 +90,48 @@ def build_synthetic_suite(
     fps: float = 25.0,
     burn_index: bool = False,
     splits: Sequence[float] = (0.6, 0.2, 0.2),
+    questions: str | BuildConfig = "small",
+    progress: bool = False,
 ) -> Path:
     """Write a complete suite folder (videos, Cholec80 annotations, ``suite.jsonl``) at ``out_dir``.
 
     The folder is assembled in a temporary sibling and renamed into place, so ``out_dir`` is
     either absent, the previous suite, or the finished new one. Splits are drawn by video.
+    ``questions`` names a :data:`QUESTION_PRESETS` pipeline (templates, filters, trajectories) or is one.
     """
     if n_videos < 1 or not 0 < min_duration_s <= max_duration_s:
         raise ConfigError(f"need n_videos >= 1 and 0 < min_duration_s <= max_duration_s, got {n_videos}, "
                           f"{min_duration_s}, {max_duration_s}")
+    if isinstance(questions, str):
+        if questions not in QUESTION_PRESETS:
+            raise ConfigError(f"unknown question preset {questions!r}; known: {', '.join(QUESTION_PRESETS)}")
+        questions = QUESTION_PRESETS[questions]
+    pipeline = dataclasses.replace(questions, seed=int(seed), splits=tuple(float(x) for x in splits))
     rng = np.random.default_rng([int(seed), 2024])
     durations = rng.uniform(min_duration_s, max_duration_s, size=n_videos)
     video_seeds = rng.integers(0, 2**31 - 1, size=n_videos)
-    split_of = _assign_splits(n_videos, splits, rng)
     digits = max(2, len(str(n_videos)))
-    samples: list[Sample] = []
+    entries: list[VideoEntry] = []
     videos: list[dict[str, Any]] = []
     with atomic_directory(out_dir) as tmp:
-        for k in range(n_videos):
+        steps = range(n_videos)
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="render", unit="video", leave=False)
+        for k in steps:
             name = f"video{k + 1:0{digits}d}"
             procedure = generate_procedure(int(video_seeds[k]), float(durations[k]), fps)
             rel = f"videos/{name}.mp4"
             render_video(procedure, tmp / rel, width=width, height=height, burn_index=burn_index)
             write_annotations(procedure, tmp / "annotations", name)
-            samples += build_questions(procedure, rel, video_id=name, split=split_of[k], seed=seed)
+            entries.append(VideoEntry(name, rel, procedure_timeline(procedure, name)))
             videos.append({"name": name, "video": rel, "seed": procedure.seed, "fps": procedure.fps,
-                           "num_frames": procedure.num_frames, "split": split_of[k]})
-        write_suite(tmp, balance_answer_positions(samples, rng))
+                           "num_frames": procedure.num_frames})
+        result = build_samples(entries, pipeline, progress=progress)
+        for v in videos:
+            v["split"] = result.splits.get(v["video"], "unused")
+        write_suite_folder(tmp, result, pipeline, {"source_kind": "synthetic"})
         manifest = {
             "generator_version": GENERATOR_VERSION,
             "params": {"n_videos": n_videos, "min_duration_s": min_duration_s,
@@ -142,28 +178,10 @@ def _build_key(name: str, params: dict[str, Any]) -> str:
     h = hashlib.sha256()
     payload = {"name": name, "version": GENERATOR_VERSION, "params": {k: params[k] for k in sorted(params)}}
     h.update(json.dumps(payload, sort_keys=True, default=list).encode())
-    for src in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(src.name.encode())
+    package = Path(__file__).parent.parent  # the generator and the question pipeline both shape a suite
+    sources = [*sorted((package / "synthetic").glob("*.py")), *sorted((package / "suite").rglob("*.py"))]
+    for src in sources:
+        h.update(src.relative_to(package).as_posix().encode())
         h.update(src.read_bytes())
     return h.hexdigest()[:12]
 
-
-def _assign_splits(n: int, fractions: Sequence[float], rng: np.random.Generator) -> list[str]:
-    """Split label per video: largest-remainder counts, at least one train and one test video when n >= 2."""
-    valid = len(fractions) == len(SPLITS) and all(f >= 0 and math.isfinite(f) for f in fractions)
-    if not valid or sum(fractions) <= 0:
-        raise ConfigError(f"splits must be three non-negative (train, val, test) shares, "
-                          f"got {tuple(fractions)!r}")
-    share = np.asarray(fractions, dtype=np.float64) / sum(fractions)
-    counts = np.floor(share * n).astype(int)
-    for j in np.argsort(-(share * n - counts), kind="stable")[: n - counts.sum()]:
-        counts[j] += 1
-    if n == 1:
-        counts = np.array([0, 0, 1])
-    else:
-        for need in (2, 0):  # test first, then train
-            if counts[need] == 0:
-                counts[int(np.argmax(counts))] -= 1
-                counts[need] += 1
-    labels = [s for s, c in zip(SPLITS, counts) for _ in range(c)]
-    return [labels[j] for j in rng.permutation(n)]

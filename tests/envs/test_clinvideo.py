@@ -31,9 +31,11 @@ def answer(a):
     return format_answer(a, think="done")
 
 
-@pytest.mark.parametrize("env_id", sorted(medscope_gym.ENV_IDS))
-@pytest.mark.parametrize("render_mode", ["rgb_array", "ansi"])
-def test_check_env_passes_with_warnings_as_errors(env_id, render_mode):
+LIGHT_IDS = sorted(i for i, spec in medscope_gym.ENV_IDS.items() if not spec.get("heavy"))
+HEAVY_IDS = sorted(i for i, spec in medscope_gym.ENV_IDS.items() if spec.get("heavy"))
+
+
+def _check(env_id, render_mode):
     kwargs = {"suite": "builtin:synthsurg-small"} if env_id == "MedScope/ClinVideo-v0" else {}
     env = gym.make(env_id, render_mode=render_mode, **kwargs)
     with warnings.catch_warnings():
@@ -41,6 +43,19 @@ def test_check_env_passes_with_warnings_as_errors(env_id, render_mode):
         check_env(env.unwrapped)
     env.close()
     env.close()  # a second close is safe
+
+
+@pytest.mark.parametrize("env_id", LIGHT_IDS)
+@pytest.mark.parametrize("render_mode", ["rgb_array", "ansi"])
+def test_check_env_passes_with_warnings_as_errors(env_id, render_mode):
+    _check(env_id, render_mode)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("env_id", HEAVY_IDS)
+def test_check_env_on_heavy_ids(env_id):
+    """Ids whose suites take minutes to build; the same classes are checked above on small suites."""
+    _check(env_id, "rgb_array")
 
 
 def test_seeded_resets_are_reproducible():

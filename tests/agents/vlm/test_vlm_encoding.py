@@ -18,8 +18,11 @@ def oracle_episode(suite, tiny_dir):
     from envs.clinvideo import ClinVideoEnv
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
-    encoder = ChatEncoder(processor, FrameConfig(max_pixels=56 * 56, max_preview_frames=9, max_crop_frames=5),
-                          system_prompt="Be brief.")
+    encoder = ChatEncoder(
+        processor,
+        FrameConfig(max_pixels=56 * 56, max_preview_frames=9, max_crop_frames=5),
+        system_prompt="Be brief.",
+    )
     env = ClinVideoEnv(suite)
     oracle = OraclePolicy()
     obs, info = env.reset(options={"sample_index": 0})
@@ -46,10 +49,18 @@ def test_chunks_concatenate_to_the_one_shot_encoding(oracle_episode):
     assert len(videos) == 2 and len(images) == 3  # preview + crop, then the get_frame frames
     from transformers.video_utils import VideoMetadata
 
-    metadata = [VideoMetadata(total_num_frames=len(c.media.video), fps=c.media.video_fps)
-                for c in chunks if c.media.video is not None]
-    whole = encoder.processor(text=[ctx.rendered], videos=videos, images=images, return_tensors="pt",
-                              videos_kwargs={"do_sample_frames": False, "video_metadata": metadata})
+    metadata = [
+        VideoMetadata(total_num_frames=len(c.media.video), fps=c.media.video_fps)
+        for c in chunks
+        if c.media.video is not None
+    ]
+    whole = encoder.processor(
+        text=[ctx.rendered],
+        videos=videos,
+        images=images,
+        return_tensors="pt",
+        videos_kwargs={"do_sample_frames": False, "video_metadata": metadata},
+    )
     assert whole["input_ids"][0].tolist() == incremental
     pixel_chunks = [c.vision["pixel_values_videos"] for c in chunks if "pixel_values_videos" in c.vision]
     assert torch.equal(torch.cat(pixel_chunks), whole["pixel_values_videos"])
@@ -73,11 +84,18 @@ def test_template_that_rewrites_history_is_refused(tiny_dir):
 
     processor = build_processor()
     # marks the last message: re-rendering after a new message changes an earlier one
-    processor.chat_template = CHAT_TEMPLATE.replace("'<|im_end|>\\n'", "('<|im_end|>\\n' if not loop.last else '!')")
+    processor.chat_template = CHAT_TEMPLATE.replace(
+        "'<|im_end|>\\n'", "('<|im_end|>\\n' if not loop.last else '!')"
+    )
     encoder = ChatEncoder(processor, system_prompt="s")
     ctx = encoder.start()
-    obs = {"text": "question", "video": np.zeros((0, 1, 1, 3), np.uint8), "video_times": np.zeros((0, 1)),
-           "images": np.zeros((0, 1, 1, 3), np.uint8), "image_times": np.zeros((0, 1))}
+    obs = {
+        "text": "question",
+        "video": np.zeros((0, 1, 1, 3), np.uint8),
+        "video_times": np.zeros((0, 1)),
+        "images": np.zeros((0, 1, 1, 3), np.uint8),
+        "image_times": np.zeros((0, 1)),
+    }
     encoder.encode_observation(ctx, obs)
     encoder.add_action(ctx, "<think>x</think><answer>A</answer>")
     with pytest.raises(TemplateError):

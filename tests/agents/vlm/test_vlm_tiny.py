@@ -24,15 +24,27 @@ def test_every_protocol_tag_is_one_token_and_bytes_round_trip():
 def _inputs(processor):
     rng = np.random.default_rng(0)
     text = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "video"}, {"type": "image"}, {"type": "text", "text": "what?"}]}],
-        tokenize=False, add_generation_prompt=True)
+        [
+            {
+                "role": "user",
+                "content": [{"type": "video"}, {"type": "image"}, {"type": "text", "text": "what?"}],
+            }
+        ],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     from transformers.video_utils import VideoMetadata
 
-    return processor(text=[text], videos=[rng.integers(0, 255, (6, 48, 64, 3), dtype=np.uint8)],
-                     images=[rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)],
-                     videos_kwargs={"do_sample_frames": False,
-                                    "video_metadata": [VideoMetadata(total_num_frames=6, fps=0.5)]},
-                     return_tensors="pt")
+    return processor(
+        text=[text],
+        videos=[rng.integers(0, 255, (6, 48, 64, 3), dtype=np.uint8)],
+        images=[rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)],
+        videos_kwargs={
+            "do_sample_frames": False,
+            "video_metadata": [VideoMetadata(total_num_frames=6, fps=0.5)],
+        },
+        return_tensors="pt",
+    )
 
 
 def test_saved_and_reloaded_checkpoint_gives_identical_logits(tmp_path, tiny_dir):

@@ -18,7 +18,7 @@ from medscope_gym.synthetic import (
 )
 from medscope_gym.synthetic.questions import ORDINALS
 
-_TASKS = {"event_instrument", "event_phase", "event_grounding", "phase_grounding"}
+_TEMPLATES = {"event_instrument", "event_phase", "event_grounding", "phase_grounding", "instrument_at"}
 
 
 def _procedures(root):
@@ -49,24 +49,32 @@ def _referenced_event(proc, question):
 def test_builtin_suite_loads_and_answers_agree_with_timeline(small_suite):
     suite = Suite.load(small_suite)
     assert len(suite) >= 40
-    assert set(suite.counts("task")) == _TASKS
+    assert {s.extra["template"] for s in suite} == _TEMPLATES
+    assert set(suite.counts("answer_type")) == {"choice", "interval"}
     procs, _ = _procedures(small_suite)
     assert len(procs) == 6 and all(60 <= p.duration <= 150 for p in procs.values())
     for s in suite:
         proc = procs[s.video]
+        template = s.extra["template"]
         assert s.source == "synthetic" and s.fps == proc.fps and s.duration == proc.num_frames / proc.fps
         assert all(0 <= a <= b <= s.duration for a, b in s.evidence)
-        if s.task == "phase_grounding":
+        assert s.trajectory and s.captions is not None
+        if template == "phase_grounding":
             label = re.search(r"the (.+) phase take", s.question).group(1)
             seg = next(p for p in proc.phases if PHASE_LABELS[p.name] == label)
             assert s.answer_interval == pytest.approx((seg.start, seg.end), abs=1e-3)
             assert s.evidence == ((seg.start, seg.end),)
             continue
+        if template == "instrument_at":
+            t = s.evidence[0][0]
+            on = {TOOL_LABELS[x] for x in proc.instruments_at(t)}
+            assert [o for o in s.options if o in on] == [s.options[s.answer_index]]
+            continue
         ev = _referenced_event(proc, s.question)
         assert s.evidence == ((ev.start, ev.end),)
-        if s.task == "event_grounding":
+        if template == "event_grounding":
             assert s.answer_interval == pytest.approx((ev.start, ev.end), abs=1e-3)
-        elif s.task == "event_phase":
+        elif template == "event_phase":
             assert s.options[s.answer_index] == PHASE_LABELS[ev.phase]
         else:  # event_instrument: the answer is on screen throughout, no distractor is
             assert s.options[s.answer_index] == TOOL_LABELS[ev.instrument]

@@ -1,0 +1,193 @@
+"""The numeric env: Gymnasium and SB3 checkers, exact base-env rewards, observations, action resolution."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import medscope_gym  # noqa: F401 - registers the ids
+from envs.clinvideo import ClinVideoEnv
+from envs.numeric import LAST_TOOL_KINDS, NumericClinVideoEnv, NumericConfig, hash_words
+from medscope_gym.errors import ConfigError
+from medscope_gym.intervals import best_iou
+from medscope_gym.suite import Suite, write_suite
+from medscope_gym.synthetic import build_synthetic_suite
+
+ENV_ID = "MedScope/SynthSurg-Numeric-v0"
+
+
+@pytest.fixture(scope="module")
+def suite_dir(tmp_path_factory) -> str:
+    """Three short 5-fps videos: a few multiple-choice and several interval questions."""
+    out = tmp_path_factory.mktemp("numeric") / "suite"
+    build_synthetic_suite(out, n_videos=3, min_duration_s=60.0, max_duration_s=80.0, seed=7, fps=5.0,
+                          splits=(0.67, 0.0, 0.33))
+    return str(out)
+
+
+@pytest.fixture()
+def env(suite_dir):
+    env = NumericClinVideoEnv(suite=suite_dir)
+    yield env
+    env.close()
+
+
+def _bins_for(env: NumericClinVideoEnv, window: tuple[float, float], duration: float) -> tuple[int, int]:
+    """The (start bin, span) whose crop has the best IoU with ``window``."""
+    best, arg = -1.0, (0, 0)
+    for start in range(env.config.bins):
+        for span in range(env.config.max_span_bins):
+            hi = min(env.config.bins, start + span + 1)
+            crop = (start * duration / env.config.bins, hi * duration / env.config.bins)
+            iou = best_iou(crop, [window])
+            if iou > best:
+                best, arg = iou, (start, span)
+    return arg
+
+
+def test_gymnasium_check_env_passes_with_warnings_as_errors(suite_dir):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(ENV_ID, suite=suite_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)  # includes the render-mode checks through the spec
+    env.close()
+
+
+def test_sb3_check_env_passes(env):
+    from stable_baselines3.common.env_checker import check_env
+
+    check_env(env, warn=False)
+
+
+def test_only_choice_samples_are_kept_and_the_rest_is_reported(suite_dir, caplog):
+    suite = Suite.load(suite_dir)
+    with caplog.at_level(logging.WARNING, logger="envs.numeric"):
+        env = NumericClinVideoEnv(suite=suite_dir)
+    n_choice = sum(s.answer_type == "choice" for s in suite)
+    assert 0 < len(env.samples) == n_choice < len(suite)
+    assert all(s.answer_type == "choice" for s in env.samples)
+    assert "skipping" in caplog.text and "event_grounding (interval)" in caplog.text
+    env.close()
+
+
+def test_a_suite_without_choice_questions_is_refused(suite_dir, tmp_path):
+    suite = Suite.load(suite_dir)
+    (tmp_path / "videos").symlink_to(f"{suite_dir}/videos")
+    write_suite(tmp_path, [s for s in suite if s.answer_type != "choice"])
+    with pytest.raises(ConfigError, match="no multiple-choice questions"):
+        NumericClinVideoEnv(suite=str(tmp_path))
+
+
+def test_reward_and_info_equal_the_base_env_on_the_same_text(suite_dir, env):
+    base = ClinVideoEnv(suite_dir, tools={"preview_max_frames": env.config.bins})
+    rng = np.random.default_rng(0)
+    for index, sample in enumerate(env.samples):
+        obs, info = env.reset(seed=index, options={"sample_id": sample.id})
+        base.reset(seed=index, options={"sample_id": sample.id})
+        start, span = _bins_for(env, sample.evidence[0], info["duration"])
+        plan = [[1, start, span, 0], [2, start, span, 0], [0, 0, 0, sample.answer_index]]
+        if index % 2:  # and some random turns, which may run out of budget
+            plan = [list(env.action_space.sample()) for _ in range(6)]
+            plan = [[int(x) for x in a] for a in plan]
+            rng.shuffle(plan)
+        for action in plan:
+            text = env.action_text(np.array(action))
+            got = env.step(np.array(action))
+            want = base.step(text)
+            assert got[1] == want[1] and got[2] == want[2] and got[3] == want[3]
+            assert isinstance(got[2], bool) and isinstance(got[3], bool)
+            if got[2] or got[3]:
+                assert got[4]["reward_parts"] == want[4]["reward_parts"]
+                break
+        if index % 2 == 0:
+            assert got[4]["reward_parts"]["accuracy"] == 1.0
+            assert got[4]["reward_parts"]["crop"] >= 1.0 and got[4]["reward_parts"]["frame"] == 1.0
+    base.close()
+
+
+def test_action_resolution_reaches_iou_half_on_every_event(env):
+    for sample in env.samples:
+        start, span = _bins_for(env, sample.evidence[0], sample.duration)
+        hi = min(env.config.bins, start + span + 1)
+        crop = (start * sample.duration / env.config.bins, hi * sample.duration / env.config.bins)
+        assert best_iou(crop, sample.evidence) >= 0.5, sample.id
+
+
+def test_observations_follow_the_episode(env):
+    sample = env.samples[0]
+    obs, info = env.reset(seed=0, options={"sample_id": sample.id})
+    assert env.observation_space.contains(obs)
+    assert obs["last_tool"][LAST_TOOL_KINDS.index("none")] == 1.0 and obs["frame_mask"].sum() == 0
+    assert obs["budget"].tolist() == [1.0, 1.0]
+    assert obs["option_mask"].sum() == len(sample.options)
+    assert (obs["question"] > 0).sum() > 3 and obs["preview"].std() > 0
+    start, span = _bins_for(env, sample.evidence[0], info["duration"])
+    obs2, reward, terminated, truncated, info = env.step(np.array([1, start, span, 0]))
+    assert reward == 0.0 and not terminated and not truncated
+    assert obs2["last_tool"][LAST_TOOL_KINDS.index("crop_video")] == 1.0
+    assert obs2["frame_mask"].sum() >= 2 and obs2["frames"][:2].std() > 0
+    lo, hi = sample.evidence[0]
+    span_s = obs2["last_span"] * info["duration"]
+    assert span_s[0] <= hi and span_s[1] >= lo  # the frames come from around the event
+    assert obs2["budget"][0] < 1.0 and obs2["budget"][1] < 1.0
+    np.testing.assert_array_equal(obs2["preview"], obs["preview"])  # the preview stays for the episode
+    obs3, *_ = env.step(np.array([2, start, span, 0]))
+    assert obs3["last_tool"][LAST_TOOL_KINDS.index("get_frame")] == 1.0 and obs3["frame_mask"].sum() == 3
+
+
+def test_the_preview_shows_the_event_in_its_bins(env):
+    """The event mark changes the thumbnails of the bins inside the event window."""
+    sample = env.samples[0]
+    obs, info = env.reset(seed=0, options={"sample_id": sample.id})
+    lo, hi = sample.evidence[0]
+    bins = env.config.bins
+    inside = [k for k in range(bins) if lo <= (k + 0.5) * info["duration"] / bins <= hi]
+    assert inside
+    field = obs["preview"][:, 3:15].astype(np.float32)  # rows of the tissue field (no index band, no tray)
+    k = inside[0]
+    neighbour = k - 2 if k >= 2 else k + len(inside) + 2
+    assert np.abs(field[k] - field[neighbour]).max() > 40
+
+
+def test_seeded_resets_are_deterministic_and_sample_choice_options_work(env):
+    a, _ = env.reset(seed=3)
+    first = env.current_sample.id
+    b, _ = env.reset(seed=3)
+    assert env.current_sample.id == first
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    env.reset(options={"sample_index": 1})
+    assert env.current_sample.id == env.samples[1].id
+    with pytest.raises(ConfigError):
+        env.reset(options={"sample_id": "no-such-sample"})
+
+
+def test_answer_letters_and_spans_in_the_text(env):
+    env.reset(seed=0, options={"sample_id": env.samples[0].id})
+    assert "<answer>C</answer>" in env.action_text(np.array([0, 5, 3, 2]))
+    crop = env.action_text(np.array([1, env.config.bins - 1, env.config.max_span_bins - 1, 0]))
+    assert '"crop_video"' in crop and f'"end_time": {env.current_sample.duration:g}'[:18] in crop
+    with pytest.raises(ValueError):
+        env.action_text(np.array([3, 0, 0, 0]))
+
+
+def test_config_validation(suite_dir):
+    with pytest.raises(ConfigError):
+        NumericConfig(bins=0)
+    with pytest.raises(ConfigError):
+        NumericConfig.from_any({"bogus": 1})
+    with pytest.raises(ConfigError):
+        NumericClinVideoEnv(suite=suite_dir, config={"bins": 4, "max_span_bins": 8})
+
+
+def test_hash_words_is_stable_and_padded():
+    ids = hash_words("Which instrument is in use during the bleeding?", 10, 4096)
+    assert ids.shape == (10,) and (ids[:8] > 0).all() and (ids[8:] == 0).all()
+    np.testing.assert_array_equal(ids, hash_words("which INSTRUMENT is in use during the bleeding", 10, 4096))
+    assert hash_words("Hook", 2, 4096)[0] != hash_words("Grasper", 2, 4096)[0]
