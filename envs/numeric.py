@@ -156,7 +156,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 suite = str(numeric_suite_path())
             tools = dict(env_kwargs.pop("tools", None) or {})
             tools.setdefault("preview_max_frames", cfg.bins)
-            env_kwargs.setdefault("max_open_videos", 64)
+            env_kwargs.setdefault("max_open_videos", 128)  # keeps decoders and previews of the whole suite
             env = ClinVideoEnv(suite, split=split, tools=tools, render_mode=render_mode, **env_kwargs)
         elif suite is not None or split is not None or env_kwargs:
             raise ConfigError("pass either a built env or suite/split/env kwargs to NumericClinVideoEnv, not both")

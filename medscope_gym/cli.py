@@ -2,7 +2,7 @@
 
     medscope play --env MedScope/SynthSurg-v0 --policy oracle --episodes 3 --seed 0
     medscope synth OUT_DIR --videos 6 --min-duration 60 --max-duration 150 --seed 0
-    medscope suite validate SUITE_DIR   (the suite group lives in medscope_gym.suite.cli)
+    medscope suite validate SUITE_DIR
 
 Commands import the heavy parts (agents, envs) only when they run.
 """
@@ -21,7 +21,9 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 # Modules that add their own commands: each has ``register(commands, train_commands)`` taking the
 # top-level and the ``medscope train`` subparser collections. They must import torch & co lazily.
-COMMAND_MODULES: tuple[str, ...] = ("agents.sb3.cli", "agents.vlm.cli", "medscope_gym.store.cli", "medscope_gym.suite.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "agents.sb3.cli", "agents.vlm.cli", "medscope_gym.store.cli", "medscope_gym.suite.cli",
+)
 
 
 def _cmd_play(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ the same samples, so both are scored by the same base-env reward and the same me
 
 Evidence recall: for these questions the agent predicts no interval, so the paper's grounding
 R@k is taken over the evidence it *inspected*: ``evidence_R@k`` is the share of episodes whose
-last ``crop_video`` interval (the one R_crop scores) has IoU >= k with the ground-truth window.
-An episode without a crop counts as a miss. Reported with the §8 metrics of
+last ``crop_video`` interval (the one R_crop scores) has IoU >= k with a ground-truth window (for
+a ground-truth moment: the crop contains it, as in R_crop and ``evidence_mIoU``). An episode
+without a crop counts as a miss. Reported with the §8 metrics of
 :func:`medscope_gym.metrics.summarise`.
 """
 
@@ -22,7 +23,7 @@ from agents.runner import record_from_info, run_episode
 from agents.scripted import make_scripted_policy
 from envs.clinvideo import ClinVideoEnv
 from envs.numeric import NumericClinVideoEnv
-from medscope_gym.intervals import best_iou
+from medscope_gym.intervals import best_iou, contains, is_moment
 from medscope_gym.metrics import RECALL_THRESHOLDS, EpisodeRecord, summarise
 
 __all__ = ["evaluate_model", "evaluate_scripted", "evidence_recall", "summarise_with_evidence"]
@@ -34,9 +35,16 @@ def evidence_recall(records: Sequence[EpisodeRecord], threshold: float) -> float
     """Share of episodes whose last crop reaches IoU >= ``threshold`` with the evidence (no crop = miss)."""
     if not records:
         return None
-    hits = [r.inspected_interval is not None and best_iou(r.inspected_interval, r.evidence) >= threshold - _EPS
-            for r in records]
-    return float(np.mean(hits))
+    return float(np.mean([_inspected_hit(r, threshold) for r in records]))
+
+
+def _inspected_hit(record: EpisodeRecord, threshold: float) -> bool:
+    crop = record.inspected_interval
+    if crop is None or not record.evidence:
+        return False
+    if best_iou(crop, record.evidence) >= threshold - _EPS:
+        return True
+    return any(is_moment(w) and contains(crop, w[0]) for w in record.evidence)
 
 
 def summarise_with_evidence(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:

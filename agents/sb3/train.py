@@ -11,14 +11,16 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import ConfigError
 
-__all__ = ["ALGOS", "POLICIES", "TrainConfig", "make_vec_env", "train"]
+__all__ = ["ALGOS", "NUMERIC_ENV_ID", "POLICIES", "TrainConfig", "make_vec_env", "train"]
+
+NUMERIC_ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
 ALGOS = ("ppo", "a2c")
 #: ``timeline``: :class:`~agents.sb3.policy.TimelinePolicy`; ``mlp``: SB3's ``MultiInputPolicy`` over
@@ -32,7 +34,7 @@ class TrainConfig:
 
     out_dir: str = "runs/sb3"
     algo: str = "ppo"
-    env_id: str = "MedScope/SynthSurg-Numeric-v0"
+    env_id: str = NUMERIC_ENV_ID
     suite: str | None = None
     """Suite folder or ``builtin:NAME``; None keeps the env id's default suite."""
     steps: int = 60_000
@@ -41,8 +43,9 @@ class TrainConfig:
     """Stop training early after this many seconds of wall time (the model so far is kept)."""
     seed: int = 0
     n_envs: int = 4
-    vec: str = "subproc"
-    """``subproc`` (one process per env, decoding in parallel) or ``dummy`` (all in this process)."""
+    vec: str = "dummy"
+    """``dummy`` (all envs in this process: the default suite decodes nothing after its frame stores
+    are built, so the network is the cost) or ``subproc`` (one process per env)."""
     policy: str = "timeline"
     learning_rate: float = 1e-3
     n_steps: int = 64
@@ -180,8 +183,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.torch_threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1, default=list) + "\n")
+    if cfg.suite is None and cfg.env_id == NUMERIC_ENV_ID:
+        from envs.numeric_suite import numeric_suite_path
 
+        # Build (or find) the default suite once here, not in every worker process.
+        cfg = replace(cfg, suite=str(numeric_suite_path()))
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1, default=list) + "\n")
     venv = make_vec_env(cfg.env_id, cfg.n_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split))
     log: list[dict[str, Any]] = []
     started = time.monotonic()

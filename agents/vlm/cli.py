@@ -1,8 +1,9 @@
 """``medscope model tiny``, ``medscope train sft`` and ``medscope eval`` (registered in medscope_gym.cli).
 
     medscope model tiny runs/tiny
-    medscope train sft --model runs/tiny --data builtin:synthsurg-small --out runs/sft --max-steps 1500
-    medscope eval --policy runs/sft/final --suite builtin:synthsurg-small --split val,test --out runs/eval
+    medscope train sft --model runs/tiny --data builtin:synthsurg-small --out runs/sft \
+        --repeats 3 --recovery-rate 0.3 --evidence-jitter 3 --max-steps 1500 --lr 3e-3 --threads 1
+    medscope eval --policy runs/sft/final --split val,test --temperature 0 --out runs/eval
 
 torch / transformers are imported only when a command runs.
 """
@@ -42,6 +43,7 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         limit=args.limit,
         recovery_rate=args.recovery_rate,
+        evidence_jitter=args.evidence_jitter,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
@@ -116,6 +118,12 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
         type=float,
         default=0.0,
         help="share of reference episodes opening with a non-imitated mistake the oracle recovers from",
+    )
+    sft.add_argument(
+        "--evidence-jitter",
+        type=float,
+        default=0.0,
+        help="seconds by which the oracle may widen each evidence window per rollout (varied numbers)",
     )
     sft.add_argument("--limit", type=int, default=None, help="only the first N samples of the split")
     sft.add_argument("--max-steps", type=int, default=1000)

@@ -17,7 +17,7 @@ a tiny model on a CPU sees a handful of visual tokens while a real model can be 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,6 @@ class EpisodeContext:
     transcript: Transcript
     rendered: str = ""
     observations: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _even_subsample(n: int, cap: int) -> np.ndarray:
@@ -232,7 +231,3 @@ class ChatEncoder:
             "do_sample_frames": False,
             "video_metadata": [VideoMetadata(total_num_frames=n, fps=fps, duration=duration)],
         }
-
-    def mm_token_type_ids(self, input_ids):
-        """Modality of each token (0 text, 1 image, 2 video), as the Qwen-VL rope index needs it."""
-        return (input_ids == self.image_token_id).long() + 2 * (input_ids == self.video_token_id).long()

@@ -111,9 +111,18 @@ def rollout(
             obs_b, info_b = _masked_reset(envs, slot, req)
         start(slot, _slot_obs(obs_b, slot), _slot_info(info_b, slot), index, req)
 
-    while any(r is not None for r in running):
+    # gymnasium 1.4's AsyncVectorEnv (shared_memory=False) does not clear a worker's autoreset flag on
+    # reset, so a slot reset right after its episode ended would be reset again, at random, by the next
+    # step. There a finished slot idles through one step (absorbing the autoreset) before its reset.
+    deferred = isinstance(envs, gym.vector.AsyncVectorEnv)
+    to_reset: list[int] = []
+    while any(r is not None for r in running) or (to_reset and queue):
         active = [slot for slot in range(n) if running[slot] is not None]
-        texts = policy.act(active, [running[s][1].obs for s in active], [running[s][1].info for s in active])
+        texts = (
+            policy.act(active, [running[s][1].obs for s in active], [running[s][1].info for s in active])
+            if active
+            else []
+        )
         actions = [FILLER_ACTION] * n
         for slot, text in zip(active, texts):
             actions[slot] = text
@@ -132,7 +141,8 @@ def rollout(
                 if on_episode is not None:
                     on_episode(traj)
                 bar.update(1)
-        for slot in finished:
+        ready, to_reset = (to_reset, finished) if deferred else (finished, [])
+        for slot in ready:
             if queue:
                 index, req = queue.popleft()
                 obs_r, info_r = _masked_reset(envs, slot, req)

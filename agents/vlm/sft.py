@@ -23,6 +23,7 @@ back with ``HFVLMPolicy.from_pretrained`` like any other.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -71,6 +72,8 @@ class SFTConfig:
     """Reference rollouts per sample (distinct env seeds)."""
     recovery_rate: float = 0.0
     """Share of reference episodes that open with a deliberate, non-imitated mistake (see module doc)."""
+    evidence_jitter: float = 0.0
+    """Seconds (at most) by which the oracle widens each evidence window per rollout (varied numbers)."""
     limit: int | None = None
     """Use only the first ``limit`` samples of the split (quick runs, tests)."""
     max_steps: int = 1000
@@ -119,15 +122,21 @@ class SFTConfig:
 
 
 class RecoveringOracle(Policy):
-    """The oracle, opening a seeded share of episodes with one typical mistake it then recovers from."""
+    """The oracle, opening a seeded share of episodes with one typical mistake it then recovers from.
+
+    With ``jitter`` > 0 s the oracle is shown each evidence window widened by a seeded 0..jitter s on
+    either side (still covering the true window), so repeated rollouts of a question crop, and mention,
+    different numbers: a small model then learns the number format instead of memorising strings.
+    """
 
     name = "oracle"
     uses_ground_truth = True
     MISTAKES = ("swapped", "past_end", "broken_json")
 
-    def __init__(self, rate: float, seed: int = 0) -> None:
+    def __init__(self, rate: float, seed: int = 0, jitter: float = 0.0) -> None:
         self.inner = OraclePolicy()
         self.rate = rate
+        self.jitter = jitter
         self.rng = np.random.default_rng(seed)
         self._pending: dict[int, str | None] = {}
         self._last_mistake: dict[int, bool] = {}
@@ -135,6 +144,8 @@ class RecoveringOracle(Policy):
     def begin(
         self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
     ) -> None:
+        if sample is not None and self.jitter > 0:
+            sample = self._widened(sample, float(info["duration"]))
         self.inner.begin(slot, obs, info, sample)
         stumble = self.rate > 0 and self.rng.random() < self.rate
         self._pending[slot] = str(self.rng.choice(self.MISTAKES)) if stumble else None
@@ -156,6 +167,15 @@ class RecoveringOracle(Policy):
                 self._pending[slot] = None
                 self._last_mistake[slot] = True
         return [str(t) for t in out]
+
+    def _widened(self, sample: Sample, duration: float) -> Sample:
+        windows = []
+        for start, end in sample.evidence:
+            if end > start:  # widen outwards, to 0.1 s, so the window still covers the true one
+                start = math.floor(max(0.0, start - float(self.rng.uniform(0, self.jitter))) * 10) / 10
+                end = min(duration, math.ceil((end + float(self.rng.uniform(0, self.jitter))) * 10) / 10)
+            windows.append((start, end))
+        return dataclasses.replace(sample, evidence=tuple(windows))
 
     def imitate_last(self, slot: int) -> bool:
         """False when the slot's last turn was the deliberate mistake."""
@@ -191,6 +211,7 @@ def build_reference_data(
     num_envs: int = 4,
     limit: int | None = None,
     recovery_rate: float = 0.0,
+    evidence_jitter: float = 0.0,
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them."""
     from transformers import AutoProcessor
@@ -212,7 +233,9 @@ def build_reference_data(
     ]
     envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
     try:
-        return rollout(ReferencePolicy(RecoveringOracle(recovery_rate, seed), encoder), envs, requests)
+        return rollout(
+            ReferencePolicy(RecoveringOracle(recovery_rate, seed, evidence_jitter), encoder), envs, requests
+        )
     finally:
         envs.close()
 
@@ -294,6 +317,7 @@ def train_sft(cfg: SFTConfig) -> Path:
             cfg.seed,
             limit=cfg.limit,
             recovery_rate=cfg.recovery_rate,
+            evidence_jitter=cfg.evidence_jitter,
         )
         save_trajectories(data_dir, trajectories)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")

@@ -34,7 +34,7 @@ class StoredVideo(Video):
         store: FrameStore | str | os.PathLike[str],
         *,
         backend: str = "pyav",
-        cache_frames: int = 16,
+        cache_frames: int = 6,
         decode_limit_s: float | None = DEFAULT_DECODE_LIMIT_S,
     ) -> None:
         if backend not in BACKENDS:

@@ -102,7 +102,9 @@ def assign_splits(video_ids: Sequence[str], fractions: Sequence[float], seed: in
     """Split of every video: largest-remainder counts; at least one train and one test video when n >= 2."""
     valid = len(fractions) == len(SPLITS) and all(f >= 0 and math.isfinite(f) for f in fractions)
     if not valid or sum(fractions) <= 0:
-        raise ConfigError(f"splits must be three non-negative (train, val, test) shares, got {tuple(fractions)!r}")
+        raise ConfigError(
+            f"splits must be three non-negative (train, val, test) shares, got {tuple(fractions)!r}"
+        )
     ids = sorted(set(video_ids))
     n = len(ids)
     share = np.asarray(fractions, dtype=np.float64) / sum(fractions)
@@ -130,11 +132,13 @@ def _progress(items, desc: str, enabled: bool):
 
 
 def _per_video(entry: VideoEntry, cfg: BuildConfig) -> tuple[list[Sample], FilterReport]:
-    candidates = generate_questions(entry.timeline, entry.video, templates=cfg.templates, cfg=cfg.template,
-                                    seed=cfg.seed)
+    candidates = generate_questions(
+        entry.timeline, entry.video, templates=cfg.templates, cfg=cfg.template, seed=cfg.seed
+    )
     report = FilterReport()
-    kept, _ = apply_filters(candidates, {entry.video: entry.timeline}, cfg.filters, stages=_PER_VIDEO_STAGES,
-                            report=report)
+    kept, _ = apply_filters(
+        candidates, {entry.video: entry.timeline}, cfg.filters, stages=_PER_VIDEO_STAGES, report=report
+    )
     return kept, report
 
 
@@ -162,8 +166,9 @@ def build_samples(
         else:
             kept, part = _per_video(entry, cfg)
             if cached is not None:
-                atomic_write_text(cached, json.dumps({"samples": [s.to_dict() for s in kept],
-                                                      "report": part.to_dict()}))
+                atomic_write_text(
+                    cached, json.dumps({"samples": [s.to_dict() for s in kept], "report": part.to_dict()})
+                )
         report.merge(part)
         samples += kept
     timelines = {e.video: e.timeline for e in entries}
@@ -176,11 +181,15 @@ def build_samples(
 
     split_of = assign_splits([s.video for s in samples], cfg.splits, cfg.seed)
     rng = np.random.default_rng([int(cfg.seed), 11])
-    samples = balance_answer_positions([dataclasses.replace(s, split=split_of[s.video]) for s in samples], rng)
+    samples = balance_answer_positions(
+        [dataclasses.replace(s, split=split_of[s.video]) for s in samples], rng
+    )
 
     captions = {e.video: dense_captions(e.timeline) for e in entries} if cfg.captions else {}
-    previews = {e.video: preview_times(e.timeline, cfg.filters.preview_fps, cfg.filters.preview_max_frames)
-                for e in entries}
+    previews = {
+        e.video: preview_times(e.timeline, cfg.filters.preview_fps, cfg.filters.preview_max_frames)
+        for e in entries
+    }
     out = []
     for s in samples:
         fields: dict[str, Any] = {}
@@ -190,8 +199,12 @@ def build_samples(
             fields["captions"] = captions_in_window(captions[s.video], a, b)
         if cfg.trajectories is not None:
             fields["trajectory"] = reference_trajectory(
-                s, timelines.get(s.video), np.random.default_rng([int(cfg.seed), _digest(s.id)]),
-                cfg.trajectories, previews.get(s.video))
+                s,
+                timelines.get(s.video),
+                np.random.default_rng([int(cfg.seed), _digest(s.id)]),
+                cfg.trajectories,
+                previews.get(s.video),
+            )
         out.append(dataclasses.replace(s, **fields))
     out.sort(key=lambda s: (SPLITS.index(s.split), s.video, s.id))
     return BuildResult(None, out, report, captions, splits=split_of)
@@ -229,8 +242,10 @@ def write_suite_folder(root: Path, result: BuildResult, cfg: BuildConfig, extra:
     write_suite(root, result.samples)
     if cfg.captions:
         durations = {s.video: s.duration for s in result.samples}
-        lines = [json.dumps({"video": v, "duration": durations.get(v), "captions": [c.to_dict() for c in caps]})
-                 for v, caps in sorted(result.captions.items())]
+        lines = [
+            json.dumps({"video": v, "duration": durations.get(v), "captions": [c.to_dict() for c in caps]})
+            for v, caps in sorted(result.captions.items())
+        ]
         atomic_write_text(root / CAPTIONS_FILE, "\n".join(lines) + ("\n" if lines else ""))
     report = {
         "filters": result.report.to_dict(),
@@ -250,7 +265,7 @@ def build_suite(
     progress: bool = True,
     resume: bool = True,
 ) -> BuildResult:
-    """Build a suite folder at ``out`` from an annotated source folder (see :mod:`medscope_gym.suite.sources`)."""
+    """Build a suite folder at ``out`` from an annotated source folder (see medscope_gym.suite.sources)."""
     cfg = cfg or BuildConfig()
     if cfg.link_videos not in ("hardlink", "symlink", "copy"):
         raise ConfigError(f"link_videos must be hardlink, symlink or copy, got {cfg.link_videos!r}")
@@ -258,7 +273,9 @@ def build_suite(
     loaded: LoadedSource = load_source(source, cfg.source_kind)
     issues = [str(i) for i in loaded.issues]
     if not loaded.videos and not loaded.samples:
-        raise SuiteError(f"nothing usable in {source} ({loaded.kind}):\n  " + "\n  ".join(issues or ["no files"]))
+        raise SuiteError(
+            f"nothing usable in {source} ({loaded.kind}):\n  " + "\n  ".join(issues or ["no files"])
+        )
     work = out.parent / f".{out.name}.work" / f"{cfg.key()}-{_fingerprint(source)}"
     if not resume and work.parent.exists():
         shutil.rmtree(work.parent)
@@ -267,8 +284,14 @@ def build_suite(
     placed: dict[Path, str] = {}
 
     def inside(path: Path) -> str:
+        """The video's path in the suite; files of the same name from different folders get a suffix."""
         if path not in placed:
-            placed[path] = f"videos/{path.name}"
+            taken = set(placed.values())
+            rel, k = f"videos/{path.name}", 1
+            while rel in taken:
+                k += 1
+                rel = f"videos/{path.stem}-{k}{path.suffix}"
+            placed[path] = rel
         return placed[path]
 
     entries = [VideoEntry(v.video_id, inside(v.path), v.timeline) for v in loaded.videos]

@@ -27,8 +27,14 @@ def dense_captions(timeline: Timeline, min_visit_s: float = 2.0) -> tuple[Captio
     for ev in timeline.events:
         caps.append(Caption(ev.start, ev.end, _event_sentence(ev)))
     for act in timeline.actions:
-        caps.append(Caption(act.start, act.end, f"The {act.instrument.replace('_', ' ')} performs "
-                                                f"{act.verb.replace('_', ' ')} on the {act.target.replace('_', ' ')}."))
+        caps.append(
+            Caption(
+                act.start,
+                act.end,
+                f"The {act.instrument.replace('_', ' ')} performs "
+                f"{act.verb.replace('_', ' ')} on the {act.target.replace('_', ' ')}.",
+            )
+        )
     return tuple(sorted(caps, key=lambda c: (c.start, c.end, c.text)))
 
 

@@ -1,9 +1,9 @@
 """``medscope suite build|validate|stats|export``: the ClinVideoSuite pipeline on the command line.
 
-    medscope suite build data/cholec80 suites/cholec80 --splits 0.7,0.15,0.15
-    medscope suite validate suites/cholec80
-    medscope suite stats builtin:synthsurg-bench --plots out/ --policies oracle,no_tools
-    medscope suite export suites/cholec80 --out suites/cholec80/export --format rl,sft
+medscope suite build data/cholec80 suites/cholec80 --splits 0.7,0.15,0.15
+medscope suite validate suites/cholec80
+medscope suite stats builtin:synthsurg-bench --plots out/ --policies oracle,no_tools
+medscope suite export suites/cholec80 --out suites/cholec80/export --format rl,sft
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(issue)
     print(result.report.format())
     counts = {s: sum(x.split == s for x in result.samples) for s in ("train", "val", "test")}
-    print(f"wrote {len(result.samples)} samples over {len({s.video for s in result.samples})} videos to "
-          f"{result.path} ({', '.join(f'{k}={v}' for k, v in counts.items())})")
+    print(
+        f"wrote {len(result.samples)} samples over {len({s.video for s in result.samples})} videos to "
+        f"{result.path} ({', '.join(f'{k}={v}' for k, v in counts.items())})"
+    )
     return 0
 
 
@@ -70,7 +72,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     suite = Suite.from_spec(args.suite, split=args.split)
     stats = suite_stats(suite)
-    policies = policy_scores(suite, _csv(args.policies), limit=args.limit) if args.policies else None
+    policies = None
+    if args.policies:
+        store = None if args.no_frame_store else "auto"
+        policies = policy_scores(suite, _csv(args.policies), limit=args.limit, frame_store=store)
     print(format_stats(stats, policies))
     if args.plots:
         for path in plot_histograms(suite, args.plots):
@@ -109,12 +114,19 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--templates", help="comma-separated question templates (default: all)")
     build.add_argument("--per-video", type=int, default=6, help="questions per template and video, at most")
-    build.add_argument("--no-filter", help="comma-separated filters to skip: inconsistent, long_evidence, "
-                                           "near_duplicate, preview, text_only")
+    build.add_argument(
+        "--no-filter",
+        help="comma-separated filters to skip: inconsistent, long_evidence, "
+        "near_duplicate, preview, text_only",
+    )
     build.add_argument("--no-trajectories", action="store_true", help="skip the reference trajectories")
     build.add_argument("--no-captions", action="store_true", help="skip the dense captions")
-    build.add_argument("--link", default="hardlink", choices=("hardlink", "symlink", "copy"),
-                       help="how videos enter the suite folder")
+    build.add_argument(
+        "--link",
+        default="hardlink",
+        choices=("hardlink", "symlink", "copy"),
+        help="how videos enter the suite folder",
+    )
     build.add_argument("--no-resume", action="store_true", help="discard cached per-video work")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_cmd_build)
@@ -129,6 +141,7 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     stats.add_argument("--plots", help="folder for evidence_length.png and evidence_position.png")
     stats.add_argument("--policies", help="scripted policies to play through the env, e.g. oracle,no_tools")
     stats.add_argument("--limit", type=int, help="play the policies on the first N samples only")
+    stats.add_argument("--no-frame-store", action="store_true", help="policies: decode tool calls directly")
     stats.add_argument("--json", help="also write the numbers to this JSON file")
     stats.set_defaults(func=_cmd_stats)
 

@@ -42,9 +42,15 @@ def _question_text(sample: Sample) -> str:
 def rl_row(sample: Sample, video_path: str) -> dict[str, Any]:
     """One RL row in the paper's layout."""
     extra: dict[str, Any] = {
-        "id": sample.id, "question": sample.question, "options": list(sample.options) if sample.options else None,
-        "answer": sample.answer, "answer_type": sample.answer_type, "task": sample.task,
-        "video_path": video_path, "duration": sample.duration, "split": sample.split,
+        "id": sample.id,
+        "question": sample.question,
+        "options": list(sample.options) if sample.options else None,
+        "answer": sample.answer,
+        "answer_type": sample.answer_type,
+        "task": sample.task,
+        "video_path": video_path,
+        "duration": sample.duration,
+        "split": sample.split,
         "evidence": [list(w) for w in sample.evidence],
     }
     first = sample.evidence[0]
@@ -72,11 +78,19 @@ def sft_record(sample: Sample, video_path: str, tools: ToolConfig | None = None)
     preview = sorted({min(int(t * sample.fps + 1e-9), n - 1) / sample.fps for t in grid})
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-        {"role": "user", "content": [
-            {"type": "video", "video": video_path, "video_start": 0.0, "video_end": sample.duration,
-             "timestamps": preview},
-            {"type": "text", "text": _question_text(sample)},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "video",
+                    "video": video_path,
+                    "video_start": 0.0,
+                    "video_end": sample.duration,
+                    "timestamps": preview,
+                },
+                {"type": "text", "text": _question_text(sample)},
+            ],
+        },
     ]
     for turn in sample.trajectory:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": turn["action"]}]})
@@ -86,29 +100,47 @@ def sft_record(sample: Sample, video_path: str, tools: ToolConfig | None = None)
         args = turn.get("arguments", {})
         if turn.get("tool") == "crop_video":
             end = min(float(args["end_time"]), sample.duration)
-            block = {"type": "video", "video": video_path, "video_start": float(args["start_time"]),
-                     "video_end": end, "timestamps": stamps}
-            text = (f"crop_video [{float(args['start_time']):.1f} s, {end:.1f} s]: {len(stamps)} frames at "
-                    f"{', '.join(f'{t:.1f}' for t in stamps[:3])}{' …' if len(stamps) > 3 else ''} s.")
+            block = {
+                "type": "video",
+                "video": video_path,
+                "video_start": float(args["start_time"]),
+                "video_end": end,
+                "timestamps": stamps,
+            }
+            text = (
+                f"crop_video [{float(args['start_time']):.1f} s, {end:.1f} s]: {len(stamps)} frames at "
+                f"{', '.join(f'{t:.1f}' for t in stamps[:3])}{' …' if len(stamps) > 3 else ''} s."
+            )
             content = [block]
         else:
             content = [{"type": "image", "image": video_path, "timestamp": t} for t in stamps]
-            text = (f"get_frame {float(args['timestamp']):.2f} s: {len(stamps)} frames at "
-                    f"{', '.join(f'{t:.2f}' for t in stamps)} s.")
+            text = (
+                f"get_frame {float(args['timestamp']):.2f} s: {len(stamps)} frames at "
+                f"{', '.join(f'{t:.2f}' for t in stamps)} s."
+            )
         content.append({"type": "text", "text": f"<tool_response>\n{text}\n</tool_response>"})
         messages.append({"role": "user", "content": content})
-    return {"id": sample.id, "split": sample.split, "task": sample.task, "messages": messages,
-            "reward": sample.trajectory[-1].get("reward")}
+    return {
+        "id": sample.id,
+        "split": sample.split,
+        "task": sample.task,
+        "messages": messages,
+        "reward": sample.trajectory[-1].get("reward"),
+    }
 
 
 def export_suite(
-    suite: Suite, out: str | os.PathLike[str], formats: tuple[str, ...] = EXPORT_FORMATS,
+    suite: Suite,
+    out: str | os.PathLike[str],
+    formats: tuple[str, ...] = EXPORT_FORMATS,
     splits: tuple[str, ...] = SPLITS,
 ) -> dict[str, int]:
     """Write one JSONL per format and split into ``out``; returns the row count per file name."""
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
-        raise SuiteError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
+        raise SuiteError(
+            f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}"
+        )
     out = Path(out)
     counts: Counter[str] = Counter()
     rows: dict[str, list[str]] = {}
@@ -117,7 +149,9 @@ def export_suite(
             continue
         video = os.path.relpath(suite.video_path(s), out.resolve())
         if "rl" in formats:
-            rows.setdefault(f"rl_{s.split}.jsonl", []).append(json.dumps(rl_row(s, video), ensure_ascii=False))
+            rows.setdefault(f"rl_{s.split}.jsonl", []).append(
+                json.dumps(rl_row(s, video), ensure_ascii=False)
+            )
         if "sft" in formats:
             record = sft_record(s, video)
             if record is not None:

@@ -5,7 +5,8 @@ Run in order, each recording how many samples it removed and why:
 1. ``inconsistent``: evidence outside the video, duplicate options, or an answer the timeline
    does not give (re-derived through the template's query).
 2. ``long_evidence``: evidence covering more than ``max_evidence_share`` (70%) of the video.
-3. ``near_duplicate``: the same question (numbers rounded) with the same answer on the same video.
+3. ``near_duplicate``: the same question (words only, numbers rounded to whole seconds) with the
+   same answer on the same video.
 4. ``preview``: the annotations at the coarse preview's frame times give the answer away.
 5. ``text_only``: a question-only baseline, cross-validated by video, beats chance: for choice
    templates the excess of questions it answers is pruned until it is back at chance; interval
@@ -100,7 +101,9 @@ class FilterReport:
                 self.removed.setdefault(name, {})[reason] = self.removed.get(name, {}).get(reason, 0) + n
         for name, tasks in other.removed_by_task.items():
             for task, n in tasks.items():
-                self.removed_by_task.setdefault(name, {})[task] = self.removed_by_task.get(name, {}).get(task, 0) + n
+                self.removed_by_task.setdefault(name, {})[task] = (
+                    self.removed_by_task.get(name, {}).get(task, 0) + n
+                )
 
     def format(self) -> str:
         lines = [f"filters: {self.candidates} candidates -> {self.kept} kept"]
@@ -123,7 +126,9 @@ def preview_times(timeline: Timeline, fps: float = 1.0, max_frames: int = 512) -
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_ORDINAL = re.compile(r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d+(?:st|nd|rd|th))\b")
+_ORDINAL = re.compile(
+    r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\d+(?:st|nd|rd|th))\b"
+)
 
 
 def question_skeleton(sample: Sample) -> str:
@@ -203,7 +208,7 @@ def apply_filters(
     stages: Sequence[str] = FILTER_NAMES,
     report: FilterReport | None = None,
 ) -> tuple[list[Sample], FilterReport]:
-    """Run the enabled filters of ``stages`` in order; ``timelines`` maps a sample's ``video`` to its timeline.
+    """Run the enabled filters of ``stages`` in order; ``timelines`` maps ``sample.video`` to its timeline.
 
     Samples without a timeline or template (imported rows) skip the filters that need one.
     """
@@ -263,7 +268,9 @@ def _long_evidence(samples, timelines, cfg, report):
     for s in samples:
         covered = _union_length(s.evidence)
         if covered > cfg.max_evidence_share * s.duration:
-            report.add("long_evidence", s, f"evidence covers more than {cfg.max_evidence_share:.0%} of the video")
+            report.add(
+                "long_evidence", s, f"evidence covers more than {cfg.max_evidence_share:.0%} of the video"
+            )
         else:
             out.append(s)
     return out
@@ -283,7 +290,7 @@ def _near_duplicate(samples, timelines, cfg, report):
     out, seen = [], set()
     for s in samples:
         rounded = _NUMBER.sub(lambda m: str(round(float(m.group()))), s.question.casefold())
-        key = (s.video, " ".join(rounded.split()), correct_text(s).casefold())
+        key = (s.video, " ".join(re.findall(r"\w+", rounded)), correct_text(s).casefold())
         if key in seen:
             report.add("near_duplicate", s, "same question and answer on the same video")
             continue

@@ -20,7 +20,16 @@ _EVENTS = {
     "specimen_bagged": "specimen bagging",
 }
 ORDINALS: tuple[str, ...] = (
-    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
 )
 
 

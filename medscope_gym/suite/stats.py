@@ -44,14 +44,22 @@ def suite_stats(suite: Suite, question_only: bool = True) -> dict[str, Any]:
         "by_split": dict(suite.counts("split")),
         "by_task": dict(suite.counts("task")),
         "by_answer_type": dict(suite.counts("answer_type")),
-        "by_split_task": {f"{s}/{t}": n for (s, t), n in sorted(Counter((x.split, x.task) for x in samples).items())},
-        "answer_letters": dict(sorted(Counter(s.answer for s in samples if s.answer_type == "choice").items())),
-        "evidence_seconds": {q: float(np.quantile(lengths, p)) for q, p in
-                             (("min", 0), ("median", 0.5), ("p90", 0.9), ("max", 1))},
+        "by_split_task": {
+            f"{s}/{t}": n for (s, t), n in sorted(Counter((x.split, x.task) for x in samples).items())
+        },
+        "answer_letters": dict(
+            sorted(Counter(s.answer for s in samples if s.answer_type == "choice").items())
+        ),
+        "evidence_seconds": {
+            q: float(np.quantile(lengths, p))
+            for q, p in (("min", 0), ("median", 0.5), ("p90", 0.9), ("max", 1))
+        },
         "evidence_share_max": float(share.max()),
         "evidence_position_deciles": np.histogram(centres, bins=10, range=(0, 1))[0].tolist(),
-        "video_minutes": {q: float(np.quantile([s.duration / 60 for s in samples], p)) for q, p in
-                          (("min", 0), ("median", 0.5), ("max", 1))},
+        "video_minutes": {
+            q: float(np.quantile([s.duration / 60 for s in samples], p))
+            for q, p in (("min", 0), ("median", 0.5), ("max", 1))
+        },
         "with_trajectory": sum(s.trajectory is not None for s in samples),
         "with_captions": sum(s.captions is not None for s in samples),
     }
@@ -73,20 +81,29 @@ def _by_task(samples: Sequence[Sample], scores: Sequence[float]) -> dict[str, di
         for key in (s.task, "all"):
             acc[key].append(x)
             chance[key].append(chance_score(s))
-    return {k: {"n": len(v), "score": float(np.mean(v)), "chance": float(np.mean(chance[k]))}
-            for k, v in sorted(acc.items())}
+    return {
+        k: {"n": len(v), "score": float(np.mean(v)), "chance": float(np.mean(chance[k]))}
+        for k, v in sorted(acc.items())
+    }
 
 
 def policy_scores(
-    suite: Suite, policies: Sequence[str], *, split: str | None = None, limit: int | None = None, seed: int = 0
+    suite: Suite,
+    policies: Sequence[str],
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    frame_store: str | None = "auto",
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Accuracy of scripted policies (``oracle``, ``no_tools``, ``random``) played through ``ClinVideoEnv``
-    on every sample (or the first ``limit``), per task, with chance alongside."""
+    on every sample (or the first ``limit``), per task, with chance alongside. ``frame_store`` is the
+    env's argument (None decodes every tool call directly)."""
     from agents import make_scripted_policy, run_episode
     from envs.clinvideo import ClinVideoEnv
 
     chosen = [s for s in suite if split is None or s.split == split][:limit]
-    env = ClinVideoEnv(Suite(suite.root, chosen))
+    env = ClinVideoEnv(Suite(suite.root, chosen), frame_store=frame_store)
     out = {}
     try:
         for name in policies:
@@ -102,13 +119,17 @@ def policy_scores(
 
 
 def format_stats(stats: dict[str, Any], policies: dict[str, Any] | None = None) -> str:
-    lines = [f"{stats['samples']} samples over {stats['videos']} videos "
-             f"({stats['video_minutes']['min']:.1f}-{stats['video_minutes']['max']:.1f} min)"]
+    lines = [
+        f"{stats['samples']} samples over {stats['videos']} videos "
+        f"({stats['video_minutes']['min']:.1f}-{stats['video_minutes']['max']:.1f} min)"
+    ]
     for key in ("by_split", "by_answer_type", "by_task", "by_split_task", "answer_letters"):
         lines.append(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in sorted(stats[key].items())))
     ev = stats["evidence_seconds"]
-    lines.append(f"  evidence seconds: min {ev['min']:.1f}, median {ev['median']:.1f}, p90 {ev['p90']:.1f}, "
-                 f"max {ev['max']:.1f}; largest share of a video {stats['evidence_share_max']:.0%}")
+    lines.append(
+        f"  evidence seconds: min {ev['min']:.1f}, median {ev['median']:.1f}, p90 {ev['p90']:.1f}, "
+        f"max {ev['max']:.1f}; largest share of a video {stats['evidence_share_max']:.0%}"
+    )
     lines.append(f"  evidence position (deciles of the video): {stats['evidence_position_deciles']}")
     lines.append(f"  reference trajectories: {stats['with_trajectory']}, captions: {stats['with_captions']}")
     if stats.get("filters"):
@@ -140,13 +161,21 @@ def plot_histograms(suite: Suite, out_dir: str | os.PathLike[str]) -> list[Path]
     kinds = sorted({s.answer_type for s in samples})
     paths = []
     for name, values, xlabel, bins in (
-        ("evidence_length", np.maximum(lengths, 0.1), "evidence length (s, log scale)",
-         np.logspace(-1, np.log10(max(1.0, float(lengths.max())) * 1.1), 30)),
+        (
+            "evidence_length",
+            np.maximum(lengths, 0.1),
+            "evidence length (s, log scale)",
+            np.logspace(-1, np.log10(max(1.0, float(lengths.max())) * 1.1), 30),
+        ),
         ("evidence_position", centres, "evidence centre / video duration", np.linspace(0, 1, 21)),
     ):
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.hist([values[[s.answer_type == k for s in samples]] for k in kinds], bins=bins, stacked=True,
-                label=kinds)
+        ax.hist(
+            [values[[s.answer_type == k for s in samples]] for k in kinds],
+            bins=bins,
+            stacked=True,
+            label=kinds,
+        )
         if name == "evidence_length":
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)

@@ -65,7 +65,7 @@ def correct_text(sample: Sample) -> str:
 
 
 def event_reference(timeline: Timeline, index: int) -> str:
-    """"the bleeding" when it is the only one of its kind, else "the second clip application"."""
+    """ "the bleeding" when it is the only one of its kind, else "the second clip application"."""
     kind, k, n = timeline.event_index_label(index)
     return f"the {event_noun(kind)}" if n == 1 else f"the {ordinal(k)} {event_noun(kind)}"
 
@@ -81,8 +81,17 @@ class _Draw:
         self.tl, self.video, self.rng, self.cfg = timeline, video, rng, cfg
         self.count: dict[str, int] = {}
 
-    def sample(self, template: str, task: str, question: str, answer: str | Interval, evidence, query: dict,
-               options: Sequence[str] | None = None, answer_type: str | None = None) -> Sample:
+    def sample(
+        self,
+        template: str,
+        task: str,
+        question: str,
+        answer: str | Interval,
+        evidence,
+        query: dict,
+        options: Sequence[str] | None = None,
+        answer_type: str | None = None,
+    ) -> Sample:
         self.count[template] = self.count.get(template, 0) + 1
         if options is not None:
             kind, answer_text, opts = "choice", option_letter(0), tuple(options)
@@ -91,10 +100,18 @@ class _Draw:
         else:
             kind, answer_text, opts = answer_type or "text", str(answer), None
         return Sample(
-            id=f"{self.tl.video_id}-{template}-{self.count[template]:03d}", video=self.video,
-            duration=self.tl.duration, fps=self.tl.fps, question=question, answer=answer_text,
-            answer_type=kind, task=task, evidence=tuple((float(a), float(b)) for a, b in evidence),
-            source=self.tl.source, split="test", options=opts,
+            id=f"{self.tl.video_id}-{template}-{self.count[template]:03d}",
+            video=self.video,
+            duration=self.tl.duration,
+            fps=self.tl.fps,
+            question=question,
+            answer=answer_text,
+            answer_type=kind,
+            task=task,
+            evidence=tuple((float(a), float(b)) for a, b in evidence),
+            source=self.tl.source,
+            split="test",
+            options=opts,
             extra={"template": template, "query": query},
         )
 
@@ -181,10 +198,17 @@ class InstrumentAt(Template):
             distract = d.distractors([x for x in absent if x in seen], absent)
             if distract is None:
                 continue
-            out.append(d.sample(
-                self.name, self.task, f"Which of these instruments is in view at {format_seconds(t)} s?",
-                None, [(k, min(k + 1.0, tl.duration))], {"time": t},
-                options=[tool_label(x) for x in (tool, *distract)]))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    f"Which of these instruments is in view at {format_seconds(t)} s?",
+                    None,
+                    [(k, min(k + 1.0, tl.duration))],
+                    {"time": t},
+                    options=[tool_label(x) for x in (tool, *distract)],
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -215,10 +239,17 @@ class EventInstrument(Template):
             distract = d.distractors([x for x in absent if x in seen], absent)
             if distract is None:
                 continue
-            out.append(d.sample(
-                self.name, self.task, f"Which of these instruments is in use during {event_reference(tl, i)}?",
-                None, [(ev.start, ev.end)], {"event": i},
-                options=[tool_label(x) for x in (ev.instrument, *distract)]))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    f"Which of these instruments is in use during {event_reference(tl, i)}?",
+                    None,
+                    [(ev.start, ev.end)],
+                    {"event": i},
+                    options=[tool_label(x) for x in (ev.instrument, *distract)],
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -244,10 +275,17 @@ class EventPhase(Template):
             distract = d.distractors([p for p in others if p in in_video], others)
             if distract is None:
                 continue
-            out.append(d.sample(
-                self.name, self.task, f"During which surgical phase does {event_reference(tl, i)} happen?",
-                None, [(ev.start, ev.end)], {"event": i},
-                options=[phase_label(p) for p in (ev.phase, *distract)]))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    f"During which surgical phase does {event_reference(tl, i)} happen?",
+                    None,
+                    [(ev.start, ev.end)],
+                    {"event": i},
+                    options=[phase_label(p) for p in (ev.phase, *distract)],
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -277,9 +315,17 @@ class PhaseAt(Template):
             distract = d.distractors([p for p in others if p in in_video], others)
             if distract is None:
                 continue
-            out.append(d.sample(
-                self.name, self.task, f"Which surgical phase is under way at {format_seconds(t)} s?",
-                None, [(t, t)], {"time": t}, options=[phase_label(p) for p in (span.name, *distract)]))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    f"Which surgical phase is under way at {format_seconds(t)} s?",
+                    None,
+                    [(t, t)],
+                    {"time": t},
+                    options=[phase_label(p) for p in (span.name, *distract)],
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -305,16 +351,28 @@ class PhaseGrounding(Template):
             span = tl.phases[j]
             same = [i for i, p in enumerate(tl.phases) if p.name == span.name]
             k = same.index(j)
-            q = (f"When does the {phase_label(span.name)} phase take place"
-                 f"{_occurrence_phrase(k, len(same))}? {_INTERVAL_HINT}")
-            out.append(d.sample(self.name, self.task, q, (span.start, span.end), [(span.start, span.end)],
-                                {"phase": span.name, "occurrence": k}))
+            q = (
+                f"When does the {phase_label(span.name)} phase take place"
+                f"{_occurrence_phrase(k, len(same))}? {_INTERVAL_HINT}"
+            )
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    q,
+                    (span.start, span.end),
+                    [(span.start, span.end)],
+                    {"phase": span.name, "occurrence": k},
+                )
+            )
         return out
 
     def derive(self, tl, sample):
         q = sample.extra["query"]
         same = [p for p in tl.phases if p.name == q["phase"]]
-        return (same[q["occurrence"]].start, same[q["occurrence"]].end) if q["occurrence"] < len(same) else None
+        return (
+            (same[q["occurrence"]].start, same[q["occurrence"]].end) if q["occurrence"] < len(same) else None
+        )
 
     def from_preview(self, tl, sample, preview):
         return _interval_from_preview(tl, preview, sample.evidence[0])
@@ -328,8 +386,16 @@ class EventGrounding(Template):
         out = []
         for i in d.pick(list(range(len(tl.events))), d.cfg.per_video):
             ev = tl.events[i]
-            out.append(d.sample(self.name, self.task, f"When does {event_reference(tl, i)} happen? {_INTERVAL_HINT}",
-                                (ev.start, ev.end), [(ev.start, ev.end)], {"event": i}))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    f"When does {event_reference(tl, i)} happen? {_INTERVAL_HINT}",
+                    (ev.start, ev.end),
+                    [(ev.start, ev.end)],
+                    {"event": i},
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -350,13 +416,25 @@ class InstrumentGrounding(Template):
         candidates = []
         for tool in tl.tools:
             visits = [r for r in tl.tool_runs(tool) if r[1] - r[0] >= cfg.min_visit_s]
-            candidates += [(tool, k, len(visits), r) for k, r in enumerate(visits) if r[1] - r[0] <= cfg.max_visit_s]
+            candidates += [
+                (tool, k, len(visits), r) for k, r in enumerate(visits) if r[1] - r[0] <= cfg.max_visit_s
+            ]
         out = []
         for tool, k, n, (a, b) in d.pick(candidates, d.cfg.per_video):
-            q = (f"When is the {tool_label(tool)} in view{_occurrence_phrase(k, n)}? Count only visits of "
-                 f"{format_seconds(cfg.min_visit_s)} s or more. {_INTERVAL_HINT}")
-            out.append(d.sample(self.name, self.task, q, (a, b), [(a, b)],
-                                {"tool": tool, "occurrence": k, "min_visit": cfg.min_visit_s}))
+            q = (
+                f"When is the {tool_label(tool)} in view{_occurrence_phrase(k, n)}? Count only visits of "
+                f"{format_seconds(cfg.min_visit_s)} s or more. {_INTERVAL_HINT}"
+            )
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    q,
+                    (a, b),
+                    [(a, b)],
+                    {"tool": tool, "occurrence": k, "min_visit": cfg.min_visit_s},
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -369,7 +447,7 @@ class InstrumentGrounding(Template):
 
 
 class ActionAt(Template):
-    """Action triplet recognition at a moment (CholecT50 annotations, per second: the evidence is that second)."""
+    """Action triplet recognition at a moment (CholecT50 labels each second: the evidence is that second)."""
 
     name, task = "action_at", "action_recognition"
 
@@ -385,9 +463,17 @@ class ActionAt(Template):
             distract = d.distractors([x for x in labels if x not in active], [])
             if distract is None:
                 continue
-            out.append(d.sample(self.name, self.task, f"Which action is performed at {format_seconds(t)} s?",
-                                None, [(t - 0.5, min(t + 0.5, tl.duration))], {"time": t},
-                                options=[act.label, *distract]))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    f"Which action is performed at {format_seconds(t)} s?",
+                    None,
+                    [(t - 0.5, min(t + 0.5, tl.duration))],
+                    {"time": t},
+                    options=[act.label, *distract],
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -422,10 +508,17 @@ class EventOrder(Template):
             first = min(chosen, key=lambda i: tl.events[i].start)
             refs = {i: event_reference(tl, i) for i in chosen}
             options = [refs[first]] + [refs[i] for i in chosen if i != first]
-            out.append(d.sample(
-                self.name, self.task, "Which of these events happens first?", None,
-                [(tl.events[i].start, tl.events[i].end) for i in sorted(chosen)], {"events": sorted(chosen)},
-                options=options))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    "Which of these events happens first?",
+                    None,
+                    [(tl.events[i].start, tl.events[i].end) for i in sorted(chosen)],
+                    {"events": sorted(chosen)},
+                    options=options,
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -433,8 +526,10 @@ class EventOrder(Template):
         return event_reference(tl, first)
 
     def from_preview(self, tl, sample, preview):
-        return all(len(_hits(preview, tl.events[i].start, tl.events[i].end)) > 0
-                   for i in sample.extra["query"]["events"])
+        return all(
+            len(_hits(preview, tl.events[i].start, tl.events[i].end)) > 0
+            for i in sample.extra["query"]["events"]
+        )
 
 
 class InstrumentCount(Template):
@@ -446,7 +541,7 @@ class InstrumentCount(Template):
         tl, cfg = d.tl, d.cfg
         lo, hi = cfg.count_window_s
         out = []
-        tools = [t for t in tl.tools if 2 <= len(self._visits(tl, t, cfg.min_visit_s))]
+        tools = [t for t in tl.tools if len(self._visits(tl, t, cfg.min_visit_s)) >= 2]
         for _ in range(d.cfg.per_video * 3):
             if not tools or len(out) >= d.cfg.per_video:
                 break
@@ -465,12 +560,23 @@ class InstrumentCount(Template):
             if any(abs(x["query"]["start"] - a) < 1 for x in (s.extra for s in out)):
                 continue
             count = j - i + 1
-            q = (f"How many separate times does the {tool_label(tool)} come into view between "
-                 f"{format_seconds(a)} s and {format_seconds(b)} s? Count only visits of "
-                 f"{format_seconds(cfg.min_visit_s)} s or more.")
+            q = (
+                f"How many separate times does the {tool_label(tool)} come into view between "
+                f"{format_seconds(a)} s and {format_seconds(b)} s? Count only visits of "
+                f"{format_seconds(cfg.min_visit_s)} s or more."
+            )
             values = self._options(d, count)
-            out.append(d.sample(self.name, self.task, q, None, visits[i:j + 1],
-                                {"tool": tool, "start": a, "end": b, "min_visit": cfg.min_visit_s}, options=[str(v) for v in values]))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    q,
+                    None,
+                    visits[i : j + 1],
+                    {"tool": tool, "start": a, "end": b, "min_visit": cfg.min_visit_s},
+                    options=[str(v) for v in values],
+                )
+            )
         return out
 
     @staticmethod
@@ -486,7 +592,9 @@ class InstrumentCount(Template):
 
     def derive(self, tl, sample):
         q = sample.extra["query"]
-        inside = [r for r in self._visits(tl, q["tool"], q["min_visit"]) if r[0] >= q["start"] and r[1] <= q["end"]]
+        inside = [
+            r for r in self._visits(tl, q["tool"], q["min_visit"]) if r[0] >= q["start"] and r[1] <= q["end"]
+        ]
         crossing = [r for r in tl.tool_runs(q["tool"]) if r[0] < q["start"] < r[1] or r[0] < q["end"] < r[1]]
         return None if crossing else str(len(inside))
 
@@ -512,8 +620,17 @@ class Describe(Template):
             a = max(0.0, math.floor(ev.start - pad))
             b = min(tl.duration, math.ceil(ev.end + pad))
             q = f"Describe what happens between {format_seconds(a)} s and {format_seconds(b)} s."
-            out.append(d.sample(self.name, self.task, q, describe_window(tl, a, b), [(a, b)],
-                                {"start": a, "end": b}, answer_type="text"))
+            out.append(
+                d.sample(
+                    self.name,
+                    self.task,
+                    q,
+                    describe_window(tl, a, b),
+                    [(a, b)],
+                    {"start": a, "end": b},
+                    answer_type="text",
+                )
+            )
         return out
 
     def derive(self, tl, sample):
@@ -523,21 +640,38 @@ class Describe(Template):
     def from_preview(self, tl, sample, preview):
         q = sample.extra["query"]
         events = [e for e in tl.events if e.start < q["end"] and e.end > q["start"]]
-        return all(len(_hits(preview, e.start, e.end)) > 0 for e in events) and len(
-            _hits(preview, q["start"], q["end"])) > 0
+        return (
+            all(len(_hits(preview, e.start, e.end)) > 0 for e in events)
+            and len(_hits(preview, q["start"], q["end"])) > 0
+        )
 
 
 TEMPLATES: dict[str, Template] = {
     t.name: t
-    for t in (InstrumentAt(), EventInstrument(), EventPhase(), PhaseAt(), PhaseGrounding(), EventGrounding(),
-              InstrumentGrounding(), ActionAt(), EventOrder(), InstrumentCount(), Describe())
+    for t in (
+        InstrumentAt(),
+        EventInstrument(),
+        EventPhase(),
+        PhaseAt(),
+        PhaseGrounding(),
+        EventGrounding(),
+        InstrumentGrounding(),
+        ActionAt(),
+        EventOrder(),
+        InstrumentCount(),
+        Describe(),
+    )
 }
 DEFAULT_TEMPLATES: tuple[str, ...] = tuple(TEMPLATES)
 
 
 def generate_questions(
-    timeline: Timeline, video: str, *, templates: Sequence[str] = DEFAULT_TEMPLATES,
-    cfg: TemplateConfig | None = None, seed: int = 0,
+    timeline: Timeline,
+    video: str,
+    *,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    cfg: TemplateConfig | None = None,
+    seed: int = 0,
 ) -> list[Sample]:
     """Candidate questions about one video (before filtering); ``video`` is the path stored in them."""
     cfg = cfg or TemplateConfig()
@@ -568,6 +702,7 @@ def balance_answer_positions(samples: Sequence[Sample], rng: np.random.Generator
         correct = s.options[s.answer_index]  # type: ignore[index]
         rest = [o for o in s.options if o != correct]
         rest = [rest[j] for j in rng.permutation(len(rest))]
-        out[k] = dataclasses.replace(s, options=tuple(rest[:target] + [correct] + rest[target:]),
-                                     answer=option_letter(target))
+        out[k] = dataclasses.replace(
+            s, options=tuple(rest[:target] + [correct] + rest[target:]), answer=option_letter(target)
+        )
     return out

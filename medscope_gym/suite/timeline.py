@@ -36,7 +36,13 @@ CHOLEC80_PHASES: tuple[str, ...] = (
     "GallbladderRetraction",
 )
 CHOLEC80_TOOLS: tuple[str, ...] = (
-    "Grasper", "Bipolar", "Hook", "Scissors", "Clipper", "Irrigator", "SpecimenBag",
+    "Grasper",
+    "Bipolar",
+    "Hook",
+    "Scissors",
+    "Clipper",
+    "Irrigator",
+    "SpecimenBag",
 )
 
 

@@ -24,7 +24,7 @@ from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.rewards import reward_config, trajectory_reward
 from medscope_gym.suite.labels import a_or_an, event_noun, phase_label, tool_label
 from medscope_gym.suite.schema import Sample
-from medscope_gym.suite.templates import TEMPLATES, correct_text
+from medscope_gym.suite.templates import TEMPLATES, correct_text, event_reference
 from medscope_gym.suite.timeline import Timeline
 from medscope_gym.tools import ToolConfig, sample_times
 
@@ -76,7 +76,9 @@ def _describe_at(tl: Timeline | None, t: float) -> str:
     if phase:
         parts.append(f"{phase_label(phase).lower()}")
     tools = tl.instruments_at(t)
-    parts.append(("the " + ", ".join(tool_label(x) for x in tools) + " in view") if tools else "no instrument in view")
+    parts.append(
+        ("the " + ", ".join(tool_label(x) for x in tools) + " in view") if tools else "no instrument in view"
+    )
     events = tl.events_at(t)
     if events:
         parts.append(" and ".join(a_or_an(event_noun(e.kind)) for e in events))
@@ -85,14 +87,19 @@ def _describe_at(tl: Timeline | None, t: float) -> str:
 
 def _describe_frames(tl: Timeline | None, stamps: list[float], evidence: tuple[Interval, ...]) -> str:
     """What the returned frames show, naming the ones inside the evidence."""
-    inside = [t for t in stamps if any(a - 1e-9 <= t <= b + 1e-9 or (a == b and abs(t - a) < 1.0)
-                                       for a, b in evidence)]
+    inside = [
+        t
+        for t in stamps
+        if any(a - 1e-9 <= t <= b + 1e-9 or (a == b and abs(t - a) < 1.0) for a, b in evidence)
+    ]
     head = f"{len(stamps)} frames from {stamps[0]:.1f} s to {stamps[-1]:.1f} s"
     if not inside:
         return f"{head}; none of them shows what the question asks about yet"
     mid = inside[len(inside) // 2]
-    return (f"{head}; the frames at {inside[0]:.1f}-{inside[-1]:.1f} s are the relevant ones, "
-            f"e.g. at {mid:.1f} s: {_describe_at(tl, mid)}")
+    return (
+        f"{head}; the frames at {inside[0]:.1f}-{inside[-1]:.1f} s are the relevant ones, "
+        f"e.g. at {mid:.1f} s: {_describe_at(tl, mid)}"
+    )
 
 
 def _oracle_answer(sample: Sample) -> str:
@@ -139,33 +146,53 @@ def reference_trajectory(
     answer = _oracle_answer(sample)
     turns: list[dict[str, Any]] = []
     template = TEMPLATES.get(str(sample.extra.get("template")))
-    shown = (preview is not None and timeline is not None and template is not None
-             and template.from_preview(timeline, sample, preview))
-    n_preview = len(preview) if preview is not None else min(cfg.tools.preview_max_frames,
-                                                             int(duration * cfg.tools.preview_fps))
-    intro = (f"The preview gives {n_preview} frames over the whole {duration:.0f} s video, about "
-             f"{duration / max(1, n_preview):.1f} s apart.")
+    shown = (
+        preview is not None
+        and timeline is not None
+        and template is not None
+        and template.from_preview(timeline, sample, preview)
+    )
+    n_preview = (
+        len(preview)
+        if preview is not None
+        else min(cfg.tools.preview_max_frames, int(duration * cfg.tools.preview_fps))
+    )
+    intro = (
+        f"The preview gives {n_preview} frames over the whole {duration:.0f} s video, about "
+        f"{duration / max(1, n_preview):.1f} s apart."
+    )
     last_crop: Interval | None = None
     last_frame: float | None = None
     if shown and rng.random() < cfg.p_no_tools:
         t = float(preview[np.argmin(np.abs(preview - (target[0] + target[1]) / 2))])  # type: ignore[index]
-        think = (f"{intro} The preview frame at {t:.1f} s already shows {_describe_at(timeline, t)}, which "
-                 f"settles it: the answer is {correct_text(sample)}.")
+        think = (
+            f"{intro} The preview frame at {t:.1f} s already shows {_describe_at(timeline, t)}, which "
+            f"settles it: the answer is {correct_text(sample)}."
+        )
         turns.append({"action": format_answer(answer, think=think), "answer": answer})
     else:
         crops = [_coarse(target, duration, rng), target] if rng.random() < cfg.p_refine else [target]
-        think = (f"{intro} {_question_focus(sample, timeline)} I crop [{crops[0][0]:g}, {crops[0][1]:g}] s "
-                 "to look closer.")
+        think = (
+            f"{intro} {_question_focus(sample, timeline)} I crop [{crops[0][0]:g}, {crops[0][1]:g}] s "
+            "to look closer."
+        )
         for k, (a, b) in enumerate(crops):
             stamps = crop_timestamps(duration, fps, a, b, cfg.tools)
-            turns.append({"action": format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think),
-                          "tool": "crop_video", "arguments": {"start_time": a, "end_time": b},
-                          "timestamps": stamps})
+            turns.append(
+                {
+                    "action": format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think),
+                    "tool": "crop_video",
+                    "arguments": {"start_time": a, "end_time": b},
+                    "timestamps": stamps,
+                }
+            )
             last_crop = (a, min(b, duration))
             seen = _describe_frames(timeline, stamps, sample.evidence)
             if k + 1 < len(crops):
-                think = (f"The crop returned {seen}. That window is wider than needed, so I narrow it to "
-                         f"[{crops[k + 1][0]:g}, {crops[k + 1][1]:g}] s.")
+                think = (
+                    f"The crop returned {seen}. That window is wider than needed, so I narrow it to "
+                    f"[{crops[k + 1][0]:g}, {crops[k + 1][1]:g}] s."
+                )
             else:
                 think = f"The crop returned {seen}."
         moment = all(is_moment(w) for w in sample.evidence)
@@ -173,28 +200,72 @@ def reference_trajectory(
             w = sample.evidence[0]
             t = round((w[0] + w[1]) / 2, 2)
             stamps = frame_timestamps(duration, fps, t, cfg.tools)
-            turns.append({"action": format_tool_call("get_frame", {"timestamp": t},
-                                                     think=f"{think} I check the frame at {t:g} s in detail."),
-                          "tool": "get_frame", "arguments": {"timestamp": t}, "timestamps": stamps})
+            turns.append(
+                {
+                    "action": format_tool_call(
+                        "get_frame",
+                        {"timestamp": t},
+                        think=f"{think} I check the frame at {t:g} s in detail.",
+                    ),
+                    "tool": "get_frame",
+                    "arguments": {"timestamp": t},
+                    "timestamps": stamps,
+                }
+            )
             last_frame = t
-            think = (f"The frames at {stamps[0]:.2f}-{stamps[-1]:.2f} s show {_describe_at(timeline, t)}.")
-        think += f" So the answer is {correct_text(sample)}."
+            think = f"The frames at {stamps[0]:.2f}-{stamps[-1]:.2f} s show {_describe_at(timeline, t)}."
+        think += f"{_finding(sample, timeline)} So the answer is {correct_text(sample).rstrip('.')}."
         turns.append({"action": format_answer(answer, think=think), "answer": answer})
     accuracy = score_answer(sample, answer).score
-    parts = trajectory_reward(accuracy=accuracy, format_ok=True, last_crop=last_crop, last_frame=last_frame,
-                              evidence=sample.evidence, cfg=reward_config(cfg.reward))
+    parts = trajectory_reward(
+        accuracy=accuracy,
+        format_ok=True,
+        last_crop=last_crop,
+        last_frame=last_frame,
+        evidence=sample.evidence,
+        cfg=reward_config(cfg.reward),
+    )
     turns[-1]["reward"] = parts.as_dict()
     return tuple(turns)
+
+
+def _finding(sample: Sample, tl: Timeline | None) -> str:
+    """What the inspected frames establish for the question's template (empty without a timeline)."""
+    template, q = sample.extra.get("template"), sample.extra.get("query", {})
+    if tl is None or template is None:
+        return ""
+    if template == "event_order":
+        seen = sorted(q["events"], key=lambda i: tl.events[i].start)
+        listed = ", ".join(f"{event_reference(tl, i)} at {tl.events[i].start:.1f} s" for i in seen)
+        return f" Across the crop: {listed}."
+    if template == "instrument_count":
+        spans = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in sample.evidence)
+        return (
+            f" Between {q['start']:g} and {q['end']:g} s the {tool_label(q['tool'])} comes into view at "
+            f"{spans} s: {len(sample.evidence)} separate visits."
+        )
+    if sample.answer_type == "interval":
+        a, b = sample.answer_interval  # type: ignore[misc]
+        return f" It starts at {a:.1f} s and is over by {b:.1f} s."
+    return ""
 
 
 def _question_focus(sample: Sample, tl: Timeline | None) -> str:
     """Where the question points, from what the preview shows around the evidence."""
     a = min(w[0] for w in sample.evidence)
     b = max(w[1] for w in sample.evidence)
-    if tl is None or sample.extra.get("template") in (None, "instrument_at", "phase_at", "action_at",
-                                                      "instrument_count", "describe"):
+    if tl is None or sample.extra.get("template") in (
+        None,
+        "instrument_at",
+        "phase_at",
+        "action_at",
+        "instrument_count",
+        "describe",
+    ):
         where = f"{a:.0f} s" if a == b else f"{a:.0f}-{b:.0f} s"
         return f"The question points at {where}, but the preview is too coarse to read it there."
     phase = tl.phase_at((a + b) / 2)
-    return (f"Around {a:.0f}-{b:.0f} s the preview shows {phase_label(phase or '').lower() or 'the procedure'}, "
-            "but the brief moment the question needs falls between preview frames.")
+    return (
+        f"Around {a:.0f}-{b:.0f} s the preview shows {phase_label(phase or '').lower() or 'the procedure'}, "
+        "but the brief moment the question needs falls between preview frames."
+    )

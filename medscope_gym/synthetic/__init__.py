@@ -1,8 +1,9 @@
 """Synthetic surgical procedures with exact ground truth, so the whole library runs offline (SPEC §7).
 
 ``generate_procedure`` draws a timeline, ``render_video`` turns it into an H.264 mp4 whose
-pixels carry it, the annotation writers emit Cholec80-format files, ``build_questions`` derives
-evidence-windowed questions, and ``builtin_suite_path`` builds and caches ready-made suites.
+pixels carry it, the annotation writers emit Cholec80-format files, ``procedure_timeline`` hands
+it to the suite pipeline (questions, filters, captions, trajectories), and ``builtin_suite_path``
+builds and caches ready-made suites.
 """
 
 from medscope_gym.synthetic.annotations import (
@@ -21,6 +22,7 @@ from medscope_gym.synthetic.builtin import (
     DEFAULT_SUITE,
     GENERATOR_VERSION,
     MANIFEST_FILE,
+    QUESTION_PRESETS,
     build_synthetic_suite,
     builtin_suite_path,
     default_cache_dir,
@@ -37,6 +39,7 @@ from medscope_gym.synthetic.procedure import (
     generate_procedure,
 )
 from medscope_gym.synthetic.questions import (
+    CLASSIC_TEMPLATES,
     EVENT_NOUNS,
     ORDINALS,
     PHASE_LABELS,
@@ -58,11 +61,13 @@ from medscope_gym.synthetic.render import (
     read_frame_index,
     render_video,
 )
+from medscope_gym.synthetic.timeline import procedure_timeline
 
 __all__ = [
     "BUILTIN_SUITES",
     "CHOLEC80_PHASES",
     "CHOLEC80_TOOLS",
+    "CLASSIC_TEMPLATES",
     "DEFAULT_SUITE",
     "EVENT_INSTRUMENTS",
     "EVENT_KINDS",
@@ -75,6 +80,7 @@ __all__ = [
     "ORDINALS",
     "PHASE_COLORS",
     "PHASE_LABELS",
+    "QUESTION_PRESETS",
     "TOOL_COLORS",
     "TOOL_LABELS",
     "VFR_TIME_BASE",
@@ -94,6 +100,7 @@ __all__ = [
     "format_seconds",
     "frame_timestamps",
     "generate_procedure",
+    "procedure_timeline",
     "read_events_file",
     "read_frame_index",
     "read_phase_file",

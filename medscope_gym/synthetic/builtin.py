@@ -72,6 +72,7 @@ BUILTIN_SUITES: dict[str, dict[str, Any]] = {
     "synthsurg-bench": {"n_videos": 30, "min_duration_s": 600.0, "max_duration_s": 3600.0, "seed": 3,
                         "fps": 5.0, "width": 128, "height": 96, "questions": "full"},
 }
+_PROGRESS_FROM_VIDEOS = 10  # first builds of this many videos take minutes: show progress bars
 _BUILD_DEFAULTS: dict[str, Any] = {
     "width": 160, "height": 120, "fps": 25.0, "burn_index": False, "splits": (0.6, 0.2, 0.2),
     "questions": "small",
@@ -160,7 +161,7 @@ def builtin_suite_path(name: str = DEFAULT_SUITE, cache_dir: str | os.PathLike[s
         return final
     private = root / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.build"
     try:
-        build_synthetic_suite(private, **params)
+        build_synthetic_suite(private, **params, progress=params["n_videos"] >= _PROGRESS_FROM_VIDEOS)
         try:
             os.rename(private, final)
         except OSError:

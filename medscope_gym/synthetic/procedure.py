@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medscope_gym.errors import ConfigError
+from medscope_gym.suite.timeline import CHOLEC80_PHASES, CHOLEC80_TOOLS  # one list of names for all sources
 
 __all__ = [
     "CHOLEC80_PHASES",
@@ -26,18 +27,6 @@ __all__ = [
     "generate_procedure",
 ]
 
-CHOLEC80_PHASES: tuple[str, ...] = (
-    "Preparation",
-    "CalotTriangleDissection",
-    "ClippingCutting",
-    "GallbladderDissection",
-    "GallbladderPackaging",
-    "CleaningCoagulation",
-    "GallbladderRetraction",
-)
-CHOLEC80_TOOLS: tuple[str, ...] = (
-    "Grasper", "Bipolar", "Hook", "Scissors", "Clipper", "Irrigator", "SpecimenBag",
-)
 EVENT_KINDS: tuple[str, ...] = (
     "bleeding",
     "clip_applied",

@@ -18,7 +18,12 @@ def procedure_timeline(procedure: Procedure, video_id: str) -> Timeline:
     phases = tuple(PhaseSpan(p.name, p.start, p.end) for p in procedure.phases)
     events = tuple(TimelineEvent(e.kind, e.start, e.end, e.instrument, e.phase) for e in procedure.events)
     return Timeline(
-        video_id=video_id, duration=procedure.duration, fps=procedure.fps, phases=phases,
-        tools=CHOLEC80_TOOLS, presence=np.asarray(procedure.presence_array(), dtype=np.uint8),
-        events=tuple(sorted(events, key=lambda e: e.start)), source="synthetic",
+        video_id=video_id,
+        duration=procedure.duration,
+        fps=procedure.fps,
+        phases=phases,
+        tools=CHOLEC80_TOOLS,
+        presence=np.asarray(procedure.presence_array(), dtype=np.uint8),
+        events=tuple(sorted(events, key=lambda e: e.start)),
+        source="synthetic",
     )

@@ -3,7 +3,9 @@
 decord can over-report the frame count of a container; reading past the real end then
 fails or hangs. We verify the count once at open by decoding the last frame and, if that
 fails, searching down for the last decodable one. Readers are created lazily, so an env
-built in a parent process and forked into workers never shares a decoder across fork.
+built in a parent process and forked into workers never shares a decoder across fork. Every
+decoder call runs under a :class:`~medscope_gym.video.guard.DecodeGuard` time limit, so a hang
+becomes a ``VideoError`` and the reader is replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from medscope_gym.errors import VideoError
 from medscope_gym.video.base import Video
-from medscope_gym.video.guard import DEFAULT_DECODE_LIMIT_S, DecodeGuard
+from medscope_gym.video.guard import CHUNK_FRAMES, DEFAULT_DECODE_LIMIT_S, DecodeGuard
 from medscope_gym.video.timestamps import exact_timestamps
 
 __all__ = ["DecordVideo"]
@@ -100,7 +102,11 @@ class DecordVideo(Video):
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
         try:
-            return self._guard(self._batch, indices, action=f"decoding frames {indices[:4].tolist()}")
+            parts = [
+                self._guard(self._batch, chunk, action=f"decoding frames {chunk[:4].tolist()}")
+                for chunk in np.split(indices, range(CHUNK_FRAMES, len(indices), CHUNK_FRAMES))
+            ]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
         except VideoError:
             self._reader = None  # a reader that timed out or failed is not reused
             raise

@@ -20,12 +20,16 @@ from typing import TypeVar
 
 from medscope_gym.errors import VideoError
 
-__all__ = ["DEFAULT_DECODE_LIMIT_S", "DecodeGuard", "DecodeTimeout"]
+__all__ = ["CHUNK_FRAMES", "DEFAULT_DECODE_LIMIT_S", "DecodeGuard", "DecodeTimeout"]
 
 T = TypeVar("T")
 
 DEFAULT_DECODE_LIMIT_S = float(os.environ.get("MEDSCOPE_DECODE_LIMIT_S", "60"))
 """Seconds one guarded call may take (``$MEDSCOPE_DECODE_LIMIT_S``); generous: a crop takes milliseconds."""
+
+CHUNK_FRAMES = 16
+"""Backends decode long requests in chunks of this many frames, one guarded call each, so the
+limit bounds a chunk (at most 16 GOPs of decoding), not a whole 512-frame preview."""
 
 
 class DecodeTimeout(VideoError):

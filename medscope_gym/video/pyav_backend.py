@@ -19,7 +19,7 @@ import numpy as np
 
 from medscope_gym.errors import VideoError
 from medscope_gym.video.base import Video
-from medscope_gym.video.guard import DEFAULT_DECODE_LIMIT_S, DecodeGuard
+from medscope_gym.video.guard import CHUNK_FRAMES, DEFAULT_DECODE_LIMIT_S, DecodeGuard, DecodeTimeout
 from medscope_gym.video.timestamps import exact_timestamps
 
 __all__ = ["FrameIndex", "PyAVVideo", "index_packets"]
@@ -78,9 +78,10 @@ def index_packets(path: str | os.PathLike[str]) -> FrameIndex:
     try:
         pts, key = [], []
         for packet in container.demux(stream):
-            if packet.pts is None or packet.size == 0:
+            stamp = packet.pts if packet.pts is not None else packet.dts  # some AVIs carry only dts
+            if stamp is None or packet.size == 0:
                 continue
-            pts.append(packet.pts)
+            pts.append(stamp)
             key.append(packet.is_keyframe)
         if not pts:
             raise VideoError(f"video {path!r} has no video frames")
@@ -143,7 +144,17 @@ class PyAVVideo(Video):
         return self._size
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
-        return self._guard(self._decode_sorted, indices, action=f"decoding frames {indices[:4].tolist()}")
+        try:
+            parts = [
+                self._guard(self._decode_sorted, chunk, action=f"decoding frames {chunk[:4].tolist()}")
+                for chunk in np.split(indices, range(CHUNK_FRAMES, len(indices), CHUNK_FRAMES))
+            ]
+        except DecodeTimeout:
+            # The stuck thread still holds the container: leave it to that thread, start afresh.
+            self._container = self._stream = self._frames_iter = None
+            self._pos = -1
+            raise
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def close(self) -> None:
         if self._container is not None:

@@ -43,8 +43,8 @@ def detect_source(root: str | os.PathLike[str]) -> str:
         if detect(root):
             return kind
     raise SuiteError(
-        f"no known annotations under {str(root)!r}: expected Cholec80 *-phase.txt/*-tool.txt, CholecT50 JSON, "
-        "MedVidQA rows or the paper's RL rows"
+        f"no known annotations under {str(root)!r}: expected Cholec80 *-phase.txt/*-tool.txt, "
+        "CholecT50 JSON, MedVidQA rows or the paper's RL rows"
     )
 
 

@@ -75,6 +75,8 @@ def probe_video(path: Path) -> tuple[float, float, int]:
 
     video = open_video(path)
     try:
-        return float(video.duration), float(video.fps), int(video.num_frames)
+        # The average rate is frames / duration; snap float noise (5.000000000000001) to the nominal rate.
+        fps = round(float(video.fps), 6)
+        return float(video.duration), fps, int(video.num_frames)
     finally:
         video.close()

@@ -58,8 +58,15 @@ def load_cholec80(root: str | os.PathLike[str], *, fps: float | None = None) -> 
         except MedScopeError as exc:
             out.error(str(videos[name]), f"cannot open the video: {exc}")
             continue
-        timeline = read_timeline(name, phase_file, tool_files.get(name), event_files.get(name),
-                                 fps=video_fps or fps or DEFAULT_FPS, num_frames=num_frames, report=out)
+        timeline = read_timeline(
+            name,
+            phase_file,
+            tool_files.get(name),
+            event_files.get(name),
+            fps=video_fps or fps or DEFAULT_FPS,
+            num_frames=num_frames,
+            report=out,
+        )
         if timeline is not None:
             out.videos.append(SourceVideo(name, videos[name], timeline))
     return out
@@ -86,8 +93,10 @@ def read_timeline(
     for lineno, cells in rows:
         frame = _int(cells[fcol])
         if frame != len(labels):
-            report.error(str(phase_file), f"line {lineno}, column 'Frame': expected frame {len(labels)}, "
-                                          f"got {cells[fcol]!r}")
+            report.error(
+                str(phase_file),
+                f"line {lineno}, column 'Frame': expected frame {len(labels)}, got {cells[fcol]!r}",
+            )
             return None
         label = canonical_label(cells[pcol], CHOLEC80_PHASES)
         if label is None:
@@ -96,19 +105,27 @@ def read_timeline(
         labels.append(label)
     if unknown:
         listed = ", ".join(f"{k!r} (first on line {v})" for k, v in unknown.items())
-        report.error(str(phase_file), f"unknown phase label(s) {listed}; expected {', '.join(CHOLEC80_PHASES)}")
+        report.error(
+            str(phase_file), f"unknown phase label(s) {listed}; expected {', '.join(CHOLEC80_PHASES)}"
+        )
         return None
     if not labels:
         report.error(str(phase_file), "no rows")
         return None
     n = len(labels)
     if num_frames is not None and abs(num_frames - n) > FRAME_TOLERANCE_S * fps:
-        report.error(str(phase_file), f"{n} phase rows ({n / fps:.1f} s at {fps:g} fps) but the video has "
-                                      f"{num_frames} frames ({num_frames / fps:.1f} s)")
+        report.error(
+            str(phase_file),
+            f"{n} phase rows ({n / fps:.1f} s at {fps:g} fps) but the video has "
+            f"{num_frames} frames ({num_frames / fps:.1f} s)",
+        )
         return None
     if num_frames is not None and num_frames != n:
-        report.warning(str(phase_file), f"{n} phase rows but the video has {num_frames} frames; "
-                                        "the last phase is extended/cut to the video")
+        report.warning(
+            str(phase_file),
+            f"{n} phase rows but the video has {num_frames} frames; "
+            "the last phase is extended/cut to the video",
+        )
     total = num_frames if num_frames is not None else n
     duration = total / fps
     phases = _phase_spans(labels, fps, duration)
@@ -118,12 +135,21 @@ def read_timeline(
         if not _read_tools(tool_file, fps, presence, report):
             return None
     else:
-        report.warning(str(phase_file), f"no {name}-tool.txt: instrument questions are skipped for this video")
+        report.warning(
+            str(phase_file), f"no {name}-tool.txt: instrument questions are skipped for this video"
+        )
     events = _read_events(events_file, duration, report) if events_file is not None else ()
     if events is None:
         return None
-    return Timeline(video_id=name, duration=duration, fps=fps, phases=phases, presence=presence,
-                    events=events, source="cholec80" if events_file is None else "synthetic")
+    return Timeline(
+        video_id=name,
+        duration=duration,
+        fps=fps,
+        phases=phases,
+        presence=presence,
+        events=events,
+        source="cholec80" if events_file is None else "synthetic",
+    )
 
 
 def _phase_spans(labels: list[str], fps: float, duration: float) -> tuple[PhaseSpan, ...]:
@@ -148,13 +174,18 @@ def _read_tools(path: Path, fps: float, presence: np.ndarray, report: LoadedSour
             continue
         tool = canonical_label(col, CHOLEC80_TOOLS)
         if tool is None:
-            report.error(str(path), f"line 1: unknown tool column {col!r}; expected {', '.join(CHOLEC80_TOOLS)}")
+            report.error(
+                str(path), f"line 1: unknown tool column {col!r}; expected {', '.join(CHOLEC80_TOOLS)}"
+            )
             return False
         columns[i] = CHOLEC80_TOOLS.index(tool)
     missing = set(range(len(CHOLEC80_TOOLS))) - set(columns.values())
     if missing:
-        report.warning(str(path), f"no column for {', '.join(CHOLEC80_TOOLS[j] for j in sorted(missing))}: "
-                                  "treated as never present")
+        report.warning(
+            str(path),
+            f"no column for {', '.join(CHOLEC80_TOOLS[j] for j in sorted(missing))}: "
+            "treated as never present",
+        )
     fcol = header.index("Frame")
     seconds = presence.shape[0]
     if abs(len(rows) - seconds) > FRAME_TOLERANCE_S + 1:
@@ -163,14 +194,18 @@ def _read_tools(path: Path, fps: float, presence: np.ndarray, report: LoadedSour
     for lineno, cells in rows:
         frame = _int(cells[fcol])
         if frame is None or frame < 0:
-            report.error(str(path), f"line {lineno}, column 'Frame': expected a frame number, got {cells[fcol]!r}")
+            report.error(
+                str(path), f"line {lineno}, column 'Frame': expected a frame number, got {cells[fcol]!r}"
+            )
             return False
         k = int(round(frame / fps))
         if k >= seconds:
             continue
         for i, j in columns.items():
             if cells[i] not in ("0", "1"):
-                report.error(str(path), f"line {lineno}, column {header[i]!r}: expected 0 or 1, got {cells[i]!r}")
+                report.error(
+                    str(path), f"line {lineno}, column {header[i]!r}: expected 0 or 1, got {cells[i]!r}"
+                )
                 return False
             presence[k, j] = cells[i] == "1"
     return True
@@ -187,8 +222,14 @@ def _read_events(path: Path, duration: float, report: LoadedSource) -> tuple[Tim
         return None
     events = []
     for i, ev in enumerate(raw):
-        ok = isinstance(ev, dict) and isinstance(ev.get("kind"), str) and all(
-            isinstance(ev.get(k), (int, float)) and not isinstance(ev.get(k), bool) for k in ("start", "end"))
+        ok = (
+            isinstance(ev, dict)
+            and isinstance(ev.get("kind"), str)
+            and all(
+                isinstance(ev.get(k), (int, float)) and not isinstance(ev.get(k), bool)
+                for k in ("start", "end")
+            )
+        )
         if not ok or not 0 <= ev["start"] < ev["end"] <= duration + 1e-6:
             report.error(str(path), f"event {i}: need kind and 0 <= start < end <= {duration:g}, got {ev!r}")
             return None
@@ -218,7 +259,9 @@ def _read_table(path: Path, required: tuple[str, ...], report: LoadedSource):
             continue
         cells = [c.strip() for c in line.split("\t")]
         if len(cells) != len(header):
-            report.error(str(path), f"line {lineno}: expected {len(header)} tab-separated columns, got {len(cells)}")
+            report.error(
+                str(path), f"line {lineno}: expected {len(header)} tab-separated columns, got {len(cells)}"
+            )
             return None
         rows.append((lineno, cells))
     return header, rows
@@ -229,4 +272,3 @@ def _int(value: str) -> int | None:
         return int(value)
     except ValueError:
         return None
-

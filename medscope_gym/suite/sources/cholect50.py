@@ -109,18 +109,25 @@ def _timeline(name: str, raw: dict, duration: float, fps: float, where: str, rep
     if isinstance(declared, int) and declared != count and declared != len(frames):
         report.warning(where, f"num_frames says {declared} but annotations hold {len(frames)} frames")
     if abs(count - expected) > _TOLERANCE_S * rate:
-        report.error(where, f"annotations cover {count} frames at {rate:g} fps ({count / rate:.1f} s) but the "
-                            f"video lasts {duration:.1f} s")
+        report.error(
+            where,
+            f"annotations cover {count} frames at {rate:g} fps ({count / rate:.1f} s) but the "
+            f"video lasts {duration:.1f} s",
+        )
         return None
     tool_of: dict[int, str] = {}
     phase_of: dict[int, str] = {}
-    for table, allowed, mapping, label in ((cats["instrument"], CHOLEC80_TOOLS, tool_of, "instrument"),
-                                           (cats["phase"], CHOLEC80_PHASES, phase_of, "phase")):
+    for table, allowed, mapping, label in (
+        (cats["instrument"], CHOLEC80_TOOLS, tool_of, "instrument"),
+        (cats["phase"], CHOLEC80_PHASES, phase_of, "phase"),
+    ):
         for i, text in table.items():
             canon = canonical_label(text, allowed)
             if canon is None and text.casefold() not in ("null_instrument", "null"):
-                report.error(where, f"unknown {label} label {text!r} (id {i}); expected names like "
-                                    f"{', '.join(allowed)}")
+                report.error(
+                    where,
+                    f"unknown {label} label {text!r} (id {i}); expected names like {', '.join(allowed)}",
+                )
                 return None
             if canon is not None:
                 mapping[i] = canon
@@ -164,12 +171,23 @@ def _timeline(name: str, raw: dict, duration: float, fps: float, where: str, rep
     filled[filled < 0] = first
     cuts = np.flatnonzero(filled[1:] != filled[:-1]) + 1
     starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [seconds]])
-    phases = tuple(PhaseSpan(CHOLEC80_PHASES[filled[s]], float(s), float(min(e, duration)))
-                   for s, e in zip(starts, ends))
+    phases = tuple(
+        PhaseSpan(CHOLEC80_PHASES[filled[s]], float(s), float(min(e, duration))) for s, e in zip(starts, ends)
+    )
     actions = sorted(
-        (ActionSpan(tool, verb, target, float(a), float(min(b, duration)))
-         for (tool, verb, target), mask in triplets.items() for a, b in runs(mask)),
+        (
+            ActionSpan(tool, verb, target, float(a), float(min(b, duration)))
+            for (tool, verb, target), mask in triplets.items()
+            for a, b in runs(mask)
+        ),
         key=lambda a: (a.start, a.label),
     )
-    return Timeline(video_id=name, duration=duration, fps=fps, phases=phases, presence=presence,
-                    actions=tuple(actions), source="cholect50")
+    return Timeline(
+        video_id=name,
+        duration=duration,
+        fps=fps,
+        phases=phases,
+        presence=presence,
+        actions=tuple(actions),
+        source="cholect50",
+    )

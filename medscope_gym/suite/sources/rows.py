@@ -47,7 +47,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _row_files(root: Path) -> list[Path]:
-    return sorted(p for ext in ("*.json", "*.jsonl", "*.csv") for p in root.rglob(ext) if not p.name.startswith("."))
+    return sorted(
+        p for ext in ("*.json", "*.jsonl", "*.csv") for p in root.rglob(ext) if not p.name.startswith(".")
+    )
 
 
 def _first_rows(root: Path) -> list[dict[str, Any]]:
@@ -121,10 +123,17 @@ def load_medvidqa(root: str | os.PathLike[str]) -> LoadedSource:
             if stated not in (None, "") and abs(float(stated) - duration) > _LENGTH_TOLERANCE_S:
                 out.warning(where, f"video_length {float(stated):g} s but {vid} lasts {duration:.1f} s")
             raw = {
-                "id": str(row.get("sample_id", f"{vid}-{i + 1}")), "video": str(videos[vid]),
-                "duration": duration, "fps": fps, "question": str(row["question"]).strip(),
-                "answer": f"[{s:g}, {e:g}]", "answer_type": "interval", "task": "temporal_grounding",
-                "evidence": [[s, e]], "source": "medvidqa", "options": None,
+                "id": str(row.get("sample_id", f"{vid}-{i + 1}")),
+                "video": str(videos[vid]),
+                "duration": duration,
+                "fps": fps,
+                "question": str(row["question"]).strip(),
+                "answer": f"[{s:g}, {e:g}]",
+                "answer_type": "interval",
+                "task": "temporal_grounding",
+                "evidence": [[s, e]],
+                "source": "medvidqa",
+                "options": None,
             }
             _append(out, raw, where)
     return out
@@ -171,13 +180,20 @@ def load_paper_rows(root: str | os.PathLike[str]) -> LoadedSource:
                 question = _OPTION_LINE.sub("", question).strip()
             answer = str((row.get("reward_model") or {}).get("ground_truth", extra.get("answer", "")))
             answer_type = extra.get("answer_type") or (
-                "choice" if options else "interval" if parse_interval(answer) else "text")
+                "choice" if options else "interval" if parse_interval(answer) else "text"
+            )
             raw = {
-                "id": str(extra.get("id", extra.get("index", f"{path.stem}-{i + 1}"))), "video": str(video),
-                "duration": float(extra.get("duration", duration)), "fps": fps, "question": question,
-                "options": list(options) if answer_type == "choice" else None, "answer": answer,
-                "answer_type": answer_type, "task": str(extra.get("task", row.get("ability", "grounded_vqa"))),
-                "evidence": evidence, "source": str(row.get("data_source", "paper_rows")),
+                "id": str(extra.get("id", extra.get("index", f"{path.stem}-{i + 1}"))),
+                "video": str(video),
+                "duration": float(extra.get("duration", duration)),
+                "fps": fps,
+                "question": question,
+                "options": list(options) if answer_type == "choice" else None,
+                "answer": answer,
+                "answer_type": answer_type,
+                "task": str(extra.get("task", row.get("ability", "grounded_vqa"))),
+                "evidence": evidence,
+                "source": str(row.get("data_source", "paper_rows")),
             }
             if abs(raw["duration"] - duration) > _LENGTH_TOLERANCE_S:
                 out.warning(where, f"duration {raw['duration']:g} s but the video lasts {duration:.1f} s")
@@ -222,7 +238,9 @@ def _prompt_text(prompt: Any) -> str:
                 if isinstance(content, str):
                     parts.append(content)
                 elif isinstance(content, list):
-                    parts += [c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"]
+                    parts += [
+                        c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"
+                    ]
         text = "\n".join(parts)
     else:
         text = ""

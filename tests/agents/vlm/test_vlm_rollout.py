@@ -158,14 +158,15 @@ def test_trajectories_survive_save_and_load(tmp_path, captured_rollout):
             assert ta.video_grid_thw == tb.video_grid_thw
 
 
-def test_scripted_policies_run_through_the_same_engine(suite):
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_scripted_policies_run_through_the_same_engine(suite, asynchronous):
     from agents.scripted import OraclePolicy
     from agents.vlm.evaluate import is_well_formed
     from agents.vlm.rollout import make_vector_env, rollout, sample_requests
     from envs.clinvideo import ClinVideoEnv
 
     ids = [s.id for s in suite if s.split == "test"][:3]
-    envs = make_vector_env(lambda: ClinVideoEnv(suite), 2)
+    envs = make_vector_env(lambda: ClinVideoEnv(suite), 2, asynchronous=asynchronous)
     try:
         trajs = rollout(OraclePolicy(), envs, sample_requests(ids))
     finally:

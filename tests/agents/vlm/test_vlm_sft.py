@@ -33,7 +33,7 @@ def test_loss_mask_covers_exactly_the_model_tokens(reference, tiny_dir):
     tok = AutoProcessor.from_pretrained(tiny_dir).tokenizer
     for traj in reference:
         ids, mask = traj.input_ids(), traj.action_mask()
-        assert len(ids) == len(mask)
+        assert len(ids) == len(mask) and traj.loss_mask() == mask  # no deliberate mistakes here
         ones = [t for t, m in zip(ids, mask) if m]
         zeros = [t for t, m in zip(ids, mask) if not m]
         # the masked-in tokens are the assistant turns, token for token, and nothing else
@@ -47,6 +47,47 @@ def test_loss_mask_covers_exactly_the_model_tokens(reference, tiny_dir):
             sid = tok.convert_tokens_to_ids(special)
             assert sid in zeros and sid not in ones
         assert "<tool_response>" in tok.decode(zeros) and "<tool_response>" not in tok.decode(ones)
+
+
+def test_recovery_mistakes_are_context_but_not_targets(tiny_dir, suite):
+    from agents.vlm.policy import VLMPolicyConfig
+    from agents.vlm.sft import build_reference_data
+
+    (traj,) = build_reference_data(
+        str(tiny_dir),
+        "builtin:synthsurg-small",
+        "train",
+        VLMPolicyConfig.load(tiny_dir),
+        limit=1,
+        num_envs=1,
+        recovery_rate=1.0,
+        seed=4,
+    )
+    first, rest = traj.turns[0], traj.turns[1:]
+    assert not first.imitate and all(t.imitate for t in rest)
+    assert rest[0].observation_text.startswith("Error:")  # the env's error message is in the context
+    assert traj.reward_parts["accuracy"] == 1.0 and not traj.final_info["format"]["ok"]
+    action, loss = traj.action_mask(), traj.loss_mask()
+    n_first = len(first.prompt_ids) + len(first.action_ids)
+    assert sum(action[:n_first]) == len(first.action_ids) and sum(loss[:n_first]) == 0
+    assert loss[n_first:] == action[n_first:]
+
+
+def test_jittered_evidence_still_covers_the_true_window(suite):
+    from agents.vlm.sft import RecoveringOracle
+
+    oracle = RecoveringOracle(rate=0.0, seed=1, jitter=3.0)
+    widened_any = False
+    for sample in list(suite)[:20]:
+        wide = oracle._widened(sample, sample.duration)
+        for (s, e), (ws, we) in zip(sample.evidence, wide.evidence):
+            if s == e:
+                assert (ws, we) == (s, e)  # moments are left alone
+                continue
+            assert 0.0 <= ws <= s and e <= we <= max(e, sample.duration) and we - ws <= e - s + 6.0 + 0.2
+            assert round(ws, 1) == ws and (round(we, 1) == we or we == sample.duration)
+            widened_any |= (ws, we) != (s, e)
+    assert widened_any
 
 
 def test_masked_loss_has_gradient_only_on_model_tokens(reference):

@@ -13,11 +13,25 @@ from medscope_gym.synthetic.procedure import CHOLEC80_TOOLS, Procedure
 
 # Three short procedures (seconds): long enough for all phases and a few instrument visits.
 SOURCE_VIDEOS = ((11, 70.0), (12, 80.0), (13, 64.0))
-T50_VERBS = {"Grasper": "retract", "Bipolar": "coagulate", "Hook": "dissect", "Scissors": "cut",
-             "Clipper": "clip", "Irrigator": "irrigate", "SpecimenBag": "pack"}
+T50_VERBS = {
+    "Grasper": "retract",
+    "Bipolar": "coagulate",
+    "Hook": "dissect",
+    "Scissors": "cut",
+    "Clipper": "clip",
+    "Irrigator": "irrigate",
+    "SpecimenBag": "pack",
+}
 T50_TARGETS = ("gallbladder", "cystic_duct", "liver")
-T50_PHASES = ("preparation", "carlot-triangle-dissection", "clipping-and-cutting", "gallbladder-dissection",
-              "gallbladder-packaging", "cleaning-and-coagulation", "gallbladder-extraction")
+T50_PHASES = (
+    "preparation",
+    "carlot-triangle-dissection",
+    "clipping-and-cutting",
+    "gallbladder-dissection",
+    "gallbladder-packaging",
+    "cleaning-and-coagulation",
+    "gallbladder-extraction",
+)
 T50_TOOLS = ("grasper", "bipolar", "hook", "scissors", "clipper", "irrigator", "specimen_bag")
 
 
@@ -42,27 +56,41 @@ def t50_json(proc: Procedure, video: int) -> dict:
     seconds = proc.num_seconds
     annotations = {}
     for k in range(seconds):
-        phase = ["Preparation", "CalotTriangleDissection", "ClippingCutting", "GallbladderDissection",
-                 "GallbladderPackaging", "CleaningCoagulation", "GallbladderRetraction"].index(proc.phase_at(k + 0.5))
+        phase = [
+            "Preparation",
+            "CalotTriangleDissection",
+            "ClippingCutting",
+            "GallbladderDissection",
+            "GallbladderPackaging",
+            "CleaningCoagulation",
+            "GallbladderRetraction",
+        ].index(proc.phase_at(k + 0.5))
         vectors = []
         for j, on in enumerate(proc.presence[k]):
             if on:
                 target = (k // 7 + j) % len(T50_TARGETS)
                 verb = list(T50_VERBS).index(CHOLEC80_TOOLS[j])
                 triplet = j * 10 + target
-                vectors.append([triplet, j, 1, 0.1, 0.1, 0.2, 0.2, verb, target, 1, 0.3, 0.3, 0.1, 0.1, phase])
+                vectors.append(
+                    [triplet, j, 1, 0.1, 0.1, 0.2, 0.2, verb, target, 1, 0.3, 0.3, 0.1, 0.1, phase]
+                )
         if not vectors:
             vectors.append([-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, phase])
         annotations[str(k)] = vectors
     return {
-        "video": video, "fps": 1, "num_frames": seconds,
+        "video": video,
+        "fps": 1,
+        "num_frames": seconds,
         "categories": {
             "instrument": {str(i): t for i, t in enumerate(T50_TOOLS)},
             "verb": {str(i): v for i, v in enumerate(T50_VERBS.values())},
             "target": {str(i): t for i, t in enumerate(T50_TARGETS)},
             "phase": {str(i): p for i, p in enumerate(T50_PHASES)},
-            "triplet": {str(j * 10 + t): f"{T50_TOOLS[j]},{list(T50_VERBS.values())[j]},{T50_TARGETS[t]}"
-                        for j in range(7) for t in range(3)},
+            "triplet": {
+                str(j * 10 + t): f"{T50_TOOLS[j]},{list(T50_VERBS.values())[j]},{T50_TARGETS[t]}"
+                for j in range(7)
+                for t in range(3)
+            },
         },
         "annotations": annotations,
     }

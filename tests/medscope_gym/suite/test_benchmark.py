@@ -12,8 +12,15 @@ from medscope_gym.suite.stats import chance_score, policy_scores, suite_stats
 from medscope_gym.synthetic import BUILTIN_SUITES, build_synthetic_suite
 
 # The benchmark's pipeline on four 30-50 min procedures at 1 fps (tools sample 1 fps anyway).
-REDUCED = {**BUILTIN_SUITES["synthsurg-bench"], "n_videos": 4, "min_duration_s": 1800.0,
-           "max_duration_s": 3000.0, "fps": 1.0, "width": 64, "height": 48}
+REDUCED = {
+    **BUILTIN_SUITES["synthsurg-bench"],
+    "n_videos": 4,
+    "min_duration_s": 1800.0,
+    "max_duration_s": 3000.0,
+    "fps": 1.0,
+    "width": 64,
+    "height": 48,
+}
 
 
 @pytest.fixture(scope="module")

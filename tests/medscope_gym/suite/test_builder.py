@@ -37,7 +37,8 @@ def cholect50_suite(cholect50_dir, tmp_path_factory):
 def _files(src, sample):
     name = re.search(r"(video\d+)", sample.video).group(1)
     return read_phase_rows(src / "phase_annotations" / f"{name}-phase.txt"), read_tool_rows(
-        src / "tool_annotations" / f"{name}-tool.txt")
+        src / "tool_annotations" / f"{name}-tool.txt"
+    )
 
 
 def _visits(column: np.ndarray, min_len: float):
@@ -79,7 +80,7 @@ def test_every_answer_and_evidence_agrees_with_the_annotation_files(cholec80_sui
             assert phase_label(phases[int(q["time"] * FPS)]) == correct
         elif s.extra["template"] == "phase_grounding":
             a, b = s.answer_interval
-            inside = phases[int(round(a * FPS)):int(round(b * FPS))]
+            inside = phases[int(round(a * FPS)) : int(round(b * FPS))]
             assert set(inside) == {q["phase"]}
             assert round(a * FPS) == 0 or phases[int(round(a * FPS)) - 1] != q["phase"]
             assert round(b * FPS) == len(phases) or phases[int(round(b * FPS))] != q["phase"]
@@ -109,9 +110,12 @@ def test_cholect50_suite_has_action_questions_consistent_with_the_json(cholect50
         active = set()
         for vec in raw["annotations"][str(k)]:
             if vec[1] >= 0:
-                tool = {"specimen_bag": "SpecimenBag"}.get(cats["instrument"][str(vec[1])],
-                                                            cats["instrument"][str(vec[1])].capitalize())
-                active.add(f"{tool} {cats['verb'][str(vec[7])]} {cats['target'][str(vec[8])]}".replace("_", " "))
+                tool = {"specimen_bag": "SpecimenBag"}.get(
+                    cats["instrument"][str(vec[1])], cats["instrument"][str(vec[1])].capitalize()
+                )
+                active.add(
+                    f"{tool} {cats['verb'][str(vec[7])]} {cats['target'][str(vec[8])]}".replace("_", " ")
+                )
         correct = s.options[s.answer_index]
         assert [o for o in s.options if o in active] == [correct]
 
@@ -145,3 +149,40 @@ def test_assign_splits_is_by_video_and_deterministic():
     assert a == assign_splits(list(reversed(ids)), (0.6, 0.2, 0.2), seed=1)
     assert Counter(a.values()) == {"train": 6, "val": 2, "test": 2}
     assert set(assign_splits(["x", "y"], (1, 0, 0), seed=0).values()) == {"train", "test"}
+
+
+def test_medvidqa_rows_build_into_a_suite_whose_trajectories_replay(cholec80_dir, tmp_path):
+    from envs.clinvideo import ClinVideoEnv
+
+    src = tmp_path / "mvqa"
+    (src / "clips").mkdir(parents=True)
+    for k in (1, 2):
+        (src / "clips" / f"v{k}.mp4").hardlink_to(cholec80_dir / "videos" / f"video0{k}.mp4")
+    rows = [
+        {
+            "sample_id": f"q{k}{j}",
+            "question": f"When is step {j} shown in clip {k}?",
+            "answer_start_second": 10.0 * j,
+            "answer_end_second": 10.0 * j + 6,
+            "video_length": 70,
+            "video_id": f"v{k}",
+        }
+        for k in (1, 2)
+        for j in (1, 2, 3)
+    ]
+    (src / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = BuildConfig(splits=(0.5, 0.0, 0.5), filters=FilterConfig(text_only=False))  # too few rows to judge
+    result = build_suite(src, tmp_path / "suite", cfg, progress=False)
+    suite = Suite.load(result.path)
+    assert sorted(s.id for s in suite) == sorted(r["sample_id"] for r in rows)
+    assert {s.video for s in suite} == {"videos/v1.mp4", "videos/v2.mp4"} and suite.counts("split")[
+        "test"
+    ] == 3
+    env = ClinVideoEnv(suite)
+    for i, s in enumerate(suite):
+        env.reset(options={"sample_index": i})
+        for turn in s.trajectory:
+            obs, reward, term, trunc, info = env.step(turn["action"])
+        assert term and info["reward_parts"] == pytest.approx(s.trajectory[-1]["reward"])
+        assert info["reward_parts"]["accuracy"] == 1.0
+    env.close()

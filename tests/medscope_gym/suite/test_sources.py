@@ -20,7 +20,9 @@ def test_cholec80_folder_loads_to_the_procedures_timelines(cholec80_dir):
         want = procedure_timeline(proc, video.video_id)
         tl = video.timeline
         assert tl.fps == 10.0 and tl.duration == pytest.approx(proc.duration)
-        assert [(p.name, p.start, p.end) for p in tl.phases] == [(p.name, p.start, p.end) for p in want.phases]
+        assert [(p.name, p.start, p.end) for p in tl.phases] == [
+            (p.name, p.start, p.end) for p in want.phases
+        ]
         assert np.array_equal(tl.presence, want.presence)
     # No events file in a Cholec80 release: reported as nothing, and no events.
     assert all(not v.timeline.events for v in loaded.videos)
@@ -95,12 +97,30 @@ def test_medvidqa_rows_become_grounding_samples(cholec80_dir, tmp_path):
     (root / "videos").mkdir(parents=True)
     (root / "videos" / "v1.mp4").hardlink_to(cholec80_dir / "videos" / "video01.mp4")
     rows = [
-        {"sample_id": "q1", "question": "How to apply a clip?", "answer_start_second": 12.0,
-         "answer_end_second": 19.5, "video_length": 70, "video_id": "v1"},
-        {"sample_id": "q2", "question": "Where?", "answer_start_second": 5, "answer_end_second": 90,
-         "video_length": 70, "video_id": "v1"},
-        {"sample_id": "q3", "question": "Missing video", "answer_start_second": 1, "answer_end_second": 2,
-         "video_length": 70, "video_id": "nope"},
+        {
+            "sample_id": "q1",
+            "question": "How to apply a clip?",
+            "answer_start_second": 12.0,
+            "answer_end_second": 19.5,
+            "video_length": 70,
+            "video_id": "v1",
+        },
+        {
+            "sample_id": "q2",
+            "question": "Where?",
+            "answer_start_second": 5,
+            "answer_end_second": 90,
+            "video_length": 70,
+            "video_id": "v1",
+        },
+        {
+            "sample_id": "q3",
+            "question": "Missing video",
+            "answer_start_second": 1,
+            "answer_end_second": 2,
+            "video_length": 70,
+            "video_id": "nope",
+        },
     ]
     (root / "medvidqa_train.json").write_text(json.dumps(rows))
     assert detect_source(root) == "medvidqa"

@@ -7,8 +7,24 @@ from medscope_gym.cli import main
 
 def test_build_validate_stats_export_from_the_command_line(cholec80_dir, tmp_path, capsys):
     out = tmp_path / "suite"
-    assert main(["suite", "build", str(cholec80_dir), str(out), "--quiet", "--no-filter", "preview,text_only",
-                 "--per-video", "3", "--splits", "0.34,0.33,0.33"]) == 0
+    assert (
+        main(
+            [
+                "suite",
+                "build",
+                str(cholec80_dir),
+                str(out),
+                "--quiet",
+                "--no-filter",
+                "preview,text_only",
+                "--per-video",
+                "3",
+                "--splits",
+                "0.34,0.33,0.33",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "filters:" in text and f"to {out}" in text
 

@@ -35,8 +35,9 @@ def _replay(suite: Suite) -> None:
                 elif turn.get("tool") == "get_frame":
                     assert obs["image_times"].reshape(-1) == pytest.approx(turn["timestamps"], abs=1e-6)
             assert term and not trunc
-            assert info["reward_parts"] == pytest.approx(s.trajectory[-1]["reward"]) and reward == pytest.approx(
-                s.trajectory[-1]["reward"]["total"])
+            assert info["reward_parts"] == pytest.approx(
+                s.trajectory[-1]["reward"]
+            ) and reward == pytest.approx(s.trajectory[-1]["reward"]["total"])
     finally:
         env.close()
 
@@ -50,11 +51,15 @@ def test_builtin_small_trajectories_replay_with_same_timestamps_and_reward(small
     for s in small:
         if len(s.trajectory) > 1:
             crop = s.trajectory[0]
-            assert f"{crop['timestamps'][0]:.1f} s" in s.trajectory[1]["action"]  # reasoning cites what it saw
+            assert (
+                f"{crop['timestamps'][0]:.1f} s" in s.trajectory[1]["action"]
+            )  # reasoning cites what it saw
 
 
 def test_cholect50_trajectories_replay(cholect50_dir, tmp_path):
-    cfg = BuildConfig(filters=FilterConfig(preview=False, text_only=False), templates=("action_at", "phase_at"))
+    cfg = BuildConfig(
+        filters=FilterConfig(preview=False, text_only=False), templates=("action_at", "phase_at")
+    )
     out = build_suite(cholect50_dir, tmp_path / "s", cfg, progress=False).path
     _replay(Suite.load(out))
 
@@ -79,7 +84,12 @@ def test_rl_rows_round_trip_through_the_paper_rows_loader(small, tmp_path):
     for s in small:
         b = back[s.id]
         assert (b.question, b.options, b.answer, b.answer_type, b.task) == (
-            s.question, s.options, s.answer, s.answer_type, s.task)
+            s.question,
+            s.options,
+            s.answer,
+            s.answer_type,
+            s.task,
+        )
         span = (min(w[0] for w in s.evidence), max(w[1] for w in s.evidence))
         assert b.evidence[0] == pytest.approx(span) and b.video == str((root / s.video).resolve())
 
@@ -94,8 +104,11 @@ def test_sft_records_name_the_frames_the_env_returns(small, tmp_path):
         assert roles[:2] == ["system", "user"] and roles.count("assistant") == len(s.trajectory)
         blocks = [b for m in rec["messages"][2:] if m["role"] == "user" for b in m["content"]]
         stamps = [b["timestamps"] for b in blocks if b["type"] == "video"]
-        stamps += [[b["timestamp"] for b in blocks if b["type"] == "image"]] if any(
-            b["type"] == "image" for b in blocks) else []
+        stamps += (
+            [[b["timestamp"] for b in blocks if b["type"] == "image"]]
+            if any(b["type"] == "image" for b in blocks)
+            else []
+        )
         want = [t["timestamps"] for t in s.trajectory if "timestamps" in t]
         assert sorted(map(tuple, stamps)) == sorted(map(tuple, want))
         video = next(b for b in rec["messages"][1]["content"] if b["type"] == "video")
