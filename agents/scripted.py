@@ -62,12 +62,15 @@ class OraclePolicy(Policy):
     def _next(self, slot: int) -> str:
         st = self._state[slot]
         sample: Sample = st["sample"]
+        # Ground-truth values go out untouched (the crop's IoU stays exactly 1); values the oracle
+        # computes are rounded to milliseconds so no float noise (45.400000000000006) reaches SFT data.
         start, end = sample.evidence[0]
+        centre = start
         if start == end:  # a moment: crop a short window around it
-            start, end = max(0.0, start - self.moment_pad), min(st["duration"], end + self.moment_pad)
-        centre = (
-            (start + end) / 2 if sample.evidence[0][0] != sample.evidence[0][1] else sample.evidence[0][0]
-        )
+            start = round(max(0.0, start - self.moment_pad), 3)
+            end = round(min(st["duration"], end + self.moment_pad), 3)
+        else:
+            centre = round((start + end) / 2, 3)
         st["step"] += 1
         if st["step"] == 1:
             return format_tool_call(

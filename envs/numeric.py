@@ -79,14 +79,24 @@ class NumericConfig:
     max_options: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("bins", "max_span_bins", "thumb_height", "thumb_width", "max_frames", "question_tokens", "option_tokens"):
+        for name in (
+            "bins",
+            "max_span_bins",
+            "thumb_height",
+            "thumb_width",
+            "max_frames",
+            "question_tokens",
+            "option_tokens",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"NumericConfig.{name} must be an integer >= 1, got {value!r}")
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
             raise ConfigError(f"NumericConfig.vocab_size must be an integer >= 2, got {self.vocab_size!r}")
         if self.max_options is not None and (not isinstance(self.max_options, int) or self.max_options < 2):
-            raise ConfigError(f"NumericConfig.max_options must be None or an integer >= 2, got {self.max_options!r}")
+            raise ConfigError(
+                f"NumericConfig.max_options must be None or an integer >= 2, got {self.max_options!r}"
+            )
 
     @classmethod
     def from_any(cls, value: NumericConfig | dict[str, Any] | None) -> NumericConfig:
@@ -136,7 +146,11 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     hours.
     """
 
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 1, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["rgb_array", "ansi"],
+        "render_fps": 1,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -159,7 +173,9 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             env_kwargs.setdefault("max_open_videos", 128)  # keeps decoders and previews of the whole suite
             env = ClinVideoEnv(suite, split=split, tools=tools, render_mode=render_mode, **env_kwargs)
         elif suite is not None or split is not None or env_kwargs:
-            raise ConfigError("pass either a built env or suite/split/env kwargs to NumericClinVideoEnv, not both")
+            raise ConfigError(
+                "pass either a built env or suite/split/env kwargs to NumericClinVideoEnv, not both"
+            )
         self.env = env
         self.render_mode = env.unwrapped.render_mode
         base = env.unwrapped
@@ -170,26 +186,30 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if cfg.max_options is None:
             self.config = cfg = replace(cfg, max_options=n_options)
         elif cfg.max_options < n_options:
-            raise ConfigError(f"NumericConfig.max_options={cfg.max_options} but a question has {n_options} options")
+            raise ConfigError(
+                f"NumericConfig.max_options={cfg.max_options} but a question has {n_options} options"
+            )
         self._max_hours = max(s.duration for s in self.samples) / 3600.0 * 2.0 + 1.0
         self._encoded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._previews: dict[str, np.ndarray] = {}
 
         thumb = (cfg.thumb_height, cfg.thumb_width, 3)
         f, o = cfg.max_frames, int(cfg.max_options)
-        self.observation_space = spaces.Dict({
-            "preview": spaces.Box(0, 255, (cfg.bins, *thumb), np.uint8),
-            "frames": spaces.Box(0, 255, (f, *thumb), np.uint8),
-            "frame_times": spaces.Box(0.0, 1.0, (f,), np.float32),
-            "frame_mask": spaces.Box(0.0, 1.0, (f,), np.float32),
-            "last_tool": spaces.Box(0.0, 1.0, (len(LAST_TOOL_KINDS),), np.float32),
-            "last_span": spaces.Box(0.0, 1.0, (2,), np.float32),
-            "question": spaces.Box(0, cfg.vocab_size - 1, (cfg.question_tokens,), np.int64),
-            "options": spaces.Box(0, cfg.vocab_size - 1, (o, cfg.option_tokens), np.int64),
-            "option_mask": spaces.Box(0.0, 1.0, (o,), np.float32),
-            "budget": spaces.Box(0.0, 1.0, (2,), np.float32),
-            "duration": spaces.Box(0.0, np.float32(self._max_hours), (1,), np.float32),
-        })
+        self.observation_space = spaces.Dict(
+            {
+                "preview": spaces.Box(0, 255, (cfg.bins, *thumb), np.uint8),
+                "frames": spaces.Box(0, 255, (f, *thumb), np.uint8),
+                "frame_times": spaces.Box(0.0, 1.0, (f,), np.float32),
+                "frame_mask": spaces.Box(0.0, 1.0, (f,), np.float32),
+                "last_tool": spaces.Box(0.0, 1.0, (len(LAST_TOOL_KINDS),), np.float32),
+                "last_span": spaces.Box(0.0, 1.0, (2,), np.float32),
+                "question": spaces.Box(0, cfg.vocab_size - 1, (cfg.question_tokens,), np.int64),
+                "options": spaces.Box(0, cfg.vocab_size - 1, (o, cfg.option_tokens), np.int64),
+                "option_mask": spaces.Box(0.0, 1.0, (o,), np.float32),
+                "budget": spaces.Box(0.0, 1.0, (2,), np.float32),
+                "duration": spaces.Box(0.0, np.float32(self._max_hours), (1,), np.float32),
+            }
+        )
         if cfg.max_span_bins > cfg.bins:
             raise ConfigError(f"NumericConfig.max_span_bins ({cfg.max_span_bins}) exceeds bins ({cfg.bins})")
         self.action_space = spaces.MultiDiscrete([len(TOOL_NAMES), cfg.bins, cfg.max_span_bins, o])
@@ -255,11 +275,16 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if not self.action_space.contains(np.asarray([tool, start, span, option], dtype=np.int64)):
             raise ValueError(f"action {[tool, start, span, option]} is outside {self.action_space}")
         if tool == 0:
-            return format_answer(option_letter(option), think=f"The frames I saw point to option {option_letter(option)}.")
+            return format_answer(
+                option_letter(option), think=f"The frames I saw point to option {option_letter(option)}."
+            )
         lo, hi = self.span_seconds(start, span)
         if tool == 1:
-            return format_tool_call("crop_video", {"start_time": lo, "end_time": hi},
-                                    think=f"I look closer at {lo:.1f}-{hi:.1f} s.")
+            return format_tool_call(
+                "crop_video",
+                {"start_time": lo, "end_time": hi},
+                think=f"I look closer at {lo:.1f}-{hi:.1f} s.",
+            )
         t = round((lo + hi) / 2, 3)
         return format_tool_call("get_frame", {"timestamp": t}, think=f"I check the frame at {t:.1f} s.")
 
@@ -314,7 +339,11 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             for i, opt in enumerate(sample.options or ()):
                 opts[i] = hash_words(opt, cfg.option_tokens, cfg.vocab_size)
                 mask[i] = 1.0
-            self._encoded[sample.id] = (hash_words(sample.question, cfg.question_tokens, cfg.vocab_size), opts, mask)
+            self._encoded[sample.id] = (
+                hash_words(sample.question, cfg.question_tokens, cfg.vocab_size),
+                opts,
+                mask,
+            )
         return self._encoded[sample.id]
 
     def _observation(self, frames: np.ndarray | None, times: np.ndarray | None, kind: str) -> dict[str, Any]:
@@ -328,15 +357,19 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         span = np.zeros(2, dtype=np.float32)
         if frames is not None and times is not None and len(frames):
             keep = np.unique(np.round(np.linspace(0, len(frames) - 1, min(f, len(frames)))).astype(np.int64))
-            shown[:len(keep)] = self._thumbs(frames[keep])
-            frame_times[:len(keep)] = np.clip(times[keep] / self._duration, 0.0, 1.0)
-            mask[:len(keep)] = 1.0
+            shown[: len(keep)] = self._thumbs(frames[keep])
+            frame_times[: len(keep)] = np.clip(times[keep] / self._duration, 0.0, 1.0)
+            mask[: len(keep)] = 1.0
             span[:] = np.clip([times[keep].min() / self._duration, times[keep].max() / self._duration], 0, 1)
         last_tool[LAST_TOOL_KINDS.index(kind)] = 1.0
         question, options, option_mask = self._question_ids(self._sample)
-        budget = np.array([max(0, self.max_turns - self._turns) / self.max_turns,
-                           max(0, self.max_tool_calls - self._tool_calls) / max(1, self.max_tool_calls)],
-                          dtype=np.float32)
+        budget = np.array(
+            [
+                max(0, self.max_turns - self._turns) / self.max_turns,
+                max(0, self.max_tool_calls - self._tool_calls) / max(1, self.max_tool_calls),
+            ],
+            dtype=np.float32,
+        )
         return {
             "preview": self._preview.copy(),
             "frames": shown,
@@ -363,13 +396,22 @@ def _choice_samples(suite: Suite) -> tuple[Sample, ...]:
     rebuilds the env, and a skipped sample is expected, not a fault.
     """
     kept = tuple(s for s in suite if s.answer_type == "choice" and s.options)
-    skipped = Counter(f"{s.task} ({s.answer_type})" for s in suite if not (s.answer_type == "choice" and s.options))
+    skipped = Counter(
+        f"{s.task} ({s.answer_type})" for s in suite if not (s.answer_type == "choice" and s.options)
+    )
     if not kept:
-        raise ConfigError(f"suite {str(suite.root)!r} has no multiple-choice questions; the numeric env answers "
-                          f"with an option index and cannot take {', '.join(sorted(skipped))}")
+        raise ConfigError(
+            f"suite {str(suite.root)!r} has no multiple-choice questions; the numeric env answers "
+            f"with an option index and cannot take {', '.join(sorted(skipped))}"
+        )
     if skipped:
         _LOG.warning(
             "NumericClinVideoEnv: skipping %d of %d samples of %s that are not multiple choice (%s); "
-            "%d multiple-choice samples remain", sum(skipped.values()), len(suite), suite.root,
-            ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())), len(kept))
+            "%d multiple-choice samples remain",
+            sum(skipped.values()),
+            len(suite),
+            suite.root,
+            ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
+            len(kept),
+        )
     return kept

@@ -55,8 +55,12 @@ class NumericSuiteParams:
     def questions(self) -> BuildConfig:
         """The question pipeline: every filter except the preview one (a 60–90 s preview at 1 fps
         shows every event, so that filter would drop every question; the agent still has to find it)."""
-        return BuildConfig(templates=self.templates, template=TemplateConfig(per_video=self.per_video),
-                           filters=FilterConfig(preview=False), trajectories=None)
+        return BuildConfig(
+            templates=self.templates,
+            template=TemplateConfig(per_video=self.per_video),
+            filters=FilterConfig(preview=False),
+            trajectories=None,
+        )
 
 
 NUMERIC_SUITE = NumericSuiteParams()
@@ -67,8 +71,9 @@ def numeric_suite_path(
 ) -> Path:
     """Folder of the suite built with ``params``, building it on first use (about a minute on 2 cores)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    h = hashlib.sha256(json.dumps({"version": GENERATOR_VERSION, **asdict(params)}, sort_keys=True,
-                                  default=list).encode())
+    h = hashlib.sha256(
+        json.dumps({"version": GENERATOR_VERSION, **asdict(params)}, sort_keys=True, default=list).encode()
+    )
     package = Path(__file__).resolve().parent.parent / "medscope_gym"
     for src in [*sorted((package / "synthetic").glob("*.py")), *sorted((package / "suite").rglob("*.py"))]:
         h.update(src.relative_to(package).as_posix().encode())

@@ -33,24 +33,28 @@ from medscope_gym.metrics import format_table
 
 
 class TimelineImageExtractor(BaseFeaturesExtractor):
-    """The preview as one image: bins side by side (time along x), a strided CNN, then an MLP with the rest."""
+    """The preview as one image (bins side by side along x), a strided CNN, then an MLP with the rest."""
 
     def __init__(self, observation_space: spaces.Dict, features_dim: int = 128) -> None:
         super().__init__(observation_space, features_dim)
         bins, h, w, _ = observation_space["preview"].shape
         vocab = int(observation_space["question"].high.max()) + 1
         self.preview_cnn = nn.Sequential(
-            nn.Conv2d(3, 16, kernel_size=(h // 3, w), stride=(h // 3, w)), nn.ReLU(),  # one column per bin
+            nn.Conv2d(3, 16, kernel_size=(h // 3, w), stride=(h // 3, w)),
+            nn.ReLU(),  # one column per bin
             nn.Flatten(),
         )
-        self.frame_cnn = nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
-                                       nn.Flatten())
+        self.frame_cnn = nn.Sequential(
+            nn.Conv2d(3, 16, 4, stride=4), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten()
+        )
         self.words = nn.EmbeddingBag(vocab, 16, mode="mean", padding_idx=0)
         with torch.no_grad():
             n_preview = self.preview_cnn(torch.zeros(1, 3, h, bins * w)).shape[1]
         n_options = observation_space["options"].shape[0]
         n_small = observation_space["last_tool"].shape[0] + observation_space["budget"].shape[0]
-        self.head = nn.Sequential(nn.Linear(n_preview + 16 + 16 + 16 * n_options + n_small, features_dim), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(n_preview + 16 + 16 + 16 * n_options + n_small, features_dim), nn.ReLU()
+        )
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         preview = obs["preview"] / 255.0  # (b, bins, h, w, 3)
@@ -62,12 +66,15 @@ class TimelineImageExtractor(BaseFeaturesExtractor):
         seen = (seen * obs["frame_mask"].unsqueeze(-1)).amax(1)
         words = self.words(torch.cat([obs["question"], obs["options"].flatten(1)], 1).round().long())
         options = self.words(obs["options"].flatten(0, 1).round().long()).reshape(b, -1)
-        return self.head(torch.cat([self.preview_cnn(strip), seen, words, options, obs["last_tool"],
-                                    obs["budget"]], dim=1))
+        return self.head(
+            torch.cat([self.preview_cnn(strip), seen, words, options, obs["last_tool"], obs["budget"]], dim=1)
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--suite", default=None, help="suite folder (default: the numeric benchmark suite)")
     args = parser.parse_args()
@@ -77,22 +84,40 @@ def main() -> None:
 
     variants = {
         # 1. SB3's MultiInputPolicy, your extractor, SB3's MLP heads.
-        "custom extractor + MultiInputPolicy": ("MultiInputPolicy", {
-            "features_extractor_class": TimelineImageExtractor,
-            "features_extractor_kwargs": {"features_dim": 128},
-            "net_arch": {"pi": [64], "vf": [64]},
-        }),
+        "custom extractor + MultiInputPolicy": (
+            "MultiInputPolicy",
+            {
+                "features_extractor_class": TimelineImageExtractor,
+                "features_extractor_kwargs": {"features_dim": 128},
+                "net_arch": {"pi": [64], "vf": [64]},
+            },
+        ),
         # 2. The timeline policy with a wider extractor.
-        "TimelinePolicy, wider extractor": (TimelinePolicy, {
-            "features_extractor_kwargs": {"cnn_channels": 32, "map_channels": 8},
-        }),
+        "TimelinePolicy, wider extractor": (
+            TimelinePolicy,
+            {
+                "features_extractor_kwargs": {"cnn_channels": 32, "map_channels": 8},
+            },
+        ),
         # 3. The timeline policy with any extractor that exposes a FeatureLayout (here the stock one).
-        "TimelinePolicy, explicit extractor": (TimelinePolicy, {"features_extractor_class": TimelineExtractor}),
+        "TimelinePolicy, explicit extractor": (
+            TimelinePolicy,
+            {"features_extractor_class": TimelineExtractor},
+        ),
     }
     table = {}
     for name, (policy, policy_kwargs) in variants.items():
-        model = PPO(policy, env, n_steps=128, batch_size=64, n_epochs=3, learning_rate=1e-3,
-                    policy_kwargs=policy_kwargs, seed=0, device="cpu")
+        model = PPO(
+            policy,
+            env,
+            n_steps=128,
+            batch_size=64,
+            n_epochs=3,
+            learning_rate=1e-3,
+            policy_kwargs=policy_kwargs,
+            seed=0,
+            device="cpu",
+        )
         model.learn(args.steps)
         records, _ = evaluate_model(model, held_out)
         table[name] = summarise_with_evidence(records)

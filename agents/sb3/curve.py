@@ -28,9 +28,14 @@ def rolling_mean(values: Sequence[float], window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_learning_curves(runs: dict[str, Sequence[dict[str, Any]]], path: str | os.PathLike[str], *,
-                         window: int = 200, baselines: dict[str, dict[str, float]] | None = None,
-                         title: str = "PPO on the numeric ClinVideo env") -> None:
+def plot_learning_curves(
+    runs: dict[str, Sequence[dict[str, Any]]],
+    path: str | os.PathLike[str],
+    *,
+    window: int = 200,
+    baselines: dict[str, dict[str, float]] | None = None,
+    title: str = "PPO on the numeric ClinVideo env",
+) -> None:
     """Save a PNG (atomically) with one panel per reward part and one line per run.
 
     ``runs`` maps a run name to its episode log (dicts with ``timesteps`` and the reward parts);

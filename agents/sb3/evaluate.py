@@ -55,8 +55,9 @@ def summarise_with_evidence(records: Sequence[EpisodeRecord]) -> dict[str, float
     return out
 
 
-def evaluate_model(model: Any, env: NumericClinVideoEnv, *, deterministic: bool = True
-                   ) -> tuple[list[EpisodeRecord], list[dict[str, Any]]]:
+def evaluate_model(
+    model: Any, env: NumericClinVideoEnv, *, deterministic: bool = True
+) -> tuple[list[EpisodeRecord], list[dict[str, Any]]]:
     """Play each of ``env.samples`` once with ``model.predict``; returns records and final infos."""
     records, infos = [], []
     for index, sample in enumerate(env.samples):
@@ -71,9 +72,12 @@ def evaluate_model(model: Any, env: NumericClinVideoEnv, *, deterministic: bool 
     return records, infos
 
 
-def evaluate_scripted(name: str, env: ClinVideoEnv, sample_ids: Sequence[str], seed: int = 0
-                      ) -> list[EpisodeRecord]:
+def evaluate_scripted(
+    name: str, env: ClinVideoEnv, sample_ids: Sequence[str], seed: int = 0
+) -> list[EpisodeRecord]:
     """Play a scripted policy (``random``, ``no_tools``, ``oracle``) once on each listed sample."""
     policy = make_scripted_policy(name, seed=seed)
-    return [record_from_info(run_episode(env, policy, seed=seed + i, options={"sample_id": sid}).final_info)
-            for i, sid in enumerate(sample_ids)]
+    return [
+        record_from_info(run_episode(env, policy, seed=seed + i, options={"sample_id": sid}).final_info)
+        for i, sid in enumerate(sample_ids)
+    ]

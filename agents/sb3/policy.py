@@ -29,8 +29,9 @@ class TimelineValueSplit(nn.Module):
         super().__init__()
         self.latent_dim_pi = features_dim
         self.latent_dim_vf = value_hidden
-        self.value_net = nn.Sequential(nn.Linear(features_dim, value_hidden), nn.Tanh(),
-                                       nn.Linear(value_hidden, value_hidden), nn.Tanh())
+        self.value_net = nn.Sequential(
+            nn.Linear(features_dim, value_hidden), nn.Tanh(), nn.Linear(value_hidden, value_hidden), nn.Tanh()
+        )
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return features, self.value_net(features)
@@ -72,12 +73,15 @@ class TimelineActionHead(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         glob, timeline, scores = self.layout.split(latent)
-        return torch.cat([
-            self.tool(glob),
-            self.start(timeline).squeeze(1),
-            self.span(glob),
-            self.answer_scale * scores + self.answer_bias(glob),
-        ], dim=1)
+        return torch.cat(
+            [
+                self.tool(glob),
+                self.start(timeline).squeeze(1),
+                self.span(glob),
+                self.answer_scale * scores + self.answer_bias(glob),
+            ],
+            dim=1,
+        )
 
 
 class TimelinePolicy(MultiInputActorCriticPolicy):
@@ -98,8 +102,10 @@ class TimelinePolicy(MultiInputActorCriticPolicy):
         super()._build(lr_schedule)
         layout = getattr(self.features_extractor, "layout", None)
         if not isinstance(layout, FeatureLayout):
-            raise TypeError("TimelinePolicy needs a features extractor with a FeatureLayout `layout` "
-                            "(e.g. TimelineExtractor)")
+            raise TypeError(
+                "TimelinePolicy needs a features extractor with a FeatureLayout `layout` "
+                "(e.g. TimelineExtractor)"
+            )
         self.action_net = TimelineActionHead(layout, self.action_space.nvec)
         # The optimizer built by SB3 holds the replaced head's parameters: build it again.
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

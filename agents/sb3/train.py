@@ -128,15 +128,27 @@ def _episode_logger(log: list[dict[str, Any]], time_limit_s: float | None, verbo
             for done, info in zip(self.locals["dones"], self.locals["infos"]):
                 if done and "reward_parts" in info:
                     parts = info["reward_parts"]
-                    log.append({"timesteps": int(self.num_timesteps), "seconds": time.monotonic() - self.started,
-                                **{k: float(v) for k, v in parts.items()}, "task": info["task"],
-                                "tool_calls": int(info["tool_calls"]), "turns": int(info["turn"])})
+                    log.append(
+                        {
+                            "timesteps": int(self.num_timesteps),
+                            "seconds": time.monotonic() - self.started,
+                            **{k: float(v) for k, v in parts.items()},
+                            "task": info["task"],
+                            "tool_calls": int(info["tool_calls"]),
+                            "turns": int(info["turn"]),
+                        }
+                    )
             if verbose and self.num_timesteps >= self.next_report and log:
                 recent = log[-200:]
-                mean = {k: sum(e[k] for e in recent) / len(recent) for k in ("total", "accuracy", "crop", "frame")}
-                print(f"[sb3] steps {self.num_timesteps:>7d}  episodes {len(log):>6d}  "
-                      f"{time.monotonic() - self.started:6.0f} s  reward {mean['total']:.2f}  "
-                      f"acc {mean['accuracy']:.2f}  crop {mean['crop']:.2f}  frame {mean['frame']:.2f}", flush=True)
+                mean = {
+                    k: sum(e[k] for e in recent) / len(recent) for k in ("total", "accuracy", "crop", "frame")
+                }
+                print(
+                    f"[sb3] steps {self.num_timesteps:>7d}  episodes {len(log):>6d}  "
+                    f"{time.monotonic() - self.started:6.0f} s  reward {mean['total']:.2f}  "
+                    f"acc {mean['accuracy']:.2f}  crop {mean['crop']:.2f}  frame {mean['frame']:.2f}",
+                    flush=True,
+                )
                 self.next_report = self.num_timesteps + 2000
             return time_limit_s is None or time.monotonic() - self.started < time_limit_s
 
@@ -152,14 +164,30 @@ def _build_model(cfg: TrainConfig, venv):
     if cfg.policy == "timeline":
         policy, policy_kwargs = TimelinePolicy, {}
     else:
-        policy, policy_kwargs = "MultiInputPolicy", {"features_extractor_class": TimelineExtractor,
-                                                     "net_arch": {"pi": [64], "vf": [64]}}
-    common = {"learning_rate": cfg.learning_rate, "n_steps": cfg.n_steps, "gamma": cfg.gamma,
-              "gae_lambda": cfg.gae_lambda, "ent_coef": cfg.ent_coef, "policy_kwargs": policy_kwargs,
-              "seed": cfg.seed, "verbose": 0, "device": "cpu"}
+        policy, policy_kwargs = (
+            "MultiInputPolicy",
+            {"features_extractor_class": TimelineExtractor, "net_arch": {"pi": [64], "vf": [64]}},
+        )
+    common = {
+        "learning_rate": cfg.learning_rate,
+        "n_steps": cfg.n_steps,
+        "gamma": cfg.gamma,
+        "gae_lambda": cfg.gae_lambda,
+        "ent_coef": cfg.ent_coef,
+        "policy_kwargs": policy_kwargs,
+        "seed": cfg.seed,
+        "verbose": 0,
+        "device": "cpu",
+    }
     if cfg.algo == "ppo":
-        return PPO(policy, venv, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, clip_range=cfg.clip_range,
-                   **common)
+        return PPO(
+            policy,
+            venv,
+            batch_size=cfg.batch_size,
+            n_epochs=cfg.n_epochs,
+            clip_range=cfg.clip_range,
+            **common,
+        )
     return A2C(policy, venv, **common)
 
 
@@ -189,7 +217,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         # Build (or find) the default suite once here, not in every worker process.
         cfg = replace(cfg, suite=str(numeric_suite_path()))
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1, default=list) + "\n")
-    venv = make_vec_env(cfg.env_id, cfg.n_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split))
+    venv = make_vec_env(
+        cfg.env_id, cfg.n_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split)
+    )
     log: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
@@ -201,16 +231,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     _save_model(model, out / "model.zip")
     atomic_write_text(out / "episodes.jsonl", "".join(json.dumps(e) + "\n" for e in log))
 
-    results: dict[str, Any] = {"algo": cfg.algo, "policy": cfg.policy, "seed": cfg.seed,
-                               "train_steps": int(model.num_timesteps), "train_episodes": len(log),
-                               "train_seconds": round(train_seconds, 1), "eval": {}}
+    results: dict[str, Any] = {
+        "algo": cfg.algo,
+        "policy": cfg.policy,
+        "seed": cfg.seed,
+        "train_steps": int(model.num_timesteps),
+        "train_episodes": len(log),
+        "train_seconds": round(train_seconds, 1),
+        "eval": {},
+    }
     if cfg.eval_split is not None:
         results["eval"] = evaluate_all(model, cfg)
     from agents.sb3.curve import plot_learning_curves
 
-    baselines = {f"{name} (held-out)": results["eval"][name] for name in cfg.baselines if name in results["eval"]}
-    plot_learning_curves({f"{cfg.algo} seed {cfg.seed}": log}, out / "curve.png",
-                         baselines={k: _as_parts(v) for k, v in baselines.items()})
+    baselines = {
+        f"{name} (held-out)": results["eval"][name] for name in cfg.baselines if name in results["eval"]
+    }
+    plot_learning_curves(
+        {f"{cfg.algo} seed {cfg.seed}": log},
+        out / "curve.png",
+        baselines={k: _as_parts(v) for k, v in baselines.items()},
+    )
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     return results
 

@@ -28,7 +28,7 @@ from medscope_gym.errors import VideoError
 from medscope_gym.store.frame_store import MANIFEST, FrameStore
 from medscope_gym.store.key import STORE_FORMAT, StoreSettings, store_key
 from medscope_gym.video.guard import DEFAULT_DECODE_LIMIT_S, DecodeGuard
-from medscope_gym.video.pyav_backend import FrameIndex, _open_container, index_packets
+from medscope_gym.video.pyav_backend import FrameIndex, _open_container, index_packets, to_rgb
 from medscope_gym.video.resize import fit_pixels, resize_frames
 
 __all__ = ["build_store", "ensure_store", "grid_indices", "store_path"]
@@ -163,7 +163,11 @@ class _DecodePass:
     def __init__(self, first, frames_iter, index: FrameIndex, wanted: np.ndarray, frames: np.ndarray,
                  max_pixels: int, progress: Progress | None) -> None:
         self.frame, self.frames_iter = first, frames_iter
+        from av.video.reformatter import VideoReformatter
+
         self.pts, self.wanted, self.frames = index.pts, wanted, frames
+        self.pts_list, self.wanted_list = index.pts.tolist(), wanted.tolist()
+        self.reformatter = VideoReformatter()
         self.max_pixels, self.progress = max_pixels, progress
         self.row = 0  # next row of ``frames`` to fill
         self.count = 0  # frames decoded and matched to the index so far
@@ -171,16 +175,21 @@ class _DecodePass:
 
     def chunk(self) -> bool:
         """Decode up to CHUNK frames; False once the stream has ended."""
-        pts, wanted = self.pts, self.wanted
+        pts, wanted = self.pts_list, self.wanted_list
         done = 0
         frame = self.frame
         try:
             while frame is not None and done < self.CHUNK:
-                i = int(np.searchsorted(pts, frame.pts)) if frame.pts is not None else self.count
-                if i < len(pts) and (frame.pts is None or pts[i] == frame.pts):
-                    self.count = max(self.count, i + 1)
+                stamp = frame.pts
+                i = self.count  # frames come in presentation order: the next one is expected
+                if stamp is not None and (i >= len(pts) or pts[i] != stamp):
+                    i = int(np.searchsorted(self.pts, stamp))  # a gap: find it (or skip an unknown)
+                    if i >= len(pts) or pts[i] != stamp:
+                        i = -1
+                if 0 <= i < len(pts):
+                    self.count = i + 1
                     if self.row < len(wanted) and wanted[self.row] == i:
-                        rgb = frame.to_ndarray(format="rgb24")
+                        rgb = to_rgb(frame, self.reformatter)
                         self.frames[self.row] = resize_frames(rgb[None], self.max_pixels)[0]
                         self.row += 1
                 done += 1

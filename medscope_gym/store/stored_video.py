@@ -83,9 +83,9 @@ class StoredVideo(Video):
         rows, hit = store.positions(idx)
         stamps = self._timestamps[idx].copy()
         if hit.all():
-            return np.asarray(store.frames[rows]), stamps
+            return store.read_rows(rows), stamps
         out = np.empty((len(idx), *store.frame_size, 3), dtype=np.uint8)
-        out[hit] = store.frames[rows[hit]]
+        out[hit] = store.read_rows(rows[hit])
         out[~hit] = resize_frames(self.read(idx[~hit]), max_pixels)
         return out, stamps
 
@@ -111,6 +111,8 @@ class StoredVideo(Video):
             self._exact.close()
         self._exact = None
         self._cache.clear()
+        if self.store is not None:
+            self.store.close()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -37,6 +37,7 @@ __all__ = [
 
 NUM_OPTIONS = 4
 _INTERVAL_HINT = "Answer with [start, end] in seconds."
+_COUNT_PAD_S = 10.0
 # A preview estimate this close to an interval answer counts as answering it.
 PREVIEW_IOU = 0.5
 
@@ -52,7 +53,8 @@ class TemplateConfig:
     min_visit_s: float = 2.0
     """Shorter visits are annotation flicker, not a visit."""
     count_window_s: tuple[float, float] = (40.0, 240.0)
-    """Length range of the windows of counting questions."""
+    """Counting questions: windows shorter than half the first value are skipped, and the counted
+    visits span at most the second (the window adds up to 10 s on each side, inside the gaps)."""
     describe_pad_s: float = 4.0
     """Description windows are an event padded by this much on each side."""
 
@@ -487,7 +489,10 @@ class ActionAt(Template):
 
 
 class EventOrder(Template):
-    """Which of several events (of different kinds, close together) happens first."""
+    """Which of several events (of different kinds, close together) happens first.
+
+    The evidence is the span from the first to the last of them: all must be seen to order them (a
+    window per event would make the crop reward punish the one crop that shows them all)."""
 
     name, task = "event_order", "ordering"
 
@@ -514,7 +519,7 @@ class EventOrder(Template):
                     self.task,
                     "Which of these events happens first?",
                     None,
-                    [(tl.events[i].start, tl.events[i].end) for i in sorted(chosen)],
+                    [(min(tl.events[i].start for i in chosen), max(tl.events[i].end for i in chosen))],
                     {"events": sorted(chosen)},
                     options=options,
                 )
@@ -533,7 +538,9 @@ class EventOrder(Template):
 
 
 class InstrumentCount(Template):
-    """How many separate visits of an instrument fall inside a window (whose edges are in gaps)."""
+    """How many separate visits of an instrument fall inside a window (whose edges are in gaps).
+
+    The evidence is the asked window: counting needs all of it."""
 
     name, task = "instrument_count", "counting"
 
@@ -553,8 +560,9 @@ class InstrumentCount(Template):
                 j += 1
             gap_before = visits[i - 1][1] if i > 0 else 0.0
             gap_after = visits[j + 1][0] if j + 1 < len(visits) else tl.duration
-            a = round((gap_before + visits[i][0]) / 2, 1)
-            b = round((visits[j][1] + gap_after) / 2, 1)
+            # Window edges inside the neighbouring gaps, at most _COUNT_PAD_S beyond the counted visits.
+            a = round(visits[i][0] - min(_COUNT_PAD_S, (visits[i][0] - gap_before) / 2), 1)
+            b = round(visits[j][1] + min(_COUNT_PAD_S, (gap_after - visits[j][1]) / 2), 1)
             if not (a < visits[i][0] and b > visits[j][1]) or b - a < lo / 2:
                 continue
             if any(abs(x["query"]["start"] - a) < 1 for x in (s.extra for s in out)):
@@ -572,7 +580,7 @@ class InstrumentCount(Template):
                     self.task,
                     q,
                     None,
-                    visits[i : j + 1],
+                    [(a, b)],
                     {"tool": tool, "start": a, "end": b, "min_visit": cfg.min_visit_s},
                     options=[str(v) for v in values],
                 )

@@ -239,10 +239,15 @@ def _finding(sample: Sample, tl: Timeline | None) -> str:
         listed = ", ".join(f"{event_reference(tl, i)} at {tl.events[i].start:.1f} s" for i in seen)
         return f" Across the crop: {listed}."
     if template == "instrument_count":
-        spans = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in sample.evidence)
+        visits = [
+            (a, b)
+            for a, b in tl.tool_runs(q["tool"])
+            if b - a >= q["min_visit"] and q["start"] <= a and b <= q["end"]
+        ]
+        spans = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in visits)
         return (
             f" Between {q['start']:g} and {q['end']:g} s the {tool_label(q['tool'])} comes into view at "
-            f"{spans} s: {len(sample.evidence)} separate visits."
+            f"{spans} s: {len(visits)} separate visits."
         )
     if sample.answer_type == "interval":
         a, b = sample.answer_interval  # type: ignore[misc]

@@ -22,10 +22,11 @@ ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
 @pytest.fixture(scope="module")
 def suite_dir(tmp_path_factory) -> str:
-    """Three short 5-fps videos with the default question mix (choice and interval questions)."""
+    """Three short 1-fps videos with the default question mix (choice and interval questions)."""
     out = tmp_path_factory.mktemp("numeric") / "suite"
-    build_synthetic_suite(out, n_videos=3, min_duration_s=60.0, max_duration_s=80.0, seed=7, fps=5.0,
-                          splits=(0.67, 0.0, 0.33))
+    build_synthetic_suite(
+        out, n_videos=3, min_duration_s=60.0, max_duration_s=80.0, seed=7, fps=1.0, splits=(0.67, 0.0, 0.33)
+    )
     return str(out)
 
 
@@ -151,8 +152,13 @@ def test_observations_follow_the_episode(env):
 
 def test_the_preview_shows_the_event_in_its_bins(env):
     """The event mark changes the thumbnails of the bins inside the event window."""
-    sample = next(s for s in env.samples if s.task in ("instrument_recognition", "phase_recognition")
-                  and _event_sized(s) and "during" in s.question)
+    sample = next(
+        s
+        for s in env.samples
+        if s.task in ("instrument_recognition", "phase_recognition")
+        and _event_sized(s)
+        and "during" in s.question
+    )
     obs, info = env.reset(seed=0, options={"sample_id": sample.id})
     lo, hi = sample.evidence[0]
     bins = env.config.bins

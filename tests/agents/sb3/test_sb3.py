@@ -21,7 +21,9 @@ ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
 
 def _batch(space, n: int) -> dict[str, torch.Tensor]:
-    return {k: torch.as_tensor(np.stack([s.sample() for _ in range(n)])).float() for k, s in space.spaces.items()}
+    return {
+        k: torch.as_tensor(np.stack([s.sample() for _ in range(n)])).float() for k, s in space.spaces.items()
+    }
 
 
 def test_extractor_layout_and_policy_logits(sb3_suite):
@@ -47,7 +49,7 @@ def test_the_timeline_head_is_shift_equivariant(sb3_suite):
     g, bins = layout.global_dim, layout.bins
     features[0, g + 10] = 5.0  # channel 0, bin 10
     features[1, g + 30] = 5.0  # channel 0, bin 30
-    start = head(features)[:, 3:3 + bins].detach()
+    start = head(features)[:, 3 : 3 + bins].detach()
     torch.testing.assert_close(start[0, 2:18], start[1, 22:38])
     assert start[0, 8:13].abs().max() > 0
     env.close()
@@ -74,9 +76,19 @@ def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_pa
     from stable_baselines3 import PPO
 
     # Decoding straight from the files (no frame store) keeps this test about SB3 and the numeric env.
-    cfg = TrainConfig(out_dir=str(tmp_path / "run"), suite=sb3_suite, steps=512, n_envs=2, vec="dummy",
-                      n_steps=64, batch_size=64, n_epochs=2, seed=1, verbose=False,
-                      env_kwargs={"frame_store": None})
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        suite=sb3_suite,
+        steps=512,
+        n_envs=2,
+        vec="dummy",
+        n_steps=64,
+        batch_size=64,
+        n_epochs=2,
+        seed=1,
+        verbose=False,
+        env_kwargs={"frame_store": None},
+    )
     results = train(cfg)
     out = tmp_path / "run"
     assert results["train_steps"] >= 512 and results["train_episodes"] > 0
@@ -93,9 +105,20 @@ def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_pa
 
 
 def test_the_plain_multi_input_policy_also_trains(sb3_suite, tmp_path):
-    cfg = TrainConfig(out_dir=str(tmp_path / "mlp"), suite=sb3_suite, steps=128, n_envs=2, vec="dummy",
-                      n_steps=32, batch_size=64, n_epochs=1, policy="mlp", eval_split=None, verbose=False,
-                      env_kwargs={"frame_store": None})
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "mlp"),
+        suite=sb3_suite,
+        steps=128,
+        n_envs=2,
+        vec="dummy",
+        n_steps=32,
+        batch_size=64,
+        n_epochs=1,
+        policy="mlp",
+        eval_split=None,
+        verbose=False,
+        env_kwargs={"frame_store": None},
+    )
     results = train(cfg)
     assert results["train_steps"] >= 128 and results["eval"] == {}
 
@@ -104,8 +127,13 @@ def test_evidence_recall_uses_the_last_crop_and_counts_no_crop_as_a_miss():
     def record(crop, evidence=((10.0, 14.0),)):
         return EpisodeRecord("s", "t", 1.0, None, crop, evidence, 1, 10, 2, 1.0, True)
 
-    records = [record((10.0, 14.0)), record((11.0, 13.0)), record((0.0, 40.0)), record(None),
-               record((5.0, 6.0), ((5.5, 5.5),))]
+    records = [
+        record((10.0, 14.0)),
+        record((11.0, 13.0)),
+        record((0.0, 40.0)),
+        record(None),
+        record((5.0, 6.0), ((5.5, 5.5),)),
+    ]
     assert evidence_recall(records, 0.5) == pytest.approx(3 / 5)
     assert evidence_recall(records, 0.7) == pytest.approx(2 / 5)
     assert evidence_recall([], 0.5) is None
@@ -115,8 +143,10 @@ def test_evidence_recall_uses_the_last_crop_and_counts_no_crop_as_a_miss():
 
 def test_rolling_mean_and_curve_png(tmp_path):
     np.testing.assert_allclose(rolling_mean([1, 3, 5, 7], 2), [1, 2, 4, 6])
-    log = [{"timesteps": i, "total": float(i % 3), "accuracy": 0.5, "format": 1.0, "crop": 0.0, "frame": 1.0}
-           for i in range(50)]
+    log = [
+        {"timesteps": i, "total": float(i % 3), "accuracy": 0.5, "format": 1.0, "crop": 0.0, "frame": 1.0}
+        for i in range(50)
+    ]
     plot_learning_curves({"run": log}, tmp_path / "c.png", window=10, baselines={"random": {"total": 1.0}})
     assert (tmp_path / "c.png").stat().st_size > 1000
 
