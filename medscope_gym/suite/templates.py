@@ -574,6 +574,8 @@ class InstrumentCount(Template):
                 f"{format_seconds(cfg.min_visit_s)} s or more."
             )
             values = self._options(d, count)
+            if values is None:
+                continue
             out.append(
                 d.sample(
                     self.name,
@@ -592,11 +594,14 @@ class InstrumentCount(Template):
         return [r for r in tl.tool_runs(tool) if r[1] - r[0] >= min_s]
 
     @staticmethod
-    def _options(d: _Draw, count: int) -> list[int]:
-        """The true count first, then three others around it, so its rank among them is uniform."""
-        rank = int(d.rng.integers(0, min(NUM_OPTIONS, count)))  # counts start at 1
-        values = [count - rank + k for k in range(NUM_OPTIONS)]
-        return [count] + [v for v in values if v != count]
+    def _options(d: _Draw, count: int) -> list[int] | None:
+        """The true count first, then the other three of four consecutive values around it (0 allowed).
+        Its rank among them is drawn uniformly, and a draw that cannot be met (rank 3 for a count of 2)
+        drops the question, so that no rank ("never the largest") gives the answer away."""
+        rank = int(d.rng.integers(0, NUM_OPTIONS))
+        if rank > count:
+            return None
+        return [count, *(count - rank + k for k in range(NUM_OPTIONS) if k != rank)]
 
     def derive(self, tl, sample):
         q = sample.extra["query"]

@@ -46,8 +46,11 @@ def test_env_rejects_bad_store_and_backend_arguments():
 
 
 def test_env_default_store_lives_in_the_cache(monkeypatch, tmp_path):
+    from medscope_gym.suite import Suite
+
+    suite = Suite.from_spec("builtin:synthsurg-small")  # built into the session cache first
     monkeypatch.setenv("MEDSCOPE_CACHE", str(tmp_path))
-    env = ClinVideoEnv("builtin:synthsurg-small")
+    env = ClinVideoEnv(suite)
     env.reset(seed=1)
     assert isinstance(env._ep.video, StoredVideo)
     assert env._ep.video.store.root.parent == tmp_path / "frame_stores"
