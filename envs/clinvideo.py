@@ -23,10 +23,11 @@ from gymnasium.vector import AutoresetMode
 from medscope_gym.errors import ConfigError, VideoError
 from medscope_gym.intervals import Interval, parse_interval
 from medscope_gym.judges import AnswerJudge, JudgeResult, score_answer
+from medscope_gym.prompts import question_text
 from medscope_gym.protocol import MAX_ACTION_CHARS, check_trajectory_format, parse_turn
 from medscope_gym.rewards import RewardConfig, reward_config, trajectory_reward
 from medscope_gym.store import open_tool_video, resolve_store_root, store_settings
-from medscope_gym.suite import Sample, Suite, option_letter
+from medscope_gym.suite import Sample, Suite
 from medscope_gym.tools import ToolConfig, ToolError, ToolOutput, preview, run_tool
 from medscope_gym.video import BACKENDS, DEFAULT_BACKEND, Video, fit_pixels, open_video
 from medscope_gym.video.probe import probe_size
@@ -37,24 +38,6 @@ MAX_OBS_CHARS = 16_384
 # Characters the env itself writes; the suite's own text adds to this set at construction.
 _BASE_CHARSET = string.printable + "…–—°±µ×·"
 _ACTION_CHARSET = string.printable
-
-
-def question_text(sample: Sample, duration: float) -> str:
-    """The user turn shown at reset: the task, the question, its options and the answer form."""
-    lines = [
-        f"You are watching a clinical video of {duration:.1f} seconds. A coarse preview of the whole video "
-        "is attached; use crop_video and get_frame to look closer before you answer.",
-        f"Question: {sample.question}",
-    ]
-    if sample.options:
-        lines.append("Options:")
-        lines += [f"{option_letter(i)}. {opt}" for i, opt in enumerate(sample.options)]
-        lines.append("Answer with the letter of the correct option.")
-    elif sample.answer_type == "interval":
-        lines.append("Answer with the time interval in seconds, as [start, end].")
-    else:
-        lines.append("Answer briefly in words.")
-    return "\n".join(lines)
 
 
 @dataclass

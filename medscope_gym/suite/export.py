@@ -22,6 +22,7 @@ from typing import Any
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import SuiteError
 from medscope_gym.intervals import is_moment
+from medscope_gym.prompts import question_text
 from medscope_gym.protocol import SYSTEM_PROMPT
 from medscope_gym.suite.schema import SPLITS, Sample
 from medscope_gym.suite.suite import Suite
@@ -33,9 +34,7 @@ EXPORT_FORMATS: tuple[str, ...] = ("rl", "sft")
 
 
 def _question_text(sample: Sample) -> str:
-    # The exact reset text of the env (imported here, not at module load: envs build on medscope_gym).
-    from envs.clinvideo import question_text
-
+    """The exact reset text of the env for this sample."""
     return question_text(sample, sample.duration)
 
 

@@ -49,8 +49,10 @@ def test_each_filter_removes_what_it_should_and_says_why(timeline, candidates):
     assert [s.id for s in kept] == [base.id]
     assert report.candidates == 6 and report.kept == 1
     assert report.removed["inconsistent"] == {
-        "event_phase: answer contradicts the annotations": 1, "duplicate options": 1,
-        "evidence outside the video": 1}
+        "event_phase: answer contradicts the annotations": 1,
+        "duplicate options": 1,
+        "evidence outside the video": 1,
+    }
     assert report.removed["long_evidence"] == {"evidence covers more than 70% of the video": 1}
     assert sum(report.removed["near_duplicate"].values()) == 1
     assert "inconsistent: removed 3" in report.format()
@@ -77,9 +79,17 @@ def test_question_only_baseline_learns_a_text_prior():
         options = ["Hook", "Grasper", "Scissors"]
         options.insert(k % 4, "Clipper")
         answer = "Clipper" if k % 4 else options[(k // 4) % 4 if (k // 4) % 4 != 0 else 1]
-        rows.append(Sample.from_dict(sample_row(id=f"s{k}", options=options, answer=answer,
-                                                question=f"Which tool is in view at {k} s?",
-                                                video=f"videos/v{k % 8}.mp4")))
+        rows.append(
+            Sample.from_dict(
+                sample_row(
+                    id=f"s{k}",
+                    options=options,
+                    answer=answer,
+                    question=f"Which tool is in view at {k} s?",
+                    video=f"videos/v{k % 8}.mp4",
+                )
+            )
+        )
     scores = QuestionOnlyBaseline.cross_validated(rows)
     assert np.mean(scores) >= 0.7
     kept, report = apply_filters(rows, {}, FilterConfig())
