@@ -90,21 +90,20 @@ class StoredVideo(Video):
         return out, stamps
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
-        missing = np.array([i for i in indices.tolist() if i not in self._cache], dtype=np.int64)
-        decoded = self._exact_video().read(missing) if len(missing) else None
-        out = []
-        for i in indices.tolist():
-            if i in self._cache:
+        wanted = indices.tolist()
+        # Resolve every cache hit before inserting anything: an insert may evict a frame this very
+        # call still needs.
+        found = {i: self._cache[i] for i in wanted if i in self._cache}
+        missing = np.array([i for i in wanted if i not in found], dtype=np.int64)
+        if len(missing):
+            found.update(zip(missing.tolist(), self._exact_video().read(missing)))
+        if self._cache_frames:
+            for i in wanted:
+                self._cache[i] = found[i]
                 self._cache.move_to_end(i)
-                out.append(self._cache[i])
-            else:
-                frame = decoded[int(np.searchsorted(missing, i))]
-                out.append(frame)
-                if self._cache_frames:
-                    self._cache[i] = frame
-                    while len(self._cache) > self._cache_frames:
-                        self._cache.popitem(last=False)
-        return np.stack(out)
+            while len(self._cache) > self._cache_frames:
+                self._cache.popitem(last=False)
+        return np.stack([found[i] for i in wanted])
 
     def close(self) -> None:
         if self._exact is not None:
