@@ -160,15 +160,17 @@ def test_lenient_json_is_executed_but_reported(builtin_suite):
 
 
 def test_foreign_video_path_is_refused_and_never_opened(tmp_path, monkeypatch):
-    opened = []
-    import medscope_gym.video as video_mod
+    import envs.clinvideo as module
 
-    real_open = video_mod.open_video
-    monkeypatch.setattr(
-        "envs.clinvideo.open_video", lambda p, **k: opened.append(str(p)) or real_open(p, **k)
-    )
+    opened = []
+    for opener in ("open_video", "open_tool_video"):  # every way the env opens a video file
+        real = getattr(module, opener)
+        monkeypatch.setattr(
+            module, opener, lambda p, *a, _real=real, **k: opened.append(str(p)) or _real(p, *a, **k)
+        )
     env = make()
     env.reset(seed=3)
+    assert opened, "the env opened its own video through a patched opener"
     decoy = tmp_path / "secret.mp4"
     decoy.write_bytes(b"x")
     obs, *_, info = env.step(crop(0, 5, video_path=str(decoy)))

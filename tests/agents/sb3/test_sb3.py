@@ -79,19 +79,19 @@ def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_pa
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"),
         suite=sb3_suite,
-        steps=512,
+        steps=256,
         n_envs=2,
         vec="dummy",
-        n_steps=64,
+        n_steps=32,
         batch_size=64,
-        n_epochs=2,
+        n_epochs=1,
         seed=1,
         verbose=False,
         env_kwargs={"frame_store": None},
     )
     results = train(cfg)
     out = tmp_path / "run"
-    assert results["train_steps"] >= 512 and results["train_episodes"] > 0
+    assert results["train_steps"] >= 256 and results["train_episodes"] > 0
     assert set(results["eval"]) == {"ppo", "random", "no_tools"}
     for name, summary in results["eval"].items():
         assert summary["episodes"] > 0 and 0.0 <= summary["accuracy"] <= 1.0, name
@@ -108,7 +108,7 @@ def test_the_plain_multi_input_policy_also_trains(sb3_suite, tmp_path):
     cfg = TrainConfig(
         out_dir=str(tmp_path / "mlp"),
         suite=sb3_suite,
-        steps=128,
+        steps=64,
         n_envs=2,
         vec="dummy",
         n_steps=32,
@@ -120,7 +120,7 @@ def test_the_plain_multi_input_policy_also_trains(sb3_suite, tmp_path):
         env_kwargs={"frame_store": None},
     )
     results = train(cfg)
-    assert results["train_steps"] >= 128 and results["eval"] == {}
+    assert results["train_steps"] >= 64 and results["eval"] == {}
 
 
 def test_evidence_recall_uses_the_last_crop_and_counts_no_crop_as_a_miss():
