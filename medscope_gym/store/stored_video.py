@@ -59,14 +59,6 @@ class StoredVideo(Video):
 
     # ------------------------------------------------------------------ Video API
     @property
-    def timestamps(self) -> np.ndarray:
-        return self._timestamps
-
-    @property
-    def duration(self) -> float:
-        return self._end - float(self._timestamps[0])
-
-    @property
     def size(self) -> tuple[int, int]:
         return self._loaded().native_size
 

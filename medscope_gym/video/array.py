@@ -30,19 +30,9 @@ class ArrayVideo(Video):
         if timestamps.shape != (len(frames),) or np.any(np.diff(timestamps) < 0):
             raise ValueError("timestamps must be non-decreasing, one per frame")
         self._timestamps = timestamps
+        self._end = float(timestamps[-1] + 1.0 / self._fps)
+        self._size = (int(frames.shape[1]), int(frames.shape[2]))
         self.path = path
-
-    @property
-    def timestamps(self) -> np.ndarray:
-        return self._timestamps
-
-    @property
-    def duration(self) -> float:
-        return float(self._timestamps[-1] + 1.0 / self._fps)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self._frames.shape[1]), int(self._frames.shape[2])
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
         return self._frames[indices]

@@ -22,20 +22,25 @@ class Video(abc.ABC):
 
     path: str | None = None
 
+    # Backends set these three when they open a video; the properties below read them.
+    _timestamps: np.ndarray
+    _end: float
+    _size: tuple[int, int]
+
     @property
-    @abc.abstractmethod
     def timestamps(self) -> np.ndarray:
         """Start time in seconds of every frame, float64, non-decreasing, length ``num_frames``."""
+        return self._timestamps
 
     @property
-    @abc.abstractmethod
     def duration(self) -> float:
         """Seconds from the first frame's start to the last frame's end."""
+        return self._end - float(self._timestamps[0])
 
     @property
-    @abc.abstractmethod
     def size(self) -> tuple[int, int]:
         """Native ``(height, width)`` of the frames."""
+        return self._size
 
     @abc.abstractmethod
     def _read(self, indices: np.ndarray) -> np.ndarray:

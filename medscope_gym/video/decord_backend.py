@@ -88,18 +88,6 @@ class DecordVideo(Video):
         except Exception:
             return False
 
-    @property
-    def timestamps(self) -> np.ndarray:
-        return self._timestamps
-
-    @property
-    def duration(self) -> float:
-        return self._end - float(self._timestamps[0])
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
     def _read(self, indices: np.ndarray) -> np.ndarray:
         try:
             parts = [

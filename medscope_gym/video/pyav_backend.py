@@ -141,18 +141,6 @@ class PyAVVideo(Video):
         self._size = self._guard(self._probe_size, action="decoding the first frame")
 
     # ------------------------------------------------------------------ Video API
-    @property
-    def timestamps(self) -> np.ndarray:
-        return self._timestamps
-
-    @property
-    def duration(self) -> float:
-        return self._end - float(self._timestamps[0])
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
     def _read(self, indices: np.ndarray) -> np.ndarray:
         try:
             parts = [
