@@ -22,7 +22,10 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 # Modules that add their own commands: each has ``register(commands, train_commands)`` taking the
 # top-level and the ``medscope train`` subparser collections. They must import torch & co lazily.
 COMMAND_MODULES: tuple[str, ...] = (
-    "agents.sb3.cli", "agents.vlm.cli", "medscope_gym.store.cli", "medscope_gym.suite.cli",
+    "agents.sb3.cli",
+    "agents.vlm.cli",
+    "medscope_gym.store.cli",
+    "medscope_gym.suite.cli",
 )
 
 

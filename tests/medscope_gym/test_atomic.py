@@ -29,3 +29,4 @@ def test_atomic_write_text(tmp_path):
     path = tmp_path / "a" / "b.txt"
     atomic_write_text(path, "héllo")
     assert path.read_text(encoding="utf-8") == "héllo"
+    assert path.stat().st_mode & 0o777 == 0o644
