@@ -33,6 +33,7 @@ from gymnasium.vector import AutoresetMode
 from PIL import Image
 
 from envs.clinvideo import ClinVideoEnv
+from medscope_gym.config import config_from
 from medscope_gym.errors import ConfigError
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample, Suite, option_letter
@@ -100,16 +101,7 @@ class NumericConfig:
 
     @classmethod
     def from_any(cls, value: NumericConfig | dict[str, Any] | None) -> NumericConfig:
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            unknown = set(value) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise ConfigError(f"unknown NumericConfig field(s): {', '.join(sorted(unknown))}")
-            return cls(**value)
-        raise ConfigError(f"config must be a NumericConfig or a dict, got {type(value).__name__}")
+        return config_from(cls, value, "config")
 
 
 def hash_words(text: str, length: int, vocab_size: int) -> np.ndarray:

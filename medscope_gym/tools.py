@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medscope_gym.config import config_from
 from medscope_gym.errors import ConfigError
 from medscope_gym.intervals import Interval
 from medscope_gym.video import Video
@@ -75,16 +76,7 @@ class ToolConfig:
     @classmethod
     def from_any(cls, value: ToolConfig | Mapping[str, Any] | None) -> ToolConfig:
         """Accept a ToolConfig, a dict of overrides, or None (defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            unknown = set(value) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise ConfigError(f"unknown ToolConfig field(s): {', '.join(sorted(unknown))}")
-            return cls(**value)
-        raise ConfigError(f"tools must be a ToolConfig or a dict, got {type(value).__name__}")
+        return config_from(cls, value, "tools")
 
 
 class ToolError(Exception):

@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ def is_paper_rows(root: str | os.PathLike[str]) -> bool:
     return bool(rows) and isinstance(rows[0].get("extra_info"), dict) and "prompt" in rows[0]
 
 
+def _readable_row_files(root: Path, out: LoadedSource) -> Iterator[tuple[Path, list[dict]]]:
+    """Each row file under ``root`` with its rows; an unreadable file is reported and skipped."""
+    for path in _row_files(root):
+        try:
+            rows = read_rows(path)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            out.error(str(path), f"cannot read rows ({exc})")
+            continue
+        yield path, rows
+
+
 class _Probe:
     """Duration and fps per video file, probed once."""
 
@@ -95,12 +107,7 @@ def load_medvidqa(root: str | os.PathLike[str]) -> LoadedSource:
     root = Path(root)
     videos = find_videos(root)
     probe = _Probe()
-    for path in _row_files(root):
-        try:
-            rows = read_rows(path)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            out.error(str(path), f"cannot read rows ({exc})")
-            continue
+    for path, rows in _readable_row_files(root, out):
         for i, row in enumerate(rows):
             where = f"{path} row {i + 1}"
             if not all(k in row for k in _MEDVIDQA_FIELDS):
@@ -144,12 +151,7 @@ def load_paper_rows(root: str | os.PathLike[str]) -> LoadedSource:
     root = Path(root)
     videos = find_videos(root)
     probe = _Probe()
-    for path in _row_files(root):
-        try:
-            rows = read_rows(path)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            out.error(str(path), f"cannot read rows ({exc})")
-            continue
+    for path, rows in _readable_row_files(root, out):
         if rows and not isinstance(rows[0].get("extra_info"), dict):
             continue  # another kind of JSON (a suite.jsonl, a report) beside the rows
         for i, row in enumerate(rows):
