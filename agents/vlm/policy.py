@@ -14,6 +14,7 @@ with the token chunks they fed and produced (:meth:`TokenRecordingPolicy.take_tu
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -169,11 +170,11 @@ class TokenRecordingPolicy(Policy):
         state = self._slots.pop(slot)
         return state.turns
 
+    @abc.abstractmethod
     def _produce(
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
     ) -> list[tuple[list[int], list[float] | None, str, str]]:
         """(token ids, log-probs, finish, text) of the next turn of each slot; contexts are up to date."""
-        raise NotImplementedError
 
 
 class ReferencePolicy(TokenRecordingPolicy):

@@ -9,6 +9,7 @@ Choice options are one correct answer plus distractors drawn from the same video
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -132,22 +133,23 @@ class _Draw:
         return chosen + [spare[j] for j in self.rng.permutation(len(spare))[: k - len(chosen)]]
 
 
-class Template:
+class Template(abc.ABC):
     """One question family. Subclasses implement generate, derive and from_preview."""
 
     name: str = ""
     task: str = ""
 
+    @abc.abstractmethod
     def generate(self, d: _Draw) -> list[Sample]:
-        raise NotImplementedError
+        """Draw this family's questions for one video."""
 
+    @abc.abstractmethod
     def derive(self, tl: Timeline, sample: Sample) -> str | Interval | int | None:
         """The answer the timeline gives for the sample's query (option text, interval or count)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def from_preview(self, tl: Timeline, sample: Sample, preview: np.ndarray) -> bool:
         """Whether the annotations at the preview's frame times alone give the answer away."""
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------- helpers on the preview
