@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -38,13 +39,19 @@ def _answer_form(text: str) -> tuple[str, list[str]]:
 
 
 class OraclePolicy(Policy):
-    """Crop the ground-truth evidence, get_frame at its centre, answer correctly."""
+    """Crop the ground-truth evidence, get_frame at its centre, answer correctly.
+
+    ``decimals`` None sends ground-truth numbers out exactly. With ``decimals=k`` every number the
+    oracle writes has at most k decimals (the crop widened outwards so it still covers the evidence):
+    one number format, far easier for a small model to learn from SFT data than annotation floats.
+    """
 
     name = "oracle"
     uses_ground_truth = True
 
-    def __init__(self, moment_pad: float = 2.0) -> None:
+    def __init__(self, moment_pad: float = 2.0, decimals: int | None = None) -> None:
         self.moment_pad = moment_pad
+        self.decimals = decimals
         self._state: dict[int, dict[str, Any]] = {}
 
     def begin(
@@ -71,6 +78,11 @@ class OraclePolicy(Policy):
             end = round(min(st["duration"], end + self.moment_pad), 3)
         else:
             centre = round((start + end) / 2, 3)
+        if self.decimals is not None:
+            scale = 10**self.decimals
+            centre = round(centre, self.decimals)
+            start = math.floor(start * scale + 1e-9) / scale
+            end = min(math.ceil(end * scale - 1e-9) / scale, math.floor(st["duration"] * scale) / scale)
         st["step"] += 1
         if st["step"] == 1:
             return format_tool_call(
@@ -87,12 +99,16 @@ class OraclePolicy(Policy):
                 {"timestamp": centre},
                 think=f"The crop shows the relevant moment; I check the frame at {centre:.1f} s in detail.",
             )
-        return format_answer(_oracle_answer(sample), think="The frames I inspected settle the question.")
+        return format_answer(
+            _oracle_answer(sample, self.decimals), think="The frames I inspected settle the question."
+        )
 
 
-def _oracle_answer(sample: Sample) -> str:
+def _oracle_answer(sample: Sample, decimals: int | None = None) -> str:
     if sample.answer_type == "interval":
         s, e = sample.answer_interval
+        if decimals is not None:
+            s, e = round(s, decimals), round(e, decimals)
         return f"[{s}, {e}]"
     return sample.answer
 

@@ -22,6 +22,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 # Modules that add their own commands: each has ``register(commands, train_commands)`` taking the
 # top-level and the ``medscope train`` subparser collections. They must import torch & co lazily.
 COMMAND_MODULES: tuple[str, ...] = (
+    "agents.grpo.cli",
     "agents.sb3.cli",
     "agents.vlm.cli",
     "medscope_gym.store.cli",

@@ -25,9 +25,14 @@ def _threads(args: argparse.Namespace) -> None:
 def _cmd_model_tiny(args: argparse.Namespace) -> int:
     from agents.vlm.tiny import TinyModelConfig, build_tiny_model
 
-    cfg = TinyModelConfig(text_hidden=args.hidden, text_layers=args.layers, seed=args.seed)
+    cfg = TinyModelConfig(
+        text_hidden=args.hidden, text_layers=args.layers, vocab_size=args.vocab_size, seed=args.seed
+    )
     path = build_tiny_model(args.out, cfg)
-    print(f"wrote a tiny Qwen2.5-VL model (hidden {cfg.text_hidden}, {cfg.text_layers} layers) to {path}")
+    print(
+        f"wrote a tiny Qwen2.5-VL model (hidden {cfg.text_hidden}, {cfg.text_layers} layers, "
+        f"vocabulary {cfg.vocab_size or 'bytes'}) to {path}"
+    )
     return 0
 
 
@@ -44,6 +49,7 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
         limit=args.limit,
         recovery_rate=args.recovery_rate,
         evidence_jitter=args.evidence_jitter,
+        decimals=args.decimals,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
@@ -100,6 +106,9 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     tiny.add_argument("out")
     tiny.add_argument("--hidden", type=int, default=64, help="language model width")
     tiny.add_argument("--layers", type=int, default=2, help="decoder layers")
+    tiny.add_argument(
+        "--vocab-size", type=int, default=1024, help="BPE vocabulary bound (0: one token per byte)"
+    )
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=_cmd_model_tiny)
 
@@ -124,6 +133,9 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
         type=float,
         default=0.0,
         help="seconds by which the oracle may widen each evidence window per rollout (varied numbers)",
+    )
+    sft.add_argument(
+        "--decimals", type=int, default=None, help="decimals of the reference numbers (default: exact)"
     )
     sft.add_argument("--limit", type=int, default=None, help="only the first N samples of the split")
     sft.add_argument("--max-steps", type=int, default=1000)

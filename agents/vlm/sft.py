@@ -26,8 +26,6 @@ import csv
 import dataclasses
 import json
 import math
-import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import numpy as np
 from agents.policy import Policy
 from agents.scripted import OraclePolicy
 from agents.vlm.batching import trajectory_batch
+from agents.vlm.checkpoints import latest_checkpoint, prune_checkpoints
 from agents.vlm.encoding import ChatEncoder
 from agents.vlm.policy import VLMPolicyConfig, resolve_device
 from agents.vlm.trajectory import Trajectory, load_trajectories, save_trajectories
@@ -50,11 +49,9 @@ __all__ = [
     "build_reference_data",
     "masked_lm_loss",
     "plot_loss",
+    "stream_indices",
     "train_sft",
 ]
-
-_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
-
 
 @dataclass
 class SFTConfig:
@@ -74,6 +71,9 @@ class SFTConfig:
     """Share of reference episodes that open with a deliberate, non-imitated mistake (see module doc)."""
     evidence_jitter: float = 0.0
     """Seconds (at most) by which the oracle widens each evidence window per rollout (varied numbers)."""
+    decimals: int | None = None
+    """Decimals of every number the reference writes (None: exact ground truth). 1 gives the tiny model
+    one number format to learn (``27.5``), instead of annotation floats (``29.84``, ``63.975``)."""
     limit: int | None = None
     """Use only the first ``limit`` samples of the split (quick runs, tests)."""
     max_steps: int = 1000
@@ -133,8 +133,8 @@ class RecoveringOracle(Policy):
     uses_ground_truth = True
     MISTAKES = ("swapped", "past_end", "broken_json")
 
-    def __init__(self, rate: float, seed: int = 0, jitter: float = 0.0) -> None:
-        self.inner = OraclePolicy()
+    def __init__(self, rate: float, seed: int = 0, jitter: float = 0.0, decimals: int | None = None) -> None:
+        self.inner = OraclePolicy(decimals=decimals)
         self.rate = rate
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
@@ -212,6 +212,7 @@ def build_reference_data(
     limit: int | None = None,
     recovery_rate: float = 0.0,
     evidence_jitter: float = 0.0,
+    decimals: int | None = None,
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them."""
     from transformers import AutoProcessor
@@ -233,9 +234,8 @@ def build_reference_data(
     ]
     envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
     try:
-        return rollout(
-            ReferencePolicy(RecoveringOracle(recovery_rate, seed, evidence_jitter), encoder), envs, requests
-        )
+        oracle = RecoveringOracle(recovery_rate, seed, evidence_jitter, decimals)
+        return rollout(ReferencePolicy(oracle, encoder), envs, requests)
     finally:
         envs.close()
 
@@ -270,11 +270,6 @@ def _vision(trajectories: list[Trajectory], encoder: ChatEncoder) -> list[list[d
     return out
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CKPT_RE.match(p.name))]
-    return max(found)[1] if found else None
-
-
 def _lr_lambda(cfg: SFTConfig):
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -303,7 +298,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     )
     torch.manual_seed(cfg.seed)
 
-    resume_from = _latest_checkpoint(out) if cfg.resume else None
+    resume_from = latest_checkpoint(out) if cfg.resume else None
     data_dir = out / "data"
     if data_dir.exists() and resume_from is not None:
         trajectories = load_trajectories(data_dir)
@@ -318,6 +313,7 @@ def train_sft(cfg: SFTConfig) -> Path:
             limit=cfg.limit,
             recovery_rate=cfg.recovery_rate,
             evidence_jitter=cfg.evidence_jitter,
+            decimals=cfg.decimals,
         )
         save_trajectories(data_dir, trajectories)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -363,7 +359,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     while step < cfg.max_steps:
         losses, tokens = [], 0
         for micro in range(cfg.grad_accum):
-            chosen = _indices(
+            chosen = stream_indices(
                 len(trajectories), cfg.seed, step * per_step + micro * cfg.batch_size, cfg.batch_size
             )
             batch = trajectory_batch(
@@ -405,7 +401,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     return final
 
 
-def _indices(n: int, seed: int, start: int, count: int) -> list[int]:
+def stream_indices(n: int, seed: int, start: int, count: int) -> list[int]:
     """Examples ``start .. start+count`` of an endless stream of per-epoch shuffles (resume-exact)."""
     out = []
     for k in range(start, start + count):
@@ -453,9 +449,7 @@ def _save_checkpoint(
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "max_steps": cfg.max_steps}) + "\n")
-    found = sorted((int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CKPT_RE.match(p.name)))
-    for _, old in found[: max(0, len(found) - cfg.keep_checkpoints)]:
-        shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(out, cfg.keep_checkpoints)
 
 
 def _save_final(model, processor, policy_cfg: VLMPolicyConfig, final: Path, cfg: SFTConfig) -> None:

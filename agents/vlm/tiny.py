@@ -4,9 +4,10 @@ Nothing can be downloaded from a model hub on our machines, yet every code path 
 agent (processor, chat template, rope over videos and images, generation, SFT) must run for
 real. :func:`build_tiny_model` therefore writes a complete checkpoint folder from scratch:
 
-- a byte-level tokenizer (the 256 byte symbols, no merges) plus the special tokens of the Qwen
-  chat format and of our protocol (``<tool_call>``, ``<think>``, ``<answer>`` and their closers),
-  so every protocol tag, and in particular every stop tag, is exactly one token id;
+- a byte-level BPE tokenizer (the 256 byte symbols plus merges learned from the library's own
+  protocol text, :mod:`agents.vlm.vocabulary`; digits stay single tokens) with the special tokens
+  of the Qwen chat format and of our protocol (``<tool_call>``, ``<think>``, ``<answer>`` and their
+  closers), so every protocol tag, and in particular every stop tag, is exactly one token id;
 - a ``Qwen2_5_VLProcessor`` with the Qwen2-VL image and video processors and :data:`CHAT_TEMPLATE`;
 - a randomly initialised 2-layer ``Qwen2_5_VLForConditionalGeneration``.
 
@@ -115,6 +116,21 @@ class TinyModelConfig:
     """Largest frame the processors produce; frames are resized down to this (4 tokens per frame pair)."""
     max_position_embeddings: int = 32768
     """Longest sequence the rope is set up for."""
+    text_kv_heads: int = 2
+    """Key/value heads of the language model (grouped-query attention)."""
+    vision_intermediate: int | None = None
+    """MLP width of the vision blocks (None: twice ``vision_hidden``)."""
+    vision_window: int | None = None
+    """Window-attention size of the vision tower in pixels (None: two merged patches)."""
+    vision_full_attention: tuple[int, ...] | None = None
+    """Vision blocks with full attention (None: the last one)."""
+    padded_vocab: int | None = None
+    """Embedding rows when larger than the tokenizer (a real checkpoint's vocabulary size)."""
+    tie_word_embeddings: bool = False
+    rope_theta: float = 10000.0
+    vocab_size: int = 1024
+    """Upper bound of the tokenizer's vocabulary: special tokens, 256 bytes, then BPE merges learned from
+    the protocol corpus (it saturates below 800). 0: bytes only (one token per byte, no merges)."""
     seed: int = 0
     """Seed of the random initialisation."""
 
@@ -132,17 +148,22 @@ def tiny_policy_config():
     )
 
 
-def build_tokenizer():
-    """Byte-level BPE over the 256 byte symbols (no merges) plus :data:`SPECIAL_TOKENS`."""
+def build_tokenizer(vocab_size: int = 1024):
+    """Byte-level BPE plus :data:`SPECIAL_TOKENS`; merges from the protocol corpus unless ``vocab_size`` 0."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(list(SPECIAL_TOKENS))  # ids 256, 257, ... in SPECIAL_TOKENS order
+    if vocab_size > 0:
+        from agents.vlm.vocabulary import protocol_corpus, train_vocabulary
+
+        core = train_vocabulary(protocol_corpus(), vocab_size, SPECIAL_TOKENS)
+    else:
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+        vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
+        core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        core.decoder = decoders.ByteLevel()
+        core.add_special_tokens(list(SPECIAL_TOKENS))  # ids 256, 257, ... in SPECIAL_TOKENS order
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         eos_token="<|im_end|>",
@@ -168,13 +189,16 @@ def build_processor(cfg: TinyModelConfig | None = None):
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**common),
         video_processor=Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=False),
-        tokenizer=build_tokenizer(),
+        tokenizer=build_tokenizer(cfg.vocab_size),
         chat_template=CHAT_TEMPLATE,
     )
 
 
-def build_model(tokenizer, cfg: TinyModelConfig):
-    """A randomly initialised Qwen2.5-VL model whose special-token ids match ``tokenizer``."""
+def build_model(tokenizer, cfg: TinyModelConfig, device: str | None = None, dtype: str | None = None):
+    """A randomly initialised Qwen2.5-VL model whose special-token ids match ``tokenizer``.
+
+    ``device`` / ``dtype`` ("bfloat16") build it in place, e.g. a real-size architecture on a GPU.
+    """
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -189,42 +213,47 @@ def build_model(tokenizer, cfg: TinyModelConfig):
         raise ValueError(f"mrope_section {mrope} must sum to half the head dim ({half})")
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer),
+            vocab_size=max(len(tokenizer), cfg.padded_vocab or 0),
             hidden_size=cfg.text_hidden,
             intermediate_size=cfg.text_intermediate,
             num_hidden_layers=cfg.text_layers,
             num_attention_heads=cfg.text_heads,
-            num_key_value_heads=2,
+            num_key_value_heads=cfg.text_kv_heads,
+            tie_word_embeddings=cfg.tie_word_embeddings,
             max_position_embeddings=cfg.max_position_embeddings,
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
             rope_parameters={
                 "rope_type": "default",
-                "rope_theta": 10000.0,
+                "rope_theta": cfg.rope_theta,
                 "mrope_section": list(mrope),
             },
         ),
         vision_config=dict(
             depth=cfg.vision_depth,
             hidden_size=cfg.vision_hidden,
-            intermediate_size=2 * cfg.vision_hidden,
+            intermediate_size=cfg.vision_intermediate or 2 * cfg.vision_hidden,
             num_heads=cfg.vision_heads,
             patch_size=cfg.patch_size,
             spatial_merge_size=cfg.spatial_merge_size,
             temporal_patch_size=cfg.temporal_patch_size,
             tokens_per_second=cfg.tokens_per_second,
             out_hidden_size=cfg.text_hidden,
-            window_size=cfg.patch_size * cfg.spatial_merge_size * 2,
-            fullatt_block_indexes=[cfg.vision_depth - 1],
+            window_size=cfg.vision_window or cfg.patch_size * cfg.spatial_merge_size * 2,
+            fullatt_block_indexes=list(cfg.vision_full_attention or [cfg.vision_depth - 1]),
         ),
+        tie_word_embeddings=cfg.tie_word_embeddings,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(cfg.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    with torch.device(device or "cpu"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["</tool_call>"], ids["</answer>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model.eval()

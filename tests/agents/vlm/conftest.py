@@ -8,28 +8,8 @@ torch = pytest.importorskip("torch", reason="the VLM agent needs the [vlm] extra
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """The tiny model is faster on one thread than on two contended ones."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    """A tiny Qwen2.5-VL checkpoint folder (random weights), built once."""
-    from agents.vlm.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="session")
-def suite(_isolated_cache):
-    """The built-in synthetic suite (built into the session cache)."""
-    from medscope_gym.suite import Suite
-
-    return Suite.from_spec("builtin:synthsurg-small")
+def _one_thread(one_thread):
+    """Every VLM test runs the tiny model on one thread."""
 
 
 @pytest.fixture(scope="session")

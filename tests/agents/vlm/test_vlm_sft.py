@@ -96,7 +96,7 @@ def test_masked_loss_has_gradient_only_on_model_tokens(reference):
     traj = reference[0]
     ids = torch.as_tensor([traj.input_ids()])
     mask = torch.as_tensor([traj.action_mask()])
-    logits = torch.randn(1, ids.shape[1], 300, requires_grad=True)
+    logits = torch.randn(1, ids.shape[1], int(ids.max()) + 8, requires_grad=True)
     loss = masked_lm_loss(logits, ids, mask)
     loss.backward()
     predicts_model_token = mask[0, 1:].bool()

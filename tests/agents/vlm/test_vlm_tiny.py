@@ -78,3 +78,24 @@ def test_tiny_folder_carries_its_policy_config(tiny_dir):
     cfg = VLMPolicyConfig.load(tiny_dir)
     assert cfg is not None and cfg.system_prompt == TINY_SYSTEM_PROMPT
     assert cfg.frames.max_pixels == 56 * 56
+
+
+def test_protocol_words_are_merged_digits_stay_single_and_any_text_round_trips():
+    tok = build_tokenizer()
+    text = (
+        '<think>The crop shows the relevant moment.</think>\n<tool_call>{"name": "crop_video", "arguments": '
+    )
+    text += '{"start_time": 27.5, "end_time": 31.0}}</tool_call>'
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) < len(text.encode()) / 2  # protocol words take few tokens
+    pieces = tok.convert_ids_to_tokens(tok("1234.5", add_special_tokens=False)["input_ids"])
+    assert pieces == ["1", "2", "3", "4", ".", "5"]  # numbers stay compositional
+    for sample in (text, "ünïcødé 👍 \t\n  spaced", "crop_videoo 12e-3"):
+        assert (
+            tok.decode(tok(sample, add_special_tokens=False)["input_ids"], skip_special_tokens=False)
+            == sample
+        )
+    bytes_only = build_tokenizer(vocab_size=0)
+    assert len(bytes_only) == 256 + len(SPECIAL_TOKENS)
+    plain = "crop 27.5 s ünï"
+    assert len(bytes_only(plain, add_special_tokens=False)["input_ids"]) == len(plain.encode())

@@ -1,0 +1,186 @@
+"""``medscope profile``: what rollouts and one GA-GRPO step cost for a real-size architecture on a device.
+
+No weights can be downloaded, but cost depends on the architecture, not on the weights: the model is
+built from the published sizes of Qwen2.5-VL-3B-Instruct with random weights (on the device, in bf16),
+saved, and loaded back through ``from_pretrained`` like any checkpoint. Then, on the built-in suite:
+
+1. a rollout of ``episodes`` episodes with :class:`~agents.vlm.policy.HFVLMPolicy` (batched sampling,
+   real frame budget): generated tokens/s and peak device memory;
+2. one GA-GRPO step (LoRA r64/α128, bf16, gradient checkpointing on CUDA) over ``episodes`` rollouts:
+   step time, rollout and training tokens/s, peak device memory.
+
+``--arch tiny --device cpu`` runs the same code in seconds (the tests do).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from agents.vlm.tiny import TinyModelConfig
+
+__all__ = ["ARCHITECTURES", "profile"]
+
+#: Sizes of published checkpoints (their config.json), and the offline tiny model.
+ARCHITECTURES: dict[str, TinyModelConfig] = {
+    "tiny": TinyModelConfig(),
+    "qwen2.5-vl-3b": TinyModelConfig(
+        text_hidden=2048,
+        text_layers=36,
+        text_heads=16,
+        text_kv_heads=2,
+        text_intermediate=11008,
+        vision_depth=32,
+        vision_hidden=1280,
+        vision_heads=16,
+        vision_intermediate=3420,
+        vision_window=112,
+        vision_full_attention=(7, 15, 23, 31),
+        mrope_section=(16, 24, 24),
+        padded_vocab=151936,
+        tie_word_embeddings=True,
+        rope_theta=1_000_000.0,
+        max_pixels=224 * 224,
+        max_position_embeddings=128000,
+    ),
+}
+
+
+def _peak_memory_gib(device) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def build_checkpoint(arch: str, out: str | Path, device: str = "cpu") -> Path:
+    """Write a random-weight checkpoint of ``arch`` (bf16 on CUDA) with the offline tokenizer/processor."""
+    from agents.vlm.encoding import FrameConfig
+    from agents.vlm.policy import VLMPolicyConfig
+    from agents.vlm.tiny import build_model, build_processor, tiny_policy_config
+    from medscope_gym.atomic import atomic_directory
+
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    cfg = ARCHITECTURES[arch]
+    processor = build_processor(cfg)
+    on_gpu = device.startswith("cuda")
+    model = build_model(processor.tokenizer, cfg, device=device, dtype="bfloat16" if on_gpu else None)
+    policy = tiny_policy_config() if arch == "tiny" else VLMPolicyConfig(frames=FrameConfig())
+    with atomic_directory(Path(out)) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "medscope_tiny.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        policy.save(tmp)
+    del model
+    return Path(out)
+
+
+def profile(
+    arch: str = "qwen2.5-vl-3b",
+    out: str | Path = "runs/profile",
+    *,
+    device: str = "auto",
+    suite: str = "builtin:synthsurg-small",
+    episodes: int = 8,
+    group_size: int = 4,
+    max_new_tokens: int = 128,
+) -> dict[str, Any]:
+    """Measure rollout and one GA-GRPO step; returns (and writes to ``out/profile.json``) the numbers."""
+    import torch
+
+    from agents.grpo.config import GRPOConfig
+    from agents.grpo.tracking import read_metrics
+    from agents.grpo.trainer import train_grpo
+    from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
+    from agents.vlm.rollout import make_vector_env, rollout, sample_requests
+    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.atomic import atomic_write_text
+    from medscope_gym.suite import Suite
+
+    dev, _ = resolve_device(device)
+    out = Path(out)
+    t0 = time.perf_counter()
+    ckpt = build_checkpoint(arch, out / "model", str(dev))
+    result: dict[str, Any] = {"arch": arch, "device": str(dev), "build_s": time.perf_counter() - t0}
+    if dev.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(dev)
+
+    # 1. rollout
+    config = VLMPolicyConfig.load(ckpt)
+    config.device, config.seed = str(dev), 0
+    config.sampling = replace(config.sampling, max_new_tokens=max_new_tokens)
+    policy = HFVLMPolicy.from_pretrained(ckpt, config=config)
+    params = sum(p.numel() for p in policy.model.parameters())
+    loaded = Suite.from_spec(suite)
+    ids = [s.id for s in loaded][:episodes]
+    envs = make_vector_env(lambda: ClinVideoEnv(loaded), len(ids))
+    try:
+        _reset_peak(dev)
+        t1 = time.perf_counter()
+        trajectories = rollout(policy, envs, sample_requests(ids))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        rollout_s = time.perf_counter() - t1
+    finally:
+        envs.close()
+    tokens = sum(len(turn.action_ids) for t in trajectories for turn in t.turns)
+    context = max(len(t.input_ids()) for t in trajectories)
+    result.update(
+        parameters=params,
+        rollout_episodes=len(trajectories),
+        rollout_s=rollout_s,
+        rollout_tokens=tokens,
+        rollout_tokens_per_s=tokens / rollout_s,
+        rollout_longest_sequence=context,
+        rollout_peak_gib=_peak_memory_gib(dev),
+    )
+    del policy
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+
+    # 2. one GA-GRPO step (LoRA, bf16 + gradient checkpointing on CUDA)
+    cfg = GRPOConfig(
+        model=str(ckpt),
+        out=str(out / "grpo"),
+        suite=suite,
+        questions_per_step=max(1, episodes // group_size),
+        group_size=group_size,
+        num_envs=episodes,
+        max_new_tokens=max_new_tokens,
+        max_steps=1,
+        lr=1e-6,
+        minibatch_size=episodes,
+        micro_batch_size=1,
+        eval_limit=0,
+        drop_zero_variance=False,  # measure the update even when every reward of a group is equal
+        resume=False,
+        device=str(dev),
+        progress=False,
+        tensorboard=False,
+    )
+    _reset_peak(dev)
+    train_grpo(cfg)
+    row = next(r for r in read_metrics(cfg.out) if "perf/step_s" in r)
+    result.update(
+        grpo_lora=cfg.lora,
+        grpo_rollouts=cfg.questions_per_step * cfg.group_size,
+        grpo_step_s=row["perf/step_s"],
+        grpo_rollout_s=row["perf/rollout_s"],
+        grpo_update_s=row["perf/update_s"],
+        grpo_gen_tokens_per_s=row["perf/gen_tokens_per_s"],
+        grpo_train_tokens_per_s=row["perf/train_tokens_per_s"],
+        grpo_peak_gib=_peak_memory_gib(dev),
+    )
+    atomic_write_text(out / "profile.json", json.dumps(result, indent=2) + "\n")
+    return result
