@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.grpo.advantages import group_advantages, modulate
+from agents.grpo.advantages import evidence_factors, group_advantages
 from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import clipped_surrogate
 from agents.grpo.tracking import MetricsLog
@@ -49,6 +49,7 @@ from agents.vlm.sft import stream_indices
 from agents.vlm.trajectory import Trajectory, save_trajectories
 from medscope_gym.atomic import atomic_directory, atomic_write_text
 from medscope_gym.errors import ConfigError, MedScopeError
+from medscope_gym.metrics import summarise
 
 __all__ = ["TrainingDivergedError", "evidence_scores", "sequence_logprobs", "train_grpo"]
 
@@ -167,15 +168,16 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         advantages, flat = group_advantages(
             rewards, groups, normalise_std=cfg.normalise_std, std_eps=cfg.std_eps
         )
-        advantages, n_modulated = modulate(
+        factors = evidence_factors(
             advantages,
             evidence_scores(trajectories),
-            cfg.modulation,
+            mode=cfg.modulation,
             up=cfg.modulation_up,
             down=cfg.modulation_down,
             scale=cfg.modulation_scale,
             floor=cfg.modulation_floor,
         )
+        advantages = advantages * factors
         keep = [i for i in range(len(trajectories)) if not (cfg.drop_zero_variance and flat[i])]
 
         # 3. policy update over the kept trajectories
@@ -200,12 +202,18 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         # 4. bookkeeping
         if cfg.save_rollouts and main:
             save_trajectories(out / "rollouts" / f"step-{step}", trajectories)
-        metrics = _rollout_metrics(trajectories, advantages, flat, n_modulated)
+        rows = _rollout_rows(trajectories, advantages, flat, factors)
+        if world > 1:  # every process's rollouts count in the step's metrics
+            from accelerate.utils import gather_object
+
+            rows = gather_object(rows)
+        metrics = _rollout_metrics(rows)
         metrics.update(update)
         gen_tokens = sum(len(turn.action_ids) for t in trajectories for turn in t.turns)
         metrics.update(
             {
                 "train/lr": scheduler.get_last_lr()[0],
+                "perf/processes": world,
                 "perf/rollout_s": t_rollout,
                 "perf/update_s": t_update,
                 "perf/step_s": time.perf_counter() - t0,
@@ -393,27 +401,46 @@ def evidence_scores(trajectories: Sequence[Trajectory]) -> list[float | None]:
     return [float(t.reward_parts.get("evidence", 0.0)) if t.used_tool else None for t in trajectories]
 
 
-def _rollout_metrics(
-    trajectories: Sequence[Trajectory], advantages: np.ndarray, flat: np.ndarray, n_modulated: int
-) -> dict[str, float]:
-    parts = [t.reward_parts for t in trajectories]
-    summary = summarise_trajectories(trajectories)["overall"]
-    out: dict[str, float] = {"train/reward": float(np.mean([t.reward for t in trajectories]))}
+def _rollout_rows(
+    trajectories: Sequence[Trajectory], advantages: np.ndarray, flat: np.ndarray, factors: np.ndarray
+) -> list[dict[str, Any]]:
+    """One small, picklable row per rollout: what the step's metrics need (gathered across processes)."""
+    return [
+        {
+            "record": t.record(),
+            "reward": t.reward,
+            "parts": t.reward_parts,
+            "used_tool": t.used_tool,
+            "well_formed": is_well_formed(t),
+            "turns": len(t.turns),
+            "advantage": float(a),
+            "flat": bool(z),
+            "modulated": bool(f != 1.0),
+        }
+        for t, a, z, f in zip(trajectories, advantages, flat, factors)
+    ]
+
+
+def _rollout_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    summary = summarise([r["record"] for r in rows])
+    adv = np.array([r["advantage"] for r in rows])
+    out: dict[str, float] = {"train/reward": float(np.mean([r["reward"] for r in rows]))}
     for key in ("accuracy", "format", "evidence", "crop", "frame"):
-        out[f"train/reward_{key}"] = float(np.mean([p.get(key, 0.0) for p in parts]))
+        out[f"train/reward_{key}"] = float(np.mean([r["parts"].get(key, 0.0) for r in rows]))
     out.update(
         {
-            "train/tool_call_rate": float(np.mean([t.used_tool for t in trajectories])),
+            "train/tool_call_rate": float(np.mean([r["used_tool"] for r in rows])),
             "train/tool_calls": summary.get("tool_calls"),
             "train/mIoU": summary.get("mIoU"),
             "train/evidence_mIoU": summary.get("evidence_mIoU"),
-            "train/well_formed": float(np.mean([is_well_formed(t) for t in trajectories])),
-            "train/turns": float(np.mean([len(t.turns) for t in trajectories])),
-            "train/advantage_mean": float(advantages.mean()),
-            "train/advantage_std": float(advantages.std()),
-            "train/advantage_abs": float(np.abs(advantages).mean()),
-            "train/zero_variance_share": float(flat.mean()),
-            "train/modulated_share": n_modulated / max(len(trajectories), 1),
+            "train/well_formed": float(np.mean([r["well_formed"] for r in rows])),
+            "train/turns": float(np.mean([r["turns"] for r in rows])),
+            "train/advantage_mean": float(adv.mean()),
+            "train/advantage_std": float(adv.std()),
+            "train/advantage_abs": float(np.abs(adv).mean()),
+            "train/zero_variance_share": float(np.mean([r["flat"] for r in rows])),
+            "train/modulated_share": float(np.mean([r["modulated"] for r in rows])),
+            "train/rollouts": float(len(rows)),
         }
     )
     return out

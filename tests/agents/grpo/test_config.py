@@ -51,3 +51,11 @@ def test_bad_configs_fail_early_and_name_the_problem(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         GRPOConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("name", ["grpo_tiny.yaml", "grpo_paper.yaml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    cfg = GRPOConfig.from_yaml(Path(__file__).parents[3] / "configs" / name)
+    assert cfg.group_size == 8 and cfg.questions_per_step * cfg.group_size <= 64

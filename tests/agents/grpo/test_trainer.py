@@ -217,3 +217,43 @@ def test_profile_measures_rollout_and_one_step(tmp_path):
     assert result["rollout_episodes"] == 2 and result["rollout_tokens"] > 0
     assert result["grpo_rollouts"] == 2 and result["grpo_train_tokens_per_s"] > 0
     assert json.loads((tmp_path / "prof" / "profile.json").read_text())["arch"] == "tiny"
+
+
+def test_two_processes_split_the_questions_and_keep_groups_whole(tmp_path, tiny_dir):
+    """``torchrun`` with 2 CPU processes (gloo DDP): each plays its own questions; metrics count both."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "ddp.yaml"
+    config.write_text(
+        f"model: {tiny_dir}\nout: {tmp_path / 'run'}\nquestions_per_step: 2\ngroup_size: 2\nnum_envs: 2\n"
+        "max_turns: 1\nmax_new_tokens: 6\nlora: false\neval_limit: 1\nminibatch_size: 2\nmax_steps: 1\n"
+        "drop_zero_variance: false\ntensorboard: false\nprogress: false\nsave_rollouts: true\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "medscope_gym.cli",
+        "train",
+        "grpo",
+        "--config",
+        str(config),
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in rows if "train/reward" in r)
+    assert step["perf/processes"] == 2.0 and step["train/rollouts"] == 4.0  # 2 questions x 2, both ranks
+    # the main process saved its own shard: one whole group (1 question x 2 rollouts)
+    from agents.vlm.trajectory import load_trajectories
+
+    shard = load_trajectories(tmp_path / "run" / "rollouts" / "step-1", frames=False)
+    assert len(shard) == 2 and len({t.sample_id for t in shard}) == 1
