@@ -3,14 +3,15 @@
 SB3 takes neither text actions nor variable-length frame lists. This env owns a
 :class:`~envs.clinvideo.ClinVideoEnv` and translates in both directions:
 
-- actions ``MultiDiscrete([3, bins, max_span_bins, options])`` = (tool, start bin, span, answer
+- actions ``MultiDiscrete([3, bins, max_span_bins, options])`` = (tool, time bin, span, answer
   option) become assistant turns in the text protocol: tool 0 answers with the option's letter,
-  tool 1 calls ``crop_video`` over ``span + 1`` bins from the start bin (always a valid
-  interval), tool 2 calls ``get_frame`` at the middle of that same span. The base env parses
-  and scores them, so rewards, terminations and the final ``info`` are exactly the base env's.
+  tool 1 calls ``crop_video`` over ``span + 1`` bins centred on the time bin (always a valid
+  interval), tool 2 calls ``get_frame`` at the middle of the time bin. The base env parses and
+  scores them, so rewards, terminations and the final ``info`` are exactly the base env's.
 - observations become a one-level Dict of Boxes: the reset preview as one thumbnail per time
-  bin (kept for the whole episode), the thumbnails of the last tool call's frames with their
-  times, the question and options as hashed word ids, and the turn and tool budgets left.
+  bin and its *brief changes* (per bin and image cell: what appeared for a few seconds only, its
+  colour and strength), both kept for the whole episode; the thumbnails of the last tool call's
+  frames with their times; the question and options as hashed word ids; the budgets left.
 
 Only multiple-choice samples can be answered with an option index; the others are skipped
 with a warning at construction.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from medscope_gym.errors import ConfigError
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample, Suite, option_letter
 
-__all__ = ["TOOL_NAMES", "NumericConfig", "NumericClinVideoEnv", "hash_words"]
+__all__ = ["TOOL_NAMES", "NumericConfig", "NumericClinVideoEnv", "brief_changes", "hash_words", "thumbnails"]
 
 #: Meaning of the first action component.
 TOOL_NAMES: tuple[str, ...] = ("answer", "crop_video", "get_frame")
@@ -46,7 +47,10 @@ TOOL_NAMES: tuple[str, ...] = ("answer", "crop_video", "get_frame")
 LAST_TOOL_KINDS: tuple[str, ...] = ("none", "crop_video", "get_frame", "error")
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _LOG = logging.getLogger(__name__)
-_PREVIEW_CACHE = 512  # binned previews kept per env (~140 kB each at the default sizes)
+_PREVIEW_CACHE = 1024  # binned previews kept per process (~50 kB each at the default sizes)
+_CHANGE_GAPS_S = (2.0, 3.0, 4.0, 5.0, 6.0)  # brief-change look-back/ahead: every frame of a <= 5 s event
+_CHANGE_COLOUR_MIN = 10  # brief-change strength from which its colour is shown
+_previews: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -54,15 +58,26 @@ class NumericConfig:
     """Shape of the numeric observations and actions.
 
     Attributes:
-        bins: time bins over the video, for both the preview thumbnails and the start-bin action
-            component. 60 bins resolve 2–5 s events in videos up to ~90 s (a bin-aligned crop then
-            reaches IoU >= 0.5); longer videos need more.
-        max_span_bins: the span component's range: a crop covers 1 … max_span_bins bins. A span
-            rather than an end bin makes every action a valid interval, and keeps random crops
-            event-sized: with a free end bin a random crop covers a third of the video, scores a
-            partial miss (-1) and teaches the agent to stop cropping. ``bins`` allows any length.
-        thumb_height, thumb_width: thumbnail size of every frame (area-averaged). 24×32 keeps the
-            synthetic event marks (8 px at 160×120) and instrument glyphs visible.
+        bins: time bins over the video, for the preview, its brief changes and the time-bin
+            action component. 60 bins resolve 2–5 s events in videos up to ~90 s (a bin-aligned
+            crop then reaches IoU >= 0.5); longer videos need more.
+        max_span_bins: the span component's range: a crop covers 1 … max_span_bins bins centred
+            on the time bin. A span rather than an end bin makes every action a valid interval,
+            and keeps random crops event-sized: with a free end bin a random crop covers a third
+            of the video. ``bins`` allows any length.
+        thumb_height, thumb_width: thumbnail size of the tool calls' frames (area-averaged).
+            24×32 keeps the synthetic instrument glyphs and event marks (8 px at 160×120) visible.
+        preview_height, preview_width: thumbnail size of the preview bins (scene colour, coarse
+            layout; the brief marks are in ``changes``). Small, since every observation holds
+            ``bins`` of them and SB3 keeps every observation of a rollout.
+        change_height, change_width: image cells of the brief-change map (each cell keeps its
+            strongest brief change): 6×8 cells are 20 px at 160×120.
+        budget_terminates: report an episode that ran out of turns or tool calls as
+            ``terminated`` (the base env says ``truncated``; the reward is the same, 0 accuracy).
+            The budget is part of the observation and the episode's reward is final, so it is a
+            terminal state of the MDP; reported as a truncation, SB3 bootstraps its return from
+            the value of the last observation, and PPO learns that never answering pays about as
+            much as answering. ``info["base_truncated"]`` keeps the base env's flag.
         max_frames: frames of the last tool call kept (evenly subsampled when a crop returns more).
         vocab_size: hash buckets for words (id 0 is padding).
         question_tokens, option_tokens: word ids kept per question / per option.
@@ -73,11 +88,16 @@ class NumericConfig:
     max_span_bins: int = 8
     thumb_height: int = 24
     thumb_width: int = 32
+    preview_height: int = 12
+    preview_width: int = 16
+    change_height: int = 6
+    change_width: int = 8
     max_frames: int = 8
     vocab_size: int = 4096
     question_tokens: int = 32
     option_tokens: int = 8
     max_options: int | None = None
+    budget_terminates: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -85,6 +105,10 @@ class NumericConfig:
             "max_span_bins",
             "thumb_height",
             "thumb_width",
+            "preview_height",
+            "preview_width",
+            "change_height",
+            "change_width",
             "max_frames",
             "question_tokens",
             "option_tokens",
@@ -94,6 +118,8 @@ class NumericConfig:
                 raise ConfigError(f"NumericConfig.{name} must be an integer >= 1, got {value!r}")
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
             raise ConfigError(f"NumericConfig.vocab_size must be an integer >= 2, got {self.vocab_size!r}")
+        if not isinstance(self.budget_terminates, bool):
+            raise ConfigError(f"NumericConfig.budget_terminates must be a bool: {self.budget_terminates!r}")
         if self.max_options is not None and (not isinstance(self.max_options, int) or self.max_options < 2):
             raise ConfigError(
                 f"NumericConfig.max_options must be None or an integer >= 2, got {self.max_options!r}"
@@ -130,8 +156,10 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         **env_kwargs: further ClinVideoEnv arguments (``reward``, ``max_turns``, ``tools``, ...).
             Unless given, the preview is set to ``config.bins`` frames, one per time bin.
 
-    Observation keys (all Boxes): ``preview`` (bins, h, w, 3) uint8; ``frames`` (max_frames, h, w, 3)
-    uint8 and ``frame_times`` (max_frames,) in [0, 1] of the duration, ``frame_mask`` (max_frames,);
+    Observation keys (all Boxes): ``preview`` (bins, ph, pw, 3) uint8; ``changes`` (bins, ch, cw, 4)
+    uint8: per bin and image cell the colour (RGB) and strength of the strongest brief change (see
+    :func:`brief_changes`); ``frames`` (max_frames, h, w, 3) uint8 and ``frame_times``
+    (max_frames,) in [0, 1] of the duration, ``frame_mask`` (max_frames,);
     ``last_tool`` one-hot over none / crop_video / get_frame / error and ``last_span`` (start, end)
     in [0, 1]; ``question`` (question_tokens,) and ``options`` (max_options, option_tokens) word
     ids, ``option_mask``; ``budget`` = (turns left, tool calls left) as fractions; ``duration`` in
@@ -183,13 +211,13 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             )
         self._max_hours = max(s.duration for s in self.samples) / 3600.0 * 2.0 + 1.0
         self._encoded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._previews: dict[str, np.ndarray] = {}
 
         thumb = (cfg.thumb_height, cfg.thumb_width, 3)
         f, o = cfg.max_frames, int(cfg.max_options)
         self.observation_space = spaces.Dict(
             {
-                "preview": spaces.Box(0, 255, (cfg.bins, *thumb), np.uint8),
+                "preview": spaces.Box(0, 255, (cfg.bins, cfg.preview_height, cfg.preview_width, 3), np.uint8),
+                "changes": spaces.Box(0, 255, (cfg.bins, cfg.change_height, cfg.change_width, 4), np.uint8),
                 "frames": spaces.Box(0, 255, (f, *thumb), np.uint8),
                 "frame_times": spaces.Box(0.0, 1.0, (f,), np.float32),
                 "frame_mask": spaces.Box(0.0, 1.0, (f,), np.float32),
@@ -208,6 +236,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._sample: Sample | None = None
         self._duration = 1.0
         self._preview: np.ndarray | None = None
+        self._changes: np.ndarray | None = None
         self._turns = 0
         self._tool_calls = 0
 
@@ -235,11 +264,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         obs, info = self.env.reset(seed=seed, options={"sample_id": sample_id})
         self._sample = sample = self.env.unwrapped.current_sample
         self._duration = float(info["duration"])
-        if sample.id not in self._previews:  # the preview of a sample never changes: thumbnail it once
-            if len(self._previews) >= _PREVIEW_CACHE:
-                self._previews.pop(next(iter(self._previews)))
-            self._previews[sample.id] = self._bin_preview(obs["video"], obs["video_times"][:, 0])
-        self._preview = self._previews[sample.id]
+        self._preview, self._changes = self._binned_preview(sample, obs["video"], obs["video_times"][:, 0])
         self._turns = self._tool_calls = 0
         return self._observation(None, None, "none"), info
 
@@ -259,35 +284,45 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             self._tool_calls += 1
         info = dict(info)
         info["action_text"] = text
+        if truncated and not terminated and self.config.budget_terminates:
+            info["base_truncated"] = True
+            terminated, truncated = True, False
         return self._observation(frames, times, kind), reward, bool(terminated), bool(truncated), info
 
     def action_text(self, action: np.ndarray) -> str:
         """The assistant turn that ``action`` stands for in the current episode."""
-        tool, start, span, option = (int(x) for x in np.asarray(action).reshape(-1)[:4])
-        if not self.action_space.contains(np.asarray([tool, start, span, option], dtype=np.int64)):
-            raise ValueError(f"action {[tool, start, span, option]} is outside {self.action_space}")
+        tool, where, span, option = (int(x) for x in np.asarray(action).reshape(-1)[:4])
+        if not self.action_space.contains(np.asarray([tool, where, span, option], dtype=np.int64)):
+            raise ValueError(f"action {[tool, where, span, option]} is outside {self.action_space}")
         if tool == 0:
             return format_answer(
                 option_letter(option), think=f"The frames I saw point to option {option_letter(option)}."
             )
-        lo, hi = self.span_seconds(start, span)
         if tool == 1:
+            lo, hi = self.span_seconds(where, span)
             return format_tool_call(
                 "crop_video",
                 {"start_time": lo, "end_time": hi},
                 think=f"I look closer at {lo:.1f}-{hi:.1f} s.",
             )
-        t = round((lo + hi) / 2, 3)
+        t = self.bin_seconds(where)
         return format_tool_call("get_frame", {"timestamp": t}, think=f"I check the frame at {t:.1f} s.")
 
-    def span_seconds(self, start_bin: int, span: int) -> tuple[float, float]:
-        """Seconds covered by ``span + 1`` bins from ``start_bin`` (clipped to the video) in this episode."""
-        bins = self.config.bins
-        hi = min(bins, start_bin + span + 1)
-        width = self._duration / bins
-        start = round(start_bin * width, 3)
-        end = self._duration if hi == bins else round(hi * width, 3)
-        return start, end
+    def span_bins(self, centre_bin: int, span: int) -> tuple[int, int]:
+        """Bins ``[first, end)`` of a crop: ``span + 1`` bins around ``centre_bin``, inside the video."""
+        bins, n = self.config.bins, span + 1
+        first = min(max(0, centre_bin - span // 2), bins - n)
+        return first, first + n
+
+    def span_seconds(self, centre_bin: int, span: int) -> tuple[float, float]:
+        """Seconds covered by the crop of ``(centre_bin, span)`` in this episode (see :meth:`span_bins`)."""
+        first, end = self.span_bins(centre_bin, span)
+        width = self._duration / self.config.bins
+        return round(first * width, 3), (self._duration if end == self.config.bins else round(end * width, 3))
+
+    def bin_seconds(self, time_bin: int) -> float:
+        """The middle of ``time_bin`` in seconds: where ``get_frame`` looks."""
+        return round((time_bin + 0.5) * self._duration / self.config.bins, 3)
 
     def render(self) -> np.ndarray | str | None:
         return self.env.render()
@@ -297,31 +332,52 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         super().close()
 
     # ------------------------------------------------------------------ internals
-    def _thumbs(self, frames: np.ndarray) -> np.ndarray:
-        """Area-averaged thumbnails: PIL's block reduce when the sizes divide, else its box filter."""
-        cfg = self.config
-        n, h, w, _ = frames.shape
-        th, tw = cfg.thumb_height, cfg.thumb_width
-        out = np.empty((n, th, tw, 3), dtype=np.uint8)
-        for i, frame in enumerate(frames):
-            image = Image.fromarray(frame)
-            if h % th == 0 and w % tw == 0:
-                out[i] = np.asarray(image.reduce((w // tw, h // th)))
-            else:
-                out[i] = np.asarray(image.resize((tw, th), Image.Resampling.BOX))
-        return out
+    def _thumbs(self, frames: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Area-averaged thumbnails (``size`` = (h, w), default the tool-frame size)."""
+        return thumbnails(frames, size or (self.config.thumb_height, self.config.thumb_width))
 
-    def _bin_preview(self, frames: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """One thumbnail per time bin: the mean of the preview frames inside it, else the nearest one."""
-        bins = self.config.bins
-        thumbs = self._thumbs(frames).astype(np.float32)
+    def _binned_preview(
+        self, sample: Sample, frames: np.ndarray, times: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The preview thumbnails and brief changes per time bin, computed once per video and process.
+
+        Thumbnails: the mean of the preview frames inside a bin, else the nearest frame. Changes:
+        per cell, the strongest change among the bin's frames, else the nearest frame's.
+        """
+        cfg = self.config
+        key = (
+            str(sample.video),
+            self._duration,
+            frames.shape,
+            times.tobytes(),
+            cfg.bins,
+            cfg.preview_height,
+            cfg.preview_width,
+            cfg.change_height,
+            cfg.change_width,
+        )
+        if key in _previews:
+            _previews.move_to_end(key)
+            return _previews[key]
+        bins = cfg.bins
+        thumbs = thumbnails(frames, (cfg.preview_height, cfg.preview_width)).astype(np.float32)
+        changes = brief_changes(frames, times, (cfg.change_height, cfg.change_width))
         which = np.clip((times / self._duration * bins).astype(np.int64), 0, bins - 1)
         centres = (np.arange(bins) + 0.5) * self._duration / bins
         nearest = np.abs(times[None, :] - centres[:, None]).argmin(axis=1)
-        out = thumbs[nearest]
+        preview, binned = thumbs[nearest], changes[nearest]
         for b in np.unique(which):
-            out[b] = thumbs[which == b].mean(axis=0)
-        return np.round(out).astype(np.uint8)
+            inside = which == b
+            preview[b] = thumbs[inside].mean(axis=0)
+            strongest = changes[inside][..., 3].argmax(axis=0)  # (ch, cw): which frame of the bin, per cell
+            binned[b] = np.take_along_axis(changes[inside], strongest[None, ..., None], axis=0)[0]
+        value = (np.round(preview).astype(np.uint8), binned)
+        for array in value:
+            array.flags.writeable = False
+        _previews[key] = value
+        if len(_previews) > _PREVIEW_CACHE:
+            _previews.popitem(last=False)
+        return value
 
     def _question_ids(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if sample.id not in self._encoded:
@@ -362,8 +418,10 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             ],
             dtype=np.float32,
         )
+        assert self._changes is not None
         return {
             "preview": self._preview.copy(),
+            "changes": self._changes.copy(),
             "frames": shown,
             "frame_times": frame_times,
             "frame_mask": mask,
@@ -379,6 +437,65 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def config_dict(self) -> dict[str, Any]:
         """The numeric config as plain data (saved beside trained models)."""
         return asdict(self.config)
+
+
+def thumbnails(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(n, H, W, 3)`` uint8 frames → ``(n, h, w, 3)`` area-averaged thumbnails.
+
+    PIL's block reduce when the sizes divide (the default sizes at 160×120), else its box filter.
+    """
+    th, tw = size
+    n, h, w, _ = frames.shape
+    out = np.empty((n, th, tw, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        image = Image.fromarray(np.ascontiguousarray(frame))
+        if h % th == 0 and w % tw == 0:
+            out[i] = np.asarray(image.reduce((w // tw, h // th)))
+        else:
+            out[i] = np.asarray(image.resize((tw, th), Image.Resampling.BOX))
+    return out
+
+
+def brief_changes(frames: np.ndarray, times: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
+    """What appears in a frame for a few seconds only: ``(n, ch, cw, 4)`` uint8 (R, G, B, strength).
+
+    Brief events (a bleeding, a clip) are small marks that come and go, while the scene drifts,
+    changes slowly or switches once (a phase boundary). Per frame, each pixel's *outlierness* is
+    its distance (|ΔR| + |ΔG| + |ΔB|) to the frame's median colour; each image cell keeps its most
+    outlying pixel. A cell's brief change at frame k is the largest, over look-back/ahead gaps of
+    2–6 s, of ``min(o_k - o_{k-g}, o_k - o_{k+g})``: high only if the cell stands out at k but not
+    ``g`` seconds before *and* after (so one-sided changes and drift score low). Strength is that
+    value / 3 (0–255), colour the RGB of the cell's most outlying pixel at k (black below strength
+    10, where the "change" is mostly texture noise).
+    Max-pooling the cells first makes it tolerant of camera motion within a cell.
+    """
+    n, h, w, _ = frames.shape
+    ch, cw = cells
+    if h < ch or w < cw:
+        raise ConfigError(f"frames of {h}×{w} pixels cannot be split into {ch}×{cw} change cells")
+    x = frames.astype(np.float32)
+    median = np.median(x[:, ::4, ::4].reshape(n, -1, 3), axis=1)  # the scene colour of each frame
+    outlier = np.abs(x - median[:, None, None, :]).sum(axis=-1)
+    sh, sw = h // ch, w // cw
+    grid = outlier[:, : ch * sh, : cw * sw].reshape(n, ch, sh, cw, sw).transpose(0, 1, 3, 2, 4)
+    grid = grid.reshape(n, ch, cw, sh * sw)
+    where = grid.argmax(axis=-1)  # (n, ch, cw) most outlying pixel of each cell
+    peak = np.take_along_axis(grid, where[..., None], axis=-1)[..., 0]
+    dt = float(np.median(np.diff(times))) if n > 1 else 1.0
+    gaps = sorted({max(1, int(round(g / max(dt, 1e-6)))) for g in _CHANGE_GAPS_S})
+    idx = np.arange(n)
+    strength = np.zeros_like(peak)
+    for g in gaps:
+        before, after = peak[np.clip(idx - g, 0, n - 1)], peak[np.clip(idx + g, 0, n - 1)]
+        strength = np.maximum(strength, np.minimum(peak - before, peak - after))
+    # pixel coordinates of each cell's most outlying pixel
+    ys = (np.arange(ch) * sh)[None, :, None] + where // sw
+    xs = (np.arange(cw) * sw)[None, None, :] + where % sw
+    colour = frames[idx[:, None, None], ys, xs]  # (n, ch, cw, 3)
+    out = np.zeros((n, ch, cw, 4), dtype=np.uint8)
+    out[..., 3] = np.clip(np.round(strength / 3.0), 0, 255).astype(np.uint8)
+    out[..., :3] = np.where(out[..., 3:] >= _CHANGE_COLOUR_MIN, colour, 0)
+    return out
 
 
 def _choice_samples(suite: Suite) -> tuple[Sample, ...]:

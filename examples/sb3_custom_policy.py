@@ -5,7 +5,8 @@
 Three variants, from the least to the most structure:
 
 1. ``MultiInputPolicy`` with your own ``BaseFeaturesExtractor`` (here: a CNN over the preview seen as
-   a 2-D "timeline image", plus the last tool frames and the question's word ids);
+   a 2-D "timeline image", a linear layer over the brief-change strengths, plus the last tool
+   frames and the question's word ids);
 2. :class:`~agents.sb3.policy.TimelinePolicy` with the default extractor's sizes changed;
 3. :class:`~agents.sb3.policy.TimelinePolicy` with your own extractor, which then has to expose a
    :class:`~agents.sb3.extractor.FeatureLayout` as ``layout`` (global vector, timeline map, option scores).
@@ -38,12 +39,14 @@ class TimelineImageExtractor(BaseFeaturesExtractor):
     def __init__(self, observation_space: spaces.Dict, features_dim: int = 128) -> None:
         super().__init__(observation_space, features_dim)
         bins, h, w, _ = observation_space["preview"].shape
+        _, ch, cw, _ = observation_space["changes"].shape
         vocab = int(observation_space["question"].high.max()) + 1
         self.preview_cnn = nn.Sequential(
             nn.Conv2d(3, 16, kernel_size=(h // 3, w), stride=(h // 3, w)),
             nn.ReLU(),  # one column per bin
             nn.Flatten(),
         )
+        self.change_net = nn.Sequential(nn.Flatten(), nn.Linear(bins * ch * cw, 32), nn.ReLU())
         self.frame_cnn = nn.Sequential(
             nn.Conv2d(3, 16, 4, stride=4), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten()
         )
@@ -53,21 +56,25 @@ class TimelineImageExtractor(BaseFeaturesExtractor):
         n_options = observation_space["options"].shape[0]
         n_small = observation_space["last_tool"].shape[0] + observation_space["budget"].shape[0]
         self.head = nn.Sequential(
-            nn.Linear(n_preview + 16 + 16 + 16 * n_options + n_small, features_dim), nn.ReLU()
+            nn.Linear(n_preview + 32 + 16 + 16 + 16 * n_options + n_small, features_dim), nn.ReLU()
         )
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         preview = obs["preview"] / 255.0  # (b, bins, h, w, 3)
         b, bins, h, w, _ = preview.shape
         strip = preview.permute(0, 4, 2, 1, 3).reshape(b, 3, h, bins * w)  # bins side by side
-        frames = obs["frames"] / 255.0
+        changes = self.change_net(obs["changes"][..., 3] / 255.0)  # brief-change strengths
+        frames = obs["frames"] / 255.0  # (b, f, fh, fw, 3): tool frames have their own thumbnail size
         f = frames.shape[1]
-        seen = self.frame_cnn(frames.reshape(b * f, h, w, 3).permute(0, 3, 1, 2)).reshape(b, f, -1)
+        seen = self.frame_cnn(frames.flatten(0, 1).permute(0, 3, 1, 2)).reshape(b, f, -1)
         seen = (seen * obs["frame_mask"].unsqueeze(-1)).amax(1)
         words = self.words(torch.cat([obs["question"], obs["options"].flatten(1)], 1).round().long())
         options = self.words(obs["options"].flatten(0, 1).round().long()).reshape(b, -1)
         return self.head(
-            torch.cat([self.preview_cnn(strip), seen, words, options, obs["last_tool"], obs["budget"]], dim=1)
+            torch.cat(
+                [self.preview_cnn(strip), changes, seen, words, options, obs["last_tool"], obs["budget"]],
+                dim=1,
+            )
         )
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 from medscope_gym.intervals import Interval, best_iou, contains, is_moment
 
 __all__ = [
+    "GRADED_EVIDENCE",
     "PRESETS",
     "RewardConfig",
     "RewardParts",
@@ -43,7 +44,9 @@ class RewardConfig:
         iou_step: Δ, each full step of IoU above h0 adds ``iou_bonus``.
         iou_bonus: η, so a perfect crop scores 1 + η·(1 − h0)/Δ (2.0 with the defaults).
         miss_scoring: "paper" scores a partial miss (0 < IoU < h0) −1 and a total miss 0, as the reference
-            code does; "monotone" scores −1 + IoU/h0 so that more overlap is never worse.
+            code does; "monotone" scores −1 + IoU/h0 so that more overlap is never worse; "graded" scores
+            IoU/h0 (0 for a total miss, rising to the hit score 1 at h0): dense and never below not
+            cropping, for learners that find the window by trial (see :data:`GRADED_EVIDENCE`).
         frame_window: w in seconds; a frame t near a ground-truth moment g earns max(0, 1 − |t − g|/w).
     """
 
@@ -54,7 +57,7 @@ class RewardConfig:
     iou_threshold: float = 0.5
     iou_step: float = 0.05
     iou_bonus: float = 0.1
-    miss_scoring: Literal["paper", "monotone"] = "paper"
+    miss_scoring: Literal["paper", "monotone", "graded"] = "paper"
     frame_window: float = 1.0
 
     def __post_init__(self) -> None:
@@ -79,8 +82,10 @@ class RewardConfig:
             raise ValueError(
                 f"evidence_mode must be 'always', 'conditional' or 'off', got {self.evidence_mode!r}"
             )
-        if self.miss_scoring not in ("paper", "monotone"):
-            raise ValueError(f"miss_scoring must be 'paper' or 'monotone', got {self.miss_scoring!r}")
+        if self.miss_scoring not in ("paper", "monotone", "graded"):
+            raise ValueError(
+                f"miss_scoring must be 'paper', 'monotone' or 'graded', got {self.miss_scoring!r}"
+            )
 
 
 #: The paper's reward and its ablations (Figure 5 of the paper).
@@ -90,6 +95,12 @@ PRESETS: dict[str, RewardConfig] = {
     "conditional_evidence": RewardConfig(evidence_mode="conditional"),
     "no_iou_bonus": RewardConfig(iou_bonus=0.0),
 }
+
+
+#: A dense evidence reward for classic RL (kept out of :data:`PRESETS`, the paper's ablation set): crop
+#: misses score IoU/h0 instead of −1, so every bit of overlap pays and a crop never scores below
+#: no crop; hits, the IoU bonus, R_frame and the weights are the paper's.
+GRADED_EVIDENCE = RewardConfig(miss_scoring="graded")
 
 
 def reward_config(preset: str = "paper", **overrides: object) -> RewardConfig:
@@ -105,6 +116,8 @@ def _window_crop_score(iou: float, cfg: RewardConfig) -> float:
         return 1.0 + cfg.iou_bonus * steps
     if cfg.miss_scoring == "monotone":
         return -1.0 + iou / cfg.iou_threshold
+    if cfg.miss_scoring == "graded":
+        return iou / cfg.iou_threshold
     return -1.0 if iou > 0.0 else 0.0
 
 

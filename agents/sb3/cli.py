@@ -27,6 +27,7 @@ def _cmd_train_sb3(args: argparse.Namespace) -> int:
         suite=args.suite,
         steps=args.steps,
         time_limit_s=args.time_limit,
+        cpu_limit_s=args.cpu_limit,
         seed=args.seed,
         n_envs=args.n_envs,
         vec=args.vec,
@@ -46,7 +47,8 @@ def _cmd_train_sb3(args: argparse.Namespace) -> int:
     results = train(cfg)
     print(
         f"trained {results['train_steps']} steps ({results['train_episodes']} episodes) in "
-        f"{results['train_seconds']:.0f} s; model, curve and results in {args.out}"
+        f"{results['train_seconds']:.0f} s ({results['train_cpu_seconds']:.0f} s CPU); "
+        f"model, curve and results in {args.out}"
     )
     if results["eval"]:
         columns = ["episodes", "accuracy", "evidence_R@0.5", "evidence_mIoU", "reward", "tool_calls", "turns"]
@@ -68,6 +70,12 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     p.add_argument("--suite", help="suite folder or builtin:NAME (default: the env id's suite)")
     p.add_argument("--steps", type=int, default=d.steps, help="environment steps over all parallel envs")
     p.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
+    p.add_argument(
+        "--cpu-limit",
+        type=float,
+        default=None,
+        help="stop training after this many seconds of process CPU time",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--n-envs", type=int, default=d.n_envs)
     p.add_argument("--vec", default=d.vec, choices=("subproc", "dummy"))
@@ -82,7 +90,7 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--n-epochs", type=int, default=d.n_epochs)
     p.add_argument("--ent-coef", type=float, default=d.ent_coef)
-    p.add_argument("--reward", default=d.reward, help="base-env reward preset")
+    p.add_argument("--reward", default=d.reward, help="graded (default) or a paper preset (paper, ...)")
     p.add_argument("--eval-split", default=d.eval_split, choices=("train", "val", "test"))
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     p.add_argument(

@@ -1,26 +1,29 @@
-"""Features extractor for the numeric env: a small CNN over thumbnails, conditioned on the question.
+"""Features extractor for the numeric env: question-conditioned timeline features and a small CNN.
 
 What a policy needs from :class:`~envs.numeric.NumericClinVideoEnv` observations is (1) *where*
 the asked-about event is on the preview timeline and (2) *which option* the inspected frames
 support. The extractor builds exactly those, with shared, translation-free parts so that PPO
 learns them from few episodes:
 
-- a thumbnail CNN (2×2 patches, then a 1×1 convolution, max- and mean-pooled over space): the
-  max-pool finds small coloured marks anywhere in a frame, the mean-pool keeps the scene colour;
-- transients: brief events are changes that appear and vanish within seconds, so for each
-  preview bin a fixed (not learned) detector takes, per pixel, the smaller of its differences to
-  the bins 2 and 3 before and after it, and keeps the largest such change in each image row (the
-  network learns which rows matter: a tool tray flickers, the scene's marks do not);
-- a timeline map ``(channels, bins)``: bilinear scores between each preview bin's CNN and
-  transient features and the question's word embedding ("where does what the question names
-  appear");
-- option scores ``(options,)``: bilinear scores between the pooled features of the last tool
-  call's frames and each option's word embedding ("which option do these frames show");
+- per time bin, features of the env's brief-change map (``changes``: per image cell the colour
+  and strength of what showed only for a few seconds) — a cell-wise layer max-pooled over the
+  cells ("a red mark appeared") and a linear map of the strength grid ("where in the image") —
+  and of the bin's preview thumbnail averaged along each row (scene colour, tray);
+- a timeline map ``(channels, bins)``: bilinear scores between each bin's features and the
+  question's word embedding ("where does what the question names appear"), plus one fixed
+  *saliency* channel: each bin's strongest brief change relative to the video's strongest
+  ("something happened here"), which the policy head starts out following;
+- a thumbnail CNN (2×2 patches, then a 1×1 convolution, max- and mean-pooled over space) over
+  the frames of the last tool call: the max-pool finds small coloured marks and instrument
+  glyphs, the mean-pool keeps the scene colour;
+- option scores ``(options,)``: bilinear scores between the pooled frame features and each
+  option's word embedding ("which option do these frames show");
 - a global vector from the budget, the last tool, the question and the pooled frame features.
 
 The output is the flat concatenation ``[global, timeline map, option scores]``; :attr:`layout`
 tells a policy head where each part is (see :mod:`agents.sb3.policy`), and a plain
-``MultiInputPolicy`` can use it as an ordinary feature vector.
+``MultiInputPolicy`` can use it as an ordinary feature vector. Nothing runs a CNN over the
+``bins`` preview thumbnails of every observation, which keeps an update cheap on one CPU core.
 """
 
 from __future__ import annotations
@@ -32,29 +35,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-__all__ = ["FeatureLayout", "ThumbnailCNN", "TimelineExtractor", "transients"]
-
-_TRANSIENT_GAPS = (2, 3)  # bins: an event of up to 2·3 - 1 = 5 bins leaves both sides of its middle bin
-
-
-def transients(preview: torch.Tensor) -> torch.Tensor:
-    """``(b, bins, h, w, 3)`` thumbnails in 0–255 → ``(b, bins, h)``: the largest transient of each row.
-
-    A pixel's transient at bin ``k`` is ``min(|x_k - x_{k-g}|, |x_k - x_{k+g}|)`` (summed over RGB,
-    maximised over the gaps ``g``, 0–3): large for a mark shown only around ``k``, small for slow
-    drift and for one-sided changes such as a phase boundary.
-    """
-    with torch.no_grad():
-        x = preview / 255.0
-        k = x.shape[1]
-        idx = torch.arange(k, device=x.device)
-        best = torch.zeros(x.shape[:4], device=x.device)
-        for gap in _TRANSIENT_GAPS:
-            left = x[:, (idx - gap).clamp(min=0)]
-            right = x[:, (idx + gap).clamp(max=k - 1)]
-            change = torch.minimum((x - left).abs().sum(-1), (x - right).abs().sum(-1))
-            best = torch.maximum(best, change)
-        return best.amax(-1)
+__all__ = ["FeatureLayout", "ThumbnailCNN", "TimelineExtractor"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +46,9 @@ class FeatureLayout:
     map_channels: int
     bins: int
     options: int
+    saliency_channel: int | None = None
+    """Map channel that holds a question-free "something happened here" score, if any: the
+    timeline head starts out looking there (see :class:`~agents.sb3.policy.TimelineActionHead`)."""
 
     @property
     def total(self) -> int:
@@ -99,14 +83,15 @@ class ThumbnailCNN(nn.Module):
 
 
 class TimelineExtractor(BaseFeaturesExtractor):
-    """Question-conditioned thumbnail features for :class:`~envs.numeric.NumericClinVideoEnv`.
+    """Question-conditioned features for :class:`~envs.numeric.NumericClinVideoEnv`.
 
     Args:
         observation_space: the numeric env's Dict space.
-        cnn_channels: channels of the thumbnail CNN (its output is twice this).
+        cnn_channels: channels of the tool-frame CNN (its output is twice this).
         embed_dim: word-embedding size (questions and options share the table).
         map_channels: channels of the timeline map.
         global_dim: size of the global part of the output.
+        change_channels: channels of the cell-wise brief-change layer.
     """
 
     def __init__(
@@ -116,10 +101,11 @@ class TimelineExtractor(BaseFeaturesExtractor):
         embed_dim: int = 32,
         map_channels: int = 4,
         global_dim: int = 64,
+        change_channels: int = 16,
     ) -> None:
         bins = int(observation_space["preview"].shape[0])
         options = int(observation_space["options"].shape[0])
-        layout = FeatureLayout(global_dim, map_channels, bins, options)
+        layout = FeatureLayout(global_dim, map_channels + 1, bins, options, saliency_channel=map_channels)
         super().__init__(observation_space, features_dim=layout.total)
         self.layout = layout
         vocab = int(observation_space["question"].high.max()) + 1
@@ -127,8 +113,12 @@ class TimelineExtractor(BaseFeaturesExtractor):
         d = self.cnn.out_dim
         self.words = nn.EmbeddingBag(vocab, embed_dim, mode="mean", padding_idx=0)
         self.key = 16
+        self.query_channels = map_channels
+        _, ch, cw, depth = (int(n) for n in observation_space["changes"].shape)
         rows = int(observation_space["preview"].shape[1])
-        self.bin_proj = nn.Linear(d + rows, map_channels * self.key)
+        self.change_cell = nn.Sequential(nn.Linear(depth, change_channels), nn.ReLU())
+        self.change_where = nn.Linear(ch * cw, 8)
+        self.bin_proj = nn.Linear(change_channels + 8 + 3 * rows, map_channels * self.key)
         self.query_proj = nn.Linear(embed_dim, map_channels * self.key)
         self.frame_proj = nn.Linear(2 * d + embed_dim, embed_dim)
         self.option_proj = nn.Linear(embed_dim, embed_dim)
@@ -142,16 +132,32 @@ class TimelineExtractor(BaseFeaturesExtractor):
         ids = ids.round().long()
         return self.words(ids.reshape(-1, ids.shape[-1])).reshape(*ids.shape[:-1], -1)
 
+    def bin_features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(b, bins, f)`` features of each time bin: brief changes and row colours of the preview."""
+        changes = obs["changes"] / 255.0  # (b, k, ch, cw, 4)
+        b, k = changes.shape[:2]
+        cells = changes.reshape(b, k, -1, changes.shape[-1])
+        what = self.change_cell(cells).amax(dim=2)  # (b, k, change_channels)
+        where = self.change_where(cells[..., -1])  # strength grid → (b, k, 8)
+        rows = (obs["preview"] / 255.0).mean(dim=3).reshape(b, k, -1)  # (b, k, 3 · rows)
+        return torch.cat([what, where, rows], dim=-1)
+
+    @staticmethod
+    def saliency(obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(b, bins)``: each bin's strongest brief change over the video's strongest (0–1)."""
+        strength = obs["changes"][..., -1].flatten(2).amax(dim=2)  # (b, k)
+        return strength / strength.amax(dim=1, keepdim=True).clamp(min=1.0)
+
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        preview, frames = obs["preview"], obs["frames"]
-        b, k = preview.shape[:2]
-        c, key = self.layout.map_channels, self.key
+        frames = obs["frames"]
+        b, k = obs["preview"].shape[:2]
+        c, key = self.query_channels, self.key
 
         question = self._embed(obs["question"])  # (b, e)
-        bins = self.cnn(preview.reshape(b * k, *preview.shape[2:])).reshape(b, k, -1)
-        keys = self.bin_proj(torch.cat([bins, transients(preview)], dim=-1)).reshape(b, k, c, key)
+        keys = self.bin_proj(self.bin_features(obs)).reshape(b, k, c, key)
         query = self.query_proj(question).reshape(b, 1, c, key)
         timeline = (keys * query).sum(-1).permute(0, 2, 1) / key**0.5  # (b, c, k)
+        timeline = torch.cat([timeline, self.saliency(obs).unsqueeze(1)], dim=1)  # (b, c + 1, k)
 
         f = frames.shape[1]
         mask = obs["frame_mask"].unsqueeze(-1)  # (b, f, 1)

@@ -18,7 +18,7 @@ from typing import Any
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import ConfigError
 
-__all__ = ["ALGOS", "NUMERIC_ENV_ID", "POLICIES", "TrainConfig", "make_vec_env", "train"]
+__all__ = ["ALGOS", "NUMERIC_ENV_ID", "POLICIES", "TrainConfig", "make_vec_env", "reward_of", "train"]
 
 NUMERIC_ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
@@ -41,6 +41,9 @@ class TrainConfig:
     """Environment steps (summed over the parallel envs)."""
     time_limit_s: float | None = None
     """Stop training early after this many seconds of wall time (the model so far is kept)."""
+    cpu_limit_s: float | None = None
+    """Stop training early after this process has used this many seconds of CPU time (on a shared
+    machine a fairer budget than wall time; with ``torch_threads=1`` and DummyVecEnv it is one core)."""
     seed: int = 0
     n_envs: int = 4
     vec: str = "dummy"
@@ -56,8 +59,9 @@ class TrainConfig:
     gae_lambda: float = 0.95
     ent_coef: float = 0.01
     clip_range: float = 0.2
-    reward: str = "paper"
-    """Reward preset of the base env."""
+    reward: str = "graded"
+    """Reward of the base env: ``graded`` (:data:`~medscope_gym.rewards.GRADED_EVIDENCE`: crop misses
+    score IoU/h0 instead of −1) or one of the paper's presets (``paper``, ``no_evidence``, ...)."""
     train_split: str = "train"
     eval_split: str | None = "test"
     """Held-out split to evaluate on; None skips evaluation."""
@@ -77,11 +81,23 @@ class TrainConfig:
         for name in ("steps", "n_envs", "n_steps", "batch_size", "n_epochs", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        reward_of(self.reward)
+
+
+def reward_of(name: str):
+    """A reward name → what ClinVideoEnv takes: ``graded`` → GRADED_EVIDENCE, else the preset name."""
+    from medscope_gym.rewards import GRADED_EVIDENCE, PRESETS
+
+    if name == "graded":
+        return GRADED_EVIDENCE
+    if name not in PRESETS:
+        raise ConfigError(f"unknown reward {name!r}; valid: graded, {', '.join(sorted(PRESETS))}")
+    return name
 
 
 def _env_kwargs(cfg: TrainConfig, split: str | None) -> dict[str, Any]:
     kwargs = dict(cfg.env_kwargs)
-    kwargs["reward"] = cfg.reward
+    kwargs["reward"] = reward_of(cfg.reward)
     if cfg.suite is not None:
         kwargs["suite"] = cfg.suite
     if split is not None:
@@ -115,13 +131,16 @@ def make_vec_env(env_id: str, n_envs: int, *, vec: str = "dummy", seed: int = 0,
     return venv
 
 
-def _episode_logger(log: list[dict[str, Any]], time_limit_s: float | None, verbose: bool):
-    """An SB3 callback that records each finished episode's reward parts and enforces the time limit."""
+def _episode_logger(
+    log: list[dict[str, Any]], time_limit_s: float | None, verbose: bool, cpu_limit_s: float | None = None
+):
+    """An SB3 callback that records each finished episode's reward parts and enforces the time limits."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class EpisodeLogger(BaseCallback):
         def _on_training_start(self) -> None:
             self.started = time.monotonic()
+            self.cpu_started = time.process_time()
             self.next_report = 0
 
         def _on_step(self) -> bool:
@@ -132,6 +151,7 @@ def _episode_logger(log: list[dict[str, Any]], time_limit_s: float | None, verbo
                         {
                             "timesteps": int(self.num_timesteps),
                             "seconds": time.monotonic() - self.started,
+                            "cpu_seconds": time.process_time() - self.cpu_started,
                             **{k: float(v) for k, v in parts.items()},
                             "task": info["task"],
                             "tool_calls": int(info["tool_calls"]),
@@ -143,13 +163,17 @@ def _episode_logger(log: list[dict[str, Any]], time_limit_s: float | None, verbo
                 mean = {
                     k: sum(e[k] for e in recent) / len(recent) for k in ("total", "accuracy", "crop", "frame")
                 }
+                wall, cpu = time.monotonic() - self.started, time.process_time() - self.cpu_started
                 print(
                     f"[sb3] steps {self.num_timesteps:>7d}  episodes {len(log):>6d}  "
-                    f"{time.monotonic() - self.started:6.0f} s  reward {mean['total']:.2f}  "
+                    f"{wall:6.0f} s  cpu {cpu:6.0f} s  "
+                    f"reward {mean['total']:.2f}  "
                     f"acc {mean['accuracy']:.2f}  crop {mean['crop']:.2f}  frame {mean['frame']:.2f}",
                     flush=True,
                 )
                 self.next_report = self.num_timesteps + 2000
+            if cpu_limit_s is not None and time.process_time() - self.cpu_started >= cpu_limit_s:
+                return False
             return time_limit_s is None or time.monotonic() - self.started < time_limit_s
 
     return EpisodeLogger()
@@ -221,13 +245,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         cfg.env_id, cfg.n_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split)
     )
     log: list[dict[str, Any]] = []
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     try:
         model = _build_model(cfg, venv)
-        model.learn(total_timesteps=cfg.steps, callback=_episode_logger(log, cfg.time_limit_s, cfg.verbose))
+        callback = _episode_logger(log, cfg.time_limit_s, cfg.verbose, cfg.cpu_limit_s)
+        model.learn(total_timesteps=cfg.steps, callback=callback)
     finally:
         venv.close()
-    train_seconds = time.monotonic() - started
+    train_seconds, train_cpu = time.monotonic() - started, time.process_time() - cpu_started
     _save_model(model, out / "model.zip")
     atomic_write_text(out / "episodes.jsonl", "".join(json.dumps(e) + "\n" for e in log))
 
@@ -238,6 +263,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "train_steps": int(model.num_timesteps),
         "train_episodes": len(log),
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu, 1),
         "eval": {},
     }
     if cfg.eval_split is not None:

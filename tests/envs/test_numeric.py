@@ -11,7 +11,7 @@ import pytest
 
 import medscope_gym  # noqa: F401 - registers the ids
 from envs.clinvideo import ClinVideoEnv
-from envs.numeric import LAST_TOOL_KINDS, NumericClinVideoEnv, NumericConfig, hash_words
+from envs.numeric import LAST_TOOL_KINDS, NumericClinVideoEnv, NumericConfig, brief_changes, hash_words
 from medscope_gym.errors import ConfigError
 from medscope_gym.intervals import best_iou
 from medscope_gym.suite import Suite, write_suite
@@ -42,16 +42,19 @@ def env(suite_dir):
     env.close()
 
 
+def _crop(env: NumericClinVideoEnv, centre: int, span: int, duration: float) -> tuple[float, float]:
+    first, end = env.span_bins(centre, span)
+    return first * duration / env.config.bins, end * duration / env.config.bins
+
+
 def _bins_for(env: NumericClinVideoEnv, window: tuple[float, float], duration: float) -> tuple[int, int]:
-    """The (start bin, span) whose crop has the best IoU with ``window``."""
+    """The (centre bin, span) whose crop has the best IoU with ``window``."""
     best, arg = -1.0, (0, 0)
-    for start in range(env.config.bins):
+    for centre in range(env.config.bins):
         for span in range(env.config.max_span_bins):
-            hi = min(env.config.bins, start + span + 1)
-            crop = (start * duration / env.config.bins, hi * duration / env.config.bins)
-            iou = best_iou(crop, [window])
+            iou = best_iou(_crop(env, centre, span, duration), [window])
             if iou > best:
-                best, arg = iou, (start, span)
+                best, arg = iou, (centre, span)
     return arg
 
 
@@ -107,8 +110,11 @@ def test_reward_and_info_equal_the_base_env_on_the_same_text(suite_dir, env):
             text = env.action_text(np.array(action))
             got = env.step(np.array(action))
             want = base.step(text)
-            assert got[1] == want[1] and got[2] == want[2] and got[3] == want[3]
-            assert isinstance(got[2], bool) and isinstance(got[3], bool)
+            assert got[1] == want[1] and isinstance(got[2], bool) and isinstance(got[3], bool)
+            if want[3] and not want[2]:  # out of budget: a terminal state of the MDP (the budget is observed)
+                assert got[2] and not got[3] and got[4]["base_truncated"]
+            else:
+                assert got[2] == want[2] and got[3] == want[3] and "base_truncated" not in got[4]
             if got[2] or got[3]:
                 assert got[4]["reward_parts"] == want[4]["reward_parts"]
                 break
@@ -122,10 +128,25 @@ def test_action_resolution_reaches_iou_half_on_every_event(env):
     events = [s for s in env.samples if _event_sized(s)]
     assert len(events) >= 4
     for sample in events:
-        start, span = _bins_for(env, sample.evidence[0], sample.duration)
-        hi = min(env.config.bins, start + span + 1)
-        crop = (start * sample.duration / env.config.bins, hi * sample.duration / env.config.bins)
+        centre, span = _bins_for(env, sample.evidence[0], sample.duration)
+        crop = _crop(env, centre, span, sample.duration)
         assert best_iou(crop, sample.evidence) >= 0.5, sample.id
+        lo, hi = sample.evidence[0]
+        assert lo <= (centre + 0.5) * sample.duration / env.config.bins <= hi  # get_frame lands inside
+
+
+def test_crops_are_centred_on_the_time_bin_and_stay_inside_the_video(env):
+    bins = env.config.bins
+    assert (
+        env.span_bins(10, 0) == (10, 11)
+        and env.span_bins(10, 2) == (9, 12)
+        and env.span_bins(10, 3) == (9, 13)
+    )
+    assert env.span_bins(0, 7) == (0, 8) and env.span_bins(bins - 1, 7) == (bins - 8, bins)
+    for centre in range(bins):
+        for span in range(env.config.max_span_bins):
+            first, end = env.span_bins(centre, span)
+            assert 0 <= first <= centre < end <= bins and end - first == span + 1
 
 
 def test_observations_follow_the_episode(env):
@@ -150,8 +171,8 @@ def test_observations_follow_the_episode(env):
     assert obs3["last_tool"][LAST_TOOL_KINDS.index("get_frame")] == 1.0 and obs3["frame_mask"].sum() == 3
 
 
-def test_the_preview_shows_the_event_in_its_bins(env):
-    """The event mark changes the thumbnails of the bins inside the event window."""
+def test_the_brief_changes_show_the_event_in_its_bins(env):
+    """The event mark is a brief change: the strongest change of the video lies in an event's bins."""
     sample = next(
         s
         for s in env.samples
@@ -164,10 +185,29 @@ def test_the_preview_shows_the_event_in_its_bins(env):
     bins = env.config.bins
     inside = [k for k in range(bins) if lo <= (k + 0.5) * info["duration"] / bins <= hi]
     assert inside
-    field = obs["preview"][:, 3:15].astype(np.float32)  # rows of the tissue field (no index band, no tray)
-    k = inside[0]
-    neighbour = k - 2 if k >= 2 else k + len(inside) + 2
-    assert np.abs(field[k] - field[neighbour]).max() > 40
+    strength = obs["changes"][..., 3].reshape(bins, -1).max(axis=1).astype(np.float32)
+    assert strength[inside].max() >= 10 and strength[inside].max() > 3 * np.median(strength)
+    k = inside[int(strength[inside].argmax())]
+    cell = np.unravel_index(obs["changes"][k, ..., 3].argmax(), obs["changes"].shape[1:3])
+    assert obs["changes"][k][cell][:3].max() > 0  # a strong change shows its colour
+
+
+def test_brief_changes_find_a_mark_and_ignore_a_scene_switch():
+    rng = np.random.default_rng(0)
+    n, h, w = 30, 60, 80
+    frames = np.full((n, h, w, 3), 100, dtype=np.uint8)
+    frames += rng.integers(0, 6, size=frames.shape, dtype=np.uint8)  # noise
+    frames[15:] = np.clip(frames[15:].astype(int) + 40, 0, 255).astype(np.uint8)  # a phase switch at 15
+    frames[6:9, 12:18, 22:28] = (220, 20, 20)  # a red mark for 3 s in cell (1, 2) of a 6×8 grid
+    times = np.arange(n, dtype=np.float64)
+    out = brief_changes(frames, times, (6, 8))
+    assert out.shape == (n, 6, 8, 4) and out.dtype == np.uint8
+    strength = out[..., 3]
+    assert (strength[6:9, 1, 2] > 50).all() and tuple(out[7, 1, 2, :3]) == (220, 20, 20)
+    others = strength.copy()
+    others[6:9, 1, 2] = 0
+    assert others.max() < 10  # noise and the one-sided switch stay weak
+    assert (out[..., :3][strength < 10] == 0).all()
 
 
 def test_seeded_resets_are_deterministic_and_sample_choice_options_work(env):
@@ -188,8 +228,21 @@ def test_answer_letters_and_spans_in_the_text(env):
     assert "<answer>C</answer>" in env.action_text(np.array([0, 5, 3, 2]))
     crop = env.action_text(np.array([1, env.config.bins - 1, env.config.max_span_bins - 1, 0]))
     assert '"crop_video"' in crop and f'"end_time": {env.current_sample.duration:g}'[:18] in crop
+    t = (10 + 0.5) * env.current_sample.duration / env.config.bins
+    assert f'"timestamp": {round(t, 3):g}' in env.action_text(np.array([2, 10, 5, 0]))  # the bin's middle
     with pytest.raises(ValueError):
         env.action_text(np.array([3, 0, 0, 0]))
+
+
+def test_running_out_of_budget_terminates_unless_configured_otherwise(suite_dir):
+    for flag in (True, False):
+        env = NumericClinVideoEnv(suite=suite_dir, config={"budget_terminates": flag})
+        env.reset(seed=0)
+        for _ in range(env.max_turns):
+            _, reward, terminated, truncated, info = env.step(np.array([2, 3, 0, 0]))
+        assert (terminated, truncated) == (flag, not flag) and reward == info["reward_parts"]["total"] == 0.0
+        assert info.get("base_truncated", False) == flag
+        env.close()
 
 
 def test_config_validation(suite_dir):

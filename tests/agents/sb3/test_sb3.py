@@ -12,10 +12,11 @@ from agents.sb3.curve import plot_learning_curves, rolling_mean
 from agents.sb3.evaluate import evidence_recall, summarise_with_evidence
 from agents.sb3.extractor import TimelineExtractor
 from agents.sb3.policy import TimelineActionHead, TimelinePolicy
-from agents.sb3.train import TrainConfig, make_vec_env, train
+from agents.sb3.train import TrainConfig, make_vec_env, reward_of, train
 from envs.numeric import NumericClinVideoEnv
 from medscope_gym.errors import ConfigError
 from medscope_gym.metrics import EpisodeRecord
+from medscope_gym.rewards import GRADED_EVIDENCE, PRESETS, crop_reward
 
 ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
@@ -156,6 +157,19 @@ def test_train_config_is_validated():
         TrainConfig(algo="dqn")
     with pytest.raises(ConfigError):
         TrainConfig(policy="transformer")
+    with pytest.raises(ConfigError, match="unknown reward"):
+        TrainConfig(reward="generous")
+
+
+def test_the_graded_reward_pays_every_bit_of_overlap_and_keeps_the_paper_hits():
+    gt = [(10.0, 20.0)]
+    assert reward_of("graded") == GRADED_EVIDENCE and reward_of("paper") == "paper"
+    scores = [crop_reward((10.0 - k * 0.1, 10.0 - k * 0.1 + 8.0), gt, GRADED_EVIDENCE) for k in range(120)]
+    assert all(a >= b - 1e-12 for a, b in zip(scores, scores[1:]))  # less overlap, never more reward
+    assert scores[-1] == 0.0 and min(scores) >= 0.0  # a total miss scores like no crop
+    assert crop_reward((12.0, 18.0), gt, GRADED_EVIDENCE) == crop_reward((12.0, 18.0), gt, PRESETS["paper"])
+    assert crop_reward((10.0, 13.0), gt, GRADED_EVIDENCE) == pytest.approx(0.3 / 0.5)
+    assert crop_reward((10.0, 13.0), gt, PRESETS["paper"]) == -1.0
 
 
 def test_cli_registers_train_sb3():
