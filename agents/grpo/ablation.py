@@ -2,9 +2,10 @@
 
 Every variant trains a copy of the base :class:`~agents.grpo.config.GRPOConfig` from the same start
 checkpoint, once per seed, and is scored on the held-out questions by the trainer's final evaluation
-(``eval.json``). The start checkpoint's own scores (the step-0 evaluation, identical for every run) are
-the first row. The table reports preset-independent metrics only (accuracy, R@0.3/0.5/0.7, mIoU,
-evidence mIoU): each variant's reward differs by construction, so its value would not compare.
+(``eval.json``). The start checkpoint's own scores (the first run's step-0 evaluation; the start point
+is the same for every run, so the others skip it) are the first row. The table reports only
+preset-independent metrics (accuracy, R@0.3/0.5/0.7, mIoU, evidence mIoU, well-formed): each variant's
+reward differs by construction, so its value would not compare.
 
 Finished runs (a ``final/`` and an ``eval.json``) are reused, so an interrupted ablation resumes.
 """
@@ -62,13 +63,16 @@ def run_ablation(
     out = Path(out)
     runs: dict[str, dict[int, dict[str, float | None]]] = {}
     start: dict[str, float | None] = {}
-    for variant in variants:
-        for seed in seeds:
-            cfg = dataclasses.replace(
-                base, out=str(out / variant / f"seed-{seed}"), seed=int(seed), **VARIANTS[variant]
-            )
-            runs.setdefault(variant, {})[int(seed)] = _run(cfg)
-            start = start or _start_scores(Path(cfg.out))
+    for k, (variant, seed) in enumerate((v, s) for v in variants for s in seeds):
+        cfg = dataclasses.replace(
+            base,
+            out=str(out / variant / f"seed-{seed}"),
+            seed=int(seed),
+            eval_at_start=k == 0,  # the start checkpoint is the same for every run: score it once
+            **VARIANTS[variant],
+        )
+        runs.setdefault(variant, {})[int(seed)] = _run(cfg)
+        start = start or _start_scores(Path(cfg.out))
     table = {"start": {k: (start.get(k), 0.0) for k in ABLATION_METRICS}} if start else {}
     for variant, by_seed in runs.items():
         table[variant] = {}

@@ -128,6 +128,8 @@ class GRPOConfig:
     # ---- evaluation, logging, checkpoints
     eval_every: int = 10
     """Held-out evaluation every this many steps (and before the first and after the last)."""
+    eval_at_start: bool = True
+    """Evaluate the start checkpoint before the first step (the ablation does it once for all runs)."""
     eval_repeats: int = 1
     """Episodes per held-out question."""
     eval_temperature: float = 0.0

@@ -145,7 +145,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
             log.log(at_step, {f"eval/{k}": summary.get(k) for k in EVAL_METRICS})
         return summary
 
-    if step == 0 and main:
+    if step == 0 and main and cfg.eval_at_start:
         model.eval()
         evaluate_now(0)
     accelerator.wait_for_everyone()

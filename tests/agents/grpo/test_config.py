@@ -53,7 +53,7 @@ def test_bad_configs_fail_early_and_name_the_problem(tmp_path, text, match):
         GRPOConfig.from_yaml(path)
 
 
-@pytest.mark.parametrize("name", ["grpo_tiny.yaml", "grpo_paper.yaml"])
+@pytest.mark.parametrize("name", ["grpo_tiny.yaml", "grpo_paper.yaml", "grpo_ablation_tiny.yaml"])
 def test_shipped_configs_load(name):
     from pathlib import Path
 
