@@ -28,7 +28,7 @@ import numpy as np
 
 from medscope_gym.store.benchvideos import BenchVideoSpec, bench_video
 
-__all__ = ["BenchConfig", "machine_description", "format_report", "run_bench"]
+__all__ = ["BenchConfig", "machine_description", "format_report", "run_bench", "run_build_bench"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class BenchConfig:
     """Video the env steps/s rows run on (the longest one below it if absent)."""
     env_vector_steps: int = 24
     """Timed vector steps per env steps/s row (after one warm-up step)."""
+    build_pairs: int = 3
+    """Plain decode / store build pairs per video, run back to back (the table shows the median ratio)."""
     video: BenchVideoSpec = field(default_factory=BenchVideoSpec)
     seed: int = 0
 
@@ -54,7 +56,7 @@ class BenchConfig:
     def quick(cls, **overrides: Any) -> BenchConfig:
         """The smoke-test run: 1- and 10-minute videos, few repeats, 2 vector copies."""
         base = {"minutes": (1.0, 10.0), "repeats": 5, "naive_repeats": 1, "vector_copies": (2,),
-                "env_vector_steps": 8}
+                "env_vector_steps": 8, "build_pairs": 1}
         return cls(**{**base, **overrides})
 
 
@@ -154,24 +156,61 @@ def _plain_decode_fps(path: Path) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, from ``/proc/stat``; 0.0 elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
+    """``fn()``, its wall and CPU seconds (this process, all threads) and the cores other processes used."""
+    busy, cpu, t0 = _busy_cpu_s(), time.process_time(), time.perf_counter()
+    value = fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    others = max(0.0, _busy_cpu_s() - busy - cpu) / wall if busy else float("nan")
+    return value, wall, cpu, others
+
+
+def _build_pairs(minutes: float, path: Path, store_root: Path, work: Path, pairs: int) -> dict:
+    """Plain decode, then a store build, ``pairs`` times back to back on the same file.
+
+    Each pair gives one ratio (build fps / plain fps); pairs keep both sides under nearly the
+    same load on a shared machine. The last build stays in ``store_root`` for the latency rows.
+    """
+    from medscope_gym.store.builder import ensure_store
+    from medscope_gym.store.key import StoreSettings
+
+    rows, pairs = [], max(1, pairs)
+    for k in range(pairs):
+        root = store_root if k == pairs - 1 else work / f"build-{minutes:g}-{k}"
+        plain, plain_s, plain_cpu, plain_others = _timed(lambda: _plain_decode_fps(path))
+        store, build_s, build_cpu, build_others = _timed(
+            lambda r=root: ensure_store(path, r, StoreSettings()))
+        frames = json.loads((store / "manifest.json").read_text())["num_frames"]
+        rows.append({"plain_fps": plain, "build_fps": frames / build_s, "build_s": build_s, "frames": frames,
+                     "ratio": frames / build_s / plain, "cpu_ratio": plain_cpu / build_cpu,
+                     "others_cores": (plain_others * plain_s + build_others * build_s) / (plain_s + build_s)})
+        if root != store_root:
+            shutil.rmtree(root, ignore_errors=True)
+    med = {key: statistics.median(r[key] for r in rows)
+           for key in ("plain_fps", "build_fps", "build_s", "ratio", "cpu_ratio", "others_cores")}
+    return {"video": f"{minutes:g} min", "frames": rows[0]["frames"], **med,
+            "ratios": [r["ratio"] for r in rows], "pairs": rows}
+
+
 # ---------------------------------------------------------------------------------- measurements
 
 
 def _latency_rows(minutes: float, path: Path, work: Path, cfg: BenchConfig) -> tuple[list[dict], dict]:
     """Build the store (timed against a plain decode), then time each tool three ways."""
-    from medscope_gym.store.builder import ensure_store
-    from medscope_gym.store.key import StoreSettings
     from medscope_gym.tools import ToolConfig, crop_video, get_frame, preview
     from medscope_gym.video import DecordVideo, PyAVVideo
 
     store_root = work / "stores"
-    plain = _plain_decode_fps(path)
-    t0 = time.perf_counter()
-    store = ensure_store(path, store_root, StoreSettings())
-    build_s = time.perf_counter() - t0
-    n_frames = json.loads((store / "manifest.json").read_text())["num_frames"]
-    build = {"video": f"{minutes:g} min", "frames": n_frames, "plain_fps": plain,
-             "build_fps": n_frames / build_s, "build_s": build_s}
+    build = _build_pairs(minutes, path, store_root, work, cfg.build_pairs)
 
     tools = ToolConfig()
     pyav = PyAVVideo(path)
@@ -385,6 +424,25 @@ def run_bench(cfg: BenchConfig, work_dir: str | os.PathLike[str] | None = None,
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_build_bench(cfg: BenchConfig, work_dir: str | os.PathLike[str] | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Only the store build vs plain decode pairs of :func:`run_bench` (``medscope bench --build-only``)."""
+    machine = machine_description()
+    work = Path(tempfile.mkdtemp(prefix="medscope-bench-", dir=work_dir))
+    try:
+        builds = []
+        for minutes in cfg.minutes:
+            log(f"[bench] {minutes:g}-minute video: rendering if needed …")
+            path = bench_video(minutes, cfg.video)
+            log(f"[bench] {minutes:g}-minute video: {cfg.build_pairs} plain decode / store build pairs …")
+            builds.append(_build_pairs(minutes, path, work / "stores", work, cfg.build_pairs))
+            shutil.rmtree(work / "stores", ignore_errors=True)
+        machine["load_1min_end"] = round(os.getloadavg()[0], 2)
+        return {"machine": machine, "config": asdict(cfg), "build": builds}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def format_report(result: dict[str, Any]) -> str:
     """The markdown table ``medscope bench`` prints (and the README shows)."""
     m, c = result["machine"], result["config"]
@@ -394,24 +452,36 @@ def format_report(result: dict[str, Any]) -> str:
         f"start, {m.get('load_1min_end', '?')} at end; Python {m['python']}, PyAV {m['pyav']} (libavcodec "
         f"{m['ffmpeg']}), decord {m['decord']}.",
         f"Videos: generated H.264 {v['width']}×{v['height']} at {v['fps']:g} fps, keyframe every "
-        f"{v['keyframe_interval']} frames. Medians of {c['repeats']} calls (ours) and {c['naive_repeats']} "
-        "(direct decoding; 1 for a direct preview). Tool defaults: 1 fps, ≤ 128 frames, ≤ 224² pixels; "
-        "get_frame: 3 native frames.",
-        "",
-        "| video | operation | decord direct (ms) | PyAV direct (ms) | ours (ms) | decord / ours "
-        "| PyAV / ours |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"{v['keyframe_interval']} frames."
+        + (f" Medians of {c['repeats']} calls (ours) and {c['naive_repeats']} (direct decoding; 1 for a "
+           "direct preview). Tool defaults: 1 fps, ≤ 128 frames, ≤ 224² pixels; get_frame: 3 native frames."
+           if result.get("latency") else ""),
     ]
-    for r in result["latency"]:
+    if result.get("latency"):
+        lines += [
+            "",
+            "| video | operation | decord direct (ms) | PyAV direct (ms) | ours (ms) | decord / ours "
+            "| PyAV / ours |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+    for r in result.get("latency", []):
         lines.append(
             f"| {r['video']} | {r['op']} | {r['decord_ms']:.1f} | {r['pyav_ms']:.1f} | {r['ours_ms']:.2f} "
             f"| {r['decord_ms'] / r['ours_ms']:.0f}× | {r['pyav_ms'] / r['ours_ms']:.0f}× |"
         )
-    lines += ["", "| video | frames | plain decode (fps) | store build (fps) | build / plain "
-              "| build time (s) |", "|---|---:|---:|---:|---:|---:|"]
+    pairs = c.get("build_pairs", 1)
+    lines += ["", "| video | frames | plain decode (fps) | store build (fps) "
+              f"| build / plain (median of {pairs}) | each pair | build / plain per CPU second "
+              "| other processes (cores) | build time (s) |",
+              "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
     for b in result["build"]:
+        each = " / ".join(f"{r:.0%}" for r in b.get("ratios", [b["build_fps"] / b["plain_fps"]]))
         lines.append(f"| {b['video']} | {b['frames']} | {b['plain_fps']:.0f} | {b['build_fps']:.0f} "
-                     f"| {b['build_fps'] / b['plain_fps']:.0%} | {b['build_s']:.1f} |")
+                     f"| {b.get('ratio', b['build_fps'] / b['plain_fps']):.0%} | {each} "
+                     f"| {b.get('cpu_ratio', float('nan')):.0%} | {b.get('others_cores', float('nan')):.2f} "
+                     f"| {b['build_s']:.1f} |")
+    if "memory" not in result:
+        return "\n".join(lines)
     lines += ["", "| video | env peak RSS, ours (MiB) | env peak RSS, decord direct (MiB) |",
               "|---|---:|---:|"]
     for r in result["memory"]:

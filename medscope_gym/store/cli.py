@@ -38,7 +38,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from medscope_gym.store.bench import BenchConfig, format_report, run_bench
+    from medscope_gym.store.bench import BenchConfig, format_report, run_bench, run_build_bench
     from medscope_gym.store.benchvideos import BenchVideoSpec
 
     overrides: dict = {}
@@ -52,11 +52,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides["vector_copies"] = tuple(int(n) for n in args.vector_copies.split(","))
     if args.env_steps:
         overrides["env_vector_steps"] = args.env_steps
+    if args.build_pairs:
+        overrides["build_pairs"] = args.build_pairs
     if args.size:
         w, h = (int(x) for x in args.size.lower().split("x"))
         overrides["video"] = BenchVideoSpec(width=w, height=h)
     cfg = BenchConfig.quick(**overrides) if args.quick else BenchConfig(**overrides)
-    result = run_bench(cfg, log=(lambda _msg: None) if args.quiet else print)
+    run = run_build_bench if args.build_only else run_bench
+    result = run(cfg, log=(lambda _msg: None) if args.quiet else print)
     print(format_report(result))
     if args.json:
         from medscope_gym.atomic import atomic_write_text
@@ -86,6 +89,10 @@ def register(commands, train_commands) -> None:
     bench.add_argument("--vector-copies", help="comma-separated vector env sizes, e.g. 2,4,8")
     bench.add_argument("--env-steps", type=int, help="timed vector steps per env row")
     bench.add_argument("--size", help="video size WxH (default 320x180)")
+    bench.add_argument("--build-pairs", type=int,
+                       help="plain decode / store build pairs per video, back to back (default 3; quick: 1)")
+    bench.add_argument("--build-only", action="store_true",
+                       help="only the store build vs plain decode pairs (the other rows take much longer)")
     bench.add_argument("--json", type=Path, help="also write the raw results here")
     bench.add_argument("--quiet", action="store_true", help="print only the table")
     bench.set_defaults(func=_cmd_bench)

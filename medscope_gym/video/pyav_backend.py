@@ -22,7 +22,9 @@ from medscope_gym.video.base import Video
 from medscope_gym.video.guard import CHUNK_FRAMES, DEFAULT_DECODE_LIMIT_S, DecodeGuard, DecodeTimeout
 from medscope_gym.video.timestamps import exact_timestamps
 
-__all__ = ["FrameIndex", "PyAVVideo", "index_packets", "to_rgb"]
+__all__ = [
+    "FrameIndex", "PyAVVideo", "index_packets", "packet_index", "stream_timing", "to_rgb", "to_rgb_image",
+]
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,27 @@ def to_rgb(frame, reformatter) -> np.ndarray:
     """An ``(h, w, 3)`` uint8 RGB copy of a decoded frame.
 
     A reused ``av.video.reformatter.VideoReformatter`` keeps its swscale context between
-    frames: 2.5× faster than ``frame.to_ndarray(format="rgb24")``, same pixels.
+    frames: 2.5× faster than ``frame.to_ndarray(format="rgb24")``, same pixels. swscale runs on
+    one thread: its default thread pool must wake up for every frame, which on a busy machine
+    cost the store build 1.6 ms per converted frame instead of 0.05 ms (same pixels either way).
     """
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return _rgb_frame(frame, reformatter).to_ndarray()
+
+
+def to_rgb_image(frame, reformatter):
+    """A decoded frame as a PIL RGB image (a copy; same pixels as :func:`to_rgb`, no array in between)."""
+    from PIL import Image
+
+    rgb = _rgb_frame(frame, reformatter)
+    plane = rgb.planes[0]
+    return Image.frombuffer("RGB", (rgb.width, rgb.height), plane, "raw", "RGB", plane.line_size, 1)
+
+
+def _rgb_frame(frame, reformatter):
+    try:
+        return reformatter.reformat(frame, format="rgb24", threads=1)
+    except TypeError:  # older PyAV releases have no ``threads`` argument
+        return reformatter.reformat(frame, format="rgb24")
 
 
 def _open_container(path: str, threads: int):
@@ -94,21 +114,30 @@ def index_packets(path: str | os.PathLike[str]) -> FrameIndex:
             key.append(packet.is_keyframe)
         if not pts:
             raise VideoError(f"video {path!r} has no video frames")
-        time_base = stream.time_base or Fraction(1, 1)
-        rate = stream.average_rate or stream.guessed_rate
-        avg_fps = float(rate) if rate else 0.0
+        time_base, avg_fps = stream_timing(stream)
     except VideoError:
         raise
     except Exception as exc:
         raise VideoError(f"video {path!r}: reading packets failed: {exc}") from exc
     finally:
         container.close()
+    return packet_index(pts, key, time_base, avg_fps)
+
+
+def stream_timing(stream) -> tuple[Fraction, float]:
+    """A PyAV video stream's time base and average frame rate (0.0 when unknown)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return Fraction(stream.time_base or Fraction(1, 1)), float(rate) if rate else 0.0
+
+
+def packet_index(pts: list[int], key: list[bool], time_base: Fraction, avg_fps: float) -> FrameIndex:
+    """The frame index of packets given in decode order (their ``pts``, or ``dts``, and keyframe flags)."""
     order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
     pts_sorted = np.asarray(pts, dtype=np.int64)[order]
     keep = np.concatenate([[True], np.diff(pts_sorted) > 0])  # duplicate pts: the decoder emits one
     keyframe = np.asarray(key, dtype=bool)[order][keep]
     keyframe[0] = True
-    return FrameIndex(pts_sorted[keep], keyframe, Fraction(time_base), avg_fps)
+    return FrameIndex(pts_sorted[keep], keyframe, time_base, avg_fps)
 
 
 class PyAVVideo(Video):

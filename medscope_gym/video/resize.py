@@ -7,7 +7,7 @@ import math
 import numpy as np
 from PIL import Image
 
-__all__ = ["fit_pixels", "resize_frames"]
+__all__ = ["fit_pixels", "resize_frames", "resized_bytes"]
 
 
 def fit_pixels(height: int, width: int, max_pixels: int | None) -> tuple[int, int]:
@@ -38,5 +38,19 @@ def resize_frames(frames: np.ndarray, max_pixels: int | None) -> np.ndarray:
         return frames
     out = np.empty((n, h, w, 3), dtype=np.uint8)
     for i in range(n):
-        out[i] = np.asarray(Image.fromarray(frames[i]).resize((w, h), Image.Resampling.BILINEAR))
+        out[i] = np.asarray(_resized(Image.fromarray(frames[i]), h, w))
     return out
+
+
+def resized_bytes(image: Image.Image, max_pixels: int | None) -> bytes:
+    """A PIL RGB image resized exactly as :func:`resize_frames` resizes frames, as packed RGB bytes.
+
+    For writers (the frame store): no array is built around the source or the result.
+    """
+    width, height = image.size
+    h, w = fit_pixels(height, width, max_pixels)
+    return (image if (h, w) == (height, width) else _resized(image, h, w)).tobytes()
+
+
+def _resized(image: Image.Image, h: int, w: int) -> Image.Image:
+    return image.resize((w, h), Image.Resampling.BILINEAR)

@@ -27,6 +27,7 @@ from medscope_gym.store import builder as builder_mod
 from medscope_gym.synthetic import read_frame_index
 from medscope_gym.tools import ToolConfig, crop_video, get_frame, preview, sample_times
 from medscope_gym.video import DecodeTimeout, DecordVideo, PyAVVideo, resize_frames
+from medscope_gym.video.pyav_backend import index_packets
 from tests.medscope_gym.store.conftest import ENCODINGS
 
 CFG = ToolConfig()
@@ -196,3 +197,101 @@ def test_unwritable_store_folder_falls_back_to_direct_decoding(store_videos, tmp
         video = open_tool_video(store_videos["gop250"], frame_store=blocker / "stores")
     assert isinstance(video, PyAVVideo) and any("decoding" in str(w.message) for w in caught)
     assert open_tool_video(store_videos["gop250"], frame_store=None).__class__ is PyAVVideo
+
+
+def _same_store(a: FrameStore, b: FrameStore) -> None:
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.index.pts, b.index.pts)
+    np.testing.assert_array_equal(a.index.keyframe, b.index.keyframe)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert a.manifest["num_frames"] == b.manifest["num_frames"]
+
+
+@pytest.mark.parametrize("name", sorted(ENCODINGS))
+def test_one_pass_build_indexes_like_the_packet_index_and_stores_the_grid(store_videos, name, tmp_path):
+    path = store_videos[name]
+    settings = StoreSettings(fps=3.0, max_pixels=90 * 50)  # a resize, and grid times close to frame edges
+    done = []
+    threaded = builder_mod.build_store(path, tmp_path / "a", settings, progress=done.append)
+    serial = builder_mod.build_store(path, tmp_path / "b", settings, overlap=False)
+    _same_store(threaded, serial)
+    direct = PyAVVideo(path)
+    np.testing.assert_array_equal(threaded.index.pts, index_packets(path).pts)
+    np.testing.assert_array_equal(threaded.index.keyframe, direct.index.keyframe)
+    assert threaded.index.num_frames == direct.num_frames == sum(done)
+    assert threaded.indices.tolist() == grid_indices(direct.timestamps, direct.duration, settings).tolist()
+    np.testing.assert_array_equal(threaded.frames, resize_frames(direct.read(threaded.indices), 90 * 50))
+
+
+def test_frames_picked_off_the_grid_or_missed_during_the_pass_are_fixed_exactly(store_videos, tmp_path,
+                                                                                  monkeypatch):
+    path = store_videos["vfr"]
+    settings = StoreSettings(fps=2.0, max_pixels=80 * 60)
+    reference = builder_mod.build_store(path, tmp_path / "ref", settings)
+    assembled = []
+    real_assemble = builder_mod._assemble
+    monkeypatch.setattr(builder_mod, "_assemble", lambda *a: assembled.append(1) or real_assemble(*a))
+    # Extra picks: the constant-rate rule is never dropped on this variable-rate file.
+    monkeypatch.setattr(builder_mod, "_duration_guess", lambda container, stream: 1e9)
+    _same_store(builder_mod.build_store(path, tmp_path / "extra", settings), reference)
+    assert assembled == [1]
+    # Missed picks: every third grid frame is never handed to the writer, so it is decoded exactly.
+    real_pick = builder_mod._DecodePass._pick
+    count = iter(range(10**6))
+    monkeypatch.setattr(builder_mod._DecodePass, "_pick",
+                        lambda self, frame, pts: next(count) % 3 == 1 or real_pick(self, frame, pts))
+    for overlap in (True, False):
+        _same_store(builder_mod.build_store(path, tmp_path / f"missed-{overlap}", settings, overlap=overlap),
+                    reference)
+    assert assembled == [1, 1, 1]
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failing_writer_fails_the_build_and_leaves_nothing(store_videos, tmp_path, monkeypatch, overlap):
+    path = store_videos["gop250"]
+
+    def broken(image, max_pixels):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(builder_mod, "resized_bytes", broken)
+    with pytest.raises(OSError, match="disk full"):  # an OSError: the env then decodes directly
+        builder_mod.build_store(path, tmp_path / "s", StoreSettings(), overlap=overlap)
+    with pytest.raises(OSError, match="disk full"):
+        ensure_store(path, tmp_path / "stores", StoreSettings())
+    assert [p.name for p in (tmp_path / "stores").iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.undo()
+    assert FrameStore.load(ensure_store(path, tmp_path / "stores", StoreSettings())).index.num_frames == 500
+
+
+def _record_passes(monkeypatch) -> list:
+    passes = []
+    real_finish = builder_mod._DecodePass.finish
+    monkeypatch.setattr(builder_mod._DecodePass, "finish",
+                        lambda self, video: passes.append(self) or real_finish(self, video))
+    return passes
+
+
+@pytest.mark.parametrize(("keyint", "fps"), [(7, 1.0), (25, 1.0), (25, 3.0), (100, 2.0)])
+def test_gop_tails_no_grid_frame_needs_are_left_out_exactly(tmp_path, monkeypatch, keyint, fps):
+    from medscope_gym.synthetic import generate_procedure, render_video
+
+    path = tmp_path / f"p-only-k{keyint}.mp4"  # H.264 without B-frames: every keyframe an IDR
+    render_video(generate_procedure(seed=4, duration_s=12.0, fps=30.0), path, width=160, height=120,
+                 keyframe_interval=keyint, burn_index=True)
+    settings = StoreSettings(fps=fps, max_pixels=80 * 60)
+    passes = _record_passes(monkeypatch)
+    leaner = builder_mod.build_store(path, tmp_path / "lean", settings)
+    monkeypatch.setattr(builder_mod._DecodePass, "_tail_to_leave_out", lambda self, group, ideal: 0)
+    full = builder_mod.build_store(path, tmp_path / "full", settings)
+    assert passes[0].left_out > 0 and passes[1].left_out == 0
+    _same_store(leaner, full)
+    direct = PyAVVideo(path)
+    assert leaner.indices.tolist() == grid_indices(direct.timestamps, direct.duration, settings).tolist()
+    assert _idx(resize_frames(direct.read(leaner.indices), None)) == leaner.indices.tolist()
+    np.testing.assert_array_equal(leaner.frames, resize_frames(direct.read(leaner.indices), 80 * 60))
+
+
+def test_nothing_is_left_out_with_b_frames(store_videos, tmp_path, monkeypatch):
+    passes = _record_passes(monkeypatch)
+    builder_mod.build_store(store_videos["gop25-bframes"], tmp_path / "s", StoreSettings())
+    assert passes[0].left_out == 0

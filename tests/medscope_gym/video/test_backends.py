@@ -155,3 +155,24 @@ def test_a_hanging_decoder_raises_video_error_and_the_reader_is_replaced(encoded
         video.read([5])
     monkeypatch.setattr(video, method, real)
     assert _indices(video.read([5])) == [5]
+
+
+@pytest.mark.parametrize("name", sorted(ENCODINGS))
+def test_rgb_image_and_resized_bytes_match_the_array_path(encoded, name):
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from medscope_gym.video.pyav_backend import to_rgb, to_rgb_image
+    from medscope_gym.video.resize import resize_frames, resized_bytes
+
+    a, b = VideoReformatter(), VideoReformatter()
+    with av.open(str(encoded[name])) as container:
+        for k, frame in enumerate(container.decode(video=0)):
+            if k % 37:
+                continue
+            rgb = to_rgb(frame, a)
+            image = to_rgb_image(frame, b)
+            np.testing.assert_array_equal(np.asarray(image), rgb)
+            for cap in (None, 90 * 50, 33 * 17):
+                expected = resize_frames(rgb[None], cap)[0]
+                assert resized_bytes(image, cap) == expected.tobytes()
