@@ -40,7 +40,13 @@ from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import clipped_surrogate
 from agents.grpo.tracking import MetricsLog
 from agents.vlm.batching import trajectory_batch
-from agents.vlm.checkpoints import checkpoint_dir, latest_checkpoint, prune_checkpoints
+from agents.vlm.checkpoints import (
+    checkpoint_dir,
+    latest_checkpoint,
+    load_trainable_model,
+    prune_checkpoints,
+    save_final_model,
+)
 from agents.vlm.evaluate import is_well_formed, summarise_trajectories
 from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
 from agents.vlm.rollout import group_requests, make_vector_env, rollout, sample_requests
@@ -242,7 +248,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     if main:
         model.eval()
         summary = evaluate_now(cfg.max_steps)
-        _save_final(accelerator.unwrap_model(model), processor, base_policy, final, cfg)
+        save_final_model(accelerator.unwrap_model(model), processor, base_policy, final, cfg.lora)
         atomic_write_text(
             out / "eval.json", json.dumps({"step": cfg.max_steps, "summary": summary}, indent=2) + "\n"
         )
@@ -300,7 +306,10 @@ def _policy_update(
     if not trajectories:
         return {"train/update_skipped": 1.0}
     encoder, pad_id, suppressed = policy.encoder, policy.pad_id, policy.suppressed_ids
-    vision = [[encoder.process_media(turn.media) for turn in t.turns] for t in trajectories]
+    vision = [  # the processor outputs fed at sampling time; re-processed only for loaded trajectories
+        [turn.vision if turn.vision is not None else encoder.process_media(turn.media) for turn in t.turns]
+        for t in trajectories
+    ]
     rng = np.random.default_rng([cfg.seed, step, 1])
     sums = {
         "loss": 0.0,
@@ -485,33 +494,8 @@ def _model_dtype(device):
 
 
 def _load_model(cfg: GRPOConfig, resume_from: Path | None, device):
-    from transformers import AutoModelForImageTextToText
-
-    if cfg.lora:  # the frozen base in bf16 on CUDA; the adapters stay fp32 (peft's default)
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        base = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=_model_dtype(device))
-        if resume_from is not None:
-            model = PeftModel.from_pretrained(base, resume_from / "adapter", is_trainable=True)
-        else:
-            model = get_peft_model(
-                base,
-                LoraConfig(
-                    r=cfg.lora_r,
-                    lora_alpha=cfg.lora_alpha,
-                    lora_dropout=cfg.lora_dropout,
-                    task_type="CAUSAL_LM",
-                    target_modules=r".*language_model.*\.(" + "|".join(cfg.lora_targets) + ")$",
-                ),
-            )
-    else:  # full fine-tuning keeps fp32 master weights (bf16 autocast on CUDA)
-        import torch
-
-        source = resume_from / "model" if resume_from is not None else cfg.model
-        model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
-        if cfg.freeze_vision:
-            for p in model.model.visual.parameters():
-                p.requires_grad_(False)
+    # LoRA: the frozen base in bf16 on CUDA (adapters fp32); full fine-tuning: fp32 master weights
+    model = load_trainable_model(cfg, resume_from, lora_base_dtype=_model_dtype(device))
     if cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device.type == "cuda":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.to(device)
@@ -562,15 +546,6 @@ def _load_state(checkpoint: Path, optimizer, scheduler) -> int:
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return int(state["step"])
-
-
-def _save_final(model, processor, policy_cfg: VLMPolicyConfig, final: Path, cfg: GRPOConfig) -> None:
-    if cfg.lora:
-        model = model.merge_and_unload()
-    with atomic_directory(final) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        policy_cfg.save(tmp)
 
 
 def _progress_bar(cfg: GRPOConfig, step: int):

@@ -1,12 +1,20 @@
-"""Run folders' ``checkpoint-N`` directories: find the latest, prune the oldest (SFT and GA-GRPO alike)."""
+"""Checkpoints of training runs (SFT and GA-GRPO alike): find the latest ``checkpoint-N``, prune the
+oldest, load the model a run trains (fresh or resumed, full or LoRA), save its final plain checkpoint."""
 
 from __future__ import annotations
 
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
-__all__ = ["checkpoint_dir", "latest_checkpoint", "prune_checkpoints"]
+__all__ = [
+    "checkpoint_dir",
+    "latest_checkpoint",
+    "load_trainable_model",
+    "prune_checkpoints",
+    "save_final_model",
+]
 
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -32,3 +40,50 @@ def prune_checkpoints(out: str | Path, keep: int) -> None:
     found = _checkpoints(out)
     for _, old in found[: max(0, len(found) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def load_trainable_model(cfg: Any, resume_from: Path | None, lora_base_dtype: Any = None):
+    """The model a training run (SFT, GA-GRPO) updates, from ``cfg.model`` or from ``resume_from``.
+
+    ``cfg`` carries ``model``, ``lora``, ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_targets`` and
+    ``freeze_vision``. LoRA: adapters on the language model's projections over a frozen base (loaded in
+    ``lora_base_dtype``, fp32 by default; the adapters stay fp32); a checkpoint holds ``adapter/``. Full
+    fine-tuning: fp32 weights, the vision tower frozen when asked; a checkpoint holds ``model/``.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if cfg.lora:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        base = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=lora_base_dtype or torch.float32)
+        if resume_from is not None:
+            return PeftModel.from_pretrained(base, resume_from / "adapter", is_trainable=True)
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=r".*language_model.*\.(" + "|".join(cfg.lora_targets) + ")$",
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(base, lora)
+    source = resume_from / "model" if resume_from is not None else cfg.model
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
+    if cfg.freeze_vision:
+        for p in model.model.visual.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def save_final_model(
+    model: Any, processor: Any, policy_cfg: Any, final: str | Path, merge_lora: bool
+) -> None:
+    """Write a run's final, plain checkpoint (LoRA merged) that loads like any other, atomically."""
+    from medscope_gym.atomic import atomic_directory
+
+    if merge_lora:
+        model = model.merge_and_unload()
+    with atomic_directory(Path(final)) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        policy_cfg.save(tmp)

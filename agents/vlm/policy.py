@@ -157,6 +157,7 @@ class TokenRecordingPolicy(Policy):
                     action_logprobs=logprobs,
                     finish=finish,
                     media=chunk.media,
+                    vision=chunk.vision,
                     video_grid_thw=_as_lists(chunk.vision.get("video_grid_thw")),
                     image_grid_thw=_as_lists(chunk.vision.get("image_grid_thw")),
                     second_per_grid_ts=_as_floats(chunk.vision.get("second_per_grid_ts")),

@@ -35,7 +35,12 @@ import numpy as np
 from agents.policy import Policy
 from agents.scripted import OraclePolicy
 from agents.vlm.batching import trajectory_batch
-from agents.vlm.checkpoints import latest_checkpoint, prune_checkpoints
+from agents.vlm.checkpoints import (
+    latest_checkpoint,
+    load_trainable_model,
+    prune_checkpoints,
+    save_final_model,
+)
 from agents.vlm.encoding import ChatEncoder
 from agents.vlm.policy import VLMPolicyConfig, resolve_device
 from agents.vlm.trajectory import Trajectory, load_trajectories, save_trajectories
@@ -327,7 +332,7 @@ def train_sft(cfg: SFTConfig) -> Path:
         f"(of {sum(len(t.input_ids()) for t in trajectories)}), device {accelerator.device}"
     )
 
-    model = _load_model(cfg, resume_from)
+    model = load_trainable_model(cfg, resume_from)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
@@ -396,7 +401,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     if bar is not None:
         bar.close()
     final = out / "final"
-    _save_final(accelerator.unwrap_model(model), processor, policy_cfg, final, cfg)
+    save_final_model(accelerator.unwrap_model(model), processor, policy_cfg, final, cfg.lora)
     plot_loss(loss_log, out / "loss.png")
     return final
 
@@ -408,32 +413,6 @@ def stream_indices(n: int, seed: int, start: int, count: int) -> list[int]:
         epoch, pos = divmod(k, n)
         out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[pos]))
     return out
-
-
-def _load_model(cfg: SFTConfig, resume_from: Path | None):
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    if cfg.lora:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        base = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=torch.float32)
-        if resume_from is not None:
-            return PeftModel.from_pretrained(base, resume_from / "adapter", is_trainable=True)
-        lora = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=r".*language_model.*\.(" + "|".join(cfg.lora_targets) + ")$",
-            task_type="CAUSAL_LM",
-        )
-        return get_peft_model(base, lora)
-    source = resume_from / "model" if resume_from is not None else cfg.model
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
-    if cfg.freeze_vision:
-        for p in model.model.visual.parameters():
-            p.requires_grad_(False)
-    return model
 
 
 def _save_checkpoint(
@@ -450,15 +429,6 @@ def _save_checkpoint(
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "max_steps": cfg.max_steps}) + "\n")
     prune_checkpoints(out, cfg.keep_checkpoints)
-
-
-def _save_final(model, processor, policy_cfg: VLMPolicyConfig, final: Path, cfg: SFTConfig) -> None:
-    if cfg.lora:
-        model = model.merge_and_unload()
-    with atomic_directory(final) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        policy_cfg.save(tmp)
 
 
 def plot_loss(csv_path: Path, png_path: Path) -> None:

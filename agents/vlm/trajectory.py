@@ -66,6 +66,9 @@ class TurnRecord:
     imitate: bool = True
     """Whether SFT learns this turn. False only for a deliberate mistake in reference data: it stays in
     the context (so the model learns to recover from its error message) but is not imitated."""
+    vision: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The processor outputs the model was fed for ``media`` (in memory only, not saved): a learner
+    scoring a fresh rollout reuses them instead of running the processor again."""
 
     def to_json(self) -> dict[str, Any]:
         out = {
