@@ -41,6 +41,11 @@ def _answer_form(text: str) -> tuple[str, list[str]]:
 class OraclePolicy(Policy):
     """Crop the ground-truth evidence, get_frame at its centre, answer correctly.
 
+    The next step follows the env's tool log (``info["tool_log"]``), not a turn counter: crop until a
+    crop_video succeeded, get_frame until a get_frame succeeded, then answer. So the oracle also acts
+    sensibly in an episode someone else started (a failed call is retried, a successful one not
+    repeated), which :mod:`agents.vlm.dagger` relies on.
+
     ``decimals`` None sends ground-truth numbers out exactly. With ``decimals=k`` every number the
     oracle writes has at most k decimals (the crop widened outwards so it still covers the evidence):
     one number format, far easier for a small model to learn from SFT data than annotation floats.
@@ -59,15 +64,16 @@ class OraclePolicy(Policy):
     ) -> None:
         if sample is None:
             raise ValueError("the oracle needs the episode's sample (the runner passes current_sample)")
-        self._state[slot] = {"sample": sample, "duration": float(info["duration"]), "step": 0}
+        self._state[slot] = {"sample": sample, "duration": float(info["duration"])}
 
     def act(
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
     ):
-        return [self._next(slot) for slot in slots]
+        return [self._next(slot, info) for slot, info in zip(slots, infos)]
 
-    def _next(self, slot: int) -> str:
+    def _next(self, slot: int, info: dict[str, Any]) -> str:
         st = self._state[slot]
+        done = {entry["name"] for entry in info.get("tool_log", ()) if entry.get("ok")}
         sample: Sample = st["sample"]
         # Ground-truth values go out untouched (the crop's IoU stays exactly 1); values the oracle
         # computes are rounded to milliseconds so no float noise (45.400000000000006) reaches SFT data.
@@ -83,8 +89,7 @@ class OraclePolicy(Policy):
             centre = round(centre, self.decimals)
             start = math.floor(start * scale + 1e-9) / scale
             end = min(math.ceil(end * scale - 1e-9) / scale, math.floor(st["duration"] * scale) / scale)
-        st["step"] += 1
-        if st["step"] == 1:
+        if "crop_video" not in done:
             return format_tool_call(
                 "crop_video",
                 {"start_time": start, "end_time": end},
@@ -93,7 +98,7 @@ class OraclePolicy(Policy):
                     f"what happens around {start:.1f}-{end:.1f} s, so I look at that interval closely."
                 ),
             )
-        if st["step"] == 2:
+        if "get_frame" not in done:
             return format_tool_call(
                 "get_frame",
                 {"timestamp": centre},

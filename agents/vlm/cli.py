@@ -50,6 +50,9 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
         recovery_rate=args.recovery_rate,
         evidence_jitter=args.evidence_jitter,
         decimals=args.decimals,
+        on_policy_repeats=args.on_policy_repeats,
+        on_policy_turns=args.on_policy_turns,
+        on_policy_temperature=args.on_policy_temperature,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
@@ -136,6 +139,21 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     )
     sft.add_argument(
         "--decimals", type=int, default=None, help="decimals of the reference numbers (default: exact)"
+    )
+    sft.add_argument(
+        "--on-policy-repeats",
+        type=int,
+        default=0,
+        help="extra episodes per sample opened by --model itself, finished by the oracle (DAgger round)",
+    )
+    sft.add_argument(
+        "--on-policy-turns", type=int, default=2, help="most opening turns --model plays per such episode"
+    )
+    sft.add_argument(
+        "--on-policy-temperature",
+        type=float,
+        default=None,
+        help="sampling temperature of those turns (default: the checkpoint's)",
     )
     sft.add_argument("--limit", type=int, default=None, help="only the first N samples of the split")
     sft.add_argument("--max-steps", type=int, default=1000)

@@ -34,6 +34,7 @@ __all__ = [
     "ReferencePolicy",
     "TokenRecordingPolicy",
     "VLMPolicyConfig",
+    "reference_turn",
     "resolve_device",
 ]
 
@@ -204,13 +205,15 @@ class ReferencePolicy(TokenRecordingPolicy):
         return texts
 
     def _produce(self, slots, observations, infos):
-        out = []
-        for text in self.inner.act(slots, observations, infos):
-            ids = self.encoder.encode_reference_action(text)
-            if self.encoder.tokenizer.decode(ids, skip_special_tokens=False) != text:
-                raise ValueError(f"the tokenizer does not round-trip the reference turn {text[:80]!r}")
-            out.append((ids, None, "stop", text))
-        return out
+        return [reference_turn(self.encoder, text) for text in self.inner.act(slots, observations, infos)]
+
+
+def reference_turn(encoder: ChatEncoder, text: str) -> tuple[list[int], None, str, str]:
+    """A reference text turn as the token chunk the model would have produced (checked to round-trip)."""
+    ids = encoder.encode_reference_action(text)
+    if encoder.tokenizer.decode(ids, skip_special_tokens=False) != text:
+        raise ValueError(f"the tokenizer does not round-trip the reference turn {text[:80]!r}")
+    return ids, None, "stop", text
 
 
 class HFVLMPolicy(TokenRecordingPolicy):
@@ -270,14 +273,26 @@ class HFVLMPolicy(TokenRecordingPolicy):
         return next(self.model.parameters()).device
 
     def _produce(self, slots, observations, infos):
+        return self.generate_turns(
+            [self._slots[i].token_ids for i in slots], [self._slots[i].vision for i in slots]
+        )
+
+    def generate_turns(
+        self, token_ids: Sequence[list[int]], vision: Sequence[list[dict[str, Any]]]
+    ) -> list[tuple[list[int], list[float], str, str]]:
+        """One batched ``generate`` continuing each sequence: (ids, log-probs, finish, text) per row.
+
+        ``token_ids`` / ``vision`` are whole episode sequences so far (ending with an observation
+        chunk) and their processor outputs, as :class:`TokenRecordingPolicy` keeps them.
+        """
         import torch
         from transformers import GenerationConfig
 
         s = self.config.sampling
         tok = self.processor.tokenizer
         batch = collate(
-            [self._slots[i].token_ids for i in slots],
-            [self._slots[i].vision for i in slots],
+            list(token_ids),
+            list(vision),
             pad_id=self.pad_id,
             image_token_id=self.encoder.image_token_id,
             video_token_id=self.encoder.video_token_id,

@@ -58,6 +58,7 @@ __all__ = [
     "train_sft",
 ]
 
+
 @dataclass
 class SFTConfig:
     """Settings of one SFT run (CLI: ``medscope train sft``)."""
@@ -79,6 +80,15 @@ class SFTConfig:
     decimals: int | None = None
     """Decimals of every number the reference writes (None: exact ground truth). 1 gives the tiny model
     one number format to learn (``27.5``), instead of annotation floats (``29.84``, ``63.975``)."""
+    on_policy_repeats: int = 0
+    """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
+    turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery
+    from the model's own mistakes, :mod:`agents.vlm.dagger`). Use it on a checkpoint that already
+    follows the protocol (a second SFT round)."""
+    on_policy_turns: int = 2
+    """Most opening turns the model plays in an on-policy episode (the oracle then needs 3 more)."""
+    on_policy_temperature: float | None = None
+    """Sampling temperature of the model's opening turns (None: the checkpoint's own setting)."""
     limit: int | None = None
     """Use only the first ``limit`` samples of the split (quick runs, tests)."""
     max_steps: int = 1000
@@ -218,8 +228,17 @@ def build_reference_data(
     recovery_rate: float = 0.0,
     evidence_jitter: float = 0.0,
     decimals: int | None = None,
+    model_turns: int = 0,
+    first_repeat: int = 0,
+    temperature: float | None = None,
 ) -> list[Trajectory]:
-    """Oracle rollouts through the env on ``split``, tokenised as the policy will see them."""
+    """Oracle rollouts through the env on ``split``, tokenised as the policy will see them.
+
+    ``model_turns`` > 0 lets the model at ``model_path`` open each episode for 1..``model_turns``
+    turns (sampling at ``temperature``, None: its own setting) before the oracle takes over
+    (:class:`agents.vlm.dagger.ModelThenReference`); episodes the model ends itself are dropped.
+    ``first_repeat`` offsets the env seeds so that several calls play distinct episodes.
+    """
     from transformers import AutoProcessor
 
     from agents.vlm.policy import ReferencePolicy
@@ -234,13 +253,25 @@ def build_reference_data(
     encoder = ChatEncoder(processor, policy_cfg.frames, policy_cfg.system_prompt)
     requests = [
         EpisodeRequest(sample_id=s.id, seed=seed + r * len(loaded) + i)
-        for r in range(repeats)
+        for r in range(first_repeat, first_repeat + repeats)
         for i, s in enumerate(loaded)
     ]
     envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
     try:
-        oracle = RecoveringOracle(recovery_rate, seed, evidence_jitter, decimals)
-        return rollout(ReferencePolicy(oracle, encoder), envs, requests)
+        oracle = RecoveringOracle(recovery_rate, seed + first_repeat, evidence_jitter, decimals)
+        if model_turns <= 0:
+            return rollout(ReferencePolicy(oracle, encoder), envs, requests)
+        from agents.vlm.dagger import ModelThenReference
+        from agents.vlm.policy import HFVLMPolicy
+
+        model_cfg = VLMPolicyConfig.from_dict(policy_cfg.to_dict())
+        model_cfg.seed = seed + first_repeat
+        if temperature is not None:
+            model_cfg.sampling.temperature = temperature
+        model = HFVLMPolicy.from_pretrained(model_path, config=model_cfg)
+        policy = ModelThenReference(model, oracle, model_turns, seed + first_repeat)
+        played = rollout(policy, envs, requests)
+        return [t for t in played if any(t.loss_mask())]
     finally:
         envs.close()
 
@@ -320,6 +351,26 @@ def train_sft(cfg: SFTConfig) -> Path:
             evidence_jitter=cfg.evidence_jitter,
             decimals=cfg.decimals,
         )
+        if cfg.on_policy_repeats > 0:
+            on_policy = build_reference_data(
+                cfg.model,
+                cfg.data,
+                cfg.split,
+                policy_cfg,
+                cfg.on_policy_repeats,
+                cfg.seed,
+                num_envs=8,
+                limit=cfg.limit,
+                evidence_jitter=cfg.evidence_jitter,
+                decimals=cfg.decimals,
+                model_turns=cfg.on_policy_turns,
+                first_repeat=cfg.repeats,
+                temperature=cfg.on_policy_temperature,
+            )
+            print(
+                f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)"
+            )
+            trajectories += on_policy
         save_trajectories(data_dir, trajectories)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
 

@@ -90,3 +90,28 @@ def test_oracle_with_one_decimal_writes_one_number_format_and_still_covers_the_e
         assert info["reward_parts"]["accuracy"] >= 0.95 and info["reward_parts"]["crop"] >= 1.5
         frame_t = info["tool_log"][-1]["arguments"]["timestamp"]
         assert crop[0] <= frame_t <= crop[1]
+
+
+def test_oracle_picks_up_an_episode_someone_else_started(env, suite):
+    """The next step follows the env's tool log: a failed call is retried, a successful one not repeated."""
+    from medscope_gym.protocol import format_tool_call, parse_turn
+
+    sample = suite[0]
+    obs, info = env.reset(options={"sample_id": sample.id})
+    oracle = OraclePolicy()
+    oracle.begin(0, obs, info, env.unwrapped.current_sample)
+    # a failed crop (end before start) by another player: the oracle still crops
+    bad = format_tool_call("crop_video", {"start_time": 9.0, "end_time": 3.0})
+    obs, _, _, _, info = env.step(bad)
+    assert obs["text"].startswith("Error:")
+    assert parse_turn(oracle.act([0], [obs], [info])[0]).tool_call.name == "crop_video"
+    # a successful crop of the wrong place by another player: the oracle goes on to get_frame
+    obs, _, _, _, info = env.step(format_tool_call("crop_video", {"start_time": 0.0, "end_time": 2.0}))
+    assert not obs["text"].startswith("Error:")
+    step = oracle.act([0], [obs], [info])[0]
+    assert parse_turn(step).tool_call.name == "get_frame"
+    obs, _, _, _, info = env.step(step)
+    final = oracle.act([0], [obs], [info])[0]
+    assert parse_turn(final).answer is not None
+    *_, terminated, _, info = env.step(final)
+    assert terminated and info["reward_parts"]["accuracy"] == 1.0
