@@ -39,6 +39,9 @@ class GRPOConfig:
     """Questions the policy is trained on."""
     eval_splits: tuple[str, ...] = ("val", "test")
     """Held-out questions for the evaluations during and after training."""
+    eval_suite: str | None = None
+    """Suite the held-out questions come from (None: ``suite``). With a separate suite, GA-GRPO can train
+    on questions (and videos) the SFT cold start never saw and still be scored on the usual held-out set."""
     reward_preset: str = "paper"
     """Env reward (SPEC §5): paper | no_evidence | conditional_evidence | no_iou_bonus | ..."""
     max_turns: int = 5

@@ -104,16 +104,22 @@ def train_grpo(cfg: GRPOConfig) -> Path:
 
     # ---- data and envs: this process's env shard
     suite = Suite.from_spec(cfg.suite)
+    eval_suite = Suite.from_spec(cfg.eval_suite) if cfg.eval_suite else suite
     train_ids = [s.id for s in suite if s.split == cfg.train_split]
-    eval_ids = [s.id for s in suite if s.split in cfg.eval_splits][: cfg.eval_limit]
+    eval_ids = [s.id for s in eval_suite if s.split in cfg.eval_splits][: cfg.eval_limit]
     if not train_ids:
         raise ConfigError(f"suite {cfg.suite!r} has no questions in train split {cfg.train_split!r}")
-    envs = make_vector_env(
-        lambda: ClinVideoEnv(
-            suite, reward=cfg.reward_preset, max_turns=cfg.max_turns, max_tool_calls=cfg.max_tool_calls
-        ),
-        cfg.num_envs,
-    )
+
+    def make_envs(source: Suite):
+        return make_vector_env(
+            lambda: ClinVideoEnv(
+                source, reward=cfg.reward_preset, max_turns=cfg.max_turns, max_tool_calls=cfg.max_tool_calls
+            ),
+            cfg.num_envs,
+        )
+
+    envs = make_envs(suite)
+    eval_envs = make_envs(eval_suite) if cfg.eval_suite else envs
 
     # ---- model, optimizer, state
     resume_from = latest_checkpoint(out) if cfg.resume else None
@@ -146,7 +152,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     local_questions = cfg.questions_per_step // world
 
     def evaluate_now(at_step: int) -> dict[str, float]:
-        summary = _evaluate(eval_policy, envs, eval_ids, cfg, seed=cfg.seed + 7919) if eval_ids else {}
+        summary = _evaluate(eval_policy, eval_envs, eval_ids, cfg, seed=cfg.seed + 7919) if eval_ids else {}
         if log is not None and summary:
             log.log(at_step, {f"eval/{k}": summary.get(k) for k in EVAL_METRICS})
         return summary
@@ -258,6 +264,8 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         plot_training(out)
     accelerator.wait_for_everyone()
     envs.close()
+    if eval_envs is not envs:
+        eval_envs.close()
     return final
 
 

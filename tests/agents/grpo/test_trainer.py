@@ -140,6 +140,41 @@ def test_lora_with_kl_against_the_adapter_free_base(tmp_path, tiny_dir, monkeypa
     assert not any("lora" in k for k in _weights(final))  # merged into a plain checkpoint
 
 
+def test_held_out_questions_can_come_from_another_suite(tmp_path, tiny_dir, suite, monkeypatch):
+    """Train on one suite, evaluate on another (questions the SFT start never saw vs the usual held-out)."""
+    import dataclasses
+
+    from medscope_gym.suite import write_suite
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "videos").symlink_to(suite.root / "videos")
+    chosen = [s for s in suite if s.split == "train"][:3]  # the "val" questions of the other suite
+    write_suite(other, [dataclasses.replace(s, id=f"other-{s.id}", split="val") for s in chosen])
+    seen = []
+    real = trainer_module._evaluate
+
+    def spy(policy, envs, ids, cfg, seed):
+        seen.append(list(ids))
+        return real(policy, envs, ids, cfg, seed)
+
+    monkeypatch.setattr(trainer_module, "_evaluate", spy)
+    train_grpo(
+        _cfg(
+            tiny_dir,
+            tmp_path / "run",
+            max_steps=1,
+            eval_every=5,
+            eval_limit=None,
+            eval_suite=str(other),
+            eval_splits=("val",),
+        )
+    )
+    assert seen == [[f"other-{s.id}" for s in chosen]] * 2  # at the start and after the last step
+    summary = json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]
+    assert summary["episodes"] == 3
+
+
 def test_sequence_logprobs_equal_the_full_forward(tiny_dir, suite):
     """Keeping only the logits from the first action token on changes no log-prob."""
     from agents.vlm.batching import trajectory_batch

@@ -67,12 +67,21 @@ def test_eval_of_a_checkpoint_and_sft_from_the_command_line(tmp_path, capsys, ti
                 "1",
                 "--max-steps",
                 "1",
+                "--on-policy-repeats",
+                "1",
+                "--on-policy-turns",
+                "1",
                 "--quiet",
             ]
         )
         == 0
     )
     assert (run / "final" / "model.safetensors").exists()
+    from agents.vlm.trajectory import load_trajectories
+
+    # one oracle episode and one the model opened for exactly one (not imitated) turn
+    data = load_trajectories(run / "data")
+    assert [[t.imitate for t in traj.turns][:2] for traj in data] == [[True, True], [False, True]]
     out = tmp_path / "eval"
     assert (
         main(
