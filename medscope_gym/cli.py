@@ -88,6 +88,16 @@ def _print_episode(label: str, result) -> None:
     )
 
 
+def _shares(text: str) -> tuple[float, float, float]:
+    try:
+        shares = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three non-negative shares like 0.6,0.2,0.2, got {text!r}")
+    return shares  # type: ignore[return-value]
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from medscope_gym.suite import Suite
     from medscope_gym.synthetic import build_synthetic_suite
@@ -102,6 +112,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         height=args.height,
         fps=args.fps,
         burn_index=args.burn_index,
+        splits=args.splits,
     )
     suite = Suite.load(path)
     print(f"wrote {len(suite)} samples over {len(suite.videos())} videos to {path}")
@@ -140,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--height", type=int, default=120)
     synth.add_argument("--fps", type=float, default=25.0)
     synth.add_argument("--burn-index", action="store_true", help="burn the frame index into every frame")
+    synth.add_argument(
+        "--splits",
+        type=_shares,
+        default=(0.6, 0.2, 0.2),
+        help="train,val,test shares of the videos (1,0,0: all videos but one test video train)",
+    )
     synth.set_defaults(func=_cmd_synth)
 
     train = sub.add_parser("train", help="train an agent")

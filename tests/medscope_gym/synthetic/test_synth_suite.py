@@ -166,3 +166,17 @@ def test_race_loser_keeps_the_winners_folder(tmp_path, monkeypatch):
     assert winner and stamp_path == winner[0]
     assert [p.name for p in tmp_path.iterdir()] == [stamp_path.name]
     Suite.load(stamp_path)
+
+
+def test_synth_command_writes_a_suite_with_the_asked_splits(tmp_path, capsys):
+    from medscope_gym.cli import main
+
+    args = ["synth", str(tmp_path / "s"), "--videos", "3", "--min-duration", "20", "--max-duration", "22"]
+    assert main([*args, "--width", "96", "--height", "64", "--splits", "1,0,0", "--seed", "4"]) == 0
+    suite = Suite.load(tmp_path / "s")
+    # every video trains but the one test video a suite always keeps; no val
+    by_split = {split: {s.video for s in suite if s.split == split} for split in ("train", "val", "test")}
+    assert [len(v) for v in by_split.values()] == [2, 0, 1]
+    assert "over 3 videos" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*args, "--splits", "1,0"])
