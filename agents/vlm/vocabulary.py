@@ -42,7 +42,10 @@ def protocol_corpus(num_procedures: int = 8, seed: int = 0) -> list[str]:
             corpus.append(obs["text"])
             oracle = OraclePolicy()
             oracle.begin(0, obs, info, sample)
-            corpus += [oracle.act([0], [obs], [info])[0] for _ in range(3)]
+            log: list[dict[str, Any]] = []  # the tool log the env would show: crop, frame, answer
+            for tool in ("crop_video", "get_frame", None):
+                corpus.append(oracle.act([0], [obs], [{**info, "tool_log": list(log)}])[0])
+                log.append({"name": tool, "ok": True})
             for policy in (NoToolsPolicy(seed=k), RandomPolicy(seed=k)):
                 policy.begin(0, obs, info, sample)
                 corpus += [policy.act([0], [obs], [info])[0] for _ in range(2)]

@@ -99,3 +99,12 @@ def test_protocol_words_are_merged_digits_stay_single_and_any_text_round_trips()
     assert len(bytes_only) == 256 + len(SPECIAL_TOKENS)
     plain = "crop 27.5 s ünï"
     assert len(bytes_only(plain, add_special_tokens=False)["input_ids"]) == len(plain.encode())
+
+
+def test_the_vocabulary_corpus_holds_every_oracle_step():
+    """The BPE merges are learned from whole reference episodes: crop, frame and answer turns alike."""
+    from agents.vlm.vocabulary import protocol_corpus
+
+    corpus = protocol_corpus(num_procedures=1)
+    for marker in ("The preview covers the whole", "I check the frame at", "The frames I inspected settle"):
+        assert any(marker in text for text in corpus), marker
