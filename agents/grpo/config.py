@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.vlm.checkpoints import LORA_TARGETS
 from medscope_gym.errors import ConfigError
 from medscope_gym.rewards import PRESETS
 
@@ -112,15 +113,7 @@ class GRPOConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.0
     """0 keeps training-time log-probs comparable with sampling-time ones."""
-    lora_targets: tuple[str, ...] = (
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    )
+    lora_targets: tuple[str, ...] = LORA_TARGETS
     freeze_vision: bool = True
     """Keep the vision tower fixed (full fine-tuning only; LoRA never touches it)."""
     gradient_checkpointing: bool | None = None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LORA_TARGETS",
     "checkpoint_dir",
     "latest_checkpoint",
     "load_trainable_model",
@@ -17,6 +18,9 @@ __all__ = [
 ]
 
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+#: Language-model projections LoRA adapts by default (SFT and GA-GRPO): attention and MLP.
+LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def checkpoint_dir(out: str | Path, step: int) -> Path:

@@ -36,6 +36,7 @@ from agents.policy import Policy
 from agents.scripted import OraclePolicy
 from agents.vlm.batching import trajectory_batch
 from agents.vlm.checkpoints import (
+    LORA_TARGETS,
     latest_checkpoint,
     load_trainable_model,
     prune_checkpoints,
@@ -105,15 +106,7 @@ class SFTConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = (
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    )
+    lora_targets: tuple[str, ...] = LORA_TARGETS
     freeze_vision: bool = False
     """Keep the vision tower fixed (full fine-tuning only)."""
     save_every: int = 250
@@ -367,9 +360,7 @@ def train_sft(cfg: SFTConfig) -> Path:
                 first_repeat=cfg.repeats,
                 temperature=cfg.on_policy_temperature,
             )
-            print(
-                f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)"
-            )
+            print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
             trajectories += on_policy
         save_trajectories(data_dir, trajectories)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
