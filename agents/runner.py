@@ -7,7 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from agents.policy import Policy
+from medscope_gym.agents.policy import Policy
 from medscope_gym.metrics import EpisodeRecord
 
 __all__ = ["EpisodeResult", "run_episode", "run_episodes", "record_from_info"]

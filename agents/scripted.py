@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.policy import Policy
+from medscope_gym.agents.policy import Policy
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample
 
@@ -44,7 +44,7 @@ class OraclePolicy(Policy):
     The next step follows the env's tool log (``info["tool_log"]``), not a turn counter: crop until a
     crop_video succeeded, get_frame until a get_frame succeeded, then answer. So the oracle also acts
     sensibly in an episode someone else started (a failed call is retried, a successful one not
-    repeated), which :mod:`agents.vlm.dagger` relies on.
+    repeated), which :mod:`medscope_gym.agents.sft.dagger` relies on.
 
     ``decimals`` None sends ground-truth numbers out exactly. With ``decimals=k`` every number the
     oracle writes has at most k decimals (the crop widened outwards so it still covers the evidence):

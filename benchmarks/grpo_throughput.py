@@ -4,9 +4,11 @@
 
 Both trainers run ``steps`` optimizer steps from the same checkpoint on the same suite split: B
 questions × G rollouts per step, the same cap on each turn, the same env turn budget, one AdamW update
-per step over every weight (no LoRA), no KL term. Ours: :func:`agents.grpo.trainer.train_grpo` (its
+per step over every weight (no LoRA), no KL term. Ours: :func:`medscope_gym.agents.grpo.trainer.train_grpo`
+(its
 per-step wall time from metrics.jsonl; held-out evaluation and checkpoints are outside the timed step).
-TRL: :func:`agents.trl.throughput.trl_step_throughput` (generation, tool calls, reward replay, update).
+TRL: :func:`medscope_gym.agents.trl.throughput.trl_step_throughput` (generation, tool calls, reward replay,
+update).
 The first step of each includes warm-up, so the table reports the median step.
 """
 
@@ -35,9 +37,9 @@ def ours_step_throughput(
     out: str | None = None,
 ) -> dict[str, Any]:
     """Seconds per step and generated tokens/s of our trainer (same settings as the TRL side)."""
-    from agents.grpo.config import GRPOConfig
-    from agents.grpo.tracking import read_metrics
-    from agents.grpo.trainer import train_grpo
+    from medscope_gym.agents.grpo.config import GRPOConfig
+    from medscope_gym.agents.grpo.tracking import read_metrics
+    from medscope_gym.agents.grpo.trainer import train_grpo
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = GRPOConfig(
@@ -81,7 +83,7 @@ def compare(
     model_path: str, suite: str = "builtin:synthsurg-small", **settings: Any
 ) -> dict[str, dict[str, Any]]:
     """Both trainers with the same ``settings``; returns {"ours": ..., "trl": ...}."""
-    from agents.trl.throughput import trl_step_throughput
+    from medscope_gym.agents.trl.throughput import trl_step_throughput
 
     ours = ours_step_throughput(model_path, suite, **settings)
     trl = trl_step_throughput(model_path, suite, **settings)

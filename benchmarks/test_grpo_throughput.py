@@ -18,7 +18,7 @@ SETTINGS = dict(steps=2, batch_questions=1, group_size=2, max_new_tokens=16, see
 def tiny_model(tmp_path_factory):
     import torch
 
-    from agents.vlm.tiny import build_tiny_model
+    from medscope_gym.agents.vlm.tiny import build_tiny_model
 
     torch.set_num_threads(1)
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
@@ -36,7 +36,7 @@ def test_ours(benchmark, tiny_model):
 
 def test_trl(benchmark, tiny_model):
     pytest.importorskip("trl", reason="the TRL side needs the [trl] extra")
-    from agents.trl.throughput import trl_step_throughput
+    from medscope_gym.agents.trl.throughput import trl_step_throughput
 
     benchmark.group = "grpo step"
     result = benchmark.pedantic(

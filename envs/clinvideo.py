@@ -231,7 +231,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             return None
         if self.render_mode == "ansi":
             return self._transcript()
-        from envs.rendering import render_timeline
+        from medscope_gym.envs.rendering import render_timeline
 
         ep = self._ep
         if ep is None:

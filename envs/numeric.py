@@ -1,7 +1,7 @@
 """A numeric view of ClinVideoEnv for classic RL libraries (Stable-Baselines3, SPEC §10).
 
 SB3 takes neither text actions nor variable-length frame lists. This env owns a
-:class:`~envs.clinvideo.ClinVideoEnv` and translates in both directions:
+:class:`~medscope_gym.envs.clinvideo.ClinVideoEnv` and translates in both directions:
 
 - actions ``MultiDiscrete([3, bins, max_span_bins, options])`` = (tool, time bin, span, answer
   option) become assistant turns in the text protocol: tool 0 answers with the option's letter,
@@ -33,8 +33,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from PIL import Image
 
-from envs.clinvideo import ClinVideoEnv
 from medscope_gym.config import config_from
+from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.errors import ConfigError
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample, Suite, option_letter
@@ -149,7 +149,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     Args:
         env: a ClinVideoEnv to translate for; None builds one from ``suite`` and ``env_kwargs``.
         suite: suite folder or ``"builtin:NAME"`` when ``env`` is None; None uses the numeric
-            benchmark suite (:func:`envs.numeric_suite.numeric_suite_path`).
+            benchmark suite (:func:`medscope_gym.envs.numeric_suite.numeric_suite_path`).
         split: keep one split of the suite ("train", "val", "test").
         config: a :class:`NumericConfig` or a dict of its fields.
         render_mode: passed to the base env ("rgb_array" timeline or "ansi" transcript).
@@ -185,7 +185,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.config = cfg = NumericConfig.from_any(config)
         if env is None:
             if suite is None:
-                from envs.numeric_suite import numeric_suite_path
+                from medscope_gym.envs.numeric_suite import numeric_suite_path
 
                 suite = str(numeric_suite_path())
             tools = dict(env_kwargs.pop("tools", None) or {})

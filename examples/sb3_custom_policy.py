@@ -7,9 +7,10 @@ Three variants, from the least to the most structure:
 1. ``MultiInputPolicy`` with your own ``BaseFeaturesExtractor`` (here: a CNN over the preview seen as
    a 2-D "timeline image", a linear layer over the brief-change strengths, plus the last tool
    frames and the question's word ids);
-2. :class:`~agents.sb3.policy.TimelinePolicy` with the default extractor's sizes changed;
-3. :class:`~agents.sb3.policy.TimelinePolicy` with your own extractor, which then has to expose a
-   :class:`~agents.sb3.extractor.FeatureLayout` as ``layout`` (global vector, timeline map, option scores).
+2. :class:`~medscope_gym.agents.sb3.policy.TimelinePolicy` with the default extractor's sizes changed;
+3. :class:`~medscope_gym.agents.sb3.policy.TimelinePolicy` with your own extractor, which then has to expose a
+   :class:`~medscope_gym.agents.sb3.extractor.FeatureLayout` as ``layout`` (global vector, timeline map,
+   option scores).
 
 Each is trained briefly and evaluated on held-out questions with the same metrics as
 ``medscope train sb3``.
@@ -27,9 +28,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 import medscope_gym  # noqa: F401 - registers MedScope/SynthSurg-Numeric-v0
-from agents.sb3.evaluate import evaluate_model, summarise_with_evidence
-from agents.sb3.extractor import TimelineExtractor
-from agents.sb3.policy import TimelinePolicy
+from medscope_gym.agents.sb3.evaluate import evaluate_model, summarise_with_evidence
+from medscope_gym.agents.sb3.extractor import TimelineExtractor
+from medscope_gym.agents.sb3.policy import TimelinePolicy
 from medscope_gym.metrics import format_table
 
 

@@ -22,9 +22,9 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 # Modules that add their own commands: each has ``register(commands, train_commands)`` taking the
 # top-level and the ``medscope train`` subparser collections. They must import torch & co lazily.
 COMMAND_MODULES: tuple[str, ...] = (
-    "agents.grpo.cli",
-    "agents.sb3.cli",
-    "agents.vlm.cli",
+    "medscope_gym.agents.grpo.cli",
+    "medscope_gym.agents.sb3.cli",
+    "medscope_gym.agents.vlm.cli",
     "medscope_gym.store.cli",
     "medscope_gym.suite.cli",
 )
@@ -33,7 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 def _cmd_play(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    from agents import SCRIPTED_POLICIES, make_scripted_policy, record_from_info, run_episode
+    from medscope_gym.agents import SCRIPTED_POLICIES, make_scripted_policy, record_from_info, run_episode
     from medscope_gym.metrics import format_table, summarise
 
     names = [n.strip() for n in args.policy.split(",") if n.strip()]

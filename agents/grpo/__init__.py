@@ -1,16 +1,18 @@
 """GA-GRPO: grounding-aware group-relative policy optimisation on ClinVideoEnv (SPEC §5, §6).
 
-- :mod:`agents.grpo.config`: :class:`GRPOConfig`, the typed run configuration (YAML).
-- :mod:`agents.grpo.advantages`: group-relative advantages and their evidence modulation.
-- :mod:`agents.grpo.loss`: the token-mean PPO-clipped surrogate and the k3 KL.
-- :mod:`agents.grpo.trainer`: :func:`train_grpo`, the training loop (rollouts, update, logs, checkpoints).
-- :mod:`agents.grpo.tracking`, :mod:`agents.grpo.plots`: metrics.jsonl / TensorBoard, training curves.
-- :mod:`agents.grpo.ablation`: the paper's reward ablation as one command.
+- :mod:`medscope_gym.agents.grpo.config`: :class:`GRPOConfig`, the typed run configuration (YAML).
+- :mod:`medscope_gym.agents.grpo.advantages`: group-relative advantages and their evidence modulation.
+- :mod:`medscope_gym.agents.grpo.loss`: the token-mean PPO-clipped surrogate and the k3 KL.
+- :mod:`medscope_gym.agents.grpo.trainer`: :func:`train_grpo`, the training loop (rollouts, update, logs,
+  checkpoints).
+- :mod:`medscope_gym.agents.grpo.tracking`, :mod:`medscope_gym.agents.grpo.plots`: metrics.jsonl /
+  TensorBoard, training curves.
+- :mod:`medscope_gym.agents.grpo.ablation`: the paper's reward ablation as one command.
 
 Importing this package does not import torch.
 """
 
-from agents.grpo.advantages import evidence_factors, group_advantages, modulate
-from agents.grpo.config import GRPOConfig
+from medscope_gym.agents.grpo.advantages import evidence_factors, group_advantages, modulate
+from medscope_gym.agents.grpo.config import GRPOConfig
 
 __all__ = ["GRPOConfig", "evidence_factors", "group_advantages", "modulate"]

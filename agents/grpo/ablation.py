@@ -1,6 +1,7 @@
 """The paper's reward ablation (its Figure 5) as one command: same start point, several reward variants.
 
-Every variant trains a copy of the base :class:`~agents.grpo.config.GRPOConfig` from the same start
+Every variant trains a copy of the base :class:`~medscope_gym.agents.grpo.config.GRPOConfig` from the same
+start
 checkpoint, once per seed, and is scored on the held-out questions by the trainer's final evaluation
 (``eval.json``). The start checkpoint's own scores (the first run's step-0 evaluation; the start point
 is the same for every run, so the others skip it) are the first row. The table reports only
@@ -20,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.grpo.config import GRPOConfig
-from agents.grpo.tracking import read_metrics
+from medscope_gym.agents.grpo.config import GRPOConfig
+from medscope_gym.agents.grpo.tracking import read_metrics
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import ConfigError
 
@@ -40,7 +41,7 @@ ABLATION_METRICS = ("accuracy", "R@0.3", "R@0.5", "R@0.7", "mIoU", "evidence_mIo
 
 
 def _run(cfg: GRPOConfig) -> dict[str, float | None]:
-    from agents.grpo.trainer import train_grpo
+    from medscope_gym.agents.grpo.trainer import train_grpo
 
     out = Path(cfg.out)
     if not ((out / "final").is_dir() and (out / "eval.json").exists()):

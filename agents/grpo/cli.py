@@ -14,7 +14,7 @@ __all__ = ["register"]
 
 
 def _config(args: argparse.Namespace):
-    from agents.grpo.config import GRPOConfig
+    from medscope_gym.agents.grpo.config import GRPOConfig
 
     return GRPOConfig.from_yaml(
         args.config,
@@ -29,7 +29,7 @@ def _config(args: argparse.Namespace):
 
 
 def _cmd_train_grpo(args: argparse.Namespace) -> int:
-    from agents.grpo.trainer import train_grpo
+    from medscope_gym.agents.grpo.trainer import train_grpo
 
     cfg = _config(args)
     final = train_grpo(cfg)
@@ -41,7 +41,7 @@ def _cmd_train_grpo(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from agents.grpo.ablation import format_ablation, run_ablation
+    from medscope_gym.agents.grpo.ablation import format_ablation, run_ablation
 
     base = _config(args)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -52,7 +52,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from agents.grpo.profile import profile
+    from medscope_gym.agents.grpo.profile import profile
 
     result = profile(
         args.arch,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.vlm.checkpoints import LORA_TARGETS
+from medscope_gym.agents.vlm.checkpoints import LORA_TARGETS
 from medscope_gym.errors import ConfigError
 from medscope_gym.rewards import PRESETS
 

@@ -4,7 +4,8 @@ No weights can be downloaded, but cost depends on the architecture, not on the w
 built from the published sizes of Qwen2.5-VL-3B-Instruct with random weights (on the device, in bf16),
 saved, and loaded back through ``from_pretrained`` like any checkpoint. Then, on the built-in suite:
 
-1. a rollout of ``episodes`` episodes with :class:`~agents.vlm.policy.HFVLMPolicy` (batched sampling,
+1. a rollout of ``episodes`` episodes with :class:`~medscope_gym.agents.vlm.policy.HFVLMPolicy` (batched
+   sampling,
    real frame budget): generated tokens/s and peak device memory;
 2. one GA-GRPO step (LoRA r64/α128, bf16, gradient checkpointing on CUDA) over ``episodes`` rollouts:
    step time, rollout and training tokens/s, peak device memory.
@@ -20,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from agents.vlm.tiny import TinyModelConfig
+from medscope_gym.agents.vlm.tiny import TinyModelConfig
 
 __all__ = ["ARCHITECTURES", "profile"]
 
@@ -65,9 +66,9 @@ def _reset_peak(device) -> None:
 
 def build_checkpoint(arch: str, out: str | Path, device: str = "cpu") -> Path:
     """Write a random-weight checkpoint of ``arch`` (bf16 on CUDA) with the offline tokenizer/processor."""
-    from agents.vlm.encoding import FrameConfig
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.tiny import build_model, build_processor, tiny_policy_config
+    from medscope_gym.agents.vlm.encoding import FrameConfig
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+    from medscope_gym.agents.vlm.tiny import build_model, build_processor, tiny_policy_config
     from medscope_gym.atomic import atomic_directory
 
     if arch not in ARCHITECTURES:
@@ -99,13 +100,13 @@ def profile(
     """Measure rollout and one GA-GRPO step; returns (and writes to ``out/profile.json``) the numbers."""
     import torch
 
-    from agents.grpo.config import GRPOConfig
-    from agents.grpo.tracking import read_metrics
-    from agents.grpo.trainer import train_grpo
-    from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
-    from agents.vlm.rollout import make_vector_env, rollout, sample_requests
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.grpo.config import GRPOConfig
+    from medscope_gym.agents.grpo.tracking import read_metrics
+    from medscope_gym.agents.grpo.trainer import train_grpo
+    from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
     from medscope_gym.atomic import atomic_write_text
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
 
     dev, _ = resolve_device(device)

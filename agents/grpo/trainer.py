@@ -4,13 +4,16 @@ One step, read top to bottom in :func:`train_grpo`:
 
 1. **Rollouts.** B questions of the train split (a seeded, resumable stream over shuffled epochs),
    G rollouts each from identical resets, played by the current policy through the vector env
-   (:func:`agents.vlm.rollout.rollout`). Every trajectory keeps the exact token ids the model sampled
+   (:func:`medscope_gym.agents.rollout.engine.rollout`). Every trajectory keeps the exact token ids the model
+   sampled
    and their behaviour log-probs.
 2. **Advantages.** R_i is the env's trajectory reward (any preset). A_i = R_i − group mean (÷ std
-   optionally); then the evidence modulation (:mod:`agents.grpo.advantages`) for tool-using rollouts
+   optionally); then the evidence modulation (:mod:`medscope_gym.agents.grpo.advantages`) for tool-using
+   rollouts
    with a valid evidence score. Groups with no reward spread are counted and (by default) skipped.
 3. **Update.** ``update_epochs`` passes over the batch in shuffled minibatches; each minibatch is one
-   optimizer step on the token-mean PPO-clipped surrogate (:mod:`agents.grpo.loss`) over the model's
+   optimizer step on the token-mean PPO-clipped surrogate (:mod:`medscope_gym.agents.grpo.loss`) over the
+   model's
    own tokens, with behaviour log-probs as the old policy. Optional k3 KL against the frozen start
    model (the adapter-disabled base under LoRA). Non-finite losses or gradients stop the run with the
    step and minibatch named.
@@ -35,24 +38,24 @@ from typing import Any
 
 import numpy as np
 
-from agents.grpo.advantages import evidence_factors, group_advantages
-from agents.grpo.config import GRPOConfig
-from agents.grpo.loss import clipped_surrogate
-from agents.grpo.tracking import MetricsLog
-from agents.vlm.batching import trajectory_batch
-from agents.vlm.checkpoints import (
+from medscope_gym.agents.evaluate import is_well_formed, summarise_trajectories
+from medscope_gym.agents.grpo.advantages import evidence_factors, group_advantages
+from medscope_gym.agents.grpo.config import GRPOConfig
+from medscope_gym.agents.grpo.loss import clipped_surrogate
+from medscope_gym.agents.grpo.tracking import MetricsLog
+from medscope_gym.agents.rollout.batching import trajectory_batch
+from medscope_gym.agents.rollout.engine import group_requests, make_vector_env, rollout, sample_requests
+from medscope_gym.agents.rollout.trajectory import Trajectory, save_trajectories
+from medscope_gym.agents.sft.trainer import stream_indices
+from medscope_gym.agents.vlm.checkpoints import (
     checkpoint_dir,
     latest_checkpoint,
     load_trainable_model,
     prune_checkpoints,
     save_final_model,
 )
-from agents.vlm.evaluate import is_well_formed, summarise_trajectories
-from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
-from agents.vlm.rollout import group_requests, make_vector_env, rollout, sample_requests
-from agents.vlm.sampling import token_logprobs
-from agents.vlm.sft import stream_indices
-from agents.vlm.trajectory import Trajectory, save_trajectories
+from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
+from medscope_gym.agents.vlm.sampling import token_logprobs
 from medscope_gym.atomic import atomic_directory, atomic_write_text
 from medscope_gym.errors import ConfigError, MedScopeError
 from medscope_gym.metrics import summarise
@@ -85,7 +88,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     from accelerate import Accelerator
     from transformers import AutoProcessor
 
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
 
     if cfg.threads:
@@ -259,7 +262,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
             out / "eval.json", json.dumps({"step": cfg.max_steps, "summary": summary}, indent=2) + "\n"
         )
         log.close()
-        from agents.grpo.plots import plot_training
+        from medscope_gym.agents.grpo.plots import plot_training
 
         plot_training(out)
     accelerator.wait_for_everyone()

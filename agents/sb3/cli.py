@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from agents.sb3.train import ALGOS, POLICIES, TrainConfig
+from medscope_gym.agents.sb3.train import ALGOS, POLICIES, TrainConfig
 
 __all__ = ["register"]
 
 
 def _cmd_train_sb3(args: argparse.Namespace) -> int:
-    from agents.sb3.train import train
+    from medscope_gym.agents.sb3.train import train
     from medscope_gym.metrics import format_table
 
     cfg = TrainConfig(

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.runner import record_from_info, run_episode
-from agents.scripted import make_scripted_policy
-from envs.clinvideo import ClinVideoEnv
-from envs.numeric import NumericClinVideoEnv
+from medscope_gym.agents.runner import record_from_info, run_episode
+from medscope_gym.agents.scripted import make_scripted_policy
+from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.envs.numeric import NumericClinVideoEnv
 from medscope_gym.intervals import best_iou, contains, is_moment
 from medscope_gym.metrics import RECALL_THRESHOLDS, EpisodeRecord, summarise
 

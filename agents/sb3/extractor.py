@@ -1,6 +1,6 @@
 """Features extractor for the numeric env: question-conditioned timeline features and a small CNN.
 
-What a policy needs from :class:`~envs.numeric.NumericClinVideoEnv` observations is (1) *where*
+What a policy needs from :class:`~medscope_gym.envs.numeric.NumericClinVideoEnv` observations is (1) *where*
 the asked-about event is on the preview timeline and (2) *which option* the inspected frames
 support. The extractor builds exactly those, with shared, translation-free parts so that PPO
 learns them from few episodes:
@@ -21,7 +21,7 @@ learns them from few episodes:
 - a global vector from the budget, the last tool, the question and the pooled frame features.
 
 The output is the flat concatenation ``[global, timeline map, option scores]``; :attr:`layout`
-tells a policy head where each part is (see :mod:`agents.sb3.policy`), and a plain
+tells a policy head where each part is (see :mod:`medscope_gym.agents.sb3.policy`), and a plain
 ``MultiInputPolicy`` can use it as an ordinary feature vector. Nothing runs a CNN over the
 ``bins`` preview thumbnails of every observation, which keeps an update cheap on one CPU core.
 """
@@ -48,7 +48,8 @@ class FeatureLayout:
     options: int
     saliency_channel: int | None = None
     """Map channel that holds a question-free "something happened here" score, if any: the
-    timeline head starts out looking there (see :class:`~agents.sb3.policy.TimelineActionHead`)."""
+    timeline head starts out looking there (see
+    :class:`~medscope_gym.agents.sb3.policy.TimelineActionHead`)."""
 
     @property
     def total(self) -> int:
@@ -83,7 +84,7 @@ class ThumbnailCNN(nn.Module):
 
 
 class TimelineExtractor(BaseFeaturesExtractor):
-    """Question-conditioned features for :class:`~envs.numeric.NumericClinVideoEnv`.
+    """Question-conditioned features for :class:`~medscope_gym.envs.numeric.NumericClinVideoEnv`.
 
     Args:
         observation_space: the numeric env's Dict space.

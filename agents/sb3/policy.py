@@ -2,7 +2,7 @@
 
 SB3's default head is one linear layer from the features to all action logits, so it would have
 to learn separately, for each of the 60 time bins, that "the question's event shows in bin k"
-means "crop at bin k". This policy keeps :class:`~agents.sb3.extractor.TimelineExtractor`'s
+means "crop at bin k". This policy keeps :class:`~medscope_gym.agents.sb3.extractor.TimelineExtractor`'s
 timeline map aligned with the bins and scores the start bin with a small 1-D convolution over
 it (the same weights at every position), scores answer options from the extractor's
 option scores, and picks the tool from the global features. The value function is an MLP over
@@ -25,7 +25,7 @@ from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from torch import nn
 
-from agents.sb3.extractor import FeatureLayout, TimelineExtractor
+from medscope_gym.agents.sb3.extractor import FeatureLayout, TimelineExtractor
 
 __all__ = [
     "TOOL_COMPONENTS",

@@ -23,8 +23,10 @@ __all__ = ["ALGOS", "NUMERIC_ENV_ID", "POLICIES", "TrainConfig", "make_vec_env",
 NUMERIC_ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
 ALGOS = ("ppo", "a2c")
-#: ``timeline``: :class:`~agents.sb3.policy.TimelinePolicy`; ``mlp``: SB3's ``MultiInputPolicy`` over
-#: :class:`~agents.sb3.extractor.TimelineExtractor` features (a linear head per action component).
+#: ``timeline``: :class:`~medscope_gym.agents.sb3.policy.TimelinePolicy`; ``mlp``: SB3's ``MultiInputPolicy``
+#: over
+#: :class:`~medscope_gym.agents.sb3.extractor.TimelineExtractor` features (a linear head per action
+#: component).
 POLICIES = ("timeline", "mlp")
 
 
@@ -182,8 +184,8 @@ def _episode_logger(
 def _build_model(cfg: TrainConfig, venv):
     from stable_baselines3 import A2C, PPO
 
-    from agents.sb3.extractor import TimelineExtractor
-    from agents.sb3.policy import TimelinePolicy
+    from medscope_gym.agents.sb3.extractor import TimelineExtractor
+    from medscope_gym.agents.sb3.policy import TimelinePolicy
 
     if cfg.policy == "timeline":
         policy, policy_kwargs = TimelinePolicy, {}
@@ -236,7 +238,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.suite is None and cfg.env_id == NUMERIC_ENV_ID:
-        from envs.numeric_suite import numeric_suite_path
+        from medscope_gym.envs.numeric_suite import numeric_suite_path
 
         # Build (or find) the default suite once here, not in every worker process.
         cfg = replace(cfg, suite=str(numeric_suite_path()))
@@ -268,7 +270,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     }
     if cfg.eval_split is not None:
         results["eval"] = evaluate_all(model, cfg)
-    from agents.sb3.curve import plot_learning_curves
+    from medscope_gym.agents.sb3.curve import plot_learning_curves
 
     baselines = {
         f"{name} (held-out)": results["eval"][name] for name in cfg.baselines if name in results["eval"]
@@ -292,7 +294,7 @@ def evaluate_all(model, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
     import gymnasium as gym
 
     import medscope_gym  # noqa: F401
-    from agents.sb3.evaluate import evaluate_model, evaluate_scripted, summarise_with_evidence
+    from medscope_gym.agents.sb3.evaluate import evaluate_model, evaluate_scripted, summarise_with_evidence
 
     env = gym.make(cfg.env_id, **_env_kwargs(cfg, cfg.eval_split)).unwrapped
     try:

@@ -3,7 +3,8 @@
 TRL's ``GRPOTrainer`` with tools needs two things from the processing class:
 
 - a chat template that renders a full tool exchange (an assistant message with ``tool_calls``, then a
-  ``tool`` message). The tiny checkpoint's template (:data:`agents.vlm.tiny.CHAT_TEMPLATE`) renders
+  ``tool`` message). The tiny checkpoint's template (:data:`medscope_gym.agents.vlm.tiny.CHAT_TEMPLATE`)
+  renders
   message contents only, so :data:`TOOL_CHAT_TEMPLATE` extends it: assistant tool calls become
   ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` (the env's Hermes/Qwen protocol, SPEC §4) and
   each tool result becomes a user turn ``<tool_response>...</tool_response>``, as in
@@ -14,7 +15,7 @@ TRL's ``GRPOTrainer`` with tools needs two things from the processing class:
 TRL keeps only the *parsed* turn (content and tool calls). The env's format reward needs the exact text
 (tag order, stray text), so :func:`prepare_processing_class` also makes that tokenizer instance attach
 the decoded text of every parsed turn to the message under :data:`TURN_TEXT_KEY`; the reward replays
-those texts through the env (see :mod:`agents.trl.environment`).
+those texts through the env (see :mod:`medscope_gym.agents.trl.environment`).
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ object per rollout and reuses the objects across batches. Its contract, as read 
   and, with ``modality="images"``, the preview frames as images, each labelled with its time;
 - ``crop_video`` / ``get_frame`` step the env with the call (``<tool_call>{...}</tool_call>``) and return
   its observation the same way (``modality="text"``: the text and the returned frames' timestamps);
-- the reward (:func:`score_rollout`, used by :mod:`agents.trl.rewards`) *replays* the rollout in a fresh
+- the reward (:func:`score_rollout`, used by :mod:`medscope_gym.agents.trl.rewards`) *replays* the rollout in
+  a fresh
   episode on the same sample: every assistant turn's exact text (kept by
-  :func:`agents.trl.chat_template.prepare_processing_class`) is one ``step``, so the env parses, formats
+  :func:`medscope_gym.agents.trl.chat_template.prepare_processing_class`) is one ``step``, so the env parses,
+  formats
   and scores exactly what the model wrote, and the reward is the env's ``info["reward_parts"]``.
 
 Why a replay: a tool method only receives the parsed arguments, not the turn's text, so the live episode
@@ -49,8 +51,8 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
-from agents.trl.chat_template import TURN_TEXT_KEY
-from agents.vlm.encoding import FrameConfig
+from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
+from medscope_gym.agents.vlm.encoding import FrameConfig
 
 __all__ = [
     "ClinVideoToolEnv",
@@ -120,7 +122,8 @@ class ClinVideoToolEnv:
         if not isinstance(sample_id, str):
             raise ValueError(
                 "ClinVideoToolEnv.reset needs the row's 'sample_id' (build the train dataset with "
-                "agents.trl.build_dataset): the rollouts of one GRPO group must reset to the same question"
+                "medscope_gym.agents.trl.build_dataset): the rollouts of one GRPO group must reset to "
+                "the same question"
             )
         self._sample_id = sample_id
         self._episode += 1
@@ -286,7 +289,7 @@ def clinvideo_environment_factory(
         **env_kwargs: ClinVideoEnv arguments (``reward`` preset, ``max_turns``, ``tools``, ...).
     """
     if env_fn is None:
-        from envs.clinvideo import ClinVideoEnv
+        from medscope_gym.envs.clinvideo import ClinVideoEnv
         from medscope_gym.suite import Suite
 
         loaded = suite if isinstance(suite, Suite) else Suite.from_spec(suite, split=split)

@@ -1,6 +1,7 @@
 """TRL reward functions that read the env's reward parts of each rollout.
 
-The env owns the reward: :func:`agents.trl.environment.score_rollout` replays each rollout through
+The env owns the reward: :func:`medscope_gym.agents.trl.environment.score_rollout` replays each rollout
+through
 ClinVideoEnv and returns its ``info["reward_parts"]``. :func:`env_reward_funcs` turns that into TRL reward
 functions, one per part, with weights for ``GRPOConfig(reward_weights=...)``: weight 1 on ``total`` (the
 env's weighted sum under its reward preset, so GRPO optimises exactly the env's trajectory reward) and
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agents.trl.environment import score_rollout
+from medscope_gym.agents.trl.environment import score_rollout
 
 __all__ = ["REWARD_PARTS", "env_reward_funcs"]
 

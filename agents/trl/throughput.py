@@ -1,7 +1,8 @@
 """TRL's GRPO step throughput on ClinVideoEnv: the TRL side of the trainer-throughput benchmark.
 
 :func:`trl_step_throughput` trains ``steps`` optimizer steps of TRL's ``GRPOTrainer`` through the adapter
-(:mod:`agents.trl.environment`) and times each one, generation, env tool calls, reward replay, loss and
+(:mod:`medscope_gym.agents.trl.environment`) and times each one, generation, env tool calls, reward replay,
+loss and
 optimizer update included. One step = ``batch_questions`` questions × ``group_size`` rollouts, one
 update (``num_iterations=1``, no gradient accumulation), AdamW in float32 on every weight (or on the
 adapters of ``peft_config``), no KL term
@@ -65,11 +66,11 @@ def trl_step_throughput(
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from agents.trl.chat_template import prepare_processing_class
-    from agents.trl.dataset import build_dataset
-    from agents.trl.environment import clinvideo_environment_factory
-    from agents.trl.rewards import env_reward_funcs
-    from agents.vlm.policy import VLMPolicyConfig
+    from medscope_gym.agents.trl.chat_template import prepare_processing_class
+    from medscope_gym.agents.trl.dataset import build_dataset
+    from medscope_gym.agents.trl.environment import clinvideo_environment_factory
+    from medscope_gym.agents.trl.rewards import env_reward_funcs
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
     from medscope_gym.protocol import SYSTEM_PROMPT
     from medscope_gym.suite import Suite
 

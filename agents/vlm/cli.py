@@ -23,7 +23,7 @@ def _threads(args: argparse.Namespace) -> None:
 
 
 def _cmd_model_tiny(args: argparse.Namespace) -> int:
-    from agents.vlm.tiny import TinyModelConfig, build_tiny_model
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_tiny_model
 
     cfg = TinyModelConfig(
         text_hidden=args.hidden, text_layers=args.layers, vocab_size=args.vocab_size, seed=args.seed
@@ -37,7 +37,7 @@ def _cmd_model_tiny(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_sft(args: argparse.Namespace) -> int:
-    from agents.vlm.sft import SFTConfig, train_sft
+    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
 
     _threads(args)
     cfg = SFTConfig(
@@ -74,7 +74,7 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from agents.vlm.evaluate import EvalConfig, evaluate, format_summary
+    from medscope_gym.agents.evaluate import EvalConfig, evaluate, format_summary
 
     _threads(args)
     cfg = EvalConfig(

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medscope_gym.chat import Transcript, frames_fps
+from medscope_gym.agents.rollout.trajectory import MediaInputs
+from medscope_gym.chat import Transcript
 from medscope_gym.protocol import SYSTEM_PROMPT
 
-__all__ = ["ChatEncoder", "EpisodeContext", "FrameConfig", "MediaInputs", "ObservationChunk", "TemplateError"]
+__all__ = ["ChatEncoder", "EpisodeContext", "FrameConfig", "ObservationChunk", "TemplateError"]
 
 
 class TemplateError(RuntimeError):
@@ -45,36 +46,6 @@ class FrameConfig:
     """A crop_video result is subsampled evenly to at most this many frames."""
     max_images: int = 3
     """At most this many get_frame frames (nearest the requested moment first kept in time order)."""
-
-
-@dataclass
-class MediaInputs:
-    """The frames of one observation as the model receives them (after the policy's reduction)."""
-
-    video: np.ndarray | None = None
-    """(n, h, w, 3) uint8: the preview or crop frames."""
-    video_times: np.ndarray | None = None
-    """(n,) seconds of each video frame."""
-    images: np.ndarray | None = None
-    """(m, h, w, 3) uint8: get_frame frames."""
-    image_times: np.ndarray | None = None
-    """(m,) seconds of each image."""
-
-    @property
-    def video_fps(self) -> float:
-        """Sampling rate of the video frames, from their real timestamps."""
-        return frames_fps(self.video_times) if self.video_times is not None else 1.0
-
-    def as_observation(self, text: str) -> dict[str, Any]:
-        """An env-style observation dict holding these frames (what the transcript renders)."""
-        empty = np.zeros((0, 1), dtype=np.float64)
-        return {
-            "text": text,
-            "video": self.video if self.video is not None else np.zeros((0, 1, 1, 3), np.uint8),
-            "video_times": self.video_times.reshape(-1, 1) if self.video_times is not None else empty,
-            "images": self.images if self.images is not None else np.zeros((0, 1, 1, 3), np.uint8),
-            "image_times": self.image_times.reshape(-1, 1) if self.image_times is not None else empty,
-        }
 
 
 @dataclass

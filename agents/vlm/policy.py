@@ -1,7 +1,9 @@
 """VLM policies that keep the exact tokens of every turn: a transformers model, and reference text.
 
-Both follow :class:`agents.policy.Policy` (batches of slots, env observations in, assistant text out)
-and additionally hand over, per finished episode, the :class:`~agents.vlm.trajectory.TurnRecord` list
+Both follow :class:`medscope_gym.agents.policy.Policy` (batches of slots, env observations in, assistant text
+out)
+and additionally hand over, per finished episode, the
+:class:`~medscope_gym.agents.rollout.trajectory.TurnRecord` list
 with the token chunks they fed and produced (:meth:`TokenRecordingPolicy.take_turns`):
 
 - :class:`HFVLMPolicy`: a Qwen2-VL / Qwen2.5-VL (Qwen3-VL where its processor accepts the same
@@ -21,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.policy import Policy
-from agents.vlm.batching import collate
-from agents.vlm.encoding import ChatEncoder, EpisodeContext, FrameConfig, ObservationChunk
-from agents.vlm.sampling import SamplingConfig, token_logprobs
-from agents.vlm.trajectory import TurnRecord
+from medscope_gym.agents.policy import Policy
+from medscope_gym.agents.rollout.batching import collate
+from medscope_gym.agents.rollout.trajectory import TurnRecord
+from medscope_gym.agents.vlm.encoding import ChatEncoder, EpisodeContext, FrameConfig, ObservationChunk
+from medscope_gym.agents.vlm.sampling import SamplingConfig, token_logprobs
 from medscope_gym.suite import Sample
 
 __all__ = [
@@ -47,7 +49,7 @@ class VLMPolicyConfig:
     """How a VLM policy sees episodes and samples turns."""
 
     frames: FrameConfig = field(default_factory=FrameConfig)
-    """Frame caps and per-frame pixel budget (see :class:`agents.vlm.encoding.FrameConfig`)."""
+    """Frame caps and per-frame pixel budget (see :class:`medscope_gym.agents.vlm.encoding.FrameConfig`)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Temperature, top-p/k, max tokens per turn, stop and suppressed tokens."""
     system_prompt: str | None = None

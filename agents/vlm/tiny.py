@@ -5,14 +5,14 @@ agent (processor, chat template, rope over videos and images, generation, SFT) m
 real. :func:`build_tiny_model` therefore writes a complete checkpoint folder from scratch:
 
 - a byte-level BPE tokenizer (the 256 byte symbols plus merges learned from the library's own
-  protocol text, :mod:`agents.vlm.vocabulary`; digits stay single tokens) with the special tokens
+  protocol text, :mod:`medscope_gym.agents.vlm.vocabulary`; digits stay single tokens) with the special tokens
   of the Qwen chat format and of our protocol (``<tool_call>``, ``<think>``, ``<answer>`` and their
   closers), so every protocol tag, and in particular every stop tag, is exactly one token id;
 - a ``Qwen2_5_VLProcessor`` with the Qwen2-VL image and video processors and :data:`CHAT_TEMPLATE`;
 - a randomly initialised 2-layer ``Qwen2_5_VLForConditionalGeneration``.
 
 The folder is written with ``save_pretrained`` and loads back through the same
-``from_pretrained`` path as a real checkpoint (see :mod:`agents.vlm.policy`).
+``from_pretrained`` path as a real checkpoint (see :mod:`medscope_gym.agents.vlm.policy`).
 """
 
 from __future__ import annotations
@@ -137,9 +137,9 @@ class TinyModelConfig:
 
 def tiny_policy_config():
     """Frame budget and prompt the tiny checkpoint is used with (saved as its medscope_policy.json)."""
-    from agents.vlm.encoding import FrameConfig
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.sampling import SamplingConfig
+    from medscope_gym.agents.vlm.encoding import FrameConfig
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+    from medscope_gym.agents.vlm.sampling import SamplingConfig
 
     return VLMPolicyConfig(
         frames=FrameConfig(max_pixels=56 * 56, max_preview_frames=16, max_crop_frames=8, max_images=3),
@@ -154,9 +154,11 @@ def build_tokenizer(vocab_size: int = 1024):
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size > 0:
-        from agents.vlm.vocabulary import protocol_corpus, train_vocabulary
+        from medscope_gym.agents.vlm.vocabulary import protocol_corpus, train_vocabulary
 
-        core = train_vocabulary(protocol_corpus(), vocab_size, SPECIAL_TOKENS)
+        core = train_vocabulary(
+            protocol_corpus(system_prompts=[TINY_SYSTEM_PROMPT]), vocab_size, SPECIAL_TOKENS
+        )
     else:
         alphabet = pre_tokenizers.ByteLevel.alphabet()
         vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}

@@ -127,7 +127,7 @@ def _one_sample_suite(root: Path, video: Path, duration: float, fps: float) -> P
 
 
 def _env(suite: Path, store_root: Path | None, **kw: Any):
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     big = 10**9
     return ClinVideoEnv(suite, frame_store=store_root, max_turns=big, max_tool_calls=big,

@@ -99,8 +99,8 @@ def policy_scores(
     """Accuracy of scripted policies (``oracle``, ``no_tools``, ``random``) played through ``ClinVideoEnv``
     on every sample (or the first ``limit``), per task, with chance alongside. ``frame_store`` is the
     env's argument (None decodes every tool call directly)."""
-    from agents import make_scripted_policy, run_episode
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents import make_scripted_policy, run_episode
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     chosen = [s for s in suite if split is None or s.split == split][:limit]
     env = ClinVideoEnv(Suite(suite.root, chosen), frame_store=frame_store)

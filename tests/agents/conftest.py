@@ -19,7 +19,7 @@ def one_thread():
 def tiny_dir(tmp_path_factory, one_thread):
     """A tiny Qwen2.5-VL checkpoint folder (random weights), built once."""
     pytest.importorskip("transformers")
-    from agents.vlm.tiny import build_tiny_model
+    from medscope_gym.agents.vlm.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
@@ -30,3 +30,14 @@ def suite(_isolated_cache):
     from medscope_gym.suite import Suite
 
     return Suite.from_spec("builtin:synthsurg-small")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_dir):
+    """An HFVLMPolicy on the tiny checkpoint with short turns (untrained: it writes noise, fast)."""
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
+
+    config = VLMPolicyConfig.load(tiny_dir)
+    config.sampling.max_new_tokens = 24
+    config.seed = 0
+    return HFVLMPolicy.from_pretrained(tiny_dir, config=config)

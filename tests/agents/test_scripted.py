@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import medscope_gym  # noqa: F401 - registers the env ids
-from agents import NoToolsPolicy, OraclePolicy, RandomPolicy, record_from_info, run_episode
+from medscope_gym.agents import NoToolsPolicy, OraclePolicy, RandomPolicy, record_from_info, run_episode
 from medscope_gym.cli import main
 from medscope_gym.metrics import summarise
 

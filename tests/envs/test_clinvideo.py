@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import medscope_gym
-from envs import ClinVideoEnv
+from medscope_gym.envs import ClinVideoEnv
 from medscope_gym.errors import ConfigError, SuiteError, VideoError
 from medscope_gym.protocol import format_answer, format_tool_call
 
@@ -160,7 +160,7 @@ def test_lenient_json_is_executed_but_reported(builtin_suite):
 
 
 def test_foreign_video_path_is_refused_and_never_opened(tmp_path, monkeypatch):
-    import envs.clinvideo as module
+    import medscope_gym.envs.clinvideo as module
 
     opened = []
     for opener in ("open_video", "open_tool_video"):  # every way the env opens a video file

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 import medscope_gym  # noqa: F401 - registers the ids
-from envs.clinvideo import ClinVideoEnv
-from envs.numeric import LAST_TOOL_KINDS, NumericClinVideoEnv, NumericConfig, brief_changes, hash_words
+from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.envs.numeric import (
+    LAST_TOOL_KINDS,
+    NumericClinVideoEnv,
+    NumericConfig,
+    brief_changes,
+    hash_words,
+)
 from medscope_gym.errors import ConfigError
 from medscope_gym.intervals import best_iou
 from medscope_gym.suite import Suite, write_suite
@@ -76,7 +82,7 @@ def test_sb3_check_env_passes(env):
 
 def test_only_choice_samples_are_kept_and_the_rest_is_reported(suite_dir, caplog):
     suite = Suite.load(suite_dir)
-    with caplog.at_level(logging.WARNING, logger="envs.numeric"):
+    with caplog.at_level(logging.WARNING, logger="medscope_gym.envs.numeric"):
         env = NumericClinVideoEnv(suite=suite_dir)
     n_choice = sum(s.answer_type == "choice" for s in suite)
     assert 0 < len(env.samples) == n_choice < len(suite)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.grpo.advantages import evidence_factors, group_advantages, modulate
-from agents.grpo.trainer import evidence_scores
-from agents.vlm.trajectory import Trajectory
+from medscope_gym.agents.grpo.advantages import evidence_factors, group_advantages, modulate
+from medscope_gym.agents.grpo.trainer import evidence_scores
+from medscope_gym.agents.rollout.trajectory import Trajectory
 
 
 def test_advantage_is_reward_minus_group_mean_per_group():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.grpo.config import GRPOConfig
+from medscope_gym.agents.grpo.config import GRPOConfig
 from medscope_gym.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from agents.grpo.loss import clipped_surrogate, k3_kl  # noqa: E402
+from medscope_gym.agents.grpo.loss import clipped_surrogate, k3_kl  # noqa: E402
 
 
 def _direct(logp, old, adv, mask, eps_low, eps_high):

@@ -15,9 +15,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from agents.grpo import trainer as trainer_module  # noqa: E402
-from agents.grpo.config import GRPOConfig  # noqa: E402
-from agents.grpo.trainer import TrainingDivergedError, sequence_logprobs, train_grpo  # noqa: E402
+from medscope_gym.agents.grpo import trainer as trainer_module  # noqa: E402
+from medscope_gym.agents.grpo.config import GRPOConfig  # noqa: E402
+from medscope_gym.agents.grpo.trainer import TrainingDivergedError, sequence_logprobs, train_grpo  # noqa: E402
 
 
 def _cfg(model, out, **kw) -> GRPOConfig:
@@ -86,7 +86,7 @@ def test_a_run_logs_every_part_checkpoints_and_saves_a_loadable_final_model(tmp_
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert any(k.startswith("model.layers.") for k in changed)
     assert not any("visual" in k for k in changed)  # freeze_vision
-    from agents.vlm.policy import HFVLMPolicy
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
     assert HFVLMPolicy.from_pretrained(final).label == "final"
 
@@ -177,11 +177,11 @@ def test_held_out_questions_can_come_from_another_suite(tmp_path, tiny_dir, suit
 
 def test_sequence_logprobs_equal_the_full_forward(tiny_dir, suite):
     """Keeping only the logits from the first action token on changes no log-prob."""
-    from agents.vlm.batching import trajectory_batch
-    from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
-    from agents.vlm.rollout import group_requests, make_vector_env, rollout
-    from agents.vlm.sampling import token_logprobs
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.rollout.batching import trajectory_batch
+    from medscope_gym.agents.rollout.engine import group_requests, make_vector_env, rollout
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
+    from medscope_gym.agents.vlm.sampling import token_logprobs
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     config = VLMPolicyConfig.load(tiny_dir)
     config.sampling.max_new_tokens = 10
@@ -246,7 +246,7 @@ def test_ablation_command_trains_each_variant_and_prints_one_table(tmp_path, tin
 
 
 def test_profile_measures_rollout_and_one_step(tmp_path):
-    from agents.grpo.profile import profile
+    from medscope_gym.agents.grpo.profile import profile
 
     result = profile("tiny", tmp_path / "prof", device="cpu", episodes=2, group_size=2, max_new_tokens=6)
     assert result["rollout_episodes"] == 2 and result["rollout_tokens"] > 0
@@ -288,7 +288,7 @@ def test_two_processes_split_the_questions_and_keep_groups_whole(tmp_path, tiny_
     step = next(r for r in rows if "train/reward" in r)
     assert step["perf/processes"] == 2.0 and step["train/rollouts"] == 4.0  # 2 questions x 2, both ranks
     # the main process saved its own shard: one whole group (1 question x 2 rollouts)
-    from agents.vlm.trajectory import load_trajectories
+    from medscope_gym.agents.rollout.trajectory import load_trajectories
 
     shard = load_trajectories(tmp_path / "run" / "rollouts" / "step-1", frames=False)
     assert len(shard) == 2 and len({t.sample_id for t in shard}) == 1

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.sb3.curve import plot_learning_curves, rolling_mean
-from agents.sb3.evaluate import evidence_recall, summarise_with_evidence
-from agents.sb3.extractor import TimelineExtractor
-from agents.sb3.policy import TimelineActionHead, TimelinePolicy
-from agents.sb3.train import TrainConfig, make_vec_env, reward_of, train
-from envs.numeric import NumericClinVideoEnv
+from medscope_gym.agents.sb3.curve import plot_learning_curves, rolling_mean
+from medscope_gym.agents.sb3.evaluate import evidence_recall, summarise_with_evidence
+from medscope_gym.agents.sb3.extractor import TimelineExtractor
+from medscope_gym.agents.sb3.policy import TimelineActionHead, TimelinePolicy
+from medscope_gym.agents.sb3.train import TrainConfig, make_vec_env, reward_of, train
+from medscope_gym.envs.numeric import NumericClinVideoEnv
 from medscope_gym.errors import ConfigError
 from medscope_gym.metrics import EpisodeRecord
 from medscope_gym.rewards import GRADED_EVIDENCE, PRESETS, crop_reward

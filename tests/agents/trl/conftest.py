@@ -28,6 +28,6 @@ def trl_suite(tmp_path_factory, _isolated_cache):
 @pytest.fixture(scope="session")
 def small_frames():
     """Frame caps small enough for the tiny model on a CPU."""
-    from agents.vlm.encoding import FrameConfig
+    from medscope_gym.agents.vlm.encoding import FrameConfig
 
     return FrameConfig(max_pixels=56 * 56, max_preview_frames=4, max_crop_frames=4, max_images=2)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("trl", reason="the TRL adapter needs the [trl] extra (pip install 'medscope-gym[trl]')")
 
-from agents.trl.chat_template import TOOL_CHAT_TEMPLATE, TURN_TEXT_KEY, prepare_processing_class  # noqa: E402
+from medscope_gym.agents.trl.chat_template import TOOL_CHAT_TEMPLATE, TURN_TEXT_KEY, prepare_processing_class  # noqa: E402
 
 
 @pytest.fixture

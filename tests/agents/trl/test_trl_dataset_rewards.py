@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agents.trl.chat_template import TURN_TEXT_KEY
-from agents.trl.dataset import dataset_rows
-from agents.trl.environment import clinvideo_environment_factory
-from agents.trl.rewards import REWARD_PARTS, env_reward_funcs
+from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
+from medscope_gym.agents.trl.dataset import dataset_rows
+from medscope_gym.agents.trl.environment import clinvideo_environment_factory
+from medscope_gym.agents.trl.rewards import REWARD_PARTS, env_reward_funcs
 
 
 def test_rows_are_the_split_questions_with_an_empty_user_turn(trl_suite):
@@ -22,7 +22,7 @@ def test_rows_are_the_split_questions_with_an_empty_user_turn(trl_suite):
 
 def test_build_dataset_is_a_datasets_dataset(trl_suite):
     pytest.importorskip("datasets", reason="the TRL adapter needs the [trl] extra")
-    from agents.trl.dataset import build_dataset
+    from medscope_gym.agents.trl.dataset import build_dataset
 
     ds = build_dataset(trl_suite, split="train")
     assert len(ds) == sum(s.split == "train" for s in trl_suite)

@@ -9,9 +9,9 @@ import gymnasium as gym
 import pytest
 from PIL import Image
 
-from agents.trl.chat_template import TURN_TEXT_KEY
-from agents.trl.environment import ClinVideoToolEnv, clinvideo_environment_factory, score_rollout
-from envs.clinvideo import ClinVideoEnv
+from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
+from medscope_gym.agents.trl.environment import ClinVideoToolEnv, clinvideo_environment_factory, score_rollout
+from medscope_gym.envs.clinvideo import ClinVideoEnv
 
 
 class CountingEnv(gym.Wrapper):

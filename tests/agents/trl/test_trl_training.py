@@ -12,14 +12,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl", reason="the TRL adapter needs the [trl] extra (pip install 'medscope-gym[trl]')")
 
-from agents.trl import (  # noqa: E402
+from medscope_gym.agents.trl import (  # noqa: E402
     REWARD_PARTS,
     build_dataset,
     clinvideo_environment_factory,
     env_reward_funcs,
     prepare_processing_class,
 )
-from envs.clinvideo import ClinVideoEnv  # noqa: E402
+from medscope_gym.envs.clinvideo import ClinVideoEnv  # noqa: E402
 
 SYSTEM = "Use the tools, then answer."
 
@@ -231,7 +231,7 @@ def test_sampled_grpo_step_passes_frames_to_the_model(tiny_dir, trl_suite, small
 
 
 def test_trl_step_throughput(tiny_dir, trl_suite):
-    from agents.trl.throughput import trl_step_throughput
+    from medscope_gym.agents.trl.throughput import trl_step_throughput
 
     result = trl_step_throughput(
         str(tiny_dir), str(trl_suite.root), steps=1, batch_questions=1, group_size=2, max_new_tokens=8, seed=0

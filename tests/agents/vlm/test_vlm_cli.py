@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_model_tiny_writes_a_loadable_checkpoint(tmp_path, capsys):
-    from agents.vlm.policy import HFVLMPolicy
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
     assert main(["model", "tiny", str(tmp_path / "m"), "--hidden", "32", "--layers", "1"]) == 0
     assert "hidden 32, 1 layers" in capsys.readouterr().out
@@ -77,7 +77,7 @@ def test_eval_of_a_checkpoint_and_sft_from_the_command_line(tmp_path, capsys, ti
         == 0
     )
     assert (run / "final" / "model.safetensors").exists()
-    from agents.vlm.trajectory import load_trajectories
+    from medscope_gym.agents.rollout.trajectory import load_trajectories
 
     # one oracle episode and one the model opened for exactly one (not imitated) turn
     data = load_trajectories(run / "data")
@@ -110,8 +110,8 @@ def test_eval_rejects_an_unknown_policy(capsys):
 
 
 def test_well_formed_is_the_strict_syntax_of_every_turn():
-    from agents.vlm.evaluate import is_well_formed
-    from agents.vlm.trajectory import Trajectory, TurnRecord
+    from medscope_gym.agents.evaluate import is_well_formed
+    from medscope_gym.agents.rollout.trajectory import Trajectory, TurnRecord
 
     call = '<think>look</think>\n<tool_call>{"name": "get_frame", "arguments": {"timestamp": 3}}</tool_call>'
     answer = "<think>seen</think>\n<answer>B</answer>"

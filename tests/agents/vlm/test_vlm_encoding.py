@@ -13,9 +13,9 @@ def oracle_episode(suite, tiny_dir):
     """One oracle episode encoded chunk by chunk: (encoder, ctx, chunks, action ids)."""
     from transformers import AutoProcessor
 
-    from agents.scripted import OraclePolicy
-    from agents.vlm.encoding import ChatEncoder, FrameConfig
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.scripted import OraclePolicy
+    from medscope_gym.agents.vlm.encoding import ChatEncoder, FrameConfig
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
     encoder = ChatEncoder(
@@ -79,8 +79,8 @@ def test_frames_are_capped_and_keep_their_real_times(oracle_episode):
 
 
 def test_template_that_rewrites_history_is_refused(tiny_dir):
-    from agents.vlm.encoding import ChatEncoder, TemplateError
-    from agents.vlm.tiny import CHAT_TEMPLATE, build_processor
+    from medscope_gym.agents.vlm.encoding import ChatEncoder, TemplateError
+    from medscope_gym.agents.vlm.tiny import CHAT_TEMPLATE, build_processor
 
     processor = build_processor()
     # marks the last message: re-rendering after a new message changes an earlier one

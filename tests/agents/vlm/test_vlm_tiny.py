@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.vlm.tiny import SPECIAL_TOKENS, build_tokenizer
+from medscope_gym.agents.vlm.tiny import SPECIAL_TOKENS, build_tokenizer
 
 torch = pytest.importorskip("torch")
 
@@ -50,7 +50,7 @@ def _inputs(processor):
 def test_saved_and_reloaded_checkpoint_gives_identical_logits(tmp_path, tiny_dir):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
 
     fresh_processor = build_processor()
     fresh = build_model(fresh_processor.tokenizer, TinyModelConfig())  # same seed as the saved checkpoint
@@ -72,8 +72,8 @@ def test_saved_and_reloaded_checkpoint_gives_identical_logits(tmp_path, tiny_dir
 
 
 def test_tiny_folder_carries_its_policy_config(tiny_dir):
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.tiny import TINY_SYSTEM_PROMPT
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+    from medscope_gym.agents.vlm.tiny import TINY_SYSTEM_PROMPT
 
     cfg = VLMPolicyConfig.load(tiny_dir)
     assert cfg is not None and cfg.system_prompt == TINY_SYSTEM_PROMPT
@@ -103,7 +103,7 @@ def test_protocol_words_are_merged_digits_stay_single_and_any_text_round_trips()
 
 def test_the_vocabulary_corpus_holds_every_oracle_step():
     """The BPE merges are learned from whole reference episodes: crop, frame and answer turns alike."""
-    from agents.vlm.vocabulary import protocol_corpus
+    from medscope_gym.agents.vlm.vocabulary import protocol_corpus
 
     corpus = protocol_corpus(num_procedures=1)
     for marker in ("The preview covers the whole", "I check the frame at", "The frames I inspected settle"):

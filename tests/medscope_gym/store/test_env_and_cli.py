@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.clinvideo import ClinVideoEnv
 from medscope_gym.cli import main
+from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.errors import ConfigError
 from medscope_gym.protocol import format_tool_call
 from medscope_gym.store import StoredVideo, StoreSettings, store_path

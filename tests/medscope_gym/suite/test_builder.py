@@ -152,7 +152,7 @@ def test_assign_splits_is_by_video_and_deterministic():
 
 
 def test_medvidqa_rows_build_into_a_suite_whose_trajectories_replay(cholec80_dir, tmp_path):
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     src = tmp_path / "mvqa"
     (src / "clips").mkdir(parents=True)

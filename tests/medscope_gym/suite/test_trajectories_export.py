@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from envs.clinvideo import ClinVideoEnv
+from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.protocol import check_trajectory_format
 from medscope_gym.suite import Suite
 from medscope_gym.suite.builder import BuildConfig, build_suite

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def captured_rollout(suite, tiny_policy):
     """Three episodes of the untrained tiny policy on two envs, with every generate() output captured."""
-    from agents.vlm.rollout import make_vector_env, rollout, sample_requests
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     model = tiny_policy.model
     calls = []
@@ -101,9 +101,9 @@ def test_sequence_is_the_context_the_model_was_fed(captured_rollout, tiny_policy
 def test_behaviour_logprobs_match_a_teacher_forced_forward(tmp_path, captured_rollout, tiny_policy):
     """Re-scoring the trajectories from disk (tokens + re-processed frames, one right-padded batch)
     reproduces the log-probs recorded while sampling: what a GA-GRPO learner relies on."""
-    from agents.vlm.batching import trajectory_batch
-    from agents.vlm.sampling import token_logprobs
-    from agents.vlm.trajectory import load_trajectories, save_trajectories
+    from medscope_gym.agents.rollout.batching import trajectory_batch
+    from medscope_gym.agents.rollout.trajectory import load_trajectories, save_trajectories
+    from medscope_gym.agents.vlm.sampling import token_logprobs
 
     _, trajs, _, _ = captured_rollout
     save_trajectories(tmp_path / "t", trajs)
@@ -124,8 +124,8 @@ def test_behaviour_logprobs_match_a_teacher_forced_forward(tmp_path, captured_ro
 
 
 def test_group_mode_gives_identical_resets(suite, tiny_policy):
-    from agents.vlm.rollout import group_requests, make_vector_env, rollout
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.rollout.engine import group_requests, make_vector_env, rollout
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     sid = [s.id for s in suite if s.split == "val"][0]
     envs = make_vector_env(lambda: ClinVideoEnv(suite, max_turns=1), 3)
@@ -141,7 +141,7 @@ def test_group_mode_gives_identical_resets(suite, tiny_policy):
 
 
 def test_trajectories_survive_save_and_load(tmp_path, captured_rollout):
-    from agents.vlm.trajectory import load_trajectories, save_trajectories
+    from medscope_gym.agents.rollout.trajectory import load_trajectories, save_trajectories
 
     _, trajs, _, _ = captured_rollout
     save_trajectories(tmp_path / "run", trajs)
@@ -160,10 +160,10 @@ def test_trajectories_survive_save_and_load(tmp_path, captured_rollout):
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 def test_scripted_policies_run_through_the_same_engine(suite, asynchronous):
-    from agents.scripted import OraclePolicy
-    from agents.vlm.evaluate import is_well_formed
-    from agents.vlm.rollout import make_vector_env, rollout, sample_requests
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.evaluate import is_well_formed
+    from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+    from medscope_gym.agents.scripted import OraclePolicy
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     ids = [s.id for s in suite if s.split == "test"][:3]
     envs = make_vector_env(lambda: ClinVideoEnv(suite), 2, asynchronous=asynchronous)

@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def on_policy(tiny_dir):
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.sft import build_reference_data
+    from medscope_gym.agents.sft.trainer import build_reference_data
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
 
     config = VLMPolicyConfig.load(tiny_dir)
     config.sampling.max_new_tokens = 16  # the untrained model writes noise: keep its turns short
@@ -53,8 +53,8 @@ def test_model_opens_and_oracle_finishes(on_policy, tiny_dir):
 
 
 def test_on_policy_episodes_use_their_own_seeds(on_policy, tiny_dir):
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.sft import build_reference_data
+    from medscope_gym.agents.sft.trainer import build_reference_data
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
 
     plain = build_reference_data(
         str(tiny_dir), "builtin:synthsurg-small", "train", VLMPolicyConfig.load(tiny_dir), limit=4, seed=3
@@ -63,8 +63,8 @@ def test_on_policy_episodes_use_their_own_seeds(on_policy, tiny_dir):
 
 
 def test_model_then_reference_rejects_no_model_turns(tiny_policy):
-    from agents.scripted import OraclePolicy
-    from agents.vlm.dagger import ModelThenReference
+    from medscope_gym.agents.scripted import OraclePolicy
+    from medscope_gym.agents.sft.dagger import ModelThenReference
 
     with pytest.raises(ValueError, match="max_model_turns"):
         ModelThenReference(tiny_policy, OraclePolicy(), max_model_turns=0)

@@ -10,7 +10,8 @@ placeholders already expanded) and ``action_ids`` (what the policy produced, exa
 give that sequence flat, the 0/1 mask of the policy's own tokens (the only tokens a loss may touch),
 and the sampling-time log-probs aligned with it (0 outside the mask). The vision inputs of turn ``k``
 are the frames in ``turns[k].media`` (as shown to the model, after its frame reduction); run them
-through the processor again (:meth:`agents.vlm.encoding.ChatEncoder.process_media`) to rebuild the
+through the processor again (:meth:`medscope_gym.agents.vlm.encoding.ChatEncoder.process_media`) to rebuild
+the
 pixel tensors. The env's side (reward parts, tool log, format verdict, ground truth) is kept as the
 env reported it in its final ``info``.
 
@@ -28,15 +29,45 @@ from typing import Any
 
 import numpy as np
 
-from agents.runner import record_from_info
-from agents.vlm.encoding import MediaInputs
+from medscope_gym.agents.runner import record_from_info
 from medscope_gym.atomic import atomic_directory
+from medscope_gym.chat import frames_fps
 from medscope_gym.metrics import EpisodeRecord
 
-__all__ = ["Trajectory", "TurnRecord", "load_trajectories", "save_trajectories"]
+__all__ = ["MediaInputs", "Trajectory", "TurnRecord", "load_trajectories", "save_trajectories"]
 
 JSONL_NAME = "trajectories.jsonl"
 FRAMES_DIR = "frames"
+
+
+@dataclass
+class MediaInputs:
+    """The frames of one observation as the model receives them (after the policy's reduction)."""
+
+    video: np.ndarray | None = None
+    """(n, h, w, 3) uint8: the preview or crop frames."""
+    video_times: np.ndarray | None = None
+    """(n,) seconds of each video frame."""
+    images: np.ndarray | None = None
+    """(m, h, w, 3) uint8: get_frame frames."""
+    image_times: np.ndarray | None = None
+    """(m,) seconds of each image."""
+
+    @property
+    def video_fps(self) -> float:
+        """Sampling rate of the video frames, from their real timestamps."""
+        return frames_fps(self.video_times) if self.video_times is not None else 1.0
+
+    def as_observation(self, text: str) -> dict[str, Any]:
+        """An env-style observation dict holding these frames (what the transcript renders)."""
+        empty = np.zeros((0, 1), dtype=np.float64)
+        return {
+            "text": text,
+            "video": self.video if self.video is not None else np.zeros((0, 1, 1, 3), np.uint8),
+            "video_times": self.video_times.reshape(-1, 1) if self.video_times is not None else empty,
+            "images": self.images if self.images is not None else np.zeros((0, 1, 1, 3), np.uint8),
+            "image_times": self.image_times.reshape(-1, 1) if self.image_times is not None else empty,
+        }
 
 
 @dataclass
@@ -107,7 +138,8 @@ class Trajectory:
     """Position of this rollout inside its group."""
     seed: int | None = None
     sampling: dict[str, Any] | None = None
-    """The :class:`agents.vlm.sampling.SamplingConfig` the turns were sampled with (None if not sampled)."""
+    """The :class:`medscope_gym.agents.vlm.sampling.SamplingConfig` the turns were sampled with (None if not
+    sampled)."""
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False

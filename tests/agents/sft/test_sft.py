@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def reference(tiny_dir, suite):
     """Two oracle trajectories of the train split, laid out for the tiny model."""
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.sft import build_reference_data
+    from medscope_gym.agents.sft.trainer import build_reference_data
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
 
     return build_reference_data(
         str(tiny_dir), "builtin:synthsurg-small", "train", VLMPolicyConfig.load(tiny_dir), limit=2, num_envs=2
@@ -50,8 +50,8 @@ def test_loss_mask_covers_exactly_the_model_tokens(reference, tiny_dir):
 
 
 def test_recovery_mistakes_are_context_but_not_targets(tiny_dir, suite):
-    from agents.vlm.policy import VLMPolicyConfig
-    from agents.vlm.sft import build_reference_data
+    from medscope_gym.agents.sft.trainer import build_reference_data
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
 
     (traj,) = build_reference_data(
         str(tiny_dir),
@@ -74,7 +74,7 @@ def test_recovery_mistakes_are_context_but_not_targets(tiny_dir, suite):
 
 
 def test_jittered_evidence_still_covers_the_true_window(suite):
-    from agents.vlm.sft import RecoveringOracle
+    from medscope_gym.agents.sft.trainer import RecoveringOracle
 
     oracle = RecoveringOracle(rate=0.0, seed=1, jitter=3.0)
     widened_any = False
@@ -91,7 +91,7 @@ def test_jittered_evidence_still_covers_the_true_window(suite):
 
 
 def test_masked_loss_has_gradient_only_on_model_tokens(reference):
-    from agents.vlm.sft import masked_lm_loss
+    from medscope_gym.agents.sft.trainer import masked_lm_loss
 
     traj = reference[0]
     ids = torch.as_tensor([traj.input_ids()])
@@ -117,8 +117,8 @@ def _loss_rows(out):
 def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
     from transformers import AutoModelForImageTextToText
 
-    from agents.vlm.policy import HFVLMPolicy
-    from agents.vlm.sft import SFTConfig, train_sft
+    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
     out = tmp_path / "run"
     cfg = SFTConfig(
@@ -162,7 +162,7 @@ def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
 def test_lora_sft_merges_into_a_plain_checkpoint(tmp_path, tiny_dir):
     from transformers import AutoModelForImageTextToText
 
-    from agents.vlm.sft import SFTConfig, train_sft
+    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
 
     final = train_sft(
         SFTConfig(
@@ -189,7 +189,7 @@ def test_lora_sft_merges_into_a_plain_checkpoint(tmp_path, tiny_dir):
 
 
 def test_device_resolution_picks_bf16_only_on_cuda():
-    from agents.vlm.policy import resolve_device
+    from medscope_gym.agents.vlm.policy import resolve_device
 
     assert resolve_device("cpu") == (torch.device("cpu"), torch.float32)
     assert resolve_device("cuda:0")[1] == torch.bfloat16
@@ -201,10 +201,10 @@ def test_device_resolution_picks_bf16_only_on_cuda():
     reason="no CUDA device: the bf16 / device-placement path is not measured on this machine",
 )
 def test_cuda_path_uses_bf16_and_the_device(tmp_path, tiny_dir, suite):
-    from agents.vlm.policy import HFVLMPolicy
-    from agents.vlm.rollout import make_vector_env, rollout, sample_requests
-    from agents.vlm.sft import SFTConfig, train_sft
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     final = train_sft(
         SFTConfig(

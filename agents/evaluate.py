@@ -1,7 +1,8 @@
 """Evaluate any policy on a suite: the §8 metrics per task and overall, plus the trajectories.
 
 A policy is named by a scripted name (``oracle``, ``no_tools``, ``random``) or by a checkpoint folder
-(loaded as :class:`~agents.vlm.policy.HFVLMPolicy`). Every episode runs through the rollout engine
+(loaded as :class:`~medscope_gym.agents.vlm.policy.HFVLMPolicy`). Every episode runs through the rollout
+engine
 over a vector env, so scripted and model policies are measured by the same code. On top of the
 library's metrics (``medscope_gym.metrics.summarise``) the report adds ``well_formed``: the share of
 episodes whose every turn parsed in the strict per-turn format and that ended with an answer, i.e. the
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.policy import Policy
-from agents.vlm.rollout import make_vector_env, rollout, sample_requests
-from agents.vlm.trajectory import Trajectory, save_trajectories
+from medscope_gym.agents.policy import Policy
+from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+from medscope_gym.agents.rollout.trajectory import Trajectory, save_trajectories
 from medscope_gym.metrics import format_table, summarise_by_task
 from medscope_gym.protocol import check_trajectory_format, parse_turn
 
@@ -77,7 +78,7 @@ def make_policy(
     max_new_tokens: int | None = None,
 ) -> Policy:
     """A scripted policy by name, or an HFVLMPolicy from a checkpoint folder."""
-    from agents.scripted import SCRIPTED_POLICIES, make_scripted_policy
+    from medscope_gym.agents.scripted import SCRIPTED_POLICIES, make_scripted_policy
 
     if name in SCRIPTED_POLICIES:
         return make_scripted_policy(name, seed=seed)
@@ -85,7 +86,7 @@ def make_policy(
         raise ValueError(
             f"--policy must be one of {', '.join(SCRIPTED_POLICIES)} or a checkpoint folder, got {name!r}"
         )
-    from agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
 
     config = VLMPolicyConfig.load(name) or VLMPolicyConfig()
     config.device = device
@@ -116,7 +117,7 @@ def summarise_trajectories(trajectories: Sequence[Trajectory]) -> dict[str, dict
 
 def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajectory]]:
     """Play the policy on the chosen splits; returns (summary by task, trajectories)."""
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
 
     suite = Suite.from_spec(cfg.suite)

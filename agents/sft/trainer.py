@@ -1,8 +1,11 @@
 """SFT cold start: next-token loss on the assistant's own tokens of reference trajectories.
 
-The data are real env rollouts: :class:`agents.scripted.OraclePolicy` plays the suite's train split
-through the env, and :class:`agents.vlm.policy.ReferencePolicy` lays its turns out as token chunks
-exactly as :class:`~agents.vlm.policy.HFVLMPolicy` will see and produce them at evaluation (same chat
+The data are real env rollouts: :class:`medscope_gym.agents.scripted.OraclePolicy` plays the suite's train
+split
+through the env, and :class:`medscope_gym.agents.vlm.policy.ReferencePolicy` lays its turns out as token
+chunks
+exactly as :class:`~medscope_gym.agents.vlm.policy.HFVLMPolicy` will see and produce them at evaluation (same
+chat
 template deltas, same frame reduction, same stop tokens). The loss covers the action tokens only
 (``Trajectory.loss_mask``): prompts, tool responses and vision placeholders are masked.
 
@@ -32,19 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from agents.policy import Policy
-from agents.scripted import OraclePolicy
-from agents.vlm.batching import trajectory_batch
-from agents.vlm.checkpoints import (
+from medscope_gym.agents.policy import Policy
+from medscope_gym.agents.rollout.batching import trajectory_batch
+from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories, save_trajectories
+from medscope_gym.agents.scripted import OraclePolicy
+from medscope_gym.agents.vlm.checkpoints import (
     LORA_TARGETS,
     latest_checkpoint,
     load_trainable_model,
     prune_checkpoints,
     save_final_model,
 )
-from agents.vlm.encoding import ChatEncoder
-from agents.vlm.policy import VLMPolicyConfig, resolve_device
-from agents.vlm.trajectory import Trajectory, load_trajectories, save_trajectories
+from medscope_gym.agents.vlm.encoding import ChatEncoder
+from medscope_gym.agents.vlm.policy import VLMPolicyConfig, resolve_device
 from medscope_gym.atomic import atomic_directory, atomic_write_text
 from medscope_gym.protocol import format_tool_call
 from medscope_gym.suite import Sample
@@ -84,7 +87,7 @@ class SFTConfig:
     on_policy_repeats: int = 0
     """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
     turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery
-    from the model's own mistakes, :mod:`agents.vlm.dagger`). Use it on a checkpoint that already
+    from the model's own mistakes, :mod:`medscope_gym.agents.sft.dagger`). Use it on a checkpoint that already
     follows the protocol (a second SFT round)."""
     on_policy_turns: int = 2
     """Most opening turns the model plays in an on-policy episode (the oracle then needs 3 more)."""
@@ -229,14 +232,14 @@ def build_reference_data(
 
     ``model_turns`` > 0 lets the model at ``model_path`` open each episode for 1..``model_turns``
     turns (sampling at ``temperature``, None: its own setting) before the oracle takes over
-    (:class:`agents.vlm.dagger.ModelThenReference`); episodes the model ends itself are dropped.
+    (:class:`medscope_gym.agents.sft.dagger.ModelThenReference`); episodes the model ends itself are dropped.
     ``first_repeat`` offsets the env seeds so that several calls play distinct episodes.
     """
     from transformers import AutoProcessor
 
-    from agents.vlm.policy import ReferencePolicy
-    from agents.vlm.rollout import EpisodeRequest, make_vector_env, rollout
-    from envs.clinvideo import ClinVideoEnv
+    from medscope_gym.agents.rollout.engine import EpisodeRequest, make_vector_env, rollout
+    from medscope_gym.agents.vlm.policy import ReferencePolicy
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
 
     loaded = Suite.from_spec(suite, split=split)
@@ -254,8 +257,8 @@ def build_reference_data(
         oracle = RecoveringOracle(recovery_rate, seed + first_repeat, evidence_jitter, decimals)
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests)
-        from agents.vlm.dagger import ModelThenReference
-        from agents.vlm.policy import HFVLMPolicy
+        from medscope_gym.agents.sft.dagger import ModelThenReference
+        from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
         model_cfg = VLMPolicyConfig.from_dict(policy_cfg.to_dict())
         model_cfg.seed = seed + first_repeat

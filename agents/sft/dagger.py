@@ -2,7 +2,8 @@
 
 Behaviour cloning on flawless episodes leaves a small model stranded once it makes its first real
 mistake: its own garbled turn and the env's error message are unlike anything in the SFT data, and
-every later turn degrades. :class:`~agents.vlm.sft.RecoveringOracle` injects hand-picked mistakes;
+every later turn degrades. :class:`~medscope_gym.agents.sft.trainer.RecoveringOracle` injects hand-picked
+mistakes;
 this module collects the model's own. In each episode the model (sampling as configured) plays the
 first 1..``max_model_turns`` turns, then the oracle takes over from whatever state the env is in.
 The model's turns stay in the context but are not imitated (``TurnRecord.imitate = False``), so SFT
@@ -17,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.policy import Policy
-from agents.vlm.policy import HFVLMPolicy, TokenRecordingPolicy, reference_turn
+from medscope_gym.agents.policy import Policy
+from medscope_gym.agents.vlm.policy import HFVLMPolicy, TokenRecordingPolicy, reference_turn
 from medscope_gym.suite import Sample
 
 __all__ = ["ModelThenReference"]

@@ -24,8 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from agents.policy import Policy
-from agents.vlm.trajectory import Trajectory, TurnRecord
+from medscope_gym.agents.policy import Policy
+from medscope_gym.agents.rollout.trajectory import Trajectory, TurnRecord
 
 __all__ = ["EpisodeRequest", "group_requests", "make_vector_env", "rollout", "sample_requests"]
 
