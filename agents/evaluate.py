@@ -1,7 +1,10 @@
-"""Evaluate any policy on a suite: the §8 metrics per task and overall, plus the trajectories.
+"""Evaluate any policy on a suite: the metrics of docs/metrics.md per task and overall, plus the trajectories.
 
-A policy is named by a scripted name (``oracle``, ``no_tools``, ``random``) or by a checkpoint folder
-(loaded as :class:`~medscope_gym.agents.vlm.policy.HFVLMPolicy`). Every episode runs through the rollout
+A policy is named by a scripted name (``oracle``, ``no_tools``, ``random``), by a checkpoint folder
+(loaded as :class:`~medscope_gym.agents.vlm.policy.HFVLMPolicy`) or as ``openai:MODEL``, a model
+served by an OpenAI-compatible endpoint at ``base_url``
+(:class:`~medscope_gym.agents.openai_policy.OpenAIChatPolicy`; its token usage and failed requests join
+the summary). Every episode runs through the rollout
 engine
 over a vector env, so scripted and model policies are measured by the same code. On top of the
 library's metrics (``medscope_gym.metrics.summarise``) the report adds ``well_formed``: the share of
@@ -16,15 +19,22 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from medscope_gym.agents.policy import Policy
 from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
 from medscope_gym.agents.rollout.trajectory import Trajectory, save_trajectories
+from medscope_gym.config import Config, check, non_negative_float, non_negative_int, positive_int
 from medscope_gym.metrics import format_table, summarise_by_task
 from medscope_gym.protocol import check_trajectory_format, parse_turn
+from medscope_gym.rewards import RewardSpec, parse_reward
 
 __all__ = ["EvalConfig", "evaluate", "is_well_formed", "make_policy", "summarise_trajectories"]
+
+#: ``--policy openai:MODEL`` plays MODEL through an OpenAI-compatible endpoint.
+OPENAI_PREFIX = "openai:"
+#: Columns added for an endpoint policy: what the endpoint reported, totals per task.
+USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "failed_requests")
 
 #: Columns printed by ``medscope eval`` (all metrics are still saved to metrics.json).
 TABLE_COLUMNS = (
@@ -45,29 +55,58 @@ TABLE_COLUMNS = (
 
 
 @dataclass
-class EvalConfig:
-    """Settings of ``medscope eval``."""
+class EvalConfig(Config):
+    """Settings of ``medscope eval`` (docs/agents.md lists the fields)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"split": "splits"}
 
     policy: str
-    """"oracle" | "no_tools" | "random" | a checkpoint folder."""
+    """"oracle" | "no_tools" | "random" | a checkpoint folder | "openai:MODEL" (an endpoint at base_url)."""
     suite: str = "builtin:synthsurg-small"
+    """Suite folder or ``builtin:NAME``."""
     splits: tuple[str, ...] = ("test",)
     """Splits whose samples are played (each once per ``repeats``)."""
+    reward: RewardSpec = "paper"
+    """Env reward (docs/rewards.md): a name (paper, no_evidence, graded, monotone, ...) or a mapping of
+    RewardConfig fields, e.g. {"preset": "paper", "miss_scoring": "monotone"}."""
     repeats: int = 1
     """Episodes per sample (sampled policies differ between repeats)."""
     num_envs: int = 4
     """Parallel episodes (one batched generate per turn for a model)."""
     seed: int = 0
+    """Seed of the episodes and of the policy's sampling."""
     limit: int | None = None
     """Play only the first ``limit`` samples (quick looks)."""
     temperature: float | None = None
     """Override the checkpoint's sampling temperature (0: greedy)."""
     max_new_tokens: int | None = None
     """Override the checkpoint's longest turn in tokens."""
+    base_url: str | None = None
+    """API root of an ``openai:MODEL`` policy, e.g. http://127.0.0.1:8000/v1 (None: $OPENAI_BASE_URL, else
+    https://api.openai.com/v1)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the endpoint's API key (unset: no key is sent)."""
+    max_frames: int = 32
+    """Frames of the preview and of each crop sent to an endpoint (evenly thinned)."""
+    native_tools: bool = False
+    """Send the tool schemas as ``tools=`` and map the endpoint's native tool calls to the text protocol."""
     out: str | None = None
     """Folder for trajectories/ and metrics.json (None: nothing saved)."""
     device: str = "auto"
+    """"auto": CUDA when available, else CPU; or cpu | cuda | cuda:N."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
     progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        self.splits = tuple(self.splits)
+        parse_reward(self.reward)
+        check(self, positive_int, "repeats", "num_envs")
+        check(self, non_negative_int, "limit", optional=True)
+        check(self, positive_int, "max_new_tokens", "threads", optional=True)
+        check(self, positive_int, "max_frames")
+        check(self, non_negative_float, "temperature", optional=True)
 
 
 def make_policy(
@@ -76,15 +115,38 @@ def make_policy(
     temperature: float | None = None,
     device: str = "auto",
     max_new_tokens: int | None = None,
+    *,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    max_frames: int = 32,
+    native_tools: bool = False,
 ) -> Policy:
-    """A scripted policy by name, or an HFVLMPolicy from a checkpoint folder."""
+    """A scripted policy by name, an HFVLMPolicy from a checkpoint folder, or ``openai:MODEL``: an
+    OpenAIChatPolicy on the endpoint at ``base_url`` (the other keywords configure only that one)."""
     from medscope_gym.agents.scripted import SCRIPTED_POLICIES, make_scripted_policy
 
+    if name.startswith(OPENAI_PREFIX):
+        from medscope_gym.agents.openai_policy import OpenAIChatPolicy, OpenAIPolicyConfig
+
+        config = OpenAIPolicyConfig(
+            model=name[len(OPENAI_PREFIX) :],
+            base_url=base_url,
+            api_key_env=api_key_env or None,
+            seed=seed,
+            max_frames=max_frames,
+            native_tools=native_tools,
+        )
+        if temperature is not None:
+            config.temperature = temperature
+        if max_new_tokens is not None:
+            config.max_tokens = max_new_tokens
+        return OpenAIChatPolicy(config)
     if name in SCRIPTED_POLICIES:
         return make_scripted_policy(name, seed=seed)
     if not Path(name).is_dir():
         raise ValueError(
-            f"--policy must be one of {', '.join(SCRIPTED_POLICIES)} or a checkpoint folder, got {name!r}"
+            f"--policy must be one of {', '.join(SCRIPTED_POLICIES)}, a checkpoint folder or "
+            f"{OPENAI_PREFIX}MODEL, got {name!r}"
         )
     from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
 
@@ -120,20 +182,35 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
     from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
 
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     suite = Suite.from_spec(cfg.suite)
     ids = [s.id for s in suite if s.split in cfg.splits]
     if cfg.limit is not None:
         ids = ids[: cfg.limit]
     if not ids:
         raise ValueError(f"suite {cfg.suite!r} has no samples in splits {cfg.splits}")
-    policy = make_policy(cfg.policy, cfg.seed, cfg.temperature, cfg.device, cfg.max_new_tokens)
+    policy = make_policy(
+        cfg.policy,
+        cfg.seed,
+        cfg.temperature,
+        cfg.device,
+        cfg.max_new_tokens,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        max_frames=cfg.max_frames,
+        native_tools=cfg.native_tools,
+    )
     requests = sample_requests([sid for _ in range(cfg.repeats) for sid in ids], seed=cfg.seed)
-    envs = make_vector_env(lambda: ClinVideoEnv(suite), min(cfg.num_envs, len(requests)))
+    envs = make_vector_env(lambda: ClinVideoEnv(suite, reward=cfg.reward), min(cfg.num_envs, len(requests)))
     try:
         trajectories = rollout(policy, envs, requests, progress=cfg.progress)
     finally:
         envs.close()
     summary = summarise_trajectories(trajectories)
+    usage = _endpoint_usage(policy, summary)
     if cfg.out:
         out = Path(cfg.out)
         save_trajectories(out / "trajectories", trajectories)
@@ -142,7 +219,13 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
         atomic_write_text(
             out / "metrics.json",
             json.dumps(
-                {"policy": cfg.policy, "suite": cfg.suite, "splits": list(cfg.splits), "summary": summary},
+                {
+                    "policy": cfg.policy,
+                    "suite": cfg.suite,
+                    "splits": list(cfg.splits),
+                    "summary": summary,
+                    **({"usage": usage} if usage is not None else {}),
+                },
                 indent=2,
             )
             + "\n",
@@ -150,6 +233,20 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
     return summary, trajectories
 
 
+def _endpoint_usage(policy: Policy, summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]] | None:
+    """An endpoint policy's counts (tokens the endpoint reported, failed requests), also put in the
+    summary rows; None for other policies."""
+    usage = policy.usage()
+    if usage is None:
+        return None
+    for task, row in summary.items():
+        counts = usage.get(task, {})
+        row.update({key: counts.get(key, 0) for key in USAGE_COLUMNS})
+    return usage
+
+
 def format_summary(summary: dict[str, dict[str, Any]], columns: Sequence[str] = TABLE_COLUMNS) -> str:
-    """The per-task table (rows: overall, then each task)."""
+    """The per-task table (rows: overall, then each task); endpoint policies add their usage columns."""
+    if "prompt_tokens" in summary.get("overall", {}):
+        columns = [*columns, *(c for c in USAGE_COLUMNS if c not in columns)]
     return format_table(summary, columns=columns)

@@ -55,7 +55,7 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int = 0) -> 
 
 def record_from_info(info: dict[str, Any]) -> EpisodeRecord:
     """The metrics record of a finished episode, from the env's final ``info``."""
-    ep = info["episode"]
+    ep = info["episode_summary"]
     return EpisodeRecord(
         sample_id=ep["sample_id"],
         task=ep["task"],

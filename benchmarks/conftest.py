@@ -1,6 +1,6 @@
 """Fixtures of the retrieval benchmarks: cached generated videos, their stores, one-question suites.
 
-Video lengths come from ``$MEDSCOPE_BENCH_MINUTES`` (default ``1,10``; the README's full run is
+Video lengths come from ``$MEDSCOPE_BENCH_MINUTES`` (default ``1,10``; docs/results.md's full run is
 ``1,10,60,120``). Videos are rendered once into ``$MEDSCOPE_CACHE/bench``.
 """
 
@@ -10,9 +10,9 @@ import os
 
 import pytest
 
+from benchmarks.retrieval import one_sample_suite
+from benchmarks.videos import bench_video
 from medscope_gym.store import StoreSettings, ensure_store
-from medscope_gym.store.bench import _one_sample_suite
-from medscope_gym.store.benchvideos import bench_video
 from medscope_gym.video import PyAVVideo
 
 MINUTES = [float(m) for m in os.environ.get("MEDSCOPE_BENCH_MINUTES", "1,10").split(",")]
@@ -26,5 +26,5 @@ def bench_case(request, tmp_path_factory):
     work = tmp_path_factory.mktemp(f"bench{minutes:g}")
     ensure_store(path, work / "stores", StoreSettings())
     duration = PyAVVideo(path).duration
-    suite = _one_sample_suite(work / "suite", path, duration, 25.0)
+    suite = one_sample_suite(work / "suite", path, duration, 25.0)
     return minutes, path, work / "stores", suite, duration

@@ -7,7 +7,7 @@ questions × G rollouts per step, the same cap on each turn, the same env turn b
 per step over every weight (no LoRA), no KL term. Ours: :func:`medscope_gym.agents.grpo.trainer.train_grpo`
 (its
 per-step wall time from metrics.jsonl; held-out evaluation and checkpoints are outside the timed step).
-TRL: :func:`medscope_gym.agents.trl.throughput.trl_step_throughput` (generation, tool calls, reward replay,
+TRL: :func:`benchmarks.trl_throughput.trl_step_throughput` (generation, tool calls, reward replay,
 update).
 The first step of each includes warm-up, so the table reports the median step.
 """
@@ -19,6 +19,11 @@ import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from benchmarks.trl_throughput import trl_step_throughput
+from medscope_gym.agents.grpo.config import GRPOConfig
+from medscope_gym.agents.grpo.trainer import train_grpo
+from medscope_gym.agents.training.metrics import read_metrics
 
 __all__ = ["compare", "ours_step_throughput"]
 
@@ -37,10 +42,6 @@ def ours_step_throughput(
     out: str | None = None,
 ) -> dict[str, Any]:
     """Seconds per step and generated tokens/s of our trainer (same settings as the TRL side)."""
-    from medscope_gym.agents.grpo.config import GRPOConfig
-    from medscope_gym.agents.grpo.tracking import read_metrics
-    from medscope_gym.agents.grpo.trainer import train_grpo
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = GRPOConfig(
             model=model_path,
@@ -52,7 +53,7 @@ def ours_step_throughput(
             max_new_tokens=max_new_tokens,
             max_turns=max_turns,
             max_steps=steps,
-            lr=learning_rate,
+            learning_rate=learning_rate,
             lora=False,
             freeze_vision=False,
             minibatch_size=batch_questions * group_size,
@@ -83,8 +84,6 @@ def compare(
     model_path: str, suite: str = "builtin:synthsurg-small", **settings: Any
 ) -> dict[str, dict[str, Any]]:
     """Both trainers with the same ``settings``; returns {"ours": ..., "trl": ...}."""
-    from medscope_gym.agents.trl.throughput import trl_step_throughput
-
     ours = ours_step_throughput(model_path, suite, **settings)
     trl = trl_step_throughput(model_path, suite, **settings)
     trl["seconds_per_step"] = statistics.median(trl["step_seconds"])

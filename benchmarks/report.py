@@ -1,7 +1,7 @@
-"""``python -m benchmarks.report [medscope bench options]``: the README's benchmark table.
+"""``python -m benchmarks.report [medscope bench options]``: the benchmark table of docs/results.md.
 
-The same code as ``medscope bench`` (it lives in :mod:`medscope_gym.store.bench` so the
-installed command works outside a checkout); this entry point is here for discoverability.
+The same code as ``medscope bench`` (:mod:`benchmarks.retrieval`); this entry point runs it from the
+repository root without the installed ``medscope`` script.
 """
 
 from __future__ import annotations

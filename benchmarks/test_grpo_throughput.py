@@ -1,8 +1,8 @@
 """pytest-benchmark view of the trainer throughput comparison (ours vs TRL's GRPOTrainer).
 
 A plain ``pytest benchmarks/`` runs each side once on the untrained tiny model (a smoke check); the
-README's numbers come from ``python -m benchmarks.grpo_throughput --model runs/sft/final`` (a model that
-calls tools, so rollouts are multi-turn). ``--benchmark-enable`` times the rounds.
+numbers of docs/results.md come from ``python -m benchmarks.grpo_throughput --model runs/sft/final``
+(a model that calls tools, so rollouts are multi-turn). ``--benchmark-enable`` times the rounds.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_ours(benchmark, tiny_model):
 
 def test_trl(benchmark, tiny_model):
     pytest.importorskip("trl", reason="the TRL side needs the [trl] extra")
-    from medscope_gym.agents.trl.throughput import trl_step_throughput
+    from benchmarks.trl_throughput import trl_step_throughput
 
     benchmark.group = "grpo step"
     result = benchmark.pedantic(

@@ -11,9 +11,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from benchmarks.retrieval import bench_env, plain_decode_fps
 from medscope_gym.protocol import format_answer, format_tool_call
-from medscope_gym.store import StoreSettings, build_store
-from medscope_gym.store.bench import _env, _plain_decode_fps
+from medscope_gym.store import StoreSettings, build_store, open_tool_video
 from medscope_gym.tools import ToolConfig, crop_video, get_frame, preview
 from medscope_gym.video import DecordVideo, PyAVVideo
 
@@ -43,7 +43,7 @@ def test_crop_video(benchmark, bench_case, how, span):
     benchmark.group = f"crop_video {span:g}s {minutes:g}min"
     nxt = _Cycle(_starts(duration, span))
     if how == "ours":
-        env = _env(suite, stores)
+        env = bench_env(suite, stores)
         env.reset(seed=0)
 
         def call():
@@ -68,10 +68,13 @@ def test_get_frame(benchmark, bench_case, how):
     benchmark.group = f"get_frame {minutes:g}min"
     nxt = _Cycle(_starts(duration, 0.0))
     if how == "ours":
-        env = _env(suite, stores)
+        env = bench_env(suite, stores)
         env.reset(seed=0)
-        benchmark.pedantic(lambda: env.step(format_tool_call("get_frame", {"timestamp": round(nxt(), 2)})),
-                           rounds=10, warmup_rounds=1)
+        benchmark.pedantic(
+            lambda: env.step(format_tool_call("get_frame", {"timestamp": round(nxt(), 2)})),
+            rounds=10,
+            warmup_rounds=1,
+        )
     else:
         video = DecordVideo(path) if how == "decord" else PyAVVideo(path)
         benchmark.pedantic(lambda: get_frame(video, {"timestamp": nxt()}, TOOLS), rounds=5, warmup_rounds=1)
@@ -79,12 +82,10 @@ def test_get_frame(benchmark, bench_case, how):
 
 @pytest.mark.parametrize("how", ["decord", "pyav", "ours"])
 def test_preview(benchmark, bench_case, how):
-    minutes, path, stores, suite, _ = bench_case
+    minutes, path, stores, *_ = bench_case
     benchmark.group = f"preview {minutes:g}min"
     if how == "ours":
-        env = _env(suite, stores)
-        env.reset(seed=0)
-        video = env.unwrapped._ep.video
+        video = open_tool_video(path, frame_store=stores, settings=StoreSettings())  # what the env opens
         benchmark.pedantic(lambda: preview(video, TOOLS), rounds=10, warmup_rounds=1)
     else:
         video = DecordVideo(path) if how == "decord" else PyAVVideo(path)
@@ -96,7 +97,7 @@ def test_store_build_vs_plain_decode(benchmark, bench_case, what, tmp_path):
     minutes, path, *_ = bench_case
     benchmark.group = f"sequential pass {minutes:g}min"
     if what == "plain_decode":
-        benchmark.pedantic(lambda: _plain_decode_fps(path), rounds=1)
+        benchmark.pedantic(lambda: plain_decode_fps(path), rounds=1)
     else:
         runs = iter(range(10**6))
         benchmark.pedantic(lambda: build_store(path, tmp_path / str(next(runs)), StoreSettings()), rounds=1)
@@ -107,7 +108,7 @@ def test_env_steps(benchmark, bench_case, setting):
     minutes, _, stores, suite, duration = bench_case
     benchmark.group = f"env steps {minutes:g}min (crop, get_frame, answer)"
     n = 1 if setting == "single" else int(setting[-1])
-    fns = [lambda: _env(suite, stores) for _ in range(n)]
+    fns = [lambda: bench_env(suite, stores) for _ in range(n)]
     if setting == "single":
         env = fns[0]()
     elif setting.startswith("sync"):

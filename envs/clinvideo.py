@@ -1,15 +1,17 @@
-"""ClinVideoEnv: a long clinical video as state, tool calls and answers as text actions (SPEC §2).
+"""ClinVideoEnv: a long clinical video as state, tool calls and answers as text actions.
 
 One episode is one question about one video. ``reset`` shows the question and a coarse
 global preview; each ``step`` takes one assistant turn of raw text. Tool calls return
 frames (reward 0); an answer ends the episode and pays the whole GA-GRPO trajectory reward,
 with its parts in ``info``. Malformed text never raises: it yields an error observation and
-costs the format reward, and the agent may recover.
+costs the format reward, and the agent may recover. See docs/environment.md.
 """
 
 from __future__ import annotations
 
+import copy
 import string
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +22,19 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
+from medscope_gym.envs.rendering import render_timeline
 from medscope_gym.errors import ConfigError, VideoError
 from medscope_gym.intervals import Interval, parse_interval
 from medscope_gym.judges import AnswerJudge, JudgeResult, score_answer
 from medscope_gym.prompts import question_text
 from medscope_gym.protocol import MAX_ACTION_CHARS, check_trajectory_format, parse_turn
-from medscope_gym.rewards import RewardConfig, reward_config, trajectory_reward
-from medscope_gym.store import open_tool_video, resolve_store_root, store_settings
+from medscope_gym.rewards import RewardSpec, parse_reward, trajectory_reward
+from medscope_gym.store import resolve_store_root
 from medscope_gym.suite import Sample, Suite
-from medscope_gym.tools import ToolConfig, ToolError, ToolOutput, preview, run_tool
-from medscope_gym.video import BACKENDS, DEFAULT_BACKEND, Video, fit_pixels, open_video
+from medscope_gym.suite.verify import check_duration, open_checked, verify_suite_videos
+from medscope_gym.tools import ToolConfig, ToolError, ToolOutput, run_tool
+from medscope_gym.video import BACKENDS, DEFAULT_BACKEND, Video, fit_pixels
+from medscope_gym.video.guard import DecodeTimeout
 from medscope_gym.video.probe import probe_size
 
 __all__ = ["ClinVideoEnv", "question_text"]
@@ -60,32 +65,102 @@ class _Episode:
 
 
 class ClinVideoEnv(gym.Env[dict[str, Any], str]):
-    """Gymnasium env over a ClinVideoSuite.
+    """A long clinical video as state; tool calls and answers as text actions.
 
-    Args:
-        suite: a suite folder, ``"builtin:NAME"`` for a built-in synthetic suite, or a loaded ``Suite``.
-        split: keep one split ("train", "val", "test"); None keeps every sample.
-        tools: a :class:`~medscope_gym.tools.ToolConfig` or a dict of its fields (paper defaults).
-        reward: a preset name ("paper", "no_evidence", "conditional_evidence", "no_iou_bonus") or a
-            :class:`~medscope_gym.rewards.RewardConfig`.
-        max_turns: assistant turns per episode (the paper's reference code: 5).
-        max_tool_calls: successful tool calls per episode (5); later calls are refused.
-        max_tool_frames: frames tool calls may return in one episode; reaching it truncates.
-        text_judge: judge for free-text answers (default: the offline lexical judge).
-        render_mode: "rgb_array" (timeline picture) or "ansi" (text transcript).
-        video_backend: exact frame decoder, "pyav" (default: fastest and flat memory in ``medscope
-            bench``) or "decord"; it serves get_frame and anything the frame store does not hold.
-        max_open_videos: how many decoders to keep open between episodes.
-        frame_store: "auto" (default) serves crops and the preview from a prepared frame store in
-            ``$MEDSCOPE_CACHE/frame_stores``, built on a video's first use (one sequential decode,
-            about what computing its preview costs anyway) or ahead by ``medscope prepare``; a folder
-            keeps the stores there; None decodes every call directly. Results are identical.
+    ## Description
 
-    Observations are a dict: ``text`` (what the env says this turn), ``video`` and
-    ``video_times`` (preview at reset, crop_video frames after a crop; ``(n, H, W, 3)`` uint8,
-    letterboxed to the suite's largest frame size, and their true timestamps in seconds as
-    ``(n, 1)`` float64), ``images`` and ``image_times`` (get_frame frames at native
-    resolution, letterboxed likewise).
+    One episode is one question about one video of a ClinVideoSuite. The agent sees the question
+    and a coarse preview of the whole video, then, turn by turn, either calls a tool
+    (`crop_video` for a short interval at low resolution, `get_frame` for a few native-resolution
+    frames around one instant) or answers. Rewards pay for the right answer, a well-formed
+    trajectory, and evidence (the last crop and frame) that overlaps the ground-truth window.
+    See docs/environment.md, docs/protocol.md, docs/tools.md and docs/rewards.md.
+
+    ## Action Space
+
+    `gymnasium.spaces.Text`: the agent's raw text for one assistant turn, `<think>…</think>` then
+    either `<tool_call>{"name": …, "arguments": {…}}</tool_call>` or `<answer>…</answer>`. Any
+    text is accepted: malformed text never raises, it yields an `Error: …` observation that says
+    what was wrong, costs the format reward, and the episode goes on.
+
+    ## Observation Space
+
+    A `Dict` of numpy arrays and a string:
+
+    | key | content |
+    |---|---|
+    | `text` | the question and options at reset, a tool's summary or an error afterwards |
+    | `video`, `video_times` | `(n, H, W, 3)` uint8 preview (reset) or crop frames, `(n, 1)` float64 seconds |
+    | `images`, `image_times` | `(m, Hi, Wi, 3)` uint8 `get_frame` frames (native size), `(m, 1)` seconds |
+
+    Frames are letterboxed to the suite's largest frame size; `n = 0` / `m = 0` when a turn
+    returned no such frames.
+
+    ## Rewards
+
+    Paid once, at the end of the episode (every earlier step pays 0):
+    `R = w_acc·R_acc + w_fmt·R_format + w_ev·(R_crop + R_frame)`, weights 1 : 1 : 1 under the
+    default `"paper"` preset. The parts are in `info["reward_parts"]`.
+
+    ## Starting State
+
+    `reset(seed=..., options=...)` draws a sample from the suite with `self.np_random`, or takes
+    `options={"sample_id": ...}` / `{"sample_index": i}`, and returns the question, its options,
+    the answer format and the preview (frames at 1 fps, at most 512, each at most 224² pixels).
+
+    ## Episode End
+
+    - Termination: the agent answers (`<answer>…</answer>`).
+    - Truncation: `max_turns` assistant turns or `max_tool_frames` tool frames are used up
+      (accuracy 0). A tool call past `max_tool_calls` is refused with an error observation.
+
+    The final step's `info` adds `reward_parts`, `ground_truth`, `answer`, `judge`, `format` and
+    `episode_summary` (sample, turns, tool calls, frames seen, truncation, predicted and inspected
+    intervals). The key is not `episode`: Gymnasium's `RecordEpisodeStatistics` and SB3's
+    `Monitor` write their own statistics there, so the env works inside them.
+
+    ## Arguments
+
+    ```python
+    gym.make("MedScope/ClinVideo-v0", suite="path/to/suite", split=None, tools=None,
+             reward="paper", max_turns=5, max_tool_calls=5, max_tool_frames=512,
+             text_judge=None, render_mode=None, video_backend="pyav", max_open_videos=4,
+             frame_store="auto", verify_videos=False)
+    ```
+
+    - `suite`: a suite folder, `"builtin:NAME"` for a built-in synthetic suite, or a loaded `Suite`.
+    - `split`: keep one split (`"train"`, `"val"`, `"test"`); None keeps every sample.
+    - `tools`: a `ToolConfig` or a dict of its fields (defaults follow the paper's reference code).
+    - `reward`: a preset name (`"paper"`, `"no_evidence"`, `"conditional_evidence"`,
+      `"no_iou_bonus"`) or a `RewardConfig`.
+    - `max_turns`: assistant turns per episode (5).
+    - `max_tool_calls`: successful tool calls per episode (5); later calls are refused.
+    - `max_tool_frames`: frames tool calls may return in one episode (512); reaching it truncates.
+    - `text_judge`: judge for free-text answers (default: the offline lexical judge).
+    - `render_mode`: `"rgb_array"` (timeline picture) or `"ansi"` (text transcript).
+    - `video_backend`: exact frame decoder, `"pyav"` (default) or `"decord"` (the `[decord]`
+      extra); it serves `get_frame` and anything the frame store does not hold.
+    - `max_open_videos`: how many decoders to keep open between episodes.
+    - `frame_store`: `"auto"` (default) serves crops and the preview from a frame store in
+      `$MEDSCOPE_CACHE/frame_stores`, built on a video's first use or ahead by `medscope prepare`;
+      a folder keeps the stores there; None decodes every call directly. Results are identical.
+    - `verify_videos`: at construction, open and decode-check every video as `reset` would (the
+      decoder's verified frame count, which catches truncated files, each sample's duration, the
+      preview decode; with a frame store this also builds the stores) and raise one `VideoError`
+      naming every broken video. Off by default: it costs about one reset per video. `medscope
+      suite validate` runs the same check.
+
+    ## Copying
+
+    `copy.deepcopy(env)` mid-episode copies the episode too: the copy continues from the same
+    turn with its own decoders, independently of the original. Pickling (how vector envs and
+    worker processes receive an env) carries the configuration only, never an episode or an open
+    decoder: an unpickled env must be `reset()` before `step()`.
+
+    ## Version History
+
+    - v0: initial release (`MedScope/ClinVideo-v0`, `MedScope/SynthSurg-v0`,
+      `MedScope/SynthSurg-Bench-v0`).
     """
 
     metadata = {
@@ -100,7 +175,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         *,
         split: str | None = None,
         tools: ToolConfig | dict[str, Any] | None = None,
-        reward: str | RewardConfig = "paper",
+        reward: RewardSpec = "paper",
         max_turns: int = 5,
         max_tool_calls: int = 5,
         max_tool_frames: int = 512,
@@ -109,12 +184,13 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         video_backend: str = DEFAULT_BACKEND,
         max_open_videos: int = 4,
         frame_store: str | Path | None = "auto",
+        verify_videos: bool = False,
     ) -> None:
         self.suite = suite if isinstance(suite, Suite) else Suite.from_spec(suite, split=split)
         if isinstance(suite, Suite) and split is not None:
             self.suite = Suite(suite.root, [s for s in suite if s.split == split])
         self.tool_config = ToolConfig.from_any(tools)
-        self.reward_config = reward if isinstance(reward, RewardConfig) else _reward_from_name(reward)
+        self.reward_config = parse_reward(reward)
         for name, value, low in (
             ("max_turns", max_turns, 1),
             ("max_tool_calls", max_tool_calls, 0),
@@ -140,6 +216,9 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         self.max_open_videos = max_open_videos
         self.frame_store = frame_store
         self._store_root = resolve_store_root(frame_store)  # validates the argument early
+        if not isinstance(verify_videos, bool):
+            raise ConfigError(f"ClinVideoEnv verify_videos must be True or False, got {verify_videos!r}")
+        self.verify_videos = verify_videos
 
         self._video_shape, self._image_shape = self._frame_canvases()
         charset = sorted(set(_BASE_CHARSET).union(*(_sample_chars(s) for s in self.suite)))
@@ -158,6 +237,8 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         # Open decoders with their preview (identical for every episode on a video), least recent first.
         self._videos: OrderedDict[str, tuple[Video, ToolOutput]] = OrderedDict()
         self._ep: _Episode | None = None
+        if verify_videos:
+            self._verify_all_videos()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -231,8 +312,6 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             return None
         if self.render_mode == "ansi":
             return self._transcript()
-        from medscope_gym.envs.rendering import render_timeline
-
         ep = self._ep
         if ep is None:
             return render_timeline(1.0, (), [], [])
@@ -245,13 +324,51 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         super().close()
 
     def __getstate__(self) -> dict[str, Any]:
+        """Pickled state: the configuration only; decoders and the current episode stay behind.
+
+        Pickling ships an env to another process (vector envs, workers), where decoders must be
+        reopened; an unpickled env needs ``reset()`` before ``step()``. ``copy.deepcopy`` keeps the
+        episode (see :meth:`__deepcopy__`).
+        """
         state = self.__dict__.copy()
         state["_videos"] = OrderedDict()  # decoders are reopened on demand in the new process
         state["_ep"] = None
         return state
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ClinVideoEnv:
+        """A fully independent copy that continues the current episode from the same turn.
+
+        The episode's video is copied without its open decoder (each backend reopens lazily), so
+        the copy and the original never share decoder state; the RNG state is copied too.
+        """
+        cls = type(self)
+        clone = cls.__new__(cls)
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__getstate__(), memo))
+        ep = self._ep
+        if ep is not None:
+            clone._ep = copy.deepcopy(ep, memo)
+            path = str(self.suite.video_path(ep.sample))
+            cached = self._videos.get(path)
+            if cached is not None and cached[0] is ep.video:
+                # the copied decoder joins the clone's cache, so clone.close() closes it
+                clone._videos[path] = (clone._ep.video, copy.deepcopy(cached[1], memo))
+        return clone
+
     # ------------------------------------------------------------------ internals
     def _call_tool(self, call) -> tuple[str, ToolOutput | None]:
+        """Run one tool call; a bad call or a video that fails to decode becomes an error observation.
+
+        A :class:`~medscope_gym.errors.VideoError` while the tool reads frames (a decode time-out,
+        a corrupt stretch of the file) never leaves ``step()``: one bad file must not end a vector
+        env or a training run. The agent reads ``"Error: <tool> failed: the video could not be
+        decoded (...)"``, told it is the video's fault and that it may make another call or
+        answer; ``info["tool_log"]`` gets ``ok: False``, ``error`` (the full message, with the
+        file) and ``video_error: True``; a ``RuntimeWarning`` names the sample and the file.
+        Like every failed call, it uses no tool-call budget and counts as an invalid turn, so the
+        episode loses the format reward (the project's rule for a tool's video failure). The
+        backend has dropped the failed decoder: the next call opens a fresh one.
+        """
         ep = self._ep
         assert ep is not None
         entry: dict[str, Any] = {
@@ -275,6 +392,23 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             entry["error"] = str(exc)
             ep.tool_log.append(entry)
             return f"Error: {exc}", None
+        except VideoError as exc:
+            ep.invalid_turns += 1
+            entry.update(error=str(exc), video_error=True)
+            ep.tool_log.append(entry)
+            path = str(self.suite.video_path(ep.sample))
+            warnings.warn(
+                f"ClinVideoEnv: {call.name} on sample {ep.sample.id!r} failed to decode video {path!r} "
+                f"({exc}); the agent gets an error observation and the episode goes on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            reason = "decoding timed out" if isinstance(exc, DecodeTimeout) else "a decoding error"
+            return (
+                f"Error: {call.name} failed: the video could not be decoded there ({reason}). This is a "
+                "fault of the video file, not of your call; you may try another call or answer.",
+                None,
+            )
         ep.tool_calls += 1
         ep.tool_frames += len(out.timestamps)
         ep.frames_seen += len(out.timestamps)
@@ -302,11 +436,15 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             judged = score_answer(sample, answer, self.text_judge)
         fmt = check_trajectory_format(ep.actions)
         format_ok = fmt.ok and ep.invalid_turns == 0
-        format_reason = (
-            fmt.reason
-            if not fmt.ok
-            else ("ok" if format_ok else f"{ep.invalid_turns} invalid turn(s) (errors or lenient JSON)")
-        )
+        video_failures = sum(1 for call in ep.tool_log if call.get("video_error"))
+        if not fmt.ok:
+            format_reason = fmt.reason
+        elif format_ok:
+            format_reason = "ok"
+        else:
+            format_reason = f"{ep.invalid_turns} invalid turn(s) (errors or lenient JSON)"
+            if video_failures:
+                format_reason += f", {video_failures} of them a tool call the video failed to decode"
         parts = trajectory_reward(
             accuracy=judged.score,
             format_ok=format_ok,
@@ -326,7 +464,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
             answer=answer,
             judge={"score": judged.score, "reason": judged.reason, "failed": judged.failed},
             format={"ok": format_ok, "reason": format_reason},
-            episode={
+            episode_summary={
                 "sample_id": sample.id,
                 "task": sample.task,
                 "answer_type": sample.answer_type,
@@ -383,33 +521,38 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         path = str(self.suite.video_path(sample))
         if path in self._videos:
             self._videos.move_to_end(path)
+            check_duration(sample, self._videos[path][0], path)  # samples sharing a video each declare one
         else:
             self._videos[path] = self._open_new(sample, path)
             while len(self._videos) > self.max_open_videos:
                 _, (old, _) = self._videos.popitem(last=False)
                 old.close()
         video, look = self._videos[path]
-        fresh = ToolOutput(look.name, look.frames.copy(), look.timestamps.copy(), interval=look.interval,
-                           text=look.text)
+        fresh = ToolOutput(
+            look.name, look.frames.copy(), look.timestamps.copy(), interval=look.interval, text=look.text
+        )
         return video, fresh
 
     def _open_new(self, sample: Sample, path: str) -> tuple[Video, ToolOutput]:
-        """Open a video (through its frame store unless ``frame_store`` is None), check it, preview it."""
-        if self._store_root is None:
-            video = open_video(path, backend=self.video_backend)
-        else:
-            video = open_tool_video(
-                path, backend=self.video_backend, frame_store=self._store_root,
-                settings=store_settings(self.tool_config),
-            )
-        slack = max(1.0, 2.0 / max(sample.fps, 1e-6))
-        if abs(video.duration - sample.duration) > slack:
-            video.close()
+        """Open a video (through its frame store unless ``frame_store`` is None), check it, preview it.
+
+        The same check ``verify_videos=True`` and ``medscope suite validate`` run on every video.
+        """
+        return open_checked(
+            path, [sample], backend=self.video_backend, store_root=self._store_root, tools=self.tool_config
+        )
+
+    def _verify_all_videos(self) -> None:
+        """``verify_videos=True``: the reset check on every video now, one error naming all broken ones."""
+        errors = verify_suite_videos(
+            self.suite, backend=self.video_backend, store_root=self._store_root, tools=self.tool_config
+        )
+        if errors:
+            shown = "; ".join(str(e) for e in errors[:5])
+            more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
             raise VideoError(
-                f"sample {sample.id!r}: the suite gives duration {sample.duration:g} s but video "
-                f"{path!r} decodes to {video.duration:.2f} s"
+                f"{len(errors)} of {len(self.suite.videos())} videos fail the reset check: {shown}{more}"
             )
-        return video, preview(video, self.tool_config)
 
     def _frame_canvases(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """Largest preview/crop frame and largest get_frame frame over the suite's videos."""
@@ -434,13 +577,6 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         if ep.final_info is not None:
             lines.append(f"=== reward {ep.final_info['reward_parts']}")
         return "\n".join(lines)
-
-
-def _reward_from_name(name: str) -> RewardConfig:
-    try:
-        return reward_config(name)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def _sample_chars(sample: Sample) -> set[str]:

@@ -1,7 +1,8 @@
-"""A numeric view of ClinVideoEnv for classic RL libraries (Stable-Baselines3, SPEC §10).
+"""The numeric view of ClinVideoEnv for classic RL libraries (Stable-Baselines3; docs/classic-rl.md).
 
-SB3 takes neither text actions nor variable-length frame lists. This env owns a
-:class:`~medscope_gym.envs.clinvideo.ClinVideoEnv` and translates in both directions:
+SB3 takes neither text actions nor variable-length frame lists. :class:`NumericClinVideoEnv` is a
+``gymnasium.Wrapper`` around a :class:`~medscope_gym.envs.clinvideo.ClinVideoEnv` (as Minigrid's
+observation views are wrappers of its envs) and translates in both directions:
 
 - actions ``MultiDiscrete([3, bins, max_span_bins, options])`` = (tool, time bin, span, answer
   option) become assistant turns in the text protocol: tool 0 answers with the option's letter,
@@ -11,7 +12,8 @@ SB3 takes neither text actions nor variable-length frame lists. This env owns a
 - observations become a one-level Dict of Boxes: the reset preview as one thumbnail per time
   bin and its *brief changes* (per bin and image cell: what appeared for a few seconds only, its
   colour and strength), both kept for the whole episode; the thumbnails of the last tool call's
-  frames with their times; the question and options as hashed word ids; the budgets left.
+  frames with their times; the question and options as hashed word ids; the budgets left. The
+  feature extraction lives in :mod:`medscope_gym.envs.numeric_features`.
 
 Only multiple-choice samples can be answered with an option index; the others are skipped
 with a warning at construction.
@@ -19,9 +21,7 @@ with a warning at construction.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,27 +30,25 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
-from PIL import Image
 
 from medscope_gym.config import config_from
 from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.envs.numeric_features import binned_preview, hash_words, thumbnails
+from medscope_gym.envs.numeric_suite import numeric_suite_path
 from medscope_gym.errors import ConfigError
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample, Suite, option_letter
 
-__all__ = ["TOOL_NAMES", "NumericConfig", "NumericClinVideoEnv", "brief_changes", "hash_words", "thumbnails"]
+__all__ = ["LAST_TOOL_KINDS", "TOOL_NAMES", "NumericClinVideoEnv", "NumericConfig"]
 
 #: Meaning of the first action component.
 TOOL_NAMES: tuple[str, ...] = ("answer", "crop_video", "get_frame")
 #: Meaning of the ``last_tool`` one-hot observation.
 LAST_TOOL_KINDS: tuple[str, ...] = ("none", "crop_video", "get_frame", "error")
-_WORD_RE = re.compile(r"[a-z0-9]+")
 _LOG = logging.getLogger(__name__)
-_PREVIEW_CACHE = 1024  # binned previews kept per process (~50 kB each at the default sizes)
-_CHANGE_GAPS_S = (2.0, 3.0, 4.0, 5.0, 6.0)  # brief-change look-back/ahead: every frame of a <= 5 s event
-_CHANGE_COLOUR_MIN = 10  # brief-change strength from which its colour is shown
-_previews: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_PREVIEW_CACHE = 1024  # binned previews kept per wrapper (~50 kB each at the default sizes)
 
 
 @dataclass(frozen=True)
@@ -130,24 +128,14 @@ class NumericConfig:
         return config_from(cls, value, "config")
 
 
-def hash_words(text: str, length: int, vocab_size: int) -> np.ndarray:
-    """Word ids of ``text``: lower-cased alphanumeric words hashed (blake2b) into ``1 … vocab_size - 1``.
+class NumericClinVideoEnv(gym.Wrapper[dict[str, np.ndarray], np.ndarray, dict[str, Any], str]):
+    """A ``gymnasium.Wrapper`` giving a ClinVideoEnv Box observations and MultiDiscrete actions.
 
-    A fixed hash rather than a vocabulary built from the suite, so a policy trained on one suite
-    reads another suite's questions with the same ids. Padded with 0 / truncated to ``length``.
-    """
-    out = np.zeros(length, dtype=np.int64)
-    for i, word in enumerate(_WORD_RE.findall(text.lower())[:length]):
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        out[i] = 1 + int.from_bytes(digest, "little") % (vocab_size - 1)
-    return out
-
-
-class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
-    """ClinVideoEnv with Box observations and MultiDiscrete actions (multiple-choice questions only).
+    Only multiple-choice questions are played (see the module docstring and docs/classic-rl.md).
 
     Args:
-        env: a ClinVideoEnv to translate for; None builds one from ``suite`` and ``env_kwargs``.
+        env: the ClinVideoEnv (or a wrapper stack around one) to translate for; None builds one from
+            ``suite`` and ``env_kwargs`` (what ``gym.make("MedScope/SynthSurg-Numeric-v0", ...)`` does).
         suite: suite folder or ``"builtin:NAME"`` when ``env`` is None; None uses the numeric
             benchmark suite (:func:`medscope_gym.envs.numeric_suite.numeric_suite_path`).
         split: keep one split of the suite ("train", "val", "test").
@@ -156,16 +144,29 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         **env_kwargs: further ClinVideoEnv arguments (``reward``, ``max_turns``, ``tools``, ...).
             Unless given, the preview is set to ``config.bins`` frames, one per time bin.
 
+    Actions: an integer array of shape ``(4,)`` inside :attr:`action_space` (tool, time bin, span,
+    option), as SB3 and ``action_space.sample()`` produce. Anything else (another length, float or
+    bool components, a component out of its range) raises ``ValueError`` naming the action: a numeric
+    action comes from the user's agent code, so a wrong one is a bug to report, not a turn to score.
+    The text env, by contrast, never raises on an agent's text.
+
     Observation keys (all Boxes): ``preview`` (bins, ph, pw, 3) uint8; ``changes`` (bins, ch, cw, 4)
     uint8: per bin and image cell the colour (RGB) and strength of the strongest brief change (see
-    :func:`brief_changes`); ``frames`` (max_frames, h, w, 3) uint8 and ``frame_times``
-    (max_frames,) in [0, 1] of the duration, ``frame_mask`` (max_frames,);
+    :func:`~medscope_gym.envs.numeric_features.brief_changes`); ``frames`` (max_frames, h, w, 3) uint8
+    and ``frame_times`` (max_frames,) in [0, 1] of the duration, ``frame_mask`` (max_frames,);
     ``last_tool`` one-hot over none / crop_video / get_frame / error and ``last_span`` (start, end)
     in [0, 1]; ``question`` (question_tokens,) and ``options`` (max_options, option_tokens) word
     ids, ``option_mask``; ``budget`` = (turns left, tool calls left) as fractions; ``duration`` in
     hours.
+
+    Wrapper attributes: :attr:`samples` (the multiple-choice samples played), :attr:`config`,
+    :meth:`action_text` and the bin helpers. Through ``gym.make``'s own wrappers reach them with
+    ``env.get_wrapper_attr("samples")``; ``env.unwrapped`` is the ClinVideoEnv, as for any wrapper.
+    Which sample a reset without options plays is drawn from the wrapper's own generator, seeded
+    by ``reset(seed=...)`` like the base env's.
     """
 
+    # A class attribute (not Wrapper's per-instance property), so gym.make checks render modes.
     metadata = {
         "render_modes": ["rgb_array", "ansi"],
         "render_fps": 1,
@@ -174,7 +175,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def __init__(
         self,
-        env: ClinVideoEnv | None = None,
+        env: gym.Env | None = None,
         *,
         suite: str | Path | Suite | None = None,
         split: str | None = None,
@@ -182,35 +183,37 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         render_mode: str | None = None,
         **env_kwargs: Any,
     ) -> None:
-        self.config = cfg = NumericConfig.from_any(config)
+        cfg = NumericConfig.from_any(config)
         if env is None:
             if suite is None:
-                from medscope_gym.envs.numeric_suite import numeric_suite_path
-
                 suite = str(numeric_suite_path())
             tools = dict(env_kwargs.pop("tools", None) or {})
             tools.setdefault("preview_max_frames", cfg.bins)
             env_kwargs.setdefault("max_open_videos", 128)  # keeps decoders and previews of the whole suite
             env = ClinVideoEnv(suite, split=split, tools=tools, render_mode=render_mode, **env_kwargs)
-        elif suite is not None or split is not None or env_kwargs:
+        elif suite is not None or split is not None or render_mode is not None or env_kwargs:
             raise ConfigError(
-                "pass either a built env or suite/split/env kwargs to NumericClinVideoEnv, not both"
+                "pass NumericClinVideoEnv either a built env or suite/split/render_mode/env kwargs, not both"
             )
-        self.env = env
-        self.render_mode = env.unwrapped.render_mode
+        elif not isinstance(env.unwrapped, ClinVideoEnv):
+            raise ConfigError(f"NumericClinVideoEnv wraps a ClinVideoEnv, got {type(env.unwrapped).__name__}")
+        super().__init__(env)
         base = env.unwrapped
         self.samples: tuple[Sample, ...] = _choice_samples(base.suite)
         self.max_turns = int(base.max_turns)
         self.max_tool_calls = int(base.max_tool_calls)
         n_options = max(len(s.options or ()) for s in self.samples)
         if cfg.max_options is None:
-            self.config = cfg = replace(cfg, max_options=n_options)
+            cfg = replace(cfg, max_options=n_options)
         elif cfg.max_options < n_options:
             raise ConfigError(
                 f"NumericConfig.max_options={cfg.max_options} but a question has {n_options} options"
             )
+        self.config = cfg
         self._max_hours = max(s.duration for s in self.samples) / 3600.0 * 2.0 + 1.0
+        # Per-wrapper caches: word ids per sample, binned preview per video (see _binned_preview).
         self._encoded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._previews: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
         thumb = (cfg.thumb_height, cfg.thumb_width, 3)
         f, o = cfg.max_frames, int(cfg.max_options)
@@ -233,6 +236,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         if cfg.max_span_bins > cfg.bins:
             raise ConfigError(f"NumericConfig.max_span_bins ({cfg.max_span_bins}) exceeds bins ({cfg.bins})")
         self.action_space = spaces.MultiDiscrete([len(TOOL_NAMES), cfg.bins, cfg.max_span_bins, o])
+        self._sample_rng: np.random.Generator | None = None
         self._sample: Sample | None = None
         self._duration = 1.0
         self._preview: np.ndarray | None = None
@@ -250,8 +254,10 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode on a multiple-choice sample: ``options`` may name ``sample_id`` or
-        ``sample_index`` (an index into :attr:`samples`); otherwise one is drawn from ``np_random``."""
-        super().reset(seed=seed)
+        ``sample_index`` (an index into :attr:`samples`); otherwise one is drawn from the wrapper's
+        generator (seeded by ``seed``, as ``gymnasium.Env.reset`` seeds ``np_random``)."""
+        if seed is not None or self._sample_rng is None:
+            self._sample_rng, _ = seeding.np_random(seed)
         options = dict(options or {})
         if "sample_id" in options:
             sample_id = str(options["sample_id"])
@@ -260,7 +266,7 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         elif "sample_index" in options:
             sample_id = self.samples[int(options["sample_index"])].id
         else:
-            sample_id = self.samples[int(self.np_random.integers(len(self.samples)))].id
+            sample_id = self.samples[int(self._sample_rng.integers(len(self.samples)))].id
         obs, info = self.env.reset(seed=seed, options={"sample_id": sample_id})
         self._sample = sample = self.env.unwrapped.current_sample
         self._duration = float(info["duration"])
@@ -269,12 +275,14 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self._observation(None, None, "none"), info
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Play ``action`` as its text turn (see :meth:`action_text`); ``ValueError`` if it is not a
+        valid action of :attr:`action_space`."""
         if self._sample is None:
             raise RuntimeError("NumericClinVideoEnv.step() called before reset()")
         text = self.action_text(action)
         obs, reward, terminated, truncated, info = self.env.step(text)
         self._turns += 1
-        tool = int(np.asarray(action).reshape(-1)[0])
+        tool = int(np.asarray(action)[0])
         kind, frames, times = ("error" if tool != 0 else "none"), None, None
         if len(obs["images"]):
             kind, frames, times = "get_frame", obs["images"], obs["image_times"][:, 0]
@@ -290,10 +298,12 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self._observation(frames, times, kind), reward, bool(terminated), bool(truncated), info
 
     def action_text(self, action: np.ndarray) -> str:
-        """The assistant turn that ``action`` stands for in the current episode."""
-        tool, where, span, option = (int(x) for x in np.asarray(action).reshape(-1)[:4])
-        if not self.action_space.contains(np.asarray([tool, where, span, option], dtype=np.int64)):
-            raise ValueError(f"action {[tool, where, span, option]} is outside {self.action_space}")
+        """The assistant turn that ``action`` stands for in the current episode.
+
+        Raises:
+            ValueError: ``action`` is not an integer array of shape ``(4,)`` inside :attr:`action_space`.
+        """
+        tool, where, span, option = self.check_action(action)
         if tool == 0:
             return format_answer(
                 option_letter(option), think=f"The frames I saw point to option {option_letter(option)}."
@@ -307,6 +317,29 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             )
         t = self.bin_seconds(where)
         return format_tool_call("get_frame", {"timestamp": t}, think=f"I check the frame at {t:.1f} s.")
+
+    def check_action(self, action: Any) -> tuple[int, int, int, int]:
+        """``action`` as (tool, time bin, span, option) ints; ``ValueError`` unless it is an integer
+        array (or sequence of ints) of shape ``(4,)`` whose components lie inside :attr:`action_space`."""
+        try:
+            array = np.asarray(action)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"numeric action {action!r} is not an array of 4 integers: {exc}") from None
+        nvec = self.action_space.nvec
+        if array.shape != nvec.shape:
+            raise ValueError(
+                f"numeric action {action!r} has shape {array.shape}; expected {nvec.shape} "
+                f"(tool, time bin, span, option) of {self.action_space}"
+            )
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(
+                f"numeric action {action!r} has dtype {array.dtype}; expected integers (tool, time bin, "
+                f"span, option) of {self.action_space}"
+            )
+        if (array < 0).any() or (array >= nvec).any():
+            raise ValueError(f"numeric action {array.tolist()} is outside {self.action_space}")
+        tool, where, span, option = (int(x) for x in array)
+        return tool, where, span, option
 
     def span_bins(self, centre_bin: int, span: int) -> tuple[int, int]:
         """Bins ``[first, end)`` of a crop: ``span + 1`` bins around ``centre_bin``, inside the video."""
@@ -324,12 +357,9 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """The middle of ``time_bin`` in seconds: where ``get_frame`` looks."""
         return round((time_bin + 0.5) * self._duration / self.config.bins, 3)
 
-    def render(self) -> np.ndarray | str | None:
-        return self.env.render()
-
-    def close(self) -> None:
-        self.env.close()
-        super().close()
+    def config_dict(self) -> dict[str, Any]:
+        """The numeric config as plain data (saved beside trained models)."""
+        return asdict(self.config)
 
     # ------------------------------------------------------------------ internals
     def _thumbs(self, frames: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -339,44 +369,25 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _binned_preview(
         self, sample: Sample, frames: np.ndarray, times: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The preview thumbnails and brief changes per time bin, computed once per video and process.
-
-        Thumbnails: the mean of the preview frames inside a bin, else the nearest frame. Changes:
-        per cell, the strongest change among the bin's frames, else the nearest frame's.
-        """
+        """The preview thumbnails and brief changes per time bin, computed once per video by this
+        wrapper (:func:`~medscope_gym.envs.numeric_features.binned_preview`; the last
+        ``_PREVIEW_CACHE`` videos are kept)."""
         cfg = self.config
-        key = (
-            str(sample.video),
+        key = (str(sample.video), self._duration, frames.shape, times.tobytes())
+        if key in self._previews:
+            self._previews.move_to_end(key)
+            return self._previews[key]
+        value = binned_preview(
+            frames,
+            times,
             self._duration,
-            frames.shape,
-            times.tobytes(),
             cfg.bins,
-            cfg.preview_height,
-            cfg.preview_width,
-            cfg.change_height,
-            cfg.change_width,
+            (cfg.preview_height, cfg.preview_width),
+            (cfg.change_height, cfg.change_width),
         )
-        if key in _previews:
-            _previews.move_to_end(key)
-            return _previews[key]
-        bins = cfg.bins
-        thumbs = thumbnails(frames, (cfg.preview_height, cfg.preview_width)).astype(np.float32)
-        changes = brief_changes(frames, times, (cfg.change_height, cfg.change_width))
-        which = np.clip((times / self._duration * bins).astype(np.int64), 0, bins - 1)
-        centres = (np.arange(bins) + 0.5) * self._duration / bins
-        nearest = np.abs(times[None, :] - centres[:, None]).argmin(axis=1)
-        preview, binned = thumbs[nearest], changes[nearest]
-        for b in np.unique(which):
-            inside = which == b
-            preview[b] = thumbs[inside].mean(axis=0)
-            strongest = changes[inside][..., 3].argmax(axis=0)  # (ch, cw): which frame of the bin, per cell
-            binned[b] = np.take_along_axis(changes[inside], strongest[None, ..., None], axis=0)[0]
-        value = (np.round(preview).astype(np.uint8), binned)
-        for array in value:
-            array.flags.writeable = False
-        _previews[key] = value
-        if len(_previews) > _PREVIEW_CACHE:
-            _previews.popitem(last=False)
+        self._previews[key] = value
+        if len(self._previews) > _PREVIEW_CACHE:
+            self._previews.popitem(last=False)
         return value
 
     def _question_ids(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -433,69 +444,6 @@ class NumericClinVideoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "budget": budget,
             "duration": np.array([min(self._duration / 3600.0, self._max_hours)], dtype=np.float32),
         }
-
-    def config_dict(self) -> dict[str, Any]:
-        """The numeric config as plain data (saved beside trained models)."""
-        return asdict(self.config)
-
-
-def thumbnails(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(n, H, W, 3)`` uint8 frames → ``(n, h, w, 3)`` area-averaged thumbnails.
-
-    PIL's block reduce when the sizes divide (the default sizes at 160×120), else its box filter.
-    """
-    th, tw = size
-    n, h, w, _ = frames.shape
-    out = np.empty((n, th, tw, 3), dtype=np.uint8)
-    for i, frame in enumerate(frames):
-        image = Image.fromarray(np.ascontiguousarray(frame))
-        if h % th == 0 and w % tw == 0:
-            out[i] = np.asarray(image.reduce((w // tw, h // th)))
-        else:
-            out[i] = np.asarray(image.resize((tw, th), Image.Resampling.BOX))
-    return out
-
-
-def brief_changes(frames: np.ndarray, times: np.ndarray, cells: tuple[int, int]) -> np.ndarray:
-    """What appears in a frame for a few seconds only: ``(n, ch, cw, 4)`` uint8 (R, G, B, strength).
-
-    Brief events (a bleeding, a clip) are small marks that come and go, while the scene drifts,
-    changes slowly or switches once (a phase boundary). Per frame, each pixel's *outlierness* is
-    its distance (|ΔR| + |ΔG| + |ΔB|) to the frame's median colour; each image cell keeps its most
-    outlying pixel. A cell's brief change at frame k is the largest, over look-back/ahead gaps of
-    2–6 s, of ``min(o_k - o_{k-g}, o_k - o_{k+g})``: high only if the cell stands out at k but not
-    ``g`` seconds before *and* after (so one-sided changes and drift score low). Strength is that
-    value / 3 (0–255), colour the RGB of the cell's most outlying pixel at k (black below strength
-    10, where the "change" is mostly texture noise).
-    Max-pooling the cells first makes it tolerant of camera motion within a cell.
-    """
-    n, h, w, _ = frames.shape
-    ch, cw = cells
-    if h < ch or w < cw:
-        raise ConfigError(f"frames of {h}×{w} pixels cannot be split into {ch}×{cw} change cells")
-    x = frames.astype(np.float32)
-    median = np.median(x[:, ::4, ::4].reshape(n, -1, 3), axis=1)  # the scene colour of each frame
-    outlier = np.abs(x - median[:, None, None, :]).sum(axis=-1)
-    sh, sw = h // ch, w // cw
-    grid = outlier[:, : ch * sh, : cw * sw].reshape(n, ch, sh, cw, sw).transpose(0, 1, 3, 2, 4)
-    grid = grid.reshape(n, ch, cw, sh * sw)
-    where = grid.argmax(axis=-1)  # (n, ch, cw) most outlying pixel of each cell
-    peak = np.take_along_axis(grid, where[..., None], axis=-1)[..., 0]
-    dt = float(np.median(np.diff(times))) if n > 1 else 1.0
-    gaps = sorted({max(1, int(round(g / max(dt, 1e-6)))) for g in _CHANGE_GAPS_S})
-    idx = np.arange(n)
-    strength = np.zeros_like(peak)
-    for g in gaps:
-        before, after = peak[np.clip(idx - g, 0, n - 1)], peak[np.clip(idx + g, 0, n - 1)]
-        strength = np.maximum(strength, np.minimum(peak - before, peak - after))
-    # pixel coordinates of each cell's most outlying pixel
-    ys = (np.arange(ch) * sh)[None, :, None] + where // sw
-    xs = (np.arange(cw) * sw)[None, None, :] + where % sw
-    colour = frames[idx[:, None, None], ys, xs]  # (n, ch, cw, 3)
-    out = np.zeros((n, ch, cw, 4), dtype=np.uint8)
-    out[..., 3] = np.clip(np.round(strength / 3.0), 0, 255).astype(np.uint8)
-    out[..., :3] = np.where(out[..., 3:] >= _CHANGE_COLOUR_MIN, colour, 0)
-    return out
 
 
 def _choice_samples(suite: Suite) -> tuple[Sample, ...]:

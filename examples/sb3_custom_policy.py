@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     kwargs = {"suite": args.suite} if args.suite else {}
     env = gym.make("MedScope/SynthSurg-Numeric-v0", split="train", **kwargs)
-    held_out = gym.make("MedScope/SynthSurg-Numeric-v0", split="test", **kwargs).unwrapped
+    held_out = gym.make("MedScope/SynthSurg-Numeric-v0", split="test", **kwargs)
 
     variants = {
         # 1. SB3's MultiInputPolicy, your extractor, SB3's MLP heads.

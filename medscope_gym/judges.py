@@ -9,18 +9,16 @@ silent zero.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import unicodedata
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from medscope_gym.intervals import Interval, parse_interval, temporal_iou
+from medscope_gym.openai_client import ChatClient, ChatReply, EndpointError, RetryableReply
 from medscope_gym.protocol import MAX_ANSWER_CHARS
 
 __all__ = [
@@ -155,12 +153,52 @@ def judge_interval(prediction: str, reference_interval: Interval) -> JudgeResult
 
 
 # Small on purpose: dropping too much would make "no bleeding" match "bleeding".
-_STOP_WORDS = frozenset({
-    "a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or",
-    "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those",
-    "as", "into", "there", "their", "then", "than", "which", "who", "what", "when", "where", "how",
-    "do", "does", "did",
-})
+_STOP_WORDS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "by",
+        "with",
+        "from",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "as",
+        "into",
+        "there",
+        "their",
+        "then",
+        "than",
+        "which",
+        "who",
+        "what",
+        "when",
+        "where",
+        "how",
+        "do",
+        "does",
+        "did",
+    }
+)
 
 
 class LexicalJudge:
@@ -224,16 +262,13 @@ def _parse_verdict(content: str) -> float | None:
     return None
 
 
-class _RetryableError(Exception):
-    pass
-
-
 class OpenAIChatJudge:
     """Free-text judge backed by an OpenAI-compatible ``/chat/completions`` endpoint (standard library only).
 
-    Network errors, timeouts, HTTP 429/5xx and replies without a 0/0.5/1 verdict are retried with
-    exponential backoff (``backoff * 2**k`` seconds); other HTTP errors fail at once. ``retries`` counts
-    the attempts after the first. On final failure the result has ``failed=True`` and says what went wrong.
+    Requests go through :class:`medscope_gym.openai_client.ChatClient`: network errors, timeouts, HTTP
+    408/409/429/5xx, malformed bodies and replies without a 0/0.5/1 verdict are retried with exponential
+    backoff (``backoff * 2**k`` seconds); other HTTP errors fail at once. ``retries`` counts the attempts
+    after the first. On final failure the result has ``failed=True`` and says what went wrong.
     """
 
     def __init__(
@@ -247,74 +282,37 @@ class OpenAIChatJudge:
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if retries < 0 or timeout <= 0 or backoff < 0:
-            raise ValueError("need retries >= 0, timeout > 0 and backoff >= 0")
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.client = ChatClient(base_url, api_key, timeout, retries, backoff, sleep=sleep)
+        self.url = self.client.url
         self.model = model
-        self.api_key = api_key
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self._sleep = sleep
         #: Attempts made by the most recent call (for logging and tests).
         self.last_attempts = 0
 
-    def _request(self, question: str, reference: str, prediction: str) -> urllib.request.Request:
+    def _body(self, question: str, reference: str, prediction: str) -> dict[str, Any]:
         user = f"Question: {question}\nReference answer: {reference}\nCandidate answer: {prediction}\nScore:"
-        body: dict[str, Any] = {
+        return {
             "model": self.model,
             "messages": [{"role": "system", "content": _JUDGE_SYSTEM}, {"role": "user", "content": user}],
             "temperature": 0.0,
             "max_tokens": 8,
         }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        return urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-
-    def _attempt(self, request: urllib.request.Request) -> float:
-        try:
-            # the scheme is checked in __init__, so this cannot open local files
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as err:
-            if err.code == 429 or err.code >= 500:
-                raise _RetryableError(f"HTTP {err.code}") from err
-            raise RuntimeError(f"HTTP {err.code}") from err
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-            raise _RetryableError(f"network error: {err}") from err
-        try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise _RetryableError("malformed response body") from err
-        verdict = _parse_verdict(str(content))
-        if verdict is None:
-            shown = str(content)[:80]
-            raise _RetryableError(f"no 0/0.5/1 verdict in reply {shown!r}")
-        return verdict
 
     def __call__(self, question: str, reference: str, prediction: str) -> JudgeResult:
-        request = self._request(question, reference, prediction)
-        last_error = "no attempt made"
         self.last_attempts = 0
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(self.backoff * 2 ** (attempt - 1))
-            self.last_attempts += 1
-            try:
-                score = self._attempt(request)
-            except _RetryableError as err:
-                last_error = str(err)
-                continue
-            except RuntimeError as err:
-                last_error = str(err)
-                break
-            return JudgeResult(score, f"LLM judge verdict {score:g}")
-        reason = f"judge failed after {self.last_attempts} attempt(s): {last_error}"
-        return JudgeResult(0.0, reason, failed=True)
+        try:
+            reply = self.client.complete(self._body(question, reference, prediction), check=_check_verdict)
+        except EndpointError as err:
+            self.last_attempts = err.attempts
+            reason = f"judge failed after {err.attempts} attempt(s): {err}"
+            return JudgeResult(0.0, reason, failed=True)
+        self.last_attempts = reply.attempts
+        score = _parse_verdict(reply.content)
+        return JudgeResult(score, f"LLM judge verdict {score:g}")
+
+
+def _check_verdict(reply: ChatReply) -> None:
+    if _parse_verdict(reply.content) is None:
+        raise RetryableReply(f"no 0/0.5/1 verdict in reply {reply.content[:80]!r}")
 
 
 def score_answer(sample_like: Any, prediction: str, text_judge: AnswerJudge | None = None) -> JudgeResult:

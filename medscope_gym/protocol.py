@@ -124,15 +124,39 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed (numbers must be finite)")
 
 
+def _too_large(s: str) -> ValueError:
+    shown = s if len(s) <= 40 else f"{s[:20]}... ({len(s)} characters)"
+    return ValueError(f"number {shown} is too large (numbers must be finite)")
+
+
 def _finite_float(s: str) -> float:
     value = float(s)
     if not math.isfinite(value):
-        raise ValueError(f"number {s[:40]} is too large (numbers must be finite)")
+        raise _too_large(s)
+    return value
+
+
+#: Longest JSON integer literal accepted; anything longer is far outside the float range anyway.
+_MAX_INT_CHARS = 400
+
+
+def _finite_int(s: str) -> int:
+    """A JSON integer that also fits a float: larger ones (up to Python's int-string limit and past
+    it) are refused like ``1e999``, so no tool ever meets an integer it cannot turn into seconds."""
+    if len(s) > _MAX_INT_CHARS:
+        raise _too_large(s)
+    value = int(s)
+    try:
+        float(value)
+    except OverflowError:
+        raise _too_large(s) from None
     return value
 
 
 def _loads(s: str, strict: bool = True) -> Any:
-    return json.loads(s, parse_constant=_reject_constant, parse_float=_finite_float, strict=strict)
+    return json.loads(
+        s, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_finite_int, strict=strict
+    )
 
 
 _FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
@@ -202,13 +226,10 @@ def _parse_tool_json(content: str) -> ToolCall | str:
             return "the tool call JSON is nested too deeply"
         except ValueError as err:
             detail = str(err) if "finite" in str(err) else str(strict_err)
-            return (
-                f"the text inside <tool_call> is not valid JSON ({detail}). Write it as "
-                f"{_EXPECTED_CALL}"
-            )
+            return f"the text inside <tool_call> is not valid JSON ({detail}). Write it as {_EXPECTED_CALL}"
     if not isinstance(obj, dict):
         return (
-            f"the tool call must be a JSON object with a string \"name\" and an object \"arguments\", "
+            f'the tool call must be a JSON object with a string "name" and an object "arguments", '
             f"got a JSON {type(obj).__name__}. Write it as {_EXPECTED_CALL}"
         )
     name, arguments = obj.get("name"), obj.get("arguments")

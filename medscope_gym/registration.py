@@ -1,10 +1,15 @@
-"""Environment ids registered on ``import medscope_gym`` (entry-point strings: no import cycle)."""
+"""What ``import medscope_gym`` registers: the Gymnasium env ids (entry-point strings: the core does not
+import the envs) and the ``builtin:`` suite scheme of :meth:`~medscope_gym.suite.Suite.from_spec`."""
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 
-__all__ = ["ENV_IDS", "register_envs"]
+from medscope_gym.suite.suite import register_spec_scheme
+
+__all__ = ["ENV_IDS", "register_envs", "register_suite_schemes"]
 
 ENV_IDS: dict[str, dict] = {
     # A user's suite folder: gym.make("MedScope/ClinVideo-v0", suite="path/to/suite").
@@ -15,11 +20,10 @@ ENV_IDS: dict[str, dict] = {
         "kwargs": {"suite": "builtin:synthsurg-small"},
     },
     # The synthetic benchmark: 30 procedures of 10-60 min, every question template and filter. Built into
-    # the cache on first make (minutes); "heavy" marks ids too costly for per-id test parametrisations.
+    # the cache on first make (minutes).
     "MedScope/SynthSurg-Bench-v0": {
         "entry_point": "medscope_gym.envs.clinvideo:ClinVideoEnv",
         "kwargs": {"suite": "builtin:synthsurg-bench"},
-        "heavy": True,
     },
     # Numeric (Box / MultiDiscrete) view for Stable-Baselines3, on the numeric benchmark suite by default.
     "MedScope/SynthSurg-Numeric-v0": {
@@ -34,3 +38,17 @@ def register_envs() -> None:
     for env_id, spec in ENV_IDS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=spec["entry_point"], kwargs=dict(spec["kwargs"]))
+
+
+def _builtin_suite(name: str) -> str | os.PathLike[str]:
+    """Folder of the built-in synthetic suite ``name``, built into the cache on first use."""
+    # Imported when a builtin: suite is loaded, not on `import medscope_gym`: the generator pulls in
+    # PyAV and the renderer.
+    from medscope_gym.synthetic import builtin_suite_path
+
+    return builtin_suite_path(name)
+
+
+def register_suite_schemes() -> None:
+    """``Suite.from_spec("builtin:NAME")``: the built-in synthetic suites (medscope_gym.synthetic)."""
+    register_spec_scheme("builtin", _builtin_suite)

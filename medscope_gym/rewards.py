@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Union
 
+from medscope_gym.config import check, non_negative_float, one_of, positive_float, probability
+from medscope_gym.errors import ConfigError
 from medscope_gym.intervals import Interval, best_iou, contains, is_moment
 
 __all__ = [
     "GRADED_EVIDENCE",
+    "MONOTONE_MISSES",
+    "NAMED_REWARDS",
     "PRESETS",
+    "RewardSpec",
     "RewardConfig",
     "RewardParts",
     "crop_reward",
     "evidence_score",
     "frame_reward",
+    "parse_reward",
     "reward_config",
     "trajectory_reward",
 ]
@@ -61,31 +67,13 @@ class RewardConfig:
     frame_window: float = 1.0
 
     def __post_init__(self) -> None:
-        def finite(name: str) -> float:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            return float(value)
-
-        for name in ("w_acc", "w_fmt", "w_ev"):
-            if finite(name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0.0 < finite("iou_threshold") <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
-        if finite("iou_step") <= 0:
-            raise ValueError(f"iou_step must be > 0, got {self.iou_step!r}")
-        if finite("iou_bonus") < 0:
-            raise ValueError(f"iou_bonus must be >= 0, got {self.iou_bonus!r}")
-        if finite("frame_window") <= 0:
-            raise ValueError(f"frame_window must be > 0, got {self.frame_window!r}")
-        if self.evidence_mode not in ("always", "conditional", "off"):
-            raise ValueError(
-                f"evidence_mode must be 'always', 'conditional' or 'off', got {self.evidence_mode!r}"
-            )
-        if self.miss_scoring not in ("paper", "monotone", "graded"):
-            raise ValueError(
-                f"miss_scoring must be 'paper', 'monotone' or 'graded', got {self.miss_scoring!r}"
-            )
+        check(self, non_negative_float, "w_acc", "w_fmt", "w_ev", "iou_bonus")
+        check(self, positive_float, "iou_step", "frame_window")
+        check(self, probability, "iou_threshold")
+        if self.iou_threshold == 0:
+            raise ConfigError(f"iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
+        check(self, one_of(("always", "conditional", "off")), "evidence_mode")
+        check(self, one_of(("paper", "monotone", "graded")), "miss_scoring")
 
 
 #: The paper's reward and its ablations (Figure 5 of the paper).
@@ -102,12 +90,60 @@ PRESETS: dict[str, RewardConfig] = {
 #: no crop; hits, the IoU bonus, R_frame and the weights are the paper's.
 GRADED_EVIDENCE = RewardConfig(miss_scoring="graded")
 
+#: The paper's reward with partial crop misses scored −1 + IoU/h0 (more overlap is never worse).
+MONOTONE_MISSES = RewardConfig(miss_scoring="monotone")
+
+#: Every reward a name stands for: the paper's presets, then the variants for other learners.
+NAMED_REWARDS: dict[str, RewardConfig] = {
+    **PRESETS,
+    "graded": GRADED_EVIDENCE,
+    "monotone": MONOTONE_MISSES,
+}
+
+#: What every config and env accepts as a reward: a name of :data:`NAMED_REWARDS`, a mapping of
+#: :class:`RewardConfig` fields (with an optional ``preset`` name they start from, default "paper"), or a
+#: RewardConfig. :func:`parse_reward` reads all three.
+RewardSpec = Union[str, Mapping[str, Any], RewardConfig]  # noqa: UP007 - a runtime alias
+
 
 def reward_config(preset: str = "paper", **overrides: object) -> RewardConfig:
-    """A preset with some fields replaced, e.g. ``reward_config("paper", miss_scoring="monotone")``."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown reward preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    return dataclasses.replace(PRESETS[preset], **overrides) if overrides else PRESETS[preset]
+    """A named reward with some fields replaced, e.g. ``reward_config("paper", miss_scoring="monotone")``.
+
+    ``preset`` is any name of :data:`NAMED_REWARDS`; errors raise ConfigError.
+    """
+    if preset not in NAMED_REWARDS:
+        raise ConfigError(
+            f"unknown reward preset {preset!r}; valid names: {', '.join(sorted(NAMED_REWARDS))} "
+            "(or a mapping of RewardConfig fields)"
+        )
+    if not overrides:
+        return NAMED_REWARDS[preset]
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(RewardConfig)})
+    if unknown:
+        raise ConfigError(f"unknown RewardConfig field(s): {', '.join(unknown)}")
+    return dataclasses.replace(NAMED_REWARDS[preset], **overrides)
+
+
+def parse_reward(spec: RewardSpec) -> RewardConfig:
+    """The one reader of reward specs (envs, SFT, GRPO, SB3 and eval configs).
+
+    ``"paper"`` / ``"graded"`` / any name of :data:`NAMED_REWARDS`; ``{"preset": "no_iou_bonus",
+    "miss_scoring": "monotone"}`` or ``{"w_ev": 0.5}`` (fields over a preset, default "paper"); or a
+    :class:`RewardConfig`. Anything else raises ConfigError.
+    """
+    if isinstance(spec, RewardConfig):
+        return spec
+    if isinstance(spec, str):
+        return reward_config(spec)
+    if isinstance(spec, Mapping):
+        fields = dict(spec)
+        preset = fields.pop("preset", "paper")
+        if not isinstance(preset, str):
+            raise ConfigError(f"reward preset must be a name, got {preset!r}")
+        return reward_config(preset, **fields)
+    raise ConfigError(
+        f"a reward must be a name, a mapping of RewardConfig fields or a RewardConfig, got {spec!r}"
+    )
 
 
 def _window_crop_score(iou: float, cfg: RewardConfig) -> float:
@@ -190,7 +226,11 @@ def trajectory_reward(
     ev = crop + frame
     total = cfg.w_acc * accuracy + cfg.w_fmt * fmt + cfg.w_ev * ev
     return RewardParts(
-        accuracy=float(accuracy), format=fmt, evidence=float(ev), crop=float(crop), frame=float(frame),
+        accuracy=float(accuracy),
+        format=fmt,
+        evidence=float(ev),
+        crop=float(crop),
+        frame=float(frame),
         total=float(total),
     )
 

@@ -1,4 +1,4 @@
-"""The agent's tools (SPEC §3): ``crop_video``, ``get_frame`` and the coarse global preview.
+"""The agent's tools (docs/environment.md): ``crop_video``, ``get_frame`` and the coarse global preview.
 
 Tools take the agent's already-parsed JSON arguments, validate them, and return frames
 with their exact timestamps. Invalid arguments raise :class:`ToolError`, whose message is
@@ -133,32 +133,70 @@ def preview(video: Video, cfg: ToolConfig) -> ToolOutput:
     return ToolOutput("preview", frames, stamps, interval=(0.0, video.duration), text=text)
 
 
-_CLOCK_RE = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
+_CLOCK_RE = re.compile(r"^(?:(\d{1,6}):)?(\d{1,2}):(\d{1,2}(?:\.\d{1,9})?)$", re.ASCII)
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?:\s*s)?$", re.ASCII)
+_MAX_NUMBER_CHARS = 40
+"""Longest numeric string accepted as a time (a JSON number of more digits is beyond any video)."""
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """A short, never-raising rendering of an agent-given value for an error message.
+
+    ``str`` of an agent's value can be huge, recurse deeply, or (for an integer beyond Python's
+    int-string limit) raise; this looks only at bounded parts of it.
+    """
+    if isinstance(value, bool) or value is None:
+        return "true" if value is True else "false" if value is False else "null"
+    if isinstance(value, int):
+        if value.bit_length() > 128:
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= limit else value[:limit] + "...")
+    if isinstance(value, Mapping):
+        return "a JSON object"
+    if isinstance(value, (list, tuple)):
+        return "a JSON list"
+    return f"a {type(value).__name__}"
 
 
 def _seconds(arguments: Mapping[str, Any], name: str) -> float:
-    """A time argument in seconds: a JSON number, a numeric string, or "[HH:]MM:SS(.f)"."""
+    """A time argument in seconds: a JSON number, a numeric string, or "[HH:]MM:SS(.f)".
+
+    Any value the agent can write gives a finite float or a :class:`ToolError`, never another
+    exception: integers beyond the float range, strings past Python's int-string limit, NaN and
+    infinities, booleans and nested containers are all refused with a message. ``-0`` is ``0``.
+    """
     if name not in arguments:
         raise ToolError(f"missing argument {name!r} (seconds, a number)")
     value = arguments[name]
     seconds: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and len(value) < 40:
-        clock = _CLOCK_RE.match(value)
-        if clock:
-            h, m, s = clock.groups()
-            seconds = int(h or 0) * 3600 + int(m) * 60 + float(s)
-        else:
-            try:
-                seconds = float(value.strip().removesuffix("s").strip())
-            except ValueError:
-                seconds = None
-    if seconds is None:
-        raise ToolError(f"argument {name!r} must be a number of seconds, got {str(value)[:40]!r}")
-    if not math.isfinite(seconds):
-        raise ToolError(f"argument {name!r} must be finite, got {seconds!r}")
-    return seconds
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)  # OverflowError for ints beyond the float range
+        elif isinstance(value, str) and len(value) <= _MAX_NUMBER_CHARS:
+            text = value.strip()
+            clock = _CLOCK_RE.match(text)
+            number = _NUMBER_RE.match(text)
+            if clock:
+                h, m, s = clock.groups()
+                if float(s) >= 60 or (h is not None and int(m) >= 60):
+                    raise ToolError(
+                        f"argument {name!r}: {value!r} is not a valid [HH:]MM:SS time (minutes and "
+                        "seconds run from 00 to 59)"
+                    )
+                seconds = int(h or 0) * 3600 + int(m) * 60 + float(s)
+            elif number:
+                seconds = float(text.removesuffix("s").strip())
+    except (OverflowError, ValueError):
+        raise ToolError(
+            f"argument {name!r} is too large: got {_show(value)}; times are seconds within the video"
+        ) from None
+    if seconds is None or not math.isfinite(seconds):
+        raise ToolError(f"argument {name!r} must be a finite number of seconds, got {_show(value)}")
+    return seconds + 0.0  # -0.0 becomes 0.0
 
 
 def _check_arguments(
@@ -166,9 +204,8 @@ def _check_arguments(
 ) -> None:
     unknown = [k for k in arguments if k not in allowed]
     if unknown:
-        raise ToolError(
-            f"{name} got unknown argument(s) {', '.join(map(repr, unknown))}; it takes {', '.join(allowed)}"
-        )
+        shown = ", ".join(_show(k) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ToolError(f"{name} got unknown argument(s) {shown}; it takes {', '.join(allowed)}")
     if "video_path" in arguments:
         given = arguments["video_path"]
         accepted = set(video_names) | {PurePath(v).name for v in video_names}
@@ -236,10 +273,9 @@ def run_tool(
     ``video_names`` are the only values a ``video_path`` argument may take (the episode's own
     video); the tools never open a path the agent gives.
     """
-    try:
-        tool = TOOLS[name]
-    except KeyError:
-        raise ToolError(f"unknown tool {name!r}; the tools are {', '.join(TOOLS)}") from None
+    tool = TOOLS.get(name) if isinstance(name, str) else None
+    if tool is None:
+        raise ToolError(f"unknown tool {_show(name)}; the tools are {', '.join(TOOLS)}")
     if not isinstance(arguments, Mapping):
         raise ToolError(f"{name} arguments must be a JSON object")
     return tool(video, arguments, cfg, video_names)

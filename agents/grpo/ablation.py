@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.grpo.config import GRPOConfig
-from medscope_gym.agents.grpo.tracking import read_metrics
+from medscope_gym.agents.training.metrics import read_metrics
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import ConfigError
 
@@ -30,11 +30,11 @@ __all__ = ["ABLATION_METRICS", "VARIANTS", "format_ablation", "run_ablation"]
 
 #: Variant name -> GRPOConfig fields it changes.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"reward_preset": "paper"},
-    "no_evidence": {"reward_preset": "no_evidence"},
-    "conditional_evidence": {"reward_preset": "conditional_evidence"},
-    "no_iou_bonus": {"reward_preset": "no_iou_bonus"},
-    "no_modulation": {"reward_preset": "paper", "modulation": "off"},
+    "paper": {"reward": "paper"},
+    "no_evidence": {"reward": "no_evidence"},
+    "conditional_evidence": {"reward": "conditional_evidence"},
+    "no_iou_bonus": {"reward": "no_iou_bonus"},
+    "no_modulation": {"reward": "paper", "modulation": "off"},
 }
 
 ABLATION_METRICS = ("accuracy", "R@0.3", "R@0.5", "R@0.7", "mIoU", "evidence_mIoU", "well_formed")

@@ -1,4 +1,4 @@
-"""Group-relative advantages and their evidence modulation (SPEC §6), on plain numpy arrays.
+"""Group-relative advantages and their evidence modulation (see docs/ga-grpo.md), on plain numpy arrays.
 
 For G rollouts of one question with rewards R_1..R_G, the advantage of rollout i is
 A_i = R_i − mean(R) (optionally divided by the group's std). GA-GRPO then rescales A_i by how well

@@ -1,6 +1,7 @@
 """The GA-GRPO run configuration: one typed dataclass, loaded from YAML, every default documented.
 
-Defaults follow SPEC §6 (the paper's reference code): G = 8 rollouts per question, 8 questions per step
+It follows the project's config convention (:mod:`medscope_gym.config`; docs/ga-grpo.md lists the
+fields). Defaults follow the paper's reference code: G = 8 rollouts per question, 8 questions per step
 (batch 64 trajectories), advantage = reward − group mean without std normalisation, binary evidence
 modulation (×1.2 / ×0.8), PPO clip ε = 0.2 with token-mean over the model's own tokens, no KL term,
 lr 1e-6 with LoRA r64/α128. A CPU run of the tiny model needs other values (see
@@ -9,15 +10,20 @@ lr 1e-6 with LoRA r64/α128. A CPU run of the tiny model needs other values (see
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-from medscope_gym.agents.vlm.checkpoints import LORA_TARGETS
+from medscope_gym.agents.training.models import LORA_TARGETS
+from medscope_gym.config import (
+    Config,
+    check,
+    non_negative_float,
+    one_of,
+    positive_float,
+    positive_int,
+)
 from medscope_gym.errors import ConfigError
-from medscope_gym.rewards import PRESETS
+from medscope_gym.rewards import RewardSpec, parse_reward
 
 __all__ = ["MODULATION_MODES", "GRPOConfig"]
 
@@ -25,8 +31,10 @@ MODULATION_MODES = ("binary", "continuous", "off")
 
 
 @dataclass
-class GRPOConfig:
-    """Settings of one GA-GRPO run (``medscope train grpo --config FILE``)."""
+class GRPOConfig(Config):
+    """Settings of one GA-GRPO run (``medscope train grpo --config FILE``; docs/ga-grpo.md)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "learning_rate", "reward_preset": "reward"}
 
     model: str
     """Checkpoint folder to start from (usually the SFT cold start's ``final/``)."""
@@ -43,8 +51,9 @@ class GRPOConfig:
     eval_suite: str | None = None
     """Suite the held-out questions come from (None: ``suite``). With a separate suite, GA-GRPO can train
     on questions (and videos) the SFT cold start never saw and still be scored on the usual held-out set."""
-    reward_preset: str = "paper"
-    """Env reward (SPEC §5): paper | no_evidence | conditional_evidence | no_iou_bonus | ..."""
+    reward: RewardSpec = "paper"
+    """Env reward (docs/rewards.md): a name (paper, no_evidence, conditional_evidence, no_iou_bonus, graded,
+    monotone) or a mapping of RewardConfig fields, e.g. {preset: paper, miss_scoring: monotone}."""
     max_turns: int = 5
     """Env turn budget per episode."""
     max_tool_calls: int = 5
@@ -70,7 +79,7 @@ class GRPOConfig:
     std_eps: float = 1e-4
     """Added to the std before dividing (zero-variance groups then keep advantage 0, never NaN)."""
     modulation: str = "binary"
-    """Evidence-modulated advantage: "binary", "continuous" or "off" (SPEC §6)."""
+    """Evidence-modulated advantage: "binary", "continuous" or "off" (docs/ga-grpo.md)."""
     modulation_up: float = 1.2
     """Binary mode: factor for (A ≥ 0 and evidence > 0) and for (A < 0 and evidence = 0)."""
     modulation_down: float = 0.8
@@ -91,7 +100,7 @@ class GRPOConfig:
     """Trajectories per optimizer update (per process); the batch is shuffled and split into these."""
     micro_batch_size: int = 4
     """Trajectories per forward/backward (gradient accumulation inside a minibatch)."""
-    lr: float = 1e-6
+    learning_rate: float = 1e-6
     """AdamW learning rate (constant after ``warmup_steps``)."""
     warmup_steps: int = 0
     """Linear warmup of the learning rate, in optimizer updates."""
@@ -150,13 +159,11 @@ class GRPOConfig:
         self.eval_splits = tuple(self.eval_splits)
         self.lora_targets = tuple(self.lora_targets)
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
-        if self.reward_preset not in PRESETS:
-            raise ConfigError(f"reward_preset {self.reward_preset!r} is not one of {', '.join(PRESETS)}")
-        if self.modulation not in MODULATION_MODES:
-            raise ConfigError(
-                f"modulation must be one of {', '.join(MODULATION_MODES)}, got {self.modulation!r}"
-            )
-        for name in (
+        parse_reward(self.reward)
+        check(self, one_of(MODULATION_MODES), "modulation")
+        check(
+            self,
+            positive_int,
             "questions_per_step",
             "group_size",
             "max_steps",
@@ -167,63 +174,8 @@ class GRPOConfig:
             "eval_every",
             "save_every",
             "eval_repeats",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        )
         if self.group_size < 2:
             raise ConfigError("group_size must be >= 2: a group of one has no relative advantage")
-        for name in ("lr", "clip_eps", "std_eps"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.kl_coef < 0 or self.max_grad_norm < 0 or self.temperature <= 0:
-            raise ConfigError("kl_coef and max_grad_norm must be >= 0 and temperature > 0")
-
-    # ------------------------------------------------------------------ files
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> GRPOConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown GRPOConfig field(s): {', '.join(unknown)}")
-        missing = [k for k in ("model", "out") if k not in data]
-        if missing:
-            raise ConfigError(f"{source}: missing required field(s): {', '.join(missing)}")
-        floats = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("float")}
-        for key in floats & set(data):
-            if isinstance(data[key], str):  # YAML 1.1 reads 1e-6 (no dot) as a string
-                try:
-                    data[key] = float(data[key])
-                except ValueError:
-                    raise ConfigError(f"{source}: {key} must be a number, got {data[key]!r}") from None
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> GRPOConfig:
-        """Read a YAML (or JSON) file of fields; ``overrides`` (e.g. from the command line) win."""
-        import yaml
-
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read GRPO config {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the config must be a mapping of field: value")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(data, source=str(path))
-
-    def save(self, path: str | Path) -> None:
-        from medscope_gym.atomic import atomic_write_text
-
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        check(self, positive_float, "learning_rate", "clip_eps", "std_eps", "temperature")
+        check(self, non_negative_float, "kl_coef", "max_grad_norm")

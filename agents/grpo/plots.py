@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medscope_gym.agents.grpo.tracking import read_metrics
+from medscope_gym.agents.training.metrics import read_metrics
 
 __all__ = ["plot_training"]
 

@@ -1,27 +1,27 @@
-"""GA-GRPO: grounding-aware group-relative policy optimisation of a VLM on ClinVideoEnv.
+"""GA-GRPO: grounding-aware group-relative policy optimisation of a VLM on ClinVideoEnv (docs/ga-grpo.md).
 
 One step, read top to bottom in :func:`train_grpo`:
 
 1. **Rollouts.** B questions of the train split (a seeded, resumable stream over shuffled epochs),
    G rollouts each from identical resets, played by the current policy through the vector env
-   (:func:`medscope_gym.agents.rollout.engine.rollout`). Every trajectory keeps the exact token ids the model
-   sampled
-   and their behaviour log-probs.
+   (:func:`medscope_gym.agents.rollout.engine.rollout`). Every trajectory keeps the exact token ids the
+   model sampled and their behaviour log-probs.
 2. **Advantages.** R_i is the env's trajectory reward (any preset). A_i = R_i − group mean (÷ std
-   optionally); then the evidence modulation (:mod:`medscope_gym.agents.grpo.advantages`) for tool-using
-   rollouts
-   with a valid evidence score. Groups with no reward spread are counted and (by default) skipped.
-3. **Update.** ``update_epochs`` passes over the batch in shuffled minibatches; each minibatch is one
-   optimizer step on the token-mean PPO-clipped surrogate (:mod:`medscope_gym.agents.grpo.loss`) over the
-   model's
-   own tokens, with behaviour log-probs as the old policy. Optional k3 KL against the frozen start
-   model (the adapter-disabled base under LoRA). Non-finite losses or gradients stop the run with the
-   step and minibatch named.
+   optionally); then the evidence modulation (:mod:`medscope_gym.agents.grpo.advantages`) for
+   tool-using rollouts with a valid evidence score. Groups with no reward spread are counted and (by
+   default) skipped.
+3. **Update** (:func:`_policy_update`). ``update_epochs`` passes over the batch in shuffled minibatches;
+   each minibatch is one optimizer step on the token-mean PPO-clipped surrogate
+   (:mod:`medscope_gym.agents.grpo.loss`) over the model's own tokens, with behaviour log-probs as the
+   old policy. Optional k3 KL against the frozen start model (the adapter-disabled base under LoRA).
+   Non-finite losses or gradients stop the run with the step and minibatch named.
 4. **Bookkeeping.** Metrics (every reward part, advantage stats, tool-call rate, mIoU, KL, clip
-   fraction, tokens/s) to metrics.jsonl and TensorBoard; held-out evaluation every ``eval_every`` steps;
-   checkpoints (model or adapter, optimizer, scheduler, RNG, step) written atomically; exact resume.
+   fraction, tokens/s) to metrics.jsonl and TensorBoard; held-out evaluation every ``eval_every``
+   steps; checkpoints (model or adapter, optimizer, scheduler, RNG, step, data-stream position) written
+   atomically; exact resume.
 
-Devices go through ``accelerate``: CPU (fp32), CUDA (bf16, gradient checkpointing), several GPUs or
+Devices, checkpoints, metrics and the data stream come from the shared scaffold
+(:mod:`medscope_gym.agents.training`): CPU (fp32), CUDA (bf16, gradient checkpointing), several GPUs or
 nodes with ``accelerate launch`` (DDP): each process runs its own env shard and its own slice of the
 step's questions, groups whole, and gradients are averaged across processes.
 """
@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +42,33 @@ from medscope_gym.agents.evaluate import is_well_formed, summarise_trajectories
 from medscope_gym.agents.grpo.advantages import evidence_factors, group_advantages
 from medscope_gym.agents.grpo.config import GRPOConfig
 from medscope_gym.agents.grpo.loss import clipped_surrogate
-from medscope_gym.agents.grpo.tracking import MetricsLog
 from medscope_gym.agents.rollout.batching import trajectory_batch
 from medscope_gym.agents.rollout.engine import group_requests, make_vector_env, rollout, sample_requests
 from medscope_gym.agents.rollout.trajectory import Trajectory, save_trajectories
-from medscope_gym.agents.sft.trainer import stream_indices
-from medscope_gym.agents.vlm.checkpoints import (
-    checkpoint_dir,
+from medscope_gym.agents.training.accelerator import seed_everything, setup_accelerator
+from medscope_gym.agents.training.checkpoints import (
     latest_checkpoint,
-    load_trainable_model,
-    prune_checkpoints,
-    save_final_model,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint_if_due,
 )
-from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
+from medscope_gym.agents.training.metrics import MetricsLog, progress_bar
+from medscope_gym.agents.training.models import load_trainable_model, model_dtype, save_final_model
+from medscope_gym.agents.training.streaming import IndexStream
+from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
 from medscope_gym.agents.vlm.sampling import token_logprobs
-from medscope_gym.atomic import atomic_directory, atomic_write_text
+from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import ConfigError, MedScopeError
 from medscope_gym.metrics import summarise
 
-__all__ = ["TrainingDivergedError", "evidence_scores", "sequence_logprobs", "train_grpo"]
+__all__ = [
+    "Learner",
+    "TrainingDivergedError",
+    "UpdateBatch",
+    "evidence_scores",
+    "sequence_logprobs",
+    "train_grpo",
+]
 
 #: Overall metrics of a held-out evaluation that are logged as eval/<name>.
 EVAL_METRICS = (
@@ -81,29 +89,74 @@ class TrainingDivergedError(MedScopeError):
     """A loss or gradient became NaN/inf: the run stops rather than write corrupted weights."""
 
 
+@dataclass
+class Learner:
+    """The policy being trained and everything that updates or scores it (built once per run)."""
+
+    model: Any
+    """The trained model, as ``accelerator.prepare`` returned it."""
+    optimizer: Any
+    scheduler: Any
+    accelerator: Any
+    policy: HFVLMPolicy
+    """The sampling policy on ``model``: its encoder, pad id, suppressed ids and temperature score tokens."""
+    reference: Any = None
+    """Frozen start model of the KL term (None: no KL, or LoRA, whose adapter-free base is the reference)."""
+    params: list[Any] = field(init=False)
+    """The trainable parameters (gradient clipping)."""
+
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    @property
+    def temperature(self) -> float:
+        return self.policy.config.sampling.temperature
+
+
+@dataclass
+class UpdateBatch:
+    """What one step's update trains on: the kept rollouts, their advantages, their processor tensors."""
+
+    step: int
+    """Steps done before this one (errors name step + 1)."""
+    trajectories: list[Trajectory]
+    advantages: np.ndarray
+    vision: list[list[dict[str, Any]]]
+    """Per trajectory and turn, the processor outputs fed at sampling time (re-computed for loaded ones)."""
+
+    @classmethod
+    def of(cls, step: int, trajectories: list[Trajectory], advantages: np.ndarray, encoder) -> UpdateBatch:
+        vision = [
+            [
+                turn.vision if turn.vision is not None else encoder.process_media(turn.media)
+                for turn in t.turns
+            ]
+            for t in trajectories
+        ]
+        return cls(step, trajectories, advantages, vision)
+
+
 # ---------------------------------------------------------------------------------------------- main loop
 def train_grpo(cfg: GRPOConfig) -> Path:
     """Run GA-GRPO; returns the final checkpoint folder (``out/final``, LoRA merged)."""
     import torch
-    from accelerate import Accelerator
     from transformers import AutoProcessor
 
     from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    # ---- run folder and processes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device, _ = resolve_device(cfg.device)
-    accelerator = Accelerator(
-        cpu=device.type == "cpu", mixed_precision="bf16" if device.type == "cuda" else "no"
-    )
+    accelerator, device = setup_accelerator(cfg.device, threads=cfg.threads)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     if cfg.questions_per_step % world:
         raise ConfigError(
             f"questions_per_step ({cfg.questions_per_step}) must divide by the {world} processes"
         )
+    if main:
+        remove_stale_temporaries(out)
+    seed_everything(cfg.seed)  # new LoRA adapters draw their initial weights; rollouts re-seed every step
 
     # ---- data and envs: this process's env shard
     suite = Suite.from_spec(cfg.suite)
@@ -116,7 +169,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     def make_envs(source: Suite):
         return make_vector_env(
             lambda: ClinVideoEnv(
-                source, reward=cfg.reward_preset, max_turns=cfg.max_turns, max_tool_calls=cfg.max_tool_calls
+                source, reward=cfg.reward, max_turns=cfg.max_turns, max_tool_calls=cfg.max_tool_calls
             ),
             cfg.num_envs,
         )
@@ -124,19 +177,23 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     envs = make_envs(suite)
     eval_envs = make_envs(eval_suite) if cfg.eval_suite else envs
 
-    # ---- model, optimizer, state
+    # ---- model, optimizer, data stream; restored from the latest checkpoint on resume
     resume_from = latest_checkpoint(out) if cfg.resume else None
     processor = AutoProcessor.from_pretrained(cfg.model)
     model = _load_model(cfg, resume_from, device)
     reference = _load_reference(cfg, device) if cfg.kl_coef > 0 and not cfg.lora else None
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     )
+    stream = IndexStream(len(train_ids), cfg.seed)
     step = 0
     if resume_from is not None:
-        step = _load_state(resume_from, optimizer, scheduler)
+        state = load_checkpoint(resume_from, optimizer, scheduler, examples_per_step=cfg.questions_per_step)
+        step, stream.position = state.step, state.stream_position
         if main:
             print(f"grpo: resumed from {resume_from} at step {step}")
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -150,8 +207,8 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     eval_policy = HFVLMPolicy(
         accelerator.unwrap_model(model), processor, _eval_config(cfg, base_policy), "eval"
     )
-    sampling = policy.config.sampling
-    log = MetricsLog(out, resume_step=step, tensorboard=cfg.tensorboard and main) if main else None
+    learner = Learner(model, optimizer, scheduler, accelerator, policy, reference)
+    log = MetricsLog(out, resume_step=step, tensorboard=cfg.tensorboard, name="grpo") if main else None
     local_questions = cfg.questions_per_step // world
 
     def evaluate_now(at_step: int) -> dict[str, float]:
@@ -164,24 +221,26 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         model.eval()
         evaluate_now(0)
     accelerator.wait_for_everyone()
-    bar = _progress_bar(cfg, step) if main else None
+    bar = progress_bar(cfg.progress and main, cfg.max_steps, step, "grpo")
     while step < cfg.max_steps:
         t0 = time.perf_counter()
         # 1. rollouts: this process's slice of the step's questions, G rollouts each
-        first = step * cfg.questions_per_step + rank * local_questions
-        questions = [train_ids[i] for i in stream_indices(len(train_ids), cfg.seed, first, local_questions)]
-        torch.manual_seed(_step_seed(cfg.seed, step, rank))
+        chosen = stream.take(cfg.questions_per_step)[rank * local_questions : (rank + 1) * local_questions]
+        questions = [train_ids[i] for i in chosen]
+        seed = _step_seed(cfg.seed, step, rank)
+        torch.manual_seed(seed)
         model.eval()
-        requests = group_requests(questions, cfg.group_size, seed=_step_seed(cfg.seed, step, rank) % 2**31)
+        requests = group_requests(questions, cfg.group_size, seed=seed % 2**31)
         with torch.no_grad(), accelerator.autocast():
             trajectories = rollout(policy, envs, requests)
         t_rollout = time.perf_counter() - t0
 
         # 2. rewards -> group advantages -> evidence modulation
-        rewards = [t.reward for t in trajectories]
-        groups = [t.group for t in trajectories]
         advantages, flat = group_advantages(
-            rewards, groups, normalise_std=cfg.normalise_std, std_eps=cfg.std_eps
+            [t.reward for t in trajectories],
+            [t.group for t in trajectories],
+            normalise_std=cfg.normalise_std,
+            std_eps=cfg.std_eps,
         )
         factors = evidence_factors(
             advantages,
@@ -198,27 +257,16 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         # 3. policy update over the kept trajectories
         t1 = time.perf_counter()
         model.train()
-        update = _policy_update(
-            model,
-            optimizer,
-            scheduler,
-            accelerator,
-            policy,
-            reference,
-            [trajectories[i] for i in keep],
-            advantages[keep],
-            cfg,
-            sampling.temperature,
-            step,
-        )
+        batch = UpdateBatch.of(step, [trajectories[i] for i in keep], advantages[keep], policy.encoder)
+        update = _policy_update(learner, batch, cfg)
         t_update = time.perf_counter() - t1
         step += 1
 
-        # 4. bookkeeping
+        # 4. bookkeeping: metrics over every process's rollouts, evaluation, checkpoint
         if cfg.save_rollouts and main:
             save_trajectories(out / "rollouts" / f"step-{step}", trajectories)
         rows = _rollout_rows(trajectories, advantages, flat, factors)
-        if world > 1:  # every process's rollouts count in the step's metrics
+        if world > 1:
             from accelerate.utils import gather_object
 
             rows = gather_object(rows)
@@ -247,8 +295,16 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         if step % cfg.eval_every == 0 and step < cfg.max_steps and main:
             model.eval()
             evaluate_now(step)
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            _save_checkpoint(accelerator, model, optimizer, scheduler, out, step, cfg)
+        if main:
+            save_checkpoint_if_due(
+                out,
+                cfg,
+                step,
+                stream.position,
+                model=accelerator.unwrap_model(model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+            )
         accelerator.wait_for_everyone()
     if bar is not None:
         bar.close()
@@ -273,6 +329,130 @@ def train_grpo(cfg: GRPOConfig) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- the update
+def _policy_update(learner: Learner, batch: UpdateBatch, cfg: GRPOConfig) -> dict[str, float]:
+    """``update_epochs`` passes of minibatch PPO-clip updates over ``batch``; returns the update's metrics.
+
+    Each minibatch is one optimizer step; its micro-batches add their gradients (DDP syncs on the last).
+    The loss is the surrogate summed over the minibatch's action tokens divided by their count (a token
+    mean over the minibatch, however it is split into micro-batches).
+    """
+    if not batch.trajectories:
+        return {"train/update_skipped": 1.0}
+    rng = np.random.default_rng([cfg.seed, batch.step, 1])
+    sums = _UpdateSums()
+    for _epoch in range(cfg.update_epochs):
+        order = rng.permutation(len(batch.trajectories))
+        for mb_index, minibatch in enumerate(_chunks(order, cfg.minibatch_size)):
+            n_tokens = sum(sum(batch.trajectories[i].action_mask()) for i in minibatch)
+            micros = _chunks(minibatch, cfg.micro_batch_size)
+            for k, micro in enumerate(micros):
+                sync = k == len(micros) - 1
+                loss, terms = _micro_backward(learner, batch, micro, n_tokens, mb_index, sync, cfg)
+                sums.add_micro(loss, terms)
+            sums.add_step(_optimizer_step(learner, batch.step, mb_index, cfg))
+    return sums.metrics(kl=cfg.kl_coef > 0)
+
+
+def _micro_backward(
+    learner: Learner, batch: UpdateBatch, micro, n_tokens: int, mb_index: int, sync: bool, cfg: GRPOConfig
+):
+    """Forward and backward of one micro-batch; returns its loss (a float) and surrogate terms."""
+    import torch
+
+    accelerator, policy = learner.accelerator, learner.policy
+    inputs = trajectory_batch(
+        [batch.trajectories[i] for i in micro],
+        policy.encoder,
+        pad_id=policy.pad_id,
+        vision=[batch.vision[i] for i in micro],
+        device=accelerator.device,
+    )
+    no_sync = contextlib.nullcontext() if sync else accelerator.no_sync(learner.model)
+    with no_sync, accelerator.autocast():
+        logp, mask, old = sequence_logprobs(learner.model, inputs, learner.temperature, policy.suppressed_ids)
+        terms = clipped_surrogate(
+            logp,
+            old,
+            batch.advantages[micro],
+            mask,
+            clip_eps=cfg.clip_eps,
+            clip_eps_high=cfg.clip_eps_high,
+            ref_logp=_reference_logprobs(learner, inputs, cfg),
+            kl_coef=cfg.kl_coef,
+        )
+        loss = terms.loss / max(n_tokens, 1)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"step {batch.step + 1}: the loss of minibatch {mb_index} is {float(loss)} "
+                f"(trajectories {[batch.trajectories[i].uid for i in micro]}); stopping before "
+                "the weights are corrupted. Lower the learning rate or inspect those rollouts."
+            )
+        accelerator.backward(loss)
+    return float(loss.detach()), terms
+
+
+def _optimizer_step(learner: Learner, step: int, mb_index: int, cfg: GRPOConfig) -> float:
+    """Clip the accumulated gradients, step the optimizer and the schedule; returns the gradient norm."""
+    import torch
+
+    grad_norm = learner.accelerator.clip_grad_norm_(
+        learner.params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+    )
+    if not torch.isfinite(torch.as_tensor(grad_norm)):
+        raise TrainingDivergedError(
+            f"step {step + 1}: gradient norm of minibatch {mb_index} is {float(grad_norm)}; stopping "
+            "before the optimizer step. Lower the learning rate or enable max_grad_norm."
+        )
+    learner.optimizer.step()
+    learner.scheduler.step()
+    learner.optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+@dataclass
+class _UpdateSums:
+    """Running sums of one update: per-micro-batch surrogate terms, per-minibatch optimizer steps."""
+
+    loss: float = 0.0
+    clipped: float = 0.0
+    ratio: float = 0.0
+    kl: float = 0.0
+    kl_behaviour: float = 0.0
+    tokens: int = 0
+    grad_norm: float = 0.0
+    updates: int = 0
+
+    def add_micro(self, loss: float, terms) -> None:
+        self.clipped += terms.clipped
+        self.ratio += terms.ratio
+        self.kl += terms.kl
+        self.kl_behaviour += terms.kl_behaviour
+        self.tokens += terms.tokens
+        self.loss += loss
+
+    def add_step(self, grad_norm: float) -> None:
+        self.grad_norm += grad_norm
+        self.updates += 1
+
+    def metrics(self, kl: bool) -> dict[str, float]:
+        tokens = max(self.tokens, 1)
+        updates = max(self.updates, 1)
+        return {
+            "train/loss": self.loss / updates,
+            "train/clip_fraction": self.clipped / tokens,
+            "train/ratio_mean": self.ratio / tokens,
+            "train/kl": self.kl / tokens if kl else None,
+            "train/kl_behaviour": self.kl_behaviour / tokens,
+            "train/grad_norm": self.grad_norm / updates,
+            "train/tokens": float(self.tokens),
+            "train/updates": float(self.updates),
+        }
+
+
+def _chunks(items, size: int) -> list:
+    return [items[k : k + size] for k in range(0, len(items), size)]
+
+
 def sequence_logprobs(model, batch: dict[str, Any], temperature: float, suppressed_ids: Sequence[int]):
     """Learner log-probs of every action token of a right-padded trajectory batch.
 
@@ -298,126 +478,28 @@ def sequence_logprobs(model, batch: dict[str, Any], temperature: float, suppress
     return logp, mask, old[:, first:]
 
 
-def _policy_update(
-    model,
-    optimizer,
-    scheduler,
-    accelerator,
-    policy: HFVLMPolicy,
-    reference,
-    trajectories: list[Trajectory],
-    advantages: np.ndarray,
-    cfg: GRPOConfig,
-    temperature: float,
-    step: int,
-) -> dict[str, float]:
-    """``update_epochs`` passes of minibatch PPO-clip updates; returns the update's metrics."""
-    import torch
-
-    if not trajectories:
-        return {"train/update_skipped": 1.0}
-    encoder, pad_id, suppressed = policy.encoder, policy.pad_id, policy.suppressed_ids
-    vision = [  # the processor outputs fed at sampling time; re-processed only for loaded trajectories
-        [turn.vision if turn.vision is not None else encoder.process_media(turn.media) for turn in t.turns]
-        for t in trajectories
-    ]
-    rng = np.random.default_rng([cfg.seed, step, 1])
-    sums = {
-        "loss": 0.0,
-        "clipped": 0.0,
-        "ratio": 0.0,
-        "kl": 0.0,
-        "kl_behaviour": 0.0,
-        "tokens": 0,
-        "grad_norm": 0.0,
-        "updates": 0,
-    }
-    params = [p for p in model.parameters() if p.requires_grad]
-    for _epoch in range(cfg.update_epochs):
-        order = rng.permutation(len(trajectories))
-        for mb_index, mb_start in enumerate(range(0, len(order), cfg.minibatch_size)):
-            minibatch = order[mb_start : mb_start + cfg.minibatch_size]
-            n_tokens = sum(sum(trajectories[i].action_mask()) for i in minibatch)
-            micros = [
-                minibatch[k : k + cfg.micro_batch_size]
-                for k in range(0, len(minibatch), cfg.micro_batch_size)
-            ]
-            for k, micro in enumerate(micros):
-                batch = trajectory_batch(
-                    [trajectories[i] for i in micro],
-                    encoder,
-                    pad_id=pad_id,
-                    vision=[vision[i] for i in micro],
-                    device=accelerator.device,
-                )
-                sync = accelerator.no_sync(model) if k < len(micros) - 1 else contextlib.nullcontext()
-                with sync, accelerator.autocast():
-                    logp, mask, old = sequence_logprobs(model, batch, temperature, suppressed)
-                    ref_logp = _reference_logprobs(model, reference, batch, temperature, suppressed, cfg)
-                    terms = clipped_surrogate(
-                        logp,
-                        old,
-                        advantages[micro],
-                        mask,
-                        clip_eps=cfg.clip_eps,
-                        clip_eps_high=cfg.clip_eps_high,
-                        ref_logp=ref_logp,
-                        kl_coef=cfg.kl_coef,
-                    )
-                    loss = terms.loss / max(n_tokens, 1)
-                    if not torch.isfinite(loss):
-                        raise TrainingDivergedError(
-                            f"step {step + 1}: the loss of minibatch {mb_index} is {float(loss)} "
-                            f"(trajectories {[trajectories[i].uid for i in micro]}); stopping before "
-                            "the weights are corrupted. Lower lr or inspect those rollouts."
-                        )
-                    accelerator.backward(loss)
-                for key in ("clipped", "ratio", "kl", "kl_behaviour", "tokens"):
-                    sums[key] += getattr(terms, key)
-                sums["loss"] += float(loss.detach())
-            grad_norm = accelerator.clip_grad_norm_(
-                params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-            )
-            if not torch.isfinite(torch.as_tensor(grad_norm)):
-                raise TrainingDivergedError(
-                    f"step {step + 1}: gradient norm of minibatch {mb_index} is {float(grad_norm)}; stopping "
-                    "before the optimizer step. Lower lr or enable max_grad_norm."
-                )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            sums["grad_norm"] += float(grad_norm)
-            sums["updates"] += 1
-    tokens = max(sums["tokens"], 1)
-    return {
-        "train/loss": sums["loss"] / max(sums["updates"], 1),
-        "train/clip_fraction": sums["clipped"] / tokens,
-        "train/ratio_mean": sums["ratio"] / tokens,
-        "train/kl": sums["kl"] / tokens if cfg.kl_coef > 0 else None,
-        "train/kl_behaviour": sums["kl_behaviour"] / tokens,
-        "train/grad_norm": sums["grad_norm"] / max(sums["updates"], 1),
-        "train/tokens": float(sums["tokens"]),
-        "train/updates": float(sums["updates"]),
-    }
-
-
-def _reference_logprobs(model, reference, batch, temperature, suppressed, cfg: GRPOConfig):
+def _reference_logprobs(learner: Learner, inputs: dict[str, Any], cfg: GRPOConfig):
     """Log-probs under the frozen start policy (None when the KL term is off)."""
     import torch
 
     if cfg.kl_coef <= 0:
         return None
+    temperature, suppressed = learner.temperature, learner.policy.suppressed_ids
     with torch.no_grad():
-        if reference is not None:
-            return sequence_logprobs(reference, batch, temperature, suppressed)[0]
+        if learner.reference is not None:
+            return sequence_logprobs(learner.reference, inputs, temperature, suppressed)[0]
+        model = learner.model
         unwrapped = model.module if hasattr(model, "module") else model
         with unwrapped.disable_adapter():  # LoRA: the base model is the reference
-            return sequence_logprobs(model, batch, temperature, suppressed)[0]
+            return sequence_logprobs(model, inputs, temperature, suppressed)[0]
 
 
 # ---------------------------------------------------------------------------------------------- metrics
 def evidence_scores(trajectories: Sequence[Trajectory]) -> list[float | None]:
-    """f_i: the evidence reward of tool-using rollouts (SPEC §6), None for rollouts without a tool call."""
+    """f_i: the evidence reward of tool-using rollouts, None for rollouts without a tool call.
+
+    See docs/ga-grpo.md.
+    """
     return [float(t.reward_parts.get("evidence", 0.0)) if t.used_tool else None for t in trajectories]
 
 
@@ -498,15 +580,9 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.default_rng([seed, step, rank]).integers(2**62))
 
 
-def _model_dtype(device):
-    import torch
-
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 def _load_model(cfg: GRPOConfig, resume_from: Path | None, device):
     # LoRA: the frozen base in bf16 on CUDA (adapters fp32); full fine-tuning: fp32 master weights
-    model = load_trainable_model(cfg, resume_from, lora_base_dtype=_model_dtype(device))
+    model = load_trainable_model(cfg, resume_from, lora_base_dtype=model_dtype(device))
     if cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device.type == "cuda":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.to(device)
@@ -515,53 +591,7 @@ def _load_model(cfg: GRPOConfig, resume_from: Path | None, device):
 def _load_reference(cfg: GRPOConfig, device):
     from transformers import AutoModelForImageTextToText
 
-    ref = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=_model_dtype(device)).to(device).eval()
+    ref = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=model_dtype(device)).to(device).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: int, cfg: GRPOConfig) -> None:
-    import torch
-
-    if not accelerator.is_main_process:
-        return
-    with atomic_directory(checkpoint_dir(out, step)) as tmp:
-        accelerator.unwrap_model(model).save_pretrained(tmp / ("adapter" if cfg.lora else "model"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "max_steps": cfg.max_steps}) + "\n")
-    prune_checkpoints(out, cfg.keep_checkpoints)
-
-
-def _load_state(checkpoint: Path, optimizer, scheduler) -> int:
-    import torch
-
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
-    rng = torch.load(checkpoint / "rng.pt", weights_only=False)
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return int(state["step"])
-
-
-def _progress_bar(cfg: GRPOConfig, step: int):
-    if not cfg.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.max_steps, initial=step, desc="grpo", unit="step")

@@ -152,7 +152,7 @@ def rollout(
 
 
 def _finish(policy: Policy, slot: int, run: _Running, terminated: bool, truncated: bool) -> Trajectory:
-    if hasattr(policy, "take_turns"):
+    if policy.records_turns:
         turns: list[TurnRecord] = policy.take_turns(slot)
     else:  # a text-only policy: keep what it said, no tokens
         turns = [TurnRecord(observation_text="", action_text=t, finish="text") for t in run.texts]
@@ -160,17 +160,16 @@ def _finish(policy: Policy, slot: int, run: _Running, terminated: bool, truncate
         turn.reward = reward
     info = _jsonable(run.info)
     req = run.request
-    sampling = getattr(getattr(policy, "config", None), "sampling", None)
     return Trajectory(
         uid=uuid.uuid4().hex[:16],
         sample_id=str(info["sample_id"]),
         task=str(info["task"]),
-        policy=str(getattr(policy, "label", policy.name)),
+        policy=policy.label,
         turns=turns,
         group=req.group,
         group_index=req.group_index,
         seed=req.seed,
-        sampling=sampling.to_dict() if sampling is not None else None,
+        sampling=policy.sampling_settings(),
         reward=float(sum(run.rewards)),
         terminated=terminated,
         truncated=truncated,

@@ -8,7 +8,7 @@ Evidence recall: for these questions the agent predicts no interval, so the pape
 R@k is taken over the evidence it *inspected*: ``evidence_R@k`` is the share of episodes whose
 last ``crop_video`` interval (the one R_crop scores) has IoU >= k with a ground-truth window (for
 a ground-truth moment: the crop contains it, as in R_crop and ``evidence_mIoU``). An episode
-without a crop counts as a miss. Reported with the §8 metrics of
+without a crop counts as a miss. Reported with the metrics (docs/metrics.md) of
 :func:`medscope_gym.metrics.summarise`.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from medscope_gym.agents.runner import record_from_info, run_episode
@@ -48,7 +49,7 @@ def _inspected_hit(record: EpisodeRecord, threshold: float) -> bool:
 
 
 def summarise_with_evidence(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
-    """:func:`~medscope_gym.metrics.summarise` plus ``evidence_R@k`` for the §8 thresholds."""
+    """:func:`~medscope_gym.metrics.summarise` plus ``evidence_R@k`` for the thresholds of docs/metrics.md."""
     out = summarise(records)
     for k in RECALL_THRESHOLDS:
         out[f"evidence_R@{k}"] = evidence_recall(records, k)
@@ -56,11 +57,12 @@ def summarise_with_evidence(records: Sequence[EpisodeRecord]) -> dict[str, float
 
 
 def evaluate_model(
-    model: Any, env: NumericClinVideoEnv, *, deterministic: bool = True
+    model: Any, env: NumericClinVideoEnv | gym.Env, *, deterministic: bool = True
 ) -> tuple[list[EpisodeRecord], list[dict[str, Any]]]:
-    """Play each of ``env.samples`` once with ``model.predict``; returns records and final infos."""
+    """Play each of the numeric wrapper's ``samples`` once with ``model.predict``; returns records and
+    final infos. ``env`` is a :class:`NumericClinVideoEnv` or what ``gym.make`` returns around one."""
     records, infos = [], []
-    for index, sample in enumerate(env.samples):
+    for index, sample in enumerate(env.get_wrapper_attr("samples")):
         obs, info = env.reset(seed=index, options={"sample_id": sample.id})
         done = False
         while not done:

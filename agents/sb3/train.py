@@ -1,6 +1,6 @@
 """Train a Stable-Baselines3 agent on the numeric env, then evaluate it on held-out questions.
 
-One call writes, into ``out_dir``: ``model.zip`` (SB3 format), ``episodes.jsonl`` (every training
+One call writes, into ``out``: ``model.zip`` (SB3 format), ``episodes.jsonl`` (every training
 episode's reward parts), ``curve.png`` (learning curves), ``results.json`` (held-out metrics of
 the model and the scripted baselines) and ``config.json``. Files are written atomically.
 """
@@ -11,95 +11,130 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 from medscope_gym.atomic import atomic_write_text
-from medscope_gym.errors import ConfigError
+from medscope_gym.config import (
+    Config,
+    check,
+    non_negative_float,
+    one_of,
+    positive_float,
+    positive_int,
+    probability,
+)
+from medscope_gym.rewards import RewardSpec, parse_reward
 
-__all__ = ["ALGOS", "NUMERIC_ENV_ID", "POLICIES", "TrainConfig", "make_vec_env", "reward_of", "train"]
+__all__ = ["ALGOS", "NUMERIC_ENV_ID", "POLICIES", "TrainConfig", "make_vec_env", "train"]
 
 NUMERIC_ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
-ALGOS = ("ppo", "a2c")
+Algo = Literal["ppo", "a2c"]
+ALGOS: tuple[str, ...] = get_args(Algo)
 #: ``timeline``: :class:`~medscope_gym.agents.sb3.policy.TimelinePolicy`; ``mlp``: SB3's ``MultiInputPolicy``
-#: over
-#: :class:`~medscope_gym.agents.sb3.extractor.TimelineExtractor` features (a linear head per action
+#: over :class:`~medscope_gym.agents.sb3.extractor.TimelineExtractor` features (a linear head per action
 #: component).
-POLICIES = ("timeline", "mlp")
+PolicyName = Literal["timeline", "mlp"]
+POLICIES: tuple[str, ...] = get_args(PolicyName)
+VecKind = Literal["dummy", "subproc"]
+Split = Literal["train", "val", "test"]
+Baseline = Literal["random", "no_tools", "oracle"]
 
 
 @dataclass
-class TrainConfig:
-    """Everything one training run depends on; defaults are the settings behind the README numbers."""
+class TrainConfig(Config):
+    """Everything one SB3 training run depends on (``medscope train sb3``; docs/classic-rl.md).
 
-    out_dir: str = "runs/sb3"
-    algo: str = "ppo"
-    env_id: str = NUMERIC_ENV_ID
+    The defaults are the settings behind the measured results.
+    """
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "out_dir": "out",
+        "steps": "max_steps",
+        "n_envs": "num_envs",
+        "torch_threads": "threads",
+        "verbose": "progress",
+        "env_id": "env",
+    }
+
+    out: str = "runs/sb3"
+    """Run folder: model.zip, episodes.jsonl, curve.png, results.json, config.json."""
+    algo: Algo = "ppo"
+    """Stable-Baselines3 algorithm."""
+    env: str = NUMERIC_ENV_ID
+    """A registered numeric env id."""
     suite: str | None = None
     """Suite folder or ``builtin:NAME``; None keeps the env id's default suite."""
-    steps: int = 60_000
+    max_steps: int = 60_000
     """Environment steps (summed over the parallel envs)."""
     time_limit_s: float | None = None
     """Stop training early after this many seconds of wall time (the model so far is kept)."""
     cpu_limit_s: float | None = None
     """Stop training early after this process has used this many seconds of CPU time (on a shared
-    machine a fairer budget than wall time; with ``torch_threads=1`` and DummyVecEnv it is one core)."""
+    machine a fairer budget than wall time; with ``threads=1`` and DummyVecEnv it is one core)."""
     seed: int = 0
-    n_envs: int = 4
-    vec: str = "dummy"
+    """Seed of the model, the envs and the baselines."""
+    num_envs: int = 4
+    """Parallel envs."""
+    vec: VecKind = "dummy"
     """``dummy`` (all envs in this process: the default suite decodes nothing after its frame stores
     are built, so the network is the cost) or ``subproc`` (one process per env)."""
-    policy: str = "timeline"
+    policy: PolicyName = "timeline"
+    """timeline: TimelinePolicy; mlp: SB3's MultiInputPolicy on the same features."""
     learning_rate: float = 1e-3
+    """Adam learning rate."""
     n_steps: int = 64
     """Steps per env per rollout (PPO/A2C)."""
     batch_size: int = 128
+    """PPO minibatch size."""
     n_epochs: int = 3
+    """PPO passes over each rollout."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE lambda."""
     ent_coef: float = 0.01
+    """Entropy bonus weight."""
     clip_range: float = 0.2
-    reward: str = "graded"
-    """Reward of the base env: ``graded`` (:data:`~medscope_gym.rewards.GRADED_EVIDENCE`: crop misses
-    score IoU/h0 instead of −1) or one of the paper's presets (``paper``, ``no_evidence``, ...)."""
+    """PPO ratio clip."""
+    reward: RewardSpec = "graded"
+    """Reward of the base env (docs/rewards.md): ``graded`` (:data:`~medscope_gym.rewards.GRADED_EVIDENCE`:
+    crop misses score IoU/h0 instead of −1), another name (``paper``, ``monotone``, ...) or a mapping of
+    RewardConfig fields."""
     train_split: str = "train"
-    eval_split: str | None = "test"
+    """Questions the agent is trained on."""
+    eval_split: Split | None = "test"
     """Held-out split to evaluate on; None skips evaluation."""
-    baselines: tuple[str, ...] = ("random", "no_tools")
-    torch_threads: int = 1
-    verbose: bool = True
+    baselines: tuple[Baseline, ...] = ("random", "no_tools")
+    """Scripted policies evaluated on the same held-out questions."""
+    threads: int | None = 1
+    """torch CPU threads (None: torch's default)."""
+    progress: bool = True
+    """Print a progress line every 2000 steps."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Further keyword arguments for the env (e.g. ``config`` of the numeric env)."""
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ConfigError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
-        if self.policy not in POLICIES:
-            raise ConfigError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if self.vec not in ("subproc", "dummy"):
-            raise ConfigError(f"vec must be 'subproc' or 'dummy', got {self.vec!r}")
-        for name in ("steps", "n_envs", "n_steps", "batch_size", "n_epochs", "torch_threads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        reward_of(self.reward)
-
-
-def reward_of(name: str):
-    """A reward name → what ClinVideoEnv takes: ``graded`` → GRADED_EVIDENCE, else the preset name."""
-    from medscope_gym.rewards import GRADED_EVIDENCE, PRESETS
-
-    if name == "graded":
-        return GRADED_EVIDENCE
-    if name not in PRESETS:
-        raise ConfigError(f"unknown reward {name!r}; valid: graded, {', '.join(sorted(PRESETS))}")
-    return name
+        self.baselines = tuple(self.baselines)
+        check(self, one_of(ALGOS), "algo")
+        check(self, one_of(POLICIES), "policy")
+        check(self, one_of(get_args(VecKind)), "vec")
+        check(self, one_of(get_args(Split)), "eval_split", optional=True)
+        for name in self.baselines:
+            one_of(get_args(Baseline))(name, "baselines")
+        check(self, positive_int, "max_steps", "num_envs", "n_steps", "batch_size", "n_epochs")
+        check(self, positive_int, "threads", optional=True)
+        check(self, positive_float, "learning_rate", "time_limit_s", "cpu_limit_s", optional=True)
+        check(self, probability, "gamma", "gae_lambda")
+        check(self, non_negative_float, "ent_coef", "clip_range")
+        parse_reward(self.reward)
 
 
 def _env_kwargs(cfg: TrainConfig, split: str | None) -> dict[str, Any]:
     kwargs = dict(cfg.env_kwargs)
-    kwargs["reward"] = reward_of(cfg.reward)
+    kwargs["reward"] = parse_reward(cfg.reward)
     if cfg.suite is not None:
         kwargs["suite"] = cfg.suite
     if split is not None:
@@ -113,8 +148,8 @@ def _make_env(env_id: str, kwargs: dict[str, Any]):
 
     import medscope_gym  # noqa: F401 - registers the ids in worker processes
 
-    # SB3 reads info["episode"] as Monitor's {"r", "l", "t"}; the base env's own "episode" summary is
-    # replaced by Monitor's at the final step (its counts stay in info["tool_calls"] / info["turn"]).
+    # SB3 reads info["episode"] as Monitor's {"r", "l", "t"}; the env's own summary is in
+    # info["episode_summary"], so the two never collide.
     return Monitor(gym.make(env_id, **kwargs))
 
 
@@ -234,24 +269,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train, save, plot and evaluate; returns the content of ``results.json``."""
     import torch
 
-    torch.set_num_threads(cfg.torch_threads)
-    out = Path(cfg.out_dir)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.suite is None and cfg.env_id == NUMERIC_ENV_ID:
+    if cfg.suite is None and cfg.env == NUMERIC_ENV_ID:
         from medscope_gym.envs.numeric_suite import numeric_suite_path
 
         # Build (or find) the default suite once here, not in every worker process.
         cfg = replace(cfg, suite=str(numeric_suite_path()))
-    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1, default=list) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
     venv = make_vec_env(
-        cfg.env_id, cfg.n_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split)
+        cfg.env, cfg.num_envs, vec=cfg.vec, seed=cfg.seed, **_env_kwargs(cfg, cfg.train_split)
     )
     log: list[dict[str, Any]] = []
     started, cpu_started = time.monotonic(), time.process_time()
     try:
         model = _build_model(cfg, venv)
-        callback = _episode_logger(log, cfg.time_limit_s, cfg.verbose, cfg.cpu_limit_s)
-        model.learn(total_timesteps=cfg.steps, callback=callback)
+        callback = _episode_logger(log, cfg.time_limit_s, cfg.progress, cfg.cpu_limit_s)
+        model.learn(total_timesteps=cfg.max_steps, callback=callback)
     finally:
         venv.close()
     train_seconds, train_cpu = time.monotonic() - started, time.process_time() - cpu_started
@@ -296,11 +332,11 @@ def evaluate_all(model, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
     import medscope_gym  # noqa: F401
     from medscope_gym.agents.sb3.evaluate import evaluate_model, evaluate_scripted, summarise_with_evidence
 
-    env = gym.make(cfg.env_id, **_env_kwargs(cfg, cfg.eval_split)).unwrapped
+    env = gym.make(cfg.env, **_env_kwargs(cfg, cfg.eval_split))  # the numeric wrapper under gym.make's
     try:
         records, _ = evaluate_model(model, env)
-        ids = [s.id for s in env.samples]
-        base = env.env
+        ids = [s.id for s in env.get_wrapper_attr("samples")]
+        base = env.unwrapped  # the ClinVideoEnv the numeric wrapper translates for
         out = {cfg.algo: summarise_with_evidence(records)}
         for name in cfg.baselines:
             out[name] = summarise_with_evidence(evaluate_scripted(name, base, ids, seed=cfg.seed))

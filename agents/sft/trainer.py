@@ -16,20 +16,20 @@ answers with its error observation and the oracle carries on as usual. The mista
 context but is flagged ``imitate=False`` and left out of the loss, so the model learns the recovery,
 not the mistake.
 
-Training runs through ``accelerate`` (device placement; bf16 autocast on CUDA, fp32 on CPU), with
-optional LoRA (peft), checkpoints every ``save_every`` steps (model, processor, optimizer, scheduler,
-step; written atomically) and resume from the latest one, a tqdm progress bar, and a loss curve
-(``loss.csv`` + ``loss.png``). The final model is saved as a plain checkpoint (LoRA merged) that loads
-back with ``HFVLMPolicy.from_pretrained`` like any other.
+Training goes through the shared scaffold (:mod:`medscope_gym.agents.training`): ``accelerate``
+(device placement; bf16 autocast on CUDA, fp32 on CPU), optional LoRA (peft), checkpoints every
+``save_every`` steps (model or adapter, optimizer, scheduler, step, RNG, data-stream position; written
+atomically) with exact resume from the latest one, a tqdm progress bar, and the loss in ``metrics.jsonl``
+(``train/loss``, ``train/lr``, ``train/assistant_tokens`` per step) drawn to ``loss.png``. The final
+model is saved as a plain checkpoint (LoRA merged) that loads back with ``HFVLMPolicy.from_pretrained``
+like any other.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,97 +39,30 @@ from medscope_gym.agents.policy import Policy
 from medscope_gym.agents.rollout.batching import trajectory_batch
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories, save_trajectories
 from medscope_gym.agents.scripted import OraclePolicy
-from medscope_gym.agents.vlm.checkpoints import (
-    LORA_TARGETS,
+from medscope_gym.agents.sft.config import SFTConfig
+from medscope_gym.agents.training.accelerator import seed_everything, setup_accelerator
+from medscope_gym.agents.training.checkpoints import (
     latest_checkpoint,
-    load_trainable_model,
-    prune_checkpoints,
-    save_final_model,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint_if_due,
 )
+from medscope_gym.agents.training.metrics import MetricsLog, progress_bar, read_metrics
+from medscope_gym.agents.training.models import load_trainable_model, save_final_model
+from medscope_gym.agents.training.streaming import IndexStream
 from medscope_gym.agents.vlm.encoding import ChatEncoder
-from medscope_gym.agents.vlm.policy import VLMPolicyConfig, resolve_device
-from medscope_gym.atomic import atomic_directory, atomic_write_text
+from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+from medscope_gym.atomic import atomic_write_text
 from medscope_gym.protocol import format_tool_call
 from medscope_gym.suite import Sample
 
 __all__ = [
     "RecoveringOracle",
-    "SFTConfig",
     "build_reference_data",
     "masked_lm_loss",
     "plot_loss",
-    "stream_indices",
     "train_sft",
 ]
-
-
-@dataclass
-class SFTConfig:
-    """Settings of one SFT run (CLI: ``medscope train sft``)."""
-
-    model: str
-    """Checkpoint folder to start from (``from_pretrained``)."""
-    data: str
-    """Suite to build reference trajectories from: a folder or ``builtin:NAME``."""
-    out: str
-    """Run folder: data/, checkpoint-N/, final/, loss.csv, loss.png, config.json."""
-    split: str = "train"
-    """Suite split the reference trajectories come from."""
-    repeats: int = 1
-    """Reference rollouts per sample (distinct env seeds)."""
-    recovery_rate: float = 0.0
-    """Share of reference episodes that open with a deliberate, non-imitated mistake (see module doc)."""
-    evidence_jitter: float = 0.0
-    """Seconds (at most) by which the oracle widens each evidence window per rollout (varied numbers)."""
-    decimals: int | None = None
-    """Decimals of every number the reference writes (None: exact ground truth). 1 gives the tiny model
-    one number format to learn (``27.5``), instead of annotation floats (``29.84``, ``63.975``)."""
-    on_policy_repeats: int = 0
-    """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
-    turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery
-    from the model's own mistakes, :mod:`medscope_gym.agents.sft.dagger`). Use it on a checkpoint that already
-    follows the protocol (a second SFT round)."""
-    on_policy_turns: int = 2
-    """Most opening turns the model plays in an on-policy episode (the oracle then needs 3 more)."""
-    on_policy_temperature: float | None = None
-    """Sampling temperature of the model's opening turns (None: the checkpoint's own setting)."""
-    limit: int | None = None
-    """Use only the first ``limit`` samples of the split (quick runs, tests)."""
-    max_steps: int = 1000
-    """Optimizer steps (each on ``batch_size`` x ``grad_accum`` trajectories)."""
-    batch_size: int = 1
-    grad_accum: int = 1
-    lr: float = 1e-4
-    """Peak learning rate (AdamW); linear warmup then cosine decay to 10%."""
-    warmup_steps: int = 20
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    lora: bool = False
-    """Train LoRA adapters on the language model's attention/MLP projections instead of all weights."""
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] = LORA_TARGETS
-    freeze_vision: bool = False
-    """Keep the vision tower fixed (full fine-tuning only)."""
-    save_every: int = 250
-    """Checkpoint every this many steps (and at the end)."""
-    keep_checkpoints: int = 2
-    """Older checkpoints beyond this many are deleted."""
-    resume: bool = True
-    """Continue from the latest checkpoint-N in ``out`` when there is one."""
-    seed: int = 0
-    device: str = "auto"
-    """"auto": CUDA when available (bf16 autocast), else CPU (fp32)."""
-    policy: VLMPolicyConfig | None = None
-    """Frame budget / system prompt; None: the model folder's medscope_policy.json, else defaults."""
-    log_every: int = 10
-    progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["policy"] = self.policy.to_dict() if self.policy is not None else None
-        return data
 
 
 class RecoveringOracle(Policy):
@@ -312,62 +245,64 @@ def _lr_lambda(cfg: SFTConfig):
     return factor
 
 
+def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_dir: Path, reuse: bool):
+    """The run's training data: reloaded from ``data_dir`` on resume, else played and saved there."""
+    if reuse and data_dir.exists():
+        return load_trajectories(data_dir)
+    trajectories = build_reference_data(
+        cfg.model,
+        cfg.suite,
+        cfg.train_split,
+        policy_cfg,
+        cfg.repeats,
+        cfg.seed,
+        limit=cfg.limit,
+        recovery_rate=cfg.recovery_rate,
+        evidence_jitter=cfg.evidence_jitter,
+        decimals=cfg.decimals,
+    )
+    if cfg.on_policy_repeats > 0:
+        on_policy = build_reference_data(
+            cfg.model,
+            cfg.suite,
+            cfg.train_split,
+            policy_cfg,
+            cfg.on_policy_repeats,
+            cfg.seed,
+            num_envs=8,
+            limit=cfg.limit,
+            evidence_jitter=cfg.evidence_jitter,
+            decimals=cfg.decimals,
+            model_turns=cfg.on_policy_turns,
+            first_repeat=cfg.repeats,
+            temperature=cfg.on_policy_temperature,
+        )
+        print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
+        trajectories += on_policy
+    save_trajectories(data_dir, trajectories)
+    return trajectories
+
+
 def train_sft(cfg: SFTConfig) -> Path:
     """Run SFT; returns the folder of the final checkpoint (``out/final``)."""
     import torch
-    from accelerate import Accelerator
     from transformers import AutoProcessor
 
+    # ---- run folder, device, seeds
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy_cfg = cfg.policy or VLMPolicyConfig.load(cfg.model) or VLMPolicyConfig()
     cfg.policy = policy_cfg
-    device, _ = resolve_device(cfg.device)
-    accelerator = Accelerator(
-        cpu=device.type == "cpu",
-        mixed_precision="bf16" if device.type == "cuda" else "no",
-        gradient_accumulation_steps=cfg.grad_accum,
-    )
-    torch.manual_seed(cfg.seed)
+    accelerator, _ = setup_accelerator(cfg.device, grad_accum=cfg.grad_accum, threads=cfg.threads)
+    main = accelerator.is_main_process
+    if main:
+        remove_stale_temporaries(out)
+    seed_everything(cfg.seed)
 
+    # ---- data: reference trajectories, tokenised, with their processor tensors
     resume_from = latest_checkpoint(out) if cfg.resume else None
-    data_dir = out / "data"
-    if data_dir.exists() and resume_from is not None:
-        trajectories = load_trajectories(data_dir)
-    else:
-        trajectories = build_reference_data(
-            cfg.model,
-            cfg.data,
-            cfg.split,
-            policy_cfg,
-            cfg.repeats,
-            cfg.seed,
-            limit=cfg.limit,
-            recovery_rate=cfg.recovery_rate,
-            evidence_jitter=cfg.evidence_jitter,
-            decimals=cfg.decimals,
-        )
-        if cfg.on_policy_repeats > 0:
-            on_policy = build_reference_data(
-                cfg.model,
-                cfg.data,
-                cfg.split,
-                policy_cfg,
-                cfg.on_policy_repeats,
-                cfg.seed,
-                num_envs=8,
-                limit=cfg.limit,
-                evidence_jitter=cfg.evidence_jitter,
-                decimals=cfg.decimals,
-                model_turns=cfg.on_policy_turns,
-                first_repeat=cfg.repeats,
-                temperature=cfg.on_policy_temperature,
-            )
-            print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
-            trajectories += on_policy
-        save_trajectories(data_dir, trajectories)
+    trajectories = _reference_trajectories(cfg, policy_cfg, out / "data", reuse=resume_from is not None)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-
     processor = AutoProcessor.from_pretrained(cfg.model)
     encoder = ChatEncoder(processor, policy_cfg.frames, policy_cfg.system_prompt)
     vision = _vision(trajectories, encoder)
@@ -377,41 +312,30 @@ def train_sft(cfg: SFTConfig) -> Path:
         f"(of {sum(len(t.input_ids()) for t in trajectories)}), device {accelerator.device}"
     )
 
+    # ---- model, optimizer, schedule, data stream; restored from the latest checkpoint on resume
     model = load_trainable_model(cfg, resume_from)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    stream = IndexStream(len(trajectories), cfg.seed)
     step = 0
     if resume_from is not None:
-        state = json.loads((resume_from / "trainer_state.json").read_text())
-        step = int(state["step"])
-        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=True))
+        state = load_checkpoint(
+            resume_from, optimizer, scheduler, examples_per_step=cfg.batch_size * cfg.grad_accum
+        )
+        step, stream.position = state.step, state.stream_position
         print(f"sft: resumed from {resume_from} at step {step}")
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
 
-    tok = processor.tokenizer
-    pad_id = tok.pad_token_id
-    per_step = cfg.batch_size * cfg.grad_accum
-    loss_log = out / "loss.csv"
-    if step == 0 or not loss_log.exists():
-        loss_log.write_text("step,loss,lr,assistant_tokens\n")
-    else:  # drop rows a crashed run logged after its last checkpoint
-        lines = loss_log.read_text().splitlines()
-        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]
-        atomic_write_text(loss_log, "\n".join(kept) + "\n")
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.max_steps, initial=step, desc="sft", unit="step")
+    pad_id = processor.tokenizer.pad_token_id
+    log = MetricsLog(out, resume_step=step, tensorboard=False, name="sft") if main else None
+    bar = progress_bar(cfg.progress and main, cfg.max_steps, step, "sft")
     while step < cfg.max_steps:
+        # one optimizer step: grad_accum micro-batches of batch_size trajectories, gradients summed
         losses, tokens = [], 0
-        for micro in range(cfg.grad_accum):
-            chosen = stream_indices(
-                len(trajectories), cfg.seed, step * per_step + micro * cfg.batch_size, cfg.batch_size
-            )
+        for _micro in range(cfg.grad_accum):
+            chosen = stream.take(cfg.batch_size)
             batch = trajectory_batch(
                 [trajectories[i] for i in chosen],
                 encoder,
@@ -433,51 +357,47 @@ def train_sft(cfg: SFTConfig) -> Path:
             losses.append(float(loss.detach()))
             tokens += int(mask[:, 1:].sum())
         step += 1
+
+        # bookkeeping: metrics, progress, checkpoint
         mean_loss = float(np.mean(losses))
-        with open(loss_log, "a") as fh:
-            fh.write(f"{step},{mean_loss:.6f},{scheduler.get_last_lr()[0]:.3e},{tokens}\n")
+        if log is not None:
+            log.log(
+                step,
+                {
+                    "train/loss": mean_loss,
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/assistant_tokens": tokens,
+                },
+            )
         if bar is not None:
             bar.update(1)
             if step % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            _save_checkpoint(accelerator, model, processor, optimizer, scheduler, policy_cfg, out, step, cfg)
-            plot_loss(loss_log, out / "loss.png")
+        if main:
+            save_checkpoint_if_due(
+                out,
+                cfg,
+                step,
+                stream.position,
+                model=accelerator.unwrap_model(model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+            )
+            plot_loss(out, out / "loss.png")
     if bar is not None:
         bar.close()
+
     final = out / "final"
-    save_final_model(accelerator.unwrap_model(model), processor, policy_cfg, final, cfg.lora)
-    plot_loss(loss_log, out / "loss.png")
+    if main:
+        save_final_model(accelerator.unwrap_model(model), processor, policy_cfg, final, cfg.lora)
+        plot_loss(out, out / "loss.png")
+        log.close()
+    accelerator.wait_for_everyone()
     return final
 
 
-def stream_indices(n: int, seed: int, start: int, count: int) -> list[int]:
-    """Examples ``start .. start+count`` of an endless stream of per-epoch shuffles (resume-exact)."""
-    out = []
-    for k in range(start, start + count):
-        epoch, pos = divmod(k, n)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[pos]))
-    return out
-
-
-def _save_checkpoint(
-    accelerator, model, processor, optimizer, scheduler, policy_cfg, out: Path, step: int, cfg: SFTConfig
-) -> None:
-    import torch
-
-    if not accelerator.is_main_process:
-        return
-    unwrapped = accelerator.unwrap_model(model)
-    with atomic_directory(out / f"checkpoint-{step}") as tmp:
-        unwrapped.save_pretrained(tmp / ("adapter" if cfg.lora else "model"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "max_steps": cfg.max_steps}) + "\n")
-    prune_checkpoints(out, cfg.keep_checkpoints)
-
-
-def plot_loss(csv_path: Path, png_path: Path) -> None:
-    """Loss curve (raw and a 20-step moving mean) from loss.csv; skipped when matplotlib is missing."""
+def plot_loss(run: Path, png_path: Path) -> None:
+    """Loss curve (raw and a 20-step moving mean) from a run's metrics.jsonl; skipped without matplotlib."""
     try:
         import matplotlib
 
@@ -485,12 +405,11 @@ def plot_loss(csv_path: Path, png_path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    with open(csv_path) as fh:
-        rows = list(csv.DictReader(fh))
+    rows = [r for r in read_metrics(run) if r.get("train/loss") is not None]
     if not rows:
         return
     steps = np.array([int(r["step"]) for r in rows])
-    loss = np.array([float(r["loss"]) for r in rows])
+    loss = np.array([float(r["train/loss"]) for r in rows])
     window = min(20, len(loss))
     smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -1,4 +1,4 @@
-"""Train on ClinVideoEnv with TRL's ``GRPOTrainer`` (``environment_factory``), and time it.
+"""Train on ClinVideoEnv with TRL's ``GRPOTrainer`` (``environment_factory``).
 
 - :mod:`medscope_gym.agents.trl.environment`: :class:`ClinVideoToolEnv` (one env episode per rollout,
   ``crop_video`` /
@@ -9,8 +9,8 @@
 - :mod:`medscope_gym.agents.trl.chat_template`: a tool-calling chat template and response parser in the env's
   protocol
   (:func:`prepare_processing_class`).
-- :mod:`medscope_gym.agents.trl.throughput`: :func:`trl_step_throughput`, TRL's GRPO step time on a model and
-  suite.
+- TRL's GRPO step time on a model and suite is measurement code: ``benchmarks/trl_throughput.py`` of the
+  source checkout (docs/benchmarks.md).
 
 Needs the ``trl`` extra (``pip install medscope-gym[trl]``); importing this package does not import
 torch, transformers or trl.

@@ -6,8 +6,8 @@ TRL's ``GRPOTrainer`` with tools needs two things from the processing class:
   ``tool`` message). The tiny checkpoint's template (:data:`medscope_gym.agents.vlm.tiny.CHAT_TEMPLATE`)
   renders
   message contents only, so :data:`TOOL_CHAT_TEMPLATE` extends it: assistant tool calls become
-  ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` (the env's Hermes/Qwen protocol, SPEC §4) and
-  each tool result becomes a user turn ``<tool_response>...</tool_response>``, as in
+  ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` (the env's Hermes/Qwen protocol,
+  docs/protocol.md) and each tool result becomes a user turn ``<tool_response>...</tool_response>``, as in
   :mod:`medscope_gym.chat` and in Qwen2.5-VL's own template;
 - a ``response_template`` on the tokenizer, which TRL uses (through ``tokenizer.parse_response``) to find
   the tool calls in a sampled turn. :data:`RESPONSE_TEMPLATE` reads ``<tool_call>`` JSON blocks.

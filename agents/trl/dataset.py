@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medscope_gym.protocol import SYSTEM_PROMPT
+from medscope_gym.suite import Suite
 
 __all__ = ["build_dataset", "dataset_rows"]
 
@@ -26,8 +27,6 @@ def dataset_rows(
     sample_ids: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of :func:`build_dataset` as plain dicts (suite order, or the order of ``sample_ids``)."""
-    from medscope_gym.suite import Suite
-
     loaded = suite if isinstance(suite, Suite) else Suite.from_spec(suite, split=split)
     if isinstance(suite, Suite) and split is not None:
         loaded = Suite(suite.root, [s for s in suite if s.split == split])

@@ -53,6 +53,8 @@ from PIL import Image
 
 from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
 from medscope_gym.agents.vlm.encoding import FrameConfig
+from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.suite import Suite
 
 __all__ = [
     "ClinVideoToolEnv",
@@ -289,9 +291,6 @@ def clinvideo_environment_factory(
         **env_kwargs: ClinVideoEnv arguments (``reward`` preset, ``max_turns``, ``tools``, ...).
     """
     if env_fn is None:
-        from medscope_gym.envs.clinvideo import ClinVideoEnv
-        from medscope_gym.suite import Suite
-
         loaded = suite if isinstance(suite, Suite) else Suite.from_spec(suite, split=split)
         env_fn = partial(ClinVideoEnv, loaded, split=split, **env_kwargs)
     return partial(_make, env_fn, modality, frames)

@@ -52,7 +52,8 @@ def _part_reward(part: str) -> Callable[..., list[float]]:
             log_metric("medscope/no_answer", sum(r.info.get("answer") is None for r in results) / n)
             log_metric("medscope/rebuilt_turns", sum(r.reconstructed_turns > 0 for r in results) / n)
             log_metric("medscope/live_replay_mismatch", sum(not r.live_matches_replay for r in results) / n)
-            log_metric("medscope/tool_calls", sum(r.info["episode"]["tool_calls"] for r in results) / n)
+            tool_calls = sum(r.info["episode_summary"]["tool_calls"] for r in results)
+            log_metric("medscope/tool_calls", tool_calls / n)
         return [float(r.reward_parts[part]) for r in results]
 
     reward.__name__ = reward.__qualname__ = f"medscope_{part}"

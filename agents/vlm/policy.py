@@ -28,6 +28,7 @@ from medscope_gym.agents.rollout.batching import collate
 from medscope_gym.agents.rollout.trajectory import TurnRecord
 from medscope_gym.agents.vlm.encoding import ChatEncoder, EpisodeContext, FrameConfig, ObservationChunk
 from medscope_gym.agents.vlm.sampling import SamplingConfig, token_logprobs
+from medscope_gym.atomic import atomic_write_text
 from medscope_gym.suite import Sample
 
 __all__ = [
@@ -79,8 +80,6 @@ class VLMPolicyConfig:
         return cls(frames=frames, sampling=sampling, **data)
 
     def save(self, directory: str | Path) -> None:
-        from medscope_gym.atomic import atomic_write_text
-
         atomic_write_text(Path(directory) / POLICY_CONFIG_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -120,6 +119,8 @@ class _Slot:
 
 class TokenRecordingPolicy(Policy):
     """A policy whose turns are token ids appended to one running sequence per episode (slot)."""
+
+    records_turns = True
 
     def __init__(self, encoder: ChatEncoder) -> None:
         self.encoder = encoder
@@ -200,10 +201,8 @@ class ReferencePolicy(TokenRecordingPolicy):
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
     ) -> list[str]:
         texts = super().act(slots, observations, infos)
-        imitate = getattr(self.inner, "imitate_last", None)  # a reference policy may flag deliberate mistakes
-        if imitate is not None:
-            for slot in slots:
-                self._slots[slot].turns[-1].imitate = bool(imitate(slot))
+        for slot in slots:  # a reference policy may flag its deliberate mistakes
+            self._slots[slot].turns[-1].imitate = bool(self.inner.imitate_last(slot))
         return texts
 
     def _produce(self, slots, observations, infos):
@@ -233,7 +232,7 @@ class HFVLMPolicy(TokenRecordingPolicy):
         super().__init__(ChatEncoder(processor, self.config.frames, self.config.system_prompt))
         self.model = model.eval()
         self.processor = processor
-        self.label = label
+        self._label = label
         tok = processor.tokenizer
         sampling = self.config.sampling
         self.stop_ids = {
@@ -254,6 +253,13 @@ class HFVLMPolicy(TokenRecordingPolicy):
         )
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def sampling_settings(self) -> dict[str, Any]:
+        return self.config.sampling.to_dict()
 
     @classmethod
     def from_pretrained(

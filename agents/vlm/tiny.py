@@ -21,6 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medscope_gym.agents.vlm.encoding import FrameConfig
+from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+from medscope_gym.agents.vlm.sampling import SamplingConfig
+from medscope_gym.agents.vlm.vocabulary import protocol_corpus, train_vocabulary
 from medscope_gym.atomic import atomic_directory
 
 __all__ = [
@@ -83,7 +87,7 @@ CHAT_TEMPLATE = (
 
 @dataclass
 class TinyModelConfig:
-    """Sizes of the tiny model (defaults: SPEC §11, verified to load and generate on CPU)."""
+    """Sizes of the tiny model (defaults verified to load and generate on CPU; see docs/agents.md)."""
 
     text_hidden: int = 64
     """Width of the language model."""
@@ -137,10 +141,6 @@ class TinyModelConfig:
 
 def tiny_policy_config():
     """Frame budget and prompt the tiny checkpoint is used with (saved as its medscope_policy.json)."""
-    from medscope_gym.agents.vlm.encoding import FrameConfig
-    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
-    from medscope_gym.agents.vlm.sampling import SamplingConfig
-
     return VLMPolicyConfig(
         frames=FrameConfig(max_pixels=56 * 56, max_preview_frames=16, max_crop_frames=8, max_images=3),
         sampling=SamplingConfig(max_new_tokens=320),
@@ -154,8 +154,6 @@ def build_tokenizer(vocab_size: int = 1024):
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size > 0:
-        from medscope_gym.agents.vlm.vocabulary import protocol_corpus, train_vocabulary
-
         core = train_vocabulary(
             protocol_corpus(system_prompts=[TINY_SYSTEM_PROMPT]), vocab_size, SPECIAL_TOKENS
         )

@@ -17,24 +17,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medscope_gym.agents.scripted import NoToolsPolicy, OraclePolicy, RandomPolicy
+from medscope_gym.prompts import question_text
+from medscope_gym.protocol import SYSTEM_PROMPT
+from medscope_gym.synthetic.procedure import generate_procedure
+from medscope_gym.synthetic.questions import build_questions
+
 __all__ = ["protocol_corpus", "train_vocabulary"]
 
 
-def protocol_corpus(
-    num_procedures: int = 8, seed: int = 0, system_prompts: Sequence[str] = ()
-) -> list[str]:
+def protocol_corpus(num_procedures: int = 8, seed: int = 0, system_prompts: Sequence[str] = ()) -> list[str]:
     """Protocol text produced by the library: prompts, questions and scripted turns (deterministic).
 
     ``system_prompts`` come first, before the env's own :data:`~medscope_gym.protocol.SYSTEM_PROMPT`
     (the tiny model passes its short prompt here).
     """
     import numpy as np
-
-    from medscope_gym.agents.scripted import NoToolsPolicy, OraclePolicy, RandomPolicy
-    from medscope_gym.prompts import question_text
-    from medscope_gym.protocol import SYSTEM_PROMPT
-    from medscope_gym.synthetic.procedure import generate_procedure
-    from medscope_gym.synthetic.questions import build_questions
 
     rng = np.random.default_rng(seed)
     corpus = [*system_prompts, SYSTEM_PROMPT]

@@ -4,7 +4,7 @@
 ahead of time (``medscope prepare SUITE``); ``StoredVideo`` serves a store plus exact decoding.
 """
 
-from medscope_gym.store.builder import build_store, ensure_store, grid_indices, store_path
+from medscope_gym.store.builder import StoreLockTimeout, build_store, ensure_store, grid_indices, store_path
 from medscope_gym.store.frame_store import FrameStore
 from medscope_gym.store.key import STORE_FORMAT, StoreSettings, content_fingerprint, store_key
 from medscope_gym.store.open import default_store_root, open_tool_video, resolve_store_root, store_settings
@@ -13,6 +13,7 @@ from medscope_gym.store.stored_video import StoredVideo
 __all__ = [
     "STORE_FORMAT",
     "FrameStore",
+    "StoreLockTimeout",
     "StoreSettings",
     "StoredVideo",
     "build_store",

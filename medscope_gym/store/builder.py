@@ -1,4 +1,4 @@
-"""Build a frame store in one sequential pass over the file (SPEC §9: decode each video once).
+"""Build a frame store in one sequential pass over the file (decode each video once; see docs/retrieval.md).
 
 The pass demuxes each packet (recording every frame's time and keyframe flag: the frame
 index), decodes it, and picks on the fly the frames on screen at the grid times
@@ -7,8 +7,8 @@ arrives (the successor's time ends it); only picked frames — 1 in 25 at 1 fps 
 file — are converted to RGB, resized with the tools' own resize and written, on a helper thread
 that also flushes the rows to disk as it goes. The decoding thread thus does about what a plain
 ``for frame in container.decode()`` does; beyond that, a build costs the exact resize of the
-picked frames, which the helper thread overlaps with decoding when a core is free (README,
-"Fast evidence retrieval", has the measurements). Packets are demuxed a GOP ahead: in H.264
+picked frames, which the helper thread overlaps with decoding when a core is free (docs/results.md
+has the measurements). Packets are demuxed a GOP ahead: in H.264
 without frame reordering, the frames after a GOP's last grid frame are not decoded at all when
 the next keyframe is an IDR (nothing after an IDR refers to earlier frames), which saves 5 % of
 the decoding with a keyframe every 10 s and most of it with a keyframe every second.
@@ -31,10 +31,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import queue
 import shutil
+import socket
 import struct
 import threading
 import time
@@ -44,9 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medscope_gym.errors import VideoError
+from medscope_gym.errors import MedScopeError, VideoError
 from medscope_gym.store.frame_store import MANIFEST, FrameStore
 from medscope_gym.store.key import STORE_FORMAT, StoreSettings, store_key
+from medscope_gym.tools import sample_times
 from medscope_gym.video.guard import DEFAULT_DECODE_LIMIT_S, DecodeGuard, DecodeTimeout
 from medscope_gym.video.pyav_backend import (
     FrameIndex,
@@ -58,7 +61,7 @@ from medscope_gym.video.pyav_backend import (
 )
 from medscope_gym.video.resize import fit_pixels, resize_frames, resized_bytes
 
-__all__ = ["build_store", "ensure_store", "grid_indices", "store_path"]
+__all__ = ["StoreLockTimeout", "build_store", "ensure_store", "grid_indices", "store_path"]
 
 Progress = Callable[[int], None]
 """Called with the number of frames decoded since the last call."""
@@ -74,8 +77,6 @@ def store_path(video: str | os.PathLike[str], root: str | os.PathLike[str], sett
 
 def grid_indices(timestamps: np.ndarray, duration: float, settings: StoreSettings) -> np.ndarray:
     """Sorted unique frames on screen at every grid time in ``[0, duration]`` (what crops sample)."""
-    from medscope_gym.tools import sample_times
-
     times = sample_times(0.0, duration, settings.fps, max_frames=np.iinfo(np.int64).max)
     idx = np.searchsorted(timestamps, times + 1e-9, side="right") - 1
     return np.unique(np.clip(idx, 0, len(timestamps) - 1)).astype(np.int64)
@@ -89,21 +90,34 @@ def ensure_store(
     threads: int = 1,
     progress: Progress | None = None,
     decode_limit_s: float | None = DEFAULT_DECODE_LIMIT_S,
+    lock_timeout_s: float | None = None,
 ) -> Path:
-    """The store folder of ``video``, building it first if needed; returns its path."""
+    """The store folder of ``video``, building it first if needed; returns its path.
+
+    While another process builds the same store, this one waits for it (logging who holds the
+    lock) and then reuses its result. A holder that shows no progress for ``lock_timeout_s``
+    seconds (default ``$MEDSCOPE_STORE_LOCK_TIMEOUT_S``, 300; None: wait forever) — typically one
+    paused with Ctrl-Z — ends the wait with :class:`StoreLockTimeout` naming it (an ``OSError``:
+    :func:`~medscope_gym.store.open_tool_video` then decodes the video directly, with a warning).
+    """
     final = store_path(video, root, settings)
     if (final / MANIFEST).is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(final.parent / f".{final.name}.lock"):
+    if lock_timeout_s is None:
+        lock_timeout_s = _default_lock_timeout()
+    with _locked(
+        final.parent / f".{final.name}.lock", timeout_s=lock_timeout_s, activity=lambda: _activity(final)
+    ):
         if (final / MANIFEST).is_file():  # another process built it while we waited
             return final
         for stale in final.parent.glob(f".{final.name}.*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
         try:
-            build_store(video, tmp, settings, threads=threads, progress=progress,
-                        decode_limit_s=decode_limit_s)
+            build_store(
+                video, tmp, settings, threads=threads, progress=progress, decode_limit_s=decode_limit_s
+            )
             if final.exists():
                 shutil.rmtree(final)  # an unfinished folder without a manifest
             os.rename(tmp, final)
@@ -146,6 +160,7 @@ def build_store(
         raise
     finally:
         decode.close(abandon=hung)
+        guard.close()  # a build leaves no decode thread behind (a hung one exits when its call returns)
         if not hung:
             container.close()
     if decode.picked != index.pts[wanted].tolist():
@@ -181,8 +196,15 @@ class _DecodePass:
 
     CHUNK = 500  # packets per guarded call: seconds even for 1080p on a loaded core
 
-    def __init__(self, container, stream, frames_path: Path, settings: StoreSettings, overlap: bool,
-                 progress: Progress | None) -> None:
+    def __init__(
+        self,
+        container,
+        stream,
+        frames_path: Path,
+        settings: StoreSettings,
+        overlap: bool,
+        progress: Progress | None,
+    ) -> None:
         self.packets = container.demux(stream)
         self.time_base, self.avg_fps = stream_timing(stream)
         self.frames_path, self.settings, self.overlap = frames_path, settings, overlap
@@ -303,7 +325,7 @@ class _DecodePass:
             return False
         self.groups += 1
         left_out = self._tail_to_leave_out(group, ideal)
-        self.pending.extend(group[:len(group) - left_out])
+        self.pending.extend(group[: len(group) - left_out])
         if left_out:
             self.pending.extend([None] * left_out)
             self.skips.append((self.next_key.pts, left_out))
@@ -384,8 +406,9 @@ class _RowWriter:
     QUEUE_BYTES = 64 << 20
     SYNC_BYTES = 64 << 20  # with overlap, rows are flushed to disk as they go: the final fsync is short
 
-    def __init__(self, path: Path, native: tuple[int, int], size: tuple[int, int], max_pixels: int,
-                 overlap: bool) -> None:
+    def __init__(
+        self, path: Path, native: tuple[int, int], size: tuple[int, int], max_pixels: int, overlap: bool
+    ) -> None:
         from av.video.reformatter import VideoReformatter
 
         self.path, self.size, self.max_pixels = path, size, max_pixels
@@ -479,7 +502,7 @@ def _is_h264_idr(data: bytes, nal_length: int) -> bool:
     if nal_length > 0:  # length-prefixed NAL units
         i = 0
         while i + nal_length < len(data):
-            size = int.from_bytes(data[i:i + nal_length], "big")
+            size = int.from_bytes(data[i : i + nal_length], "big")
             i += nal_length
             if size <= 0 or i + size > len(data):
                 return False
@@ -518,8 +541,16 @@ def _npy_header(shape: tuple[int, ...], length: int) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", length - 10) + (text.ljust(length - 11) + "\n").encode()
 
 
-def _assemble(path: Path, video: str, index: FrameIndex, wanted: np.ndarray, decode: _DecodePass,
-              settings: StoreSettings, threads: int, decode_limit_s: float | None) -> None:
+def _assemble(
+    path: Path,
+    video: str,
+    index: FrameIndex,
+    wanted: np.ndarray,
+    decode: _DecodePass,
+    settings: StoreSettings,
+    threads: int,
+    decode_limit_s: float | None,
+) -> None:
     """Rewrite ``frames.npy`` to hold exactly the grid frames (the rare case the pass picked otherwise).
 
     Picked rows on the grid are copied; grid frames the pass did not pick are decoded exactly.
@@ -532,7 +563,7 @@ def _assemble(path: Path, video: str, index: FrameIndex, wanted: np.ndarray, dec
     if decode.picked:
         src = np.load(path, mmap_mode="r")
         for a in range(0, len(rows), 256):
-            take = np.flatnonzero(rows[a:a + 256] >= 0) + a
+            take = np.flatnonzero(rows[a : a + 256] >= 0) + a
             final[take] = src[rows[take]]
         del src
     missing = np.flatnonzero(rows < 0)
@@ -540,7 +571,7 @@ def _assemble(path: Path, video: str, index: FrameIndex, wanted: np.ndarray, dec
         exact = PyAVVideo(video, index=index, threads=threads, decode_limit_s=decode_limit_s)
         try:
             for a in range(0, len(missing), 64):
-                part = missing[a:a + 64]
+                part = missing[a : a + 64]
                 final[part] = resize_frames(exact.read(wanted[part]), settings.max_pixels)
         finally:
             exact.close()
@@ -549,11 +580,112 @@ def _assemble(path: Path, video: str, index: FrameIndex, wanted: np.ndarray, dec
     os.replace(tmp, path)
 
 
+class StoreLockTimeout(MedScopeError, TimeoutError):
+    """Another process held a frame store's build lock and showed no progress for the time limit."""
+
+
+_LOG = logging.getLogger("medscope_gym.store")
+_LOCK_POLL_S = (0.05, 1.0)  # first and longest pause between attempts to take a held lock
+
+
+def _default_lock_timeout() -> float | None:
+    """``$MEDSCOPE_STORE_LOCK_TIMEOUT_S`` (seconds without progress; default 300; 0 or less: no limit)."""
+    value = float(os.environ.get("MEDSCOPE_STORE_LOCK_TIMEOUT_S", "300"))
+    return value if value > 0 else None
+
+
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(
+    path: Path, *, timeout_s: float | None = None, activity: Callable[[], object] | None = None
+) -> Iterator[None]:
+    """Hold the exclusive lock ``path``; the holder's pid, host and start time are written into it.
+
+    A held lock is waited for: a log line names the holder (and says when it is stopped), and the
+    wait ends with :class:`StoreLockTimeout` once neither the lock nor ``activity()`` (a value that
+    changes while the holder works) has changed for ``timeout_s`` seconds (None: no limit).
+    """
     with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        if not _try_lock(fh):
+            _wait_for_lock(fh, path, timeout_s, activity)
         try:
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+            fh.truncate(0)
+            fh.write(json.dumps(holder).encode())
+            fh.flush()
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _try_lock(fh) -> bool:
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _wait_for_lock(fh, path: Path, timeout_s: float | None, activity: Callable[[], object] | None) -> None:
+    started = quiet_since = time.monotonic()
+    last = activity() if activity else None
+    pause = _LOCK_POLL_S[0]
+    holder = _lock_holder(path)
+    _LOG.info("waiting for %s, held by %s", path, holder)
+    warned = False
+    while not _try_lock(fh):
+        now = time.monotonic()
+        seen = activity() if activity else None
+        if seen != last:
+            last, quiet_since = seen, now
+        quiet = now - quiet_since
+        if not warned and quiet >= (10.0 if timeout_s is None else min(10.0, timeout_s / 2)):
+            warned = True
+            limit = f"time-out after {timeout_s:g} s without progress" if timeout_s else "no time limit"
+            _LOG.warning(
+                "still waiting for %s after %.0f s: held by %s, no progress for %.0f s (%s)",
+                path,
+                now - started,
+                _lock_holder(path),
+                quiet,
+                limit,
+            )
+        if timeout_s is not None and quiet >= timeout_s:
+            raise StoreLockTimeout(
+                f"frame store lock {str(path)!r} is held by {_lock_holder(path)}, which showed no progress "
+                f"for {quiet:.0f} s (waited {now - started:.0f} s); resume or end that process, or set "
+                "MEDSCOPE_STORE_LOCK_TIMEOUT_S to wait longer"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, _LOCK_POLL_S[1])
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds the lock, as its file says: "process 123 on host (for 12 s, stopped: ...)"."""
+    try:
+        info = json.loads(path.read_bytes() or b"{}")
+        pid, host, since = int(info["pid"]), str(info["host"]), float(info["since"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (unknown: the lock file names no holder)"
+    notes = [f"for {max(0.0, time.time() - since):.0f} s"]
+    if host == socket.gethostname():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = ""
+        if state in ("T", "t"):
+            notes.append(f"stopped (Ctrl-Z or SIGSTOP): resume it with `kill -CONT {pid}` or end it")
+    return f"process {pid} on {host} ({', '.join(notes)})"
+
+
+def _activity(final: Path) -> tuple[int, int]:
+    """Total bytes and latest change of the in-progress builds of ``final`` (what a working builder grows)."""
+    size = latest = 0
+    for tmp in final.parent.glob(f".{final.name}.*.tmp"):
+        for f in tmp.rglob("*"):
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            size += st.st_size
+            latest = max(latest, st.st_mtime_ns)
+    return size, latest

@@ -55,8 +55,10 @@ class FrameStore:
         try:
             manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
             if manifest.get("format") != STORE_FORMAT:
-                raise VideoError(f"frame store {str(root)!r} has format {manifest.get('format')!r}, "
-                                 f"expected {STORE_FORMAT}")
+                raise VideoError(
+                    f"frame store {str(root)!r} has format {manifest.get('format')!r}, "
+                    f"expected {STORE_FORMAT}"
+                )
             frames = np.load(root / "frames.npy", mmap_mode="r")
             indices = np.load(root / "indices.npy")
             pts = np.load(root / "pts.npy")
@@ -131,4 +133,3 @@ class FrameStore:
         safe = np.minimum(pos, max(len(self.indices) - 1, 0))
         hit = (pos < len(self.indices)) & (self.indices[safe] == indices) if len(self.indices) else pos < 0
         return safe, hit
-

@@ -20,6 +20,8 @@ FrameStoreSpec = str | os.PathLike[str] | None
 
 def default_store_root() -> Path:
     """``$MEDSCOPE_CACHE/frame_stores`` (default ``~/.cache/medscope_gym/frame_stores``)."""
+    # Imported here, not at module level: the synthetic package pulls in the renderer and the suite
+    # pipeline, which the env (importing this module) does not otherwise need.
     from medscope_gym.synthetic import default_cache_dir
 
     return default_cache_dir() / "frame_stores"
@@ -63,7 +65,10 @@ def open_tool_video(
     except VideoError:
         raise
     except OSError as exc:
-        warnings.warn(f"frame store under {str(root)!r} unavailable ({exc}); decoding {path} directly",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"frame store under {str(root)!r} unavailable ({exc}); decoding {path} directly",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return open_video(path, backend=backend)
     return StoredVideo(path, store, backend=backend)

@@ -1,7 +1,7 @@
 """Build the frame stores of many videos ahead of time, in parallel worker processes.
 
 Each video is built in its own worker process (``spawn``: no decoder state is inherited
-across fork, SPEC §9); finished stores are skipped, so an interrupted run resumes where it
+across fork, see docs/retrieval.md); finished stores are skipped, so an interrupted run resumes where it
 stopped, and every store appears atomically (see :func:`~medscope_gym.store.ensure_store`).
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from medscope_gym.store.builder import ensure_store, store_path
 from medscope_gym.store.frame_store import MANIFEST
 from medscope_gym.store.key import StoreSettings
+from medscope_gym.suite import Suite
 
 __all__ = ["PrepareResult", "prepare_videos", "suite_videos"]
 
@@ -83,7 +84,5 @@ def prepare_videos(
 
 def suite_videos(spec: str | os.PathLike[str]) -> list[Path]:
     """Absolute paths of the distinct videos of a suite folder or ``builtin:NAME``."""
-    from medscope_gym.suite import Suite
-
     suite = Suite.from_spec(spec)
     return [suite.root / rel for rel in suite.videos()]

@@ -10,6 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+
+from medscope_gym.agents.baselines import policy_scores
+from medscope_gym.atomic import atomic_write_text
+from medscope_gym.errors import ConfigError
+from medscope_gym.store import resolve_store_root
+from medscope_gym.suite import Suite
+from medscope_gym.suite.builder import BuildConfig, build_suite
+from medscope_gym.suite.export import export_suite
+from medscope_gym.suite.filters import FILTER_NAMES, FilterConfig
+from medscope_gym.suite.stats import format_stats, plot_histograms, suite_stats
+from medscope_gym.suite.templates import DEFAULT_TEMPLATES, TemplateConfig
+from medscope_gym.suite.trajectories import TrajectoryConfig
+from medscope_gym.suite.verify import verify_suite_videos
 
 __all__ = ["register"]
 
@@ -19,12 +34,6 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from medscope_gym.errors import ConfigError
-    from medscope_gym.suite.builder import BuildConfig, build_suite
-    from medscope_gym.suite.filters import FILTER_NAMES, FilterConfig
-    from medscope_gym.suite.templates import DEFAULT_TEMPLATES, TemplateConfig
-    from medscope_gym.suite.trajectories import TrajectoryConfig
-
     off = _csv(args.no_filter or "")
     bad = [f for f in off if f not in FILTER_NAMES]
     if bad:
@@ -54,22 +63,24 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from medscope_gym.suite import Suite
-    from medscope_gym.video.probe import probe_size
-
     suite = Suite.from_spec(args.suite)
-    for rel in suite.videos():
-        probe_size(suite.root / rel)
-    print(f"ok: {len(suite)} samples, {len(suite.videos())} videos")
+    # Every video gets the check ClinVideoEnv.reset makes: open and index it, verify the decodable
+    # frame count (a truncated file decodes fewer frames), compare each sample's duration, decode
+    # the preview.
+    errors = verify_suite_videos(suite, backend=args.backend, store_root=resolve_store_root(args.frame_store))
+    n_videos = len(suite.videos())
+    if errors:
+        for err in errors:
+            print(f"error: {err}", file=sys.stderr)
+        print(f"FAILED: {len(errors)} of {n_videos} videos fail the check reset makes", file=sys.stderr)
+        return 1
+    print(f"ok: {len(suite)} samples, {n_videos} videos (each decoded and checked as reset would)")
     for key in ("split", "task", "answer_type"):
         print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in sorted(suite.counts(key).items())))
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from medscope_gym.suite import Suite
-    from medscope_gym.suite.stats import format_stats, plot_histograms, policy_scores, suite_stats
-
     suite = Suite.from_spec(args.suite, split=args.split)
     stats = suite_stats(suite)
     policies = None
@@ -81,18 +92,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         for path in plot_histograms(suite, args.plots):
             print(f"wrote {path}")
     if args.json:
-        from medscope_gym.atomic import atomic_write_text
-
         atomic_write_text(args.json, json.dumps({"stats": stats, "policies": policies}, indent=1) + "\n")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from medscope_gym.suite import Suite
-    from medscope_gym.suite.export import export_suite
-
     suite = Suite.from_spec(args.suite)
     out = Path(args.out) if args.out else suite.root / "export"
     counts = export_suite(suite, out, formats=_csv(args.format), splits=_csv(args.splits))
@@ -131,8 +135,17 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_cmd_build)
 
-    validate = sub.add_parser("validate", help="check a suite folder and its videos")
-    validate.add_argument("suite")
+    validate = sub.add_parser(
+        "validate", help="check a suite folder and decode-check every video as the env's reset would"
+    )
+    validate.add_argument("suite", help="suite folder or builtin:NAME")
+    validate.add_argument("--backend", default="pyav", choices=("pyav", "decord"), help="exact decoder")
+    validate.add_argument(
+        "--frame-store",
+        default=None,
+        help="also build/check frame stores: 'auto' ($MEDSCOPE_CACHE/frame_stores) or a folder "
+        "(default: decode the videos directly)",
+    )
     validate.set_defaults(func=_cmd_validate)
 
     stats = sub.add_parser("stats", help="counts, evidence histograms, filter report, baselines vs chance")

@@ -1,4 +1,4 @@
-"""Filters that keep only questions which truly need the short, localised evidence (SPEC §7).
+"""Filters that keep only questions which truly need the short, localised evidence (see docs/suites.md).
 
 Run in order, each recording how many samples it removed and why:
 

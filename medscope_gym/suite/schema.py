@@ -1,4 +1,4 @@
-"""ClinVideoSuite sample schema (SPEC §7): one JSON object per line of ``suite.jsonl``.
+"""ClinVideoSuite sample schema (see docs/suites.md): one JSON object per line of ``suite.jsonl``.
 
 Every field is validated on load so that a broken suite fails before training starts,
 with the line and the field named in the message.
@@ -22,6 +22,16 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 _LETTERS = string.ascii_uppercase
 # Evidence may end a hair past the duration (container rounding); more than this is an error.
 _DURATION_SLACK_S = 0.5
+
+
+def _finite(x: Any) -> bool:
+    """A real number (not a bool) that is finite as a float; integers past the float range are not."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # math.isfinite converts ints to float
+        return False
 
 
 def option_letter(index: int) -> str:
@@ -180,7 +190,7 @@ class _Validator:
         value = self.raw.get(name)
         if value is None:
             self.fail(name, "missing")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _finite(value):
             self.fail(name, f"must be a finite number, got {value!r}")
         if positive and value <= 0:
             self.fail(name, f"must be > 0, got {value!r}")
@@ -226,13 +236,7 @@ class _Validator:
             self.fail("evidence", f"must be a non-empty list of [start, end] windows, got {value!r}")
         windows: list[Interval] = []
         for i, w in enumerate(value):
-            ok = (
-                isinstance(w, (list, tuple))
-                and len(w) == 2
-                and all(
-                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in w
-                )
-            )
+            ok = isinstance(w, (list, tuple)) and len(w) == 2 and all(_finite(x) for x in w)
             if not ok:
                 self.fail("evidence", f"window {i} must be [start, end] with finite numbers, got {w!r}")
             s, e = float(w[0]), float(w[1])
@@ -254,10 +258,7 @@ class _Validator:
             if not (
                 isinstance(c, dict)
                 and isinstance(c.get("text"), str)
-                and all(
-                    isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
-                    for k in ("start", "end")
-                )
+                and all(_finite(c.get(k)) for k in ("start", "end"))
             ):
                 self.fail("captions", f"caption {i} must be {{start, end, text}}, got {c!r}")
             s, e = float(c["start"]), float(c["end"])

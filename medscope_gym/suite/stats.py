@@ -1,5 +1,6 @@
 """Suite statistics: counts, evidence histograms, the filter report and the baselines that show
-whether the questions really need the evidence (question-only baseline and scripted policies vs chance).
+whether the questions really need the evidence (question-only baseline vs chance; the scripted
+policies' scores, played through the env, are :func:`medscope_gym.agents.baselines.policy_scores`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from medscope_gym.atomic import atomic_write_bytes
 from medscope_gym.suite.filters import FilterReport, QuestionOnlyBaseline
 from medscope_gym.suite.schema import Sample
 from medscope_gym.suite.suite import Suite
 
-__all__ = ["chance_score", "format_stats", "plot_histograms", "policy_scores", "suite_stats"]
+__all__ = ["chance_score", "format_stats", "plot_histograms", "score_by_task", "suite_stats"]
 
 
 def chance_score(sample: Sample) -> float:
@@ -70,11 +72,12 @@ def suite_stats(suite: Suite, question_only: bool = True) -> dict[str, Any]:
         out["source_issues"] = raw.get("issues", [])
     if question_only and len({s.video for s in samples}) >= 2:
         scores = QuestionOnlyBaseline.cross_validated(samples)
-        out["question_only"] = _by_task(samples, scores)
+        out["question_only"] = score_by_task(samples, scores)
     return out
 
 
-def _by_task(samples: Sequence[Sample], scores: Sequence[float]) -> dict[str, dict[str, float]]:
+def score_by_task(samples: Sequence[Sample], scores: Sequence[float]) -> dict[str, dict[str, float]]:
+    """Mean score and chance (:func:`chance_score`) per task and over ``"all"``, with the sample count."""
     acc: dict[str, list[float]] = defaultdict(list)
     chance: dict[str, list[float]] = defaultdict(list)
     for s, x in zip(samples, scores):
@@ -85,37 +88,6 @@ def _by_task(samples: Sequence[Sample], scores: Sequence[float]) -> dict[str, di
         k: {"n": len(v), "score": float(np.mean(v)), "chance": float(np.mean(chance[k]))}
         for k, v in sorted(acc.items())
     }
-
-
-def policy_scores(
-    suite: Suite,
-    policies: Sequence[str],
-    *,
-    split: str | None = None,
-    limit: int | None = None,
-    seed: int = 0,
-    frame_store: str | None = "auto",
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Accuracy of scripted policies (``oracle``, ``no_tools``, ``random``) played through ``ClinVideoEnv``
-    on every sample (or the first ``limit``), per task, with chance alongside. ``frame_store`` is the
-    env's argument (None decodes every tool call directly)."""
-    from medscope_gym.agents import make_scripted_policy, run_episode
-    from medscope_gym.envs.clinvideo import ClinVideoEnv
-
-    chosen = [s for s in suite if split is None or s.split == split][:limit]
-    env = ClinVideoEnv(Suite(suite.root, chosen), frame_store=frame_store)
-    out = {}
-    try:
-        for name in policies:
-            policy = make_scripted_policy(name, seed=seed)
-            scores = []
-            for i in range(len(chosen)):
-                result = run_episode(env, policy, seed=seed + i, options={"sample_index": i})
-                scores.append(float(result.final_info["reward_parts"]["accuracy"]))
-            out[name] = _by_task(chosen, scores)
-    finally:
-        env.close()
-    return out
 
 
 def format_stats(stats: dict[str, Any], policies: dict[str, Any] | None = None) -> str:
@@ -152,8 +124,6 @@ def plot_histograms(suite: Suite, out_dir: str | os.PathLike[str]) -> list[Path]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medscope_gym.atomic import atomic_write_bytes
 
     out = Path(out_dir)
     samples = list(suite)

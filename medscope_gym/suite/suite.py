@@ -5,16 +5,28 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import SuiteError
 from medscope_gym.suite.schema import SPLITS, Sample
 
-__all__ = ["SUITE_FILE", "Suite", "write_suite"]
+__all__ = ["SUITE_FILE", "Suite", "register_spec_scheme", "write_suite"]
 
 SUITE_FILE = "suite.jsonl"
+
+_SPEC_SCHEMES: dict[str, Callable[[str], str | os.PathLike[str]]] = {}
+
+
+def register_spec_scheme(scheme: str, resolver: Callable[[str], str | os.PathLike[str]]) -> None:
+    """Let :meth:`Suite.from_spec` load ``"SCHEME:NAME"`` from the folder ``resolver(NAME)`` returns.
+
+    ``builtin:`` (the built-in synthetic suites, built on first use) is registered by ``import
+    medscope_gym`` (:mod:`medscope_gym.registration`): the generator builds suites with the suite
+    pipeline, so this module cannot import it without an import cycle.
+    """
+    _SPEC_SCHEMES[scheme] = resolver
 
 
 class Suite(Sequence[Sample]):
@@ -40,6 +52,7 @@ class Suite(Sequence[Sample]):
             raise SuiteError(f"suite folder {str(root)!r} has no {SUITE_FILE}")
         if split is not None and split not in SPLITS:
             raise SuiteError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        _check_utf8(path)
         samples: list[Sample] = []
         seen: dict[str, int] = {}
         with path.open(encoding="utf-8") as fh:
@@ -47,10 +60,7 @@ class Suite(Sequence[Sample]):
                 if not line.strip():
                     continue
                 where = f"{path} line {lineno}"
-                try:
-                    raw = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SuiteError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                raw = _parse_line(line, where)
                 sample = Sample.from_dict(raw, where=where)
                 if sample.id in seen:
                     raise SuiteError(f"{where}, field 'id': {sample.id!r} repeats line {seen[sample.id]}")
@@ -65,12 +75,11 @@ class Suite(Sequence[Sample]):
 
     @classmethod
     def from_spec(cls, spec: str | os.PathLike[str], split: str | None = None) -> Suite:
-        """Load a suite folder, or ``"builtin:NAME"`` (a built-in synthetic suite, built on first use)."""
-        text = str(spec)
-        if text.startswith("builtin:"):
-            from medscope_gym.synthetic import builtin_suite_path
-
-            return cls.load(builtin_suite_path(text.removeprefix("builtin:")), split=split)
+        """Load a suite folder, or ``"builtin:NAME"`` (a built-in synthetic suite, built on first use;
+        any scheme of :func:`register_spec_scheme`)."""
+        scheme, sep, name = str(spec).partition(":")
+        if sep and scheme in _SPEC_SCHEMES:
+            return cls.load(_SPEC_SCHEMES[scheme](name), split=split)
         return cls.load(spec, split=split)
 
     def __len__(self) -> int:
@@ -99,6 +108,48 @@ class Suite(Sequence[Sample]):
     def counts(self, key: str) -> Counter[str]:
         """How many samples have each value of ``key`` (e.g. "task", "split", "answer_type")."""
         return Counter(str(getattr(s, key)) for s in self.samples)
+
+
+#: Longest integer literal a suite line may hold: larger ones cannot be a time or a count.
+_MAX_INT_CHARS = 400
+
+
+def _suite_int(text: str) -> int:
+    if len(text) > _MAX_INT_CHARS:
+        raise ValueError(f"an integer of {len(text)} digits is too large")
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"integer {text[:20]}... is too large for a number") from None
+    return value
+
+
+def _parse_line(line: str, where: str) -> object:
+    """One JSON line, or a :class:`SuiteError` naming it (never a bare ValueError or RecursionError)."""
+    try:
+        return json.loads(line, parse_int=_suite_int)
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise SuiteError(f"{where}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # from _suite_int: a number past the float range
+        raise SuiteError(f"{where}: invalid JSON ({exc})") from None
+
+
+def _check_utf8(path: Path) -> None:
+    """Raise :class:`SuiteError` naming the line and column of the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - line_start + 1
+        raise SuiteError(
+            f"{path} line {lineno}: not UTF-8 text (byte 0x{data[exc.start]:02x} at byte {column} of the "
+            f"line: {exc.reason}); save {SUITE_FILE} as UTF-8"
+        ) from None
 
 
 def _check_video(root: Path, sample: Sample, where: str) -> None:

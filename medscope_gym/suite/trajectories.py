@@ -21,7 +21,7 @@ import numpy as np
 from medscope_gym.intervals import Interval, is_moment
 from medscope_gym.judges import score_answer
 from medscope_gym.protocol import format_answer, format_tool_call
-from medscope_gym.rewards import reward_config, trajectory_reward
+from medscope_gym.rewards import RewardSpec, parse_reward, trajectory_reward
 from medscope_gym.suite.labels import a_or_an, event_noun, phase_label, tool_label
 from medscope_gym.suite.schema import Sample
 from medscope_gym.suite.templates import TEMPLATES, correct_text, event_reference
@@ -44,8 +44,8 @@ class TrajectoryConfig:
     moment_pad_s: float = 2.0
     """A moment is cropped with this much on each side."""
     tools: ToolConfig = field(default_factory=ToolConfig)
-    reward: str = "paper"
-    """Reward preset whose total is recorded with the trajectory."""
+    reward: RewardSpec = "paper"
+    """Reward whose total is recorded with the trajectory: a name or a mapping (docs/rewards.md)."""
 
 
 def _index(duration: float, fps: float, t: float) -> int:
@@ -223,7 +223,7 @@ def reference_trajectory(
         last_crop=last_crop,
         last_frame=last_frame,
         evidence=sample.evidence,
-        cfg=reward_config(cfg.reward),
+        cfg=parse_reward(cfg.reward),
     )
     turns[-1]["reward"] = parts.as_dict()
     return tuple(turns)

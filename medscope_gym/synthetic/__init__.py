@@ -1,4 +1,4 @@
-"""Synthetic surgical procedures with exact ground truth, so the whole library runs offline (SPEC §7).
+"""Synthetic surgical procedures with exact ground truth, so the whole library runs offline (docs/suites.md).
 
 ``generate_procedure`` draws a timeline, ``render_video`` turns it into an H.264 mp4 whose
 pixels carry it, the annotation writers emit Cholec80-format files, ``procedure_timeline`` hands

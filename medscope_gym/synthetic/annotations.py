@@ -98,12 +98,15 @@ def read_phase_file(path: str | os.PathLike[str]) -> tuple[str, ...]:
     for lineno, cells in rows:
         frame = _int_cell(path, lineno, "Frame", cells[fcol])
         if frame != len(phases):
-            raise SuiteError(f"{path}: line {lineno}, column 'Frame': expected frame {len(phases)}, "
-                             f"got {frame}")
+            raise SuiteError(
+                f"{path}: line {lineno}, column 'Frame': expected frame {len(phases)}, got {frame}"
+            )
         phase = cells[pcol]
         if phase not in CHOLEC80_PHASES:
-            raise SuiteError(f"{path}: line {lineno}, column 'Phase': unknown phase {phase!r}; "
-                             f"expected one of {', '.join(CHOLEC80_PHASES)}")
+            raise SuiteError(
+                f"{path}: line {lineno}, column 'Phase': unknown phase {phase!r}; "
+                f"expected one of {', '.join(CHOLEC80_PHASES)}"
+            )
         phases.append(phase)
     return tuple(phases)
 
@@ -113,8 +116,10 @@ def read_tool_file(path: str | os.PathLike[str]) -> ToolAnnotation:
     header, rows = _read_table(path, required=("Frame", *CHOLEC80_TOOLS))
     for name in header:
         if name not in ("Frame", *CHOLEC80_TOOLS):
-            raise SuiteError(f"{path}: line 1, column {name!r}: unknown tool; "
-                             f"expected Frame and {', '.join(CHOLEC80_TOOLS)}")
+            raise SuiteError(
+                f"{path}: line 1, column {name!r}: unknown tool; "
+                f"expected Frame and {', '.join(CHOLEC80_TOOLS)}"
+            )
     cols = [header.index(t) for t in CHOLEC80_TOOLS]
     fcol = header.index("Frame")
     frames = np.empty(len(rows), dtype=np.int64)
@@ -124,8 +129,9 @@ def read_tool_file(path: str | os.PathLike[str]) -> ToolAnnotation:
         for j, c in enumerate(cols):
             value = cells[c]
             if value not in ("0", "1"):
-                raise SuiteError(f"{path}: line {lineno}, column {CHOLEC80_TOOLS[j]!r}: expected 0 or 1, "
-                                 f"got {value!r}")
+                raise SuiteError(
+                    f"{path}: line {lineno}, column {CHOLEC80_TOOLS[j]!r}: expected 0 or 1, got {value!r}"
+                )
             presence[k, j] = value == "1"
     if len(frames) > 1 and np.any(np.diff(frames) <= 0):
         bad = int(np.argmax(np.diff(frames) <= 0)) + 1
@@ -153,10 +159,20 @@ def read_events_file(path: str | os.PathLike[str]) -> tuple[EventRecord, ...]:
         start, end = ev.get("start"), ev.get("end")
         numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (start, end))
         if not numeric or end < start:
-            raise SuiteError(f"{where}, fields 'start'/'end': need numbers with start <= end, "
-                             f"got {start!r}, {end!r}")
-        out.append(EventRecord(float(start), float(end), ev["kind"], ev["instrument"], ev["phase"],
-                               ev.get("start_frame"), ev.get("end_frame")))
+            raise SuiteError(
+                f"{where}, fields 'start'/'end': need numbers with start <= end, got {start!r}, {end!r}"
+            )
+        out.append(
+            EventRecord(
+                float(start),
+                float(end),
+                ev["kind"],
+                ev["instrument"],
+                ev["phase"],
+                ev.get("start_frame"),
+                ev.get("end_frame"),
+            )
+        )
     return tuple(out)
 
 
@@ -179,8 +195,9 @@ def _read_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> tupl
             continue
         cells = [c.strip() for c in line.split("\t")]
         if len(cells) != len(header):
-            raise SuiteError(f"{path}: line {lineno}: expected {len(header)} tab-separated columns, "
-                             f"got {len(cells)}")
+            raise SuiteError(
+                f"{path}: line {lineno}: expected {len(header)} tab-separated columns, got {len(cells)}"
+            )
         rows.append((lineno, cells))
     return header, rows
 
@@ -189,5 +206,6 @@ def _int_cell(path, lineno: int, column: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise SuiteError(f"{path}: line {lineno}, column {column!r}: expected an integer, "
-                         f"got {value!r}") from None
+        raise SuiteError(
+            f"{path}: line {lineno}, column {column!r}: expected an integer, got {value!r}"
+        ) from None

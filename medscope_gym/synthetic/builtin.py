@@ -62,19 +62,41 @@ BUILTIN_SUITES: dict[str, dict[str, Any]] = {
     # The default and the tests' suite: small and quick to build (seconds).
     "synthsurg-small": {"n_videos": 6, "min_duration_s": 60.0, "max_duration_s": 150.0, "seed": 0},
     # Frame index burned in, for decode-exactness checks of video backends.
-    "synthsurg-index": {"n_videos": 3, "min_duration_s": 60.0, "max_duration_s": 90.0, "seed": 1,
-                        "burn_index": True},
+    "synthsurg-index": {
+        "n_videos": 3,
+        "min_duration_s": 60.0,
+        "max_duration_s": 90.0,
+        "seed": 1,
+        "burn_index": True,
+    },
     # Long procedures (10–30 min) where uniform sampling misses the brief events; every filter on.
-    "synthsurg-long": {"n_videos": 4, "min_duration_s": 600.0, "max_duration_s": 1800.0, "seed": 2,
-                       "questions": "full"},
+    "synthsurg-long": {
+        "n_videos": 4,
+        "min_duration_s": 600.0,
+        "max_duration_s": 1800.0,
+        "seed": 2,
+        "questions": "full",
+    },
     # The benchmark: 30 procedures of 10–60 min at 5 fps (tools sample 1 fps), every template and filter.
     # Built on first use (minutes); registered as MedScope/SynthSurg-Bench-v0.
-    "synthsurg-bench": {"n_videos": 30, "min_duration_s": 600.0, "max_duration_s": 3600.0, "seed": 3,
-                        "fps": 5.0, "width": 128, "height": 96, "questions": "full"},
+    "synthsurg-bench": {
+        "n_videos": 30,
+        "min_duration_s": 600.0,
+        "max_duration_s": 3600.0,
+        "seed": 3,
+        "fps": 5.0,
+        "width": 128,
+        "height": 96,
+        "questions": "full",
+    },
 }
 _PROGRESS_FROM_VIDEOS = 10  # first builds of this many videos take minutes: show progress bars
 _BUILD_DEFAULTS: dict[str, Any] = {
-    "width": 160, "height": 120, "fps": 25.0, "burn_index": False, "splits": (0.6, 0.2, 0.2),
+    "width": 160,
+    "height": 120,
+    "fps": 25.0,
+    "burn_index": False,
+    "splits": (0.6, 0.2, 0.2),
     "questions": "small",
 }
 
@@ -101,8 +123,10 @@ def build_synthetic_suite(
     ``questions`` names a :data:`QUESTION_PRESETS` pipeline (templates, filters, trajectories) or is one.
     """
     if n_videos < 1 or not 0 < min_duration_s <= max_duration_s:
-        raise ConfigError(f"need n_videos >= 1 and 0 < min_duration_s <= max_duration_s, got {n_videos}, "
-                          f"{min_duration_s}, {max_duration_s}")
+        raise ConfigError(
+            f"need n_videos >= 1 and 0 < min_duration_s <= max_duration_s, got {n_videos}, "
+            f"{min_duration_s}, {max_duration_s}"
+        )
     if isinstance(questions, str):
         if questions not in QUESTION_PRESETS:
             raise ConfigError(f"unknown question preset {questions!r}; known: {', '.join(QUESTION_PRESETS)}")
@@ -127,17 +151,32 @@ def build_synthetic_suite(
             render_video(procedure, tmp / rel, width=width, height=height, burn_index=burn_index)
             write_annotations(procedure, tmp / "annotations", name)
             entries.append(VideoEntry(name, rel, procedure_timeline(procedure, name)))
-            videos.append({"name": name, "video": rel, "seed": procedure.seed, "fps": procedure.fps,
-                           "num_frames": procedure.num_frames})
+            videos.append(
+                {
+                    "name": name,
+                    "video": rel,
+                    "seed": procedure.seed,
+                    "fps": procedure.fps,
+                    "num_frames": procedure.num_frames,
+                }
+            )
         result = build_samples(entries, pipeline, progress=progress)
         for v in videos:
             v["split"] = result.splits.get(v["video"], "unused")
         write_suite_folder(tmp, result, pipeline, {"source_kind": "synthetic"})
         manifest = {
             "generator_version": GENERATOR_VERSION,
-            "params": {"n_videos": n_videos, "min_duration_s": min_duration_s,
-                       "max_duration_s": max_duration_s, "seed": seed, "width": width, "height": height,
-                       "fps": fps, "burn_index": burn_index, "splits": list(splits)},
+            "params": {
+                "n_videos": n_videos,
+                "min_duration_s": min_duration_s,
+                "max_duration_s": max_duration_s,
+                "seed": seed,
+                "width": width,
+                "height": height,
+                "fps": fps,
+                "burn_index": burn_index,
+                "splits": list(splits),
+            },
             "videos": videos,
         }
         atomic_write_text(tmp / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
@@ -185,4 +224,3 @@ def _build_key(name: str, params: dict[str, Any]) -> str:
         h.update(src.relative_to(package).as_posix().encode())
         h.update(src.read_bytes())
     return h.hexdigest()[:12]
-

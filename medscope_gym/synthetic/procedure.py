@@ -1,4 +1,4 @@
-"""Deterministic synthetic cholecystectomy timelines with exact ground truth (SPEC §7).
+"""Deterministic synthetic cholecystectomy timelines with exact ground truth (see docs/suites.md).
 
 A :class:`Procedure` is the single source of truth that the renderer, the annotation
 writers and the question builder all read, so video pixels, Cholec80 files and answers
@@ -51,11 +51,19 @@ EVENT_INSTRUMENTS: dict[str, dict[str, float]] = {
 # Event kinds plausible in each phase (weights).
 EVENT_PHASES: dict[str, dict[str, float]] = {
     "Preparation": {"bleeding": 0.6, "coagulation": 0.4},
-    "CalotTriangleDissection": {"bleeding": 0.4, "coagulation": 0.3, "gallbladder_perforation": 0.15,
-                                "irrigation_flush": 0.15},
+    "CalotTriangleDissection": {
+        "bleeding": 0.4,
+        "coagulation": 0.3,
+        "gallbladder_perforation": 0.15,
+        "irrigation_flush": 0.15,
+    },
     "ClippingCutting": {"clip_applied": 0.5, "duct_cut": 0.3, "bleeding": 0.2},
-    "GallbladderDissection": {"bleeding": 0.3, "gallbladder_perforation": 0.3, "coagulation": 0.2,
-                              "irrigation_flush": 0.2},
+    "GallbladderDissection": {
+        "bleeding": 0.3,
+        "gallbladder_perforation": 0.3,
+        "coagulation": 0.2,
+        "irrigation_flush": 0.2,
+    },
     "GallbladderPackaging": {"specimen_bagged": 0.7, "gallbladder_perforation": 0.3},
     "CleaningCoagulation": {"irrigation_flush": 0.4, "coagulation": 0.4, "bleeding": 0.2},
     "GallbladderRetraction": {"bleeding": 0.5, "irrigation_flush": 0.5},
@@ -64,15 +72,17 @@ EVENT_PHASES: dict[str, dict[str, float]] = {
 # Relative phase lengths (roughly the Cholec80 mean durations in seconds).
 _PHASE_WEIGHTS = np.array([125.0, 954.0, 168.0, 857.0, 98.0, 178.0, 83.0])
 # Per phase, the share of seconds each tool is visible (CHOLEC80_TOOLS order).
-_TOOL_OCCUPANCY = np.array([
-    [0.60, 0.05, 0.30, 0.02, 0.00, 0.05, 0.00],  # Preparation
-    [0.85, 0.10, 0.85, 0.03, 0.02, 0.05, 0.00],  # CalotTriangleDissection
-    [0.80, 0.05, 0.10, 0.40, 0.60, 0.03, 0.00],  # ClippingCutting
-    [0.85, 0.10, 0.80, 0.03, 0.01, 0.08, 0.00],  # GallbladderDissection
-    [0.70, 0.02, 0.05, 0.02, 0.00, 0.05, 0.80],  # GallbladderPackaging
-    [0.60, 0.50, 0.10, 0.02, 0.00, 0.60, 0.02],  # CleaningCoagulation
-    [0.80, 0.05, 0.05, 0.02, 0.00, 0.10, 0.60],  # GallbladderRetraction
-])
+_TOOL_OCCUPANCY = np.array(
+    [
+        [0.60, 0.05, 0.30, 0.02, 0.00, 0.05, 0.00],  # Preparation
+        [0.85, 0.10, 0.85, 0.03, 0.02, 0.05, 0.00],  # CalotTriangleDissection
+        [0.80, 0.05, 0.10, 0.40, 0.60, 0.03, 0.00],  # ClippingCutting
+        [0.85, 0.10, 0.80, 0.03, 0.01, 0.08, 0.00],  # GallbladderDissection
+        [0.70, 0.02, 0.05, 0.02, 0.00, 0.05, 0.80],  # GallbladderPackaging
+        [0.60, 0.50, 0.10, 0.02, 0.00, 0.60, 0.02],  # CleaningCoagulation
+        [0.80, 0.05, 0.05, 0.02, 0.00, 0.10, 0.60],  # GallbladderRetraction
+    ]
+)
 _MEAN_DWELL_S = 12.0  # mean visit length of a tool, seconds
 _EVENT_MIN_S, _EVENT_MAX_S = 2.0, 5.0
 _EVENT_GAP_MIN_S, _EVENT_GAP_MAX_S = 20.0, 60.0
@@ -118,9 +128,13 @@ class Event:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "start": round(self.start, 6), "end": round(self.end, 6),
-            "start_frame": self.start_frame, "end_frame": self.end_frame,
-            "kind": self.kind, "instrument": self.instrument, "phase": self.phase,
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "kind": self.kind,
+            "instrument": self.instrument,
+            "phase": self.phase,
         }
 
 
@@ -174,7 +188,7 @@ class Procedure:
         """``(num_frames,)`` int array of indices into :data:`CHOLEC80_PHASES`."""
         out = np.empty(self.num_frames, dtype=np.int64)
         for seg in self.phases:
-            out[seg.start_frame:seg.end_frame] = CHOLEC80_PHASES.index(seg.name)
+            out[seg.start_frame : seg.end_frame] = CHOLEC80_PHASES.index(seg.name)
         return out
 
     def presence_array(self) -> np.ndarray:
@@ -205,7 +219,7 @@ def generate_procedure(seed: int, duration_s: float, fps: float = 25.0) -> Proce
     for ev in events:  # the event's instrument is on screen for every second the event touches
         first = int(math.floor(ev.start_frame / fps + 1e-9))
         last = int(math.floor((ev.end_frame - 1) / fps + 1e-9))
-        presence[first:last + 1, CHOLEC80_TOOLS.index(ev.instrument)] = 1
+        presence[first : last + 1, CHOLEC80_TOOLS.index(ev.instrument)] = 1
     return Procedure(
         seed=int(seed),
         fps=float(fps),
@@ -227,9 +241,7 @@ def _draw_phases(rng: np.random.Generator, num_frames: int, fps: float) -> tuple
     bounds[-1] = num_frames
     for i in range(1, n):  # keep every phase at least one frame long after rounding
         bounds[i] = max(bounds[i], bounds[i - 1] + 1)
-    return tuple(
-        PhaseSegment(CHOLEC80_PHASES[i], int(bounds[i]), int(bounds[i + 1]), fps) for i in range(n)
-    )
+    return tuple(PhaseSegment(CHOLEC80_PHASES[i], int(bounds[i]), int(bounds[i + 1]), fps) for i in range(n))
 
 
 def _phase_of_seconds(phases: tuple[PhaseSegment, ...], num_seconds: int, fps: float) -> np.ndarray:

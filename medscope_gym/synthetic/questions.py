@@ -36,7 +36,7 @@ CLASSIC_TEMPLATES: tuple[str, ...] = ("event_instrument", "event_phase", "event_
 
 
 def event_reference(procedure: Procedure, index: int) -> str:
-    """"the bleeding" when it is the only event of its kind, else by order: "the second clip application"."""
+    """ "the bleeding" when it is the only event of its kind, else by order: "the second clip application"."""
     return _timeline_event_reference(procedure_timeline(procedure, "video"), index)
 
 

@@ -99,8 +99,9 @@ def render_video(
     if keyframe_interval < 1 or bframes < 0:
         raise ConfigError(f"need keyframe_interval >= 1 and bframes >= 0, got {keyframe_interval}, {bframes}")
     if burn_index and procedure.num_frames > 2**INDEX_BITS:
-        raise ConfigError(f"burn_index holds {INDEX_BITS} bits: at most {2**INDEX_BITS} frames, "
-                          f"got {procedure.num_frames}")
+        raise ConfigError(
+            f"burn_index holds {INDEX_BITS} bits: at most {2**INDEX_BITS} frames, got {procedure.num_frames}"
+        )
     layers = _Layers(procedure, width, height)
     n, fps = procedure.num_frames, procedure.fps
     path = Path(path)
@@ -115,8 +116,7 @@ def render_video(
                 "crf": str(crf),
                 "preset": preset,
                 "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:scenecut=0:"
-                               f"bframes={bframes}:threads={_encoder_threads(width, height)}:"
-                               + _FAST_MOTION_SEARCH,
+                f"bframes={bframes}:threads={_encoder_threads(width, height)}:" + _FAST_MOTION_SEARCH,
             }
             if vfr_jitter > 0:
                 stream.codec_context.time_base = VFR_TIME_BASE
@@ -162,8 +162,8 @@ def read_frame_index(frame: np.ndarray) -> int:
         arr = arr.mean(axis=2)
     b = _index_block(arr.shape[1])
     q = max(1, b // 4)
-    band = arr[q:b - q, : INDEX_BITS * b].astype(np.float32)
-    cells = band.reshape(band.shape[0], INDEX_BITS, b)[:, :, q:b - q].mean(axis=(0, 2))
+    band = arr[q : b - q, : INDEX_BITS * b].astype(np.float32)
+    cells = band.reshape(band.shape[0], INDEX_BITS, b)[:, :, q : b - q].mean(axis=(0, 2))
     value = 0
     for bit in cells > 128:
         value = (value << 1) | int(bit)
@@ -298,8 +298,13 @@ class _Layers:
         self.marks = []
         for i, ev in enumerate(procedure.events):
             mask = event_mark_mask(ev.kind, width, height)
-            self.marks.append((event_mark_box(procedure, i, width, height),
-                               _rgb_to_yuv(_solid(EVENT_MARK_COLORS[ev.kind], geo.mark)), _masks(mask)))
+            self.marks.append(
+                (
+                    event_mark_box(procedure, i, width, height),
+                    _rgb_to_yuv(_solid(EVENT_MARK_COLORS[ev.kind], geo.mark)),
+                    _masks(mask),
+                )
+            )
         # Per-frame lookups: phase index, tool-presence bit code, event index (-1 = none).
         p = procedure
         self.phase = p.phase_index_per_frame()
@@ -308,7 +313,7 @@ class _Layers:
         self.codes = bits.sum(axis=1)[sec]
         self.event_of = np.full(p.num_frames, -1, dtype=np.int64)
         for i, ev in enumerate(p.events):
-            self.event_of[ev.start_frame:ev.end_frame] = i
+            self.event_of[ev.start_frame : ev.end_frame] = i
         self.shifts = np.arange(INDEX_BITS - 1, -1, -1)
 
     def tray(self, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -318,7 +323,7 @@ class _Layers:
             rgb = np.empty((g.tray, g.width, 3))
             rgb[:] = _TRAY_RGB
             for x in g.slot_x:
-                rgb[2:2 + g.slot, x:x + g.slot] = _SLOT_RGB
+                rgb[2 : 2 + g.slot, x : x + g.slot] = _SLOT_RGB
             y, u, v = _rgb_to_yuv(rgb)
             for k, tool in enumerate(CHOLEC80_TOOLS):
                 if code >> k & 1:
@@ -336,18 +341,18 @@ class _Layers:
         np.add(by[oy::s, ox::s][:hf, :w], self.noise[f % _NOISE_BANK], out=y_pl[:hf])
         # Chroma sample j sits at luma 2j + 0.5, i.e. fine chroma row (o + s // 2) // 2 + s * j.
         cy, cx = (oy + s // 2) // 2, (ox + s // 2) // 2
-        u_pl[:hf // 2] = bu[cy::s, cx::s][:hf // 2, :w // 2]
-        v_pl[:hf // 2] = bv[cy::s, cx::s][:hf // 2, :w // 2]
+        u_pl[: hf // 2] = bu[cy::s, cx::s][: hf // 2, : w // 2]
+        v_pl[: hf // 2] = bv[cy::s, cx::s][: hf // 2, : w // 2]
         ty, tu, tv = self.tray(int(self.codes[f]))
-        y_pl[hf:], u_pl[hf // 2:], v_pl[hf // 2:] = ty, tu, tv
+        y_pl[hf:], u_pl[hf // 2 :], v_pl[hf // 2 :] = ty, tu, tv
         if self.event_of[f] >= 0:
             (x0, y0, _, _), mark, masks = self.marks[self.event_of[f]]
             _paste(planes, mark, masks, x0, y0)
         if burn_index:
             bits = (f >> self.shifts) & 1
             y_pl[:b, : INDEX_BITS * b] = np.repeat(bits * 219 + 16, b).astype(np.uint8)
-            u_pl[:b // 2, : INDEX_BITS * b // 2] = 128
-            v_pl[:b // 2, : INDEX_BITS * b // 2] = 128
+            u_pl[: b // 2, : INDEX_BITS * b // 2] = 128
+            v_pl[: b // 2, : INDEX_BITS * b // 2] = 128
 
 
 def _plane_views(frame: av.VideoFrame, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -375,9 +380,9 @@ def _paste(planes, patch, masks, x: int, y: int) -> None:
     """Copy a YUV patch into planes at even ``(x, y)`` where its masks are set."""
     (py, pu, pv), (my, mc) = patch, masks
     s = py.shape[0]
-    np.copyto(planes[0][y:y + s, x:x + s], py, where=my)
-    np.copyto(planes[1][y // 2:(y + s) // 2, x // 2:(x + s) // 2], pu, where=mc)
-    np.copyto(planes[2][y // 2:(y + s) // 2, x // 2:(x + s) // 2], pv, where=mc)
+    np.copyto(planes[0][y : y + s, x : x + s], py, where=my)
+    np.copyto(planes[1][y // 2 : (y + s) // 2, x // 2 : (x + s) // 2], pu, where=mc)
+    np.copyto(planes[2][y // 2 : (y + s) // 2, x // 2 : (x + s) // 2], pv, where=mc)
 
 
 def _texture(phase_index: int, rgb: tuple[int, int, int], h: int, w: int, sub: int) -> np.ndarray:

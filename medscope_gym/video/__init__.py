@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from medscope_gym.errors import ConfigError
 from medscope_gym.video.array import ArrayVideo
 from medscope_gym.video.base import Video
 from medscope_gym.video.decord_backend import DecordVideo
@@ -28,7 +29,7 @@ __all__ = [
 
 BACKENDS = {"decord": DecordVideo, "pyav": PyAVVideo}
 DEFAULT_BACKEND = "pyav"
-"""Exact backend used when none is named (see the README's benchmark for the choice)."""
+"""Exact backend used when none is named (docs/retrieval.md explains the choice)."""
 
 
 def open_video(path: str | os.PathLike[str], backend: str = DEFAULT_BACKEND) -> Video:
@@ -36,7 +37,5 @@ def open_video(path: str | os.PathLike[str], backend: str = DEFAULT_BACKEND) -> 
     try:
         cls = BACKENDS[backend]
     except KeyError:
-        from medscope_gym.errors import ConfigError
-
         raise ConfigError(f"unknown video backend {backend!r}; choose one of {', '.join(BACKENDS)}") from None
     return cls(path)

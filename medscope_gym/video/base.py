@@ -2,7 +2,7 @@
 
 A frame ``i`` is shown from ``timestamps[i]`` until ``timestamps[i + 1]``; asking for time
 ``t`` returns the frame on screen at ``t``. Frame counts are verified by the backends, never
-taken from a container header on trust (SPEC §9).
+taken from a container header on trust (see docs/retrieval.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exact frame access through decord, guarded against its known failure modes (SPEC §9).
+"""Exact frame access through decord, guarded against its known failure modes (see docs/retrieval.md).
 
 decord can over-report the frame count of a container; reading past the real end then
 fails or hangs. We verify the count once at open by decoding the last frame and, if that
@@ -20,7 +20,22 @@ from medscope_gym.video.base import Video
 from medscope_gym.video.guard import CHUNK_FRAMES, DEFAULT_DECODE_LIMIT_S, DecodeGuard
 from medscope_gym.video.timestamps import exact_timestamps
 
-__all__ = ["DecordVideo"]
+__all__ = ["DecordVideo", "import_decord"]
+
+INSTALL_HINT = "pip install 'medscope-gym[decord]'"
+
+
+def import_decord():
+    """The ``decord`` module, imported on first use: it is an optional extra, not a core dependency."""
+    try:
+        import decord
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"the decord video backend needs the optional package decord: {INSTALL_HINT} "
+            "(or use the default backend, video_backend='pyav')",
+            name="decord",
+        ) from exc
+    return decord
 
 
 class DecordVideo(Video):
@@ -33,13 +48,18 @@ class DecordVideo(Video):
         *,
         decode_limit_s: float | None = DEFAULT_DECODE_LIMIT_S,
     ) -> None:
+        import_decord()  # fail here, naming the extra, rather than inside the decode guard
         self.path = str(path)
         self._num_threads = num_threads
         self._reader = None
         if not Path(self.path).is_file():
             raise VideoError(f"video {self.path!r} not found")
         self._guard = DecodeGuard(decode_limit_s, what=f"video {self.path!r}")
-        self._guard(self._setup, action="opening and verifying the frame count")
+        try:
+            self._guard(self._setup, action="opening and verifying the frame count")
+        except BaseException:
+            self.close()  # a video that fails to open leaves no reader or thread behind
+            raise
 
     def _setup(self) -> None:
         reader = self._open()
@@ -56,8 +76,7 @@ class DecordVideo(Video):
 
     def _open(self):
         if self._reader is None:
-            import decord
-
+            decord = import_decord()
             try:
                 self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._num_threads)
             except Exception as exc:  # decord raises its own DECORDError and RuntimeError
@@ -99,6 +118,7 @@ class DecordVideo(Video):
             self._reader = None  # a reader that timed out or failed is not reused
             raise
         except Exception as exc:
+            self._reader = None
             raise VideoError(
                 f"video {self.path!r}: decoding frames {indices[:4].tolist()}… failed: {exc}"
             ) from exc
@@ -107,6 +127,10 @@ class DecordVideo(Video):
         return self._open().get_batch(indices.tolist()).asnumpy()
 
     def close(self) -> None:
+        """Drop the reader and end the decode thread; safe to call twice, and from any thread.
+
+        The video stays usable: the next read reopens both.
+        """
         self._reader = None
         self._guard.close()
 
@@ -114,4 +138,3 @@ class DecordVideo(Video):
         state = self.__dict__.copy()
         state["_reader"] = None  # decoders do not cross process boundaries
         return state
-

@@ -2,7 +2,7 @@
 
 At open we demux the packets (no decoding) to learn every frame's presentation time and
 where the keyframes are, then decode the last GOP to verify the count: the container
-header's frame count is never trusted (SPEC §9). A read of sorted indices seeks only when
+header's frame count is never trusted (see docs/retrieval.md). A read of sorted indices seeks only when
 the next wanted frame lies beyond the current GOP (or behind the decoder), and otherwise
 decodes forward; only wanted frames are converted to RGB. Memory stays flat (one decoder,
 no frame cache), unlike decord's growth after seeks.
@@ -23,7 +23,13 @@ from medscope_gym.video.guard import CHUNK_FRAMES, DEFAULT_DECODE_LIMIT_S, Decod
 from medscope_gym.video.timestamps import exact_timestamps
 
 __all__ = [
-    "FrameIndex", "PyAVVideo", "index_packets", "packet_index", "stream_timing", "to_rgb", "to_rgb_image",
+    "FrameIndex",
+    "PyAVVideo",
+    "index_packets",
+    "packet_index",
+    "stream_timing",
+    "to_rgb",
+    "to_rgb_image",
 ]
 
 
@@ -140,8 +146,38 @@ def packet_index(pts: list[int], key: list[bool], time_base: Fraction, avg_fps: 
     return FrameIndex(pts_sorted[keep], keyframe, time_base, avg_fps)
 
 
+class _Reader:
+    """One open decoder of a file: its container, where the decoder stands, the RGB converter.
+
+    Each guarded call works on the reader it picked up at its start; a call abandoned after a
+    time-out keeps its own reader (closing it if it ever returns) and never touches the fresh
+    one the video opens for the next call.
+    """
+
+    __slots__ = ("container", "stream", "frames", "pos", "reformatter")
+
+    def __init__(self, path: str, threads: int) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self.container, self.stream = _open_container(path, threads)
+        self.frames = None  # the decode iterator after a seek
+        self.pos = -1  # index of the last frame the decoder emitted; -1: must seek first
+        self.reformatter = VideoReformatter()
+
+    def close(self) -> None:
+        container, self.container = self.container, None
+        self.stream = self.frames = self.reformatter = None
+        self.pos = -1
+        if container is not None:
+            container.close()
+
+
 class PyAVVideo(Video):
-    """A video file read with PyAV; pass ``index`` (e.g. from a frame store) to skip indexing at open."""
+    """A video file read with PyAV; pass ``index`` (e.g. from a frame store) to skip indexing at open.
+
+    The decoder opens on first need and is dropped whenever a read fails or times out, so the
+    next read starts from a fresh one; :meth:`close` also ends the decode thread.
+    """
 
     def __init__(
         self,
@@ -155,19 +191,28 @@ class PyAVVideo(Video):
         if not Path(self.path).is_file():
             raise VideoError(f"video {self.path!r} not found")
         self._threads = threads
-        self._container = None
-        self._stream = None
-        self._frames_iter = None
-        self._pos = -1  # index of the last frame the decoder emitted; -1: must seek first
-        self._reformatter = None
+        self._reader: _Reader | None = None
         self._guard = DecodeGuard(decode_limit_s, what=f"video {self.path!r}")
-        if index is None:
-            index = self._guard(index_packets, self.path, action="indexing packets")
-            index = self._guard(self._verified, index, action="verifying the frame count")
-        self.index = index
-        self._timestamps, self._end = index.timestamps()
-        self._keyframe_pos = np.flatnonzero(index.keyframe)
-        self._size = self._guard(self._probe_size, action="decoding the first frame")
+        try:
+            if index is None:
+                index = self._guard(index_packets, self.path, action="indexing packets")
+                index = self._guard(self._verified, index, action="verifying the frame count")
+            self.index = index
+            self._timestamps, self._end = index.timestamps()
+            self._keyframe_pos = np.flatnonzero(index.keyframe)
+            self._size = self._guard(self._probe_size, action="decoding the first frame")
+        except DecodeTimeout:
+            self._reader = None  # the stuck thread still holds it
+            self._guard.close()
+            raise
+        except BaseException:
+            self.close()  # a video that fails to open leaves no decoder or thread behind
+            raise
+
+    @property
+    def _container(self):
+        """The open container (None while no decoder is open)."""
+        return self._reader.container if self._reader is not None else None
 
     # ------------------------------------------------------------------ Video API
     def _read(self, indices: np.ndarray) -> np.ndarray:
@@ -177,48 +222,52 @@ class PyAVVideo(Video):
                 for chunk in np.split(indices, range(CHUNK_FRAMES, len(indices), CHUNK_FRAMES))
             ]
         except DecodeTimeout:
-            # The stuck thread still holds the container: leave it to that thread, start afresh.
-            self._container = self._stream = self._frames_iter = None
-            self._pos = -1
+            # The stuck thread still holds its reader: leave it to that thread, start afresh.
+            self._reader = None
             raise
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
-        self._container = self._stream = self._frames_iter = None
-        self._pos = -1
+        """Close the decoder and end the decode thread; safe to call twice, and from any thread.
+
+        The video stays usable: the next read reopens both.
+        """
+        self._release()
+        self._guard.close()
+
+    def _release(self, reader: _Reader | None = None) -> None:
+        """Close ``reader`` (default: the current one) and forget it if it is still the current one."""
+        reader = reader or self._reader
+        if reader is not None:
+            if self._reader is reader:
+                self._reader = None
+            reader.close()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        # decoders stay in their process
-        state.update(_container=None, _stream=None, _frames_iter=None, _pos=-1, _reformatter=None)
+        state["_reader"] = None  # decoders stay in their process
         return state
 
     # ------------------------------------------------------------------ decoding
-    def _open(self):
-        if self._container is None:
-            from av.video.reformatter import VideoReformatter
+    def _open(self) -> _Reader:
+        if self._reader is None:
+            self._reader = _Reader(self.path, self._threads)
+        return self._reader
 
-            self._container, self._stream = _open_container(self.path, self._threads)
-            self._reformatter = VideoReformatter()
-            self._pos = -1
-        return self._container, self._stream
+    def _seek_to(self, reader: _Reader, keyframe: int) -> None:
+        pts = int(self.index.pts[keyframe])
+        reader.container.seek(pts, stream=reader.stream, backward=True, any_frame=False)
+        reader.frames = reader.container.decode(reader.stream)
+        reader.pos = -1
 
-    def _seek_to(self, keyframe: int) -> None:
-        container, stream = self._open()
-        container.seek(int(self.index.pts[keyframe]), stream=stream, backward=True, any_frame=False)
-        self._frames_iter = container.decode(stream)
-        self._pos = -1
-
-    def _next_frame(self):
+    def _next_frame(self, reader: _Reader):
         """Next decoded frame and its index, or (None, -1) at the end of the stream."""
         try:
-            frame = next(self._frames_iter)
+            frame = next(reader.frames)
         except StopIteration:
             return None, -1
         pts = frame.pts
-        i = int(np.searchsorted(self.index.pts, pts)) if pts is not None else self._pos + 1
+        i = int(np.searchsorted(self.index.pts, pts)) if pts is not None else reader.pos + 1
         if i >= self.index.num_frames or (pts is not None and self.index.pts[i] != pts):
             i = -2  # a frame the index does not know (e.g. an open-GOP leftover): skip it
         return frame, i
@@ -227,28 +276,30 @@ class PyAVVideo(Video):
         h, w = self._size if hasattr(self, "_size") else (0, 0)
         out: list[np.ndarray] = []
         kpos = self._keyframe_pos
+        reader = None
         try:
+            reader = self._open()
             for target in indices.tolist():
                 key = int(kpos[np.searchsorted(kpos, target, side="right") - 1])
-                if self._frames_iter is None or self._pos >= target or self._pos < key - 1:
-                    self._seek_to(key)
+                if reader.frames is None or reader.pos >= target or reader.pos < key - 1:
+                    self._seek_to(reader, key)
                 while True:
-                    frame, i = self._next_frame()
+                    frame, i = self._next_frame(reader)
                     if frame is None:
                         raise VideoError(f"video {self.path!r}: stream ended before frame {target}")
                     if i == -2:
                         continue
-                    self._pos = i
+                    reader.pos = i
                     if i == target:
-                        out.append(to_rgb(frame, self._reformatter))
+                        out.append(to_rgb(frame, reader.reformatter))
                         break
                     if i > target:
                         raise VideoError(f"video {self.path!r}: the decoder skipped frame {target}")
         except VideoError:
-            self.close()
+            self._release(reader)
             raise
         except Exception as exc:
-            self.close()
+            self._release(reader)
             raise VideoError(f"video {self.path!r}: decoding frame(s) failed: {exc}") from exc
         if not out:
             return np.zeros((0, h, w, 3), dtype=np.uint8)
@@ -264,18 +315,21 @@ class PyAVVideo(Video):
         self.index = index
         self._keyframe_pos = np.flatnonzero(index.keyframe)
         last_key = int(self._keyframe_pos[-1])
-        self._seek_to(last_key)
-        decoded = last_key
+        reader = self._open()
         try:
-            while True:
-                frame, i = self._next_frame()
-                if frame is None:
-                    break
-                if i >= 0:
-                    decoded = max(decoded, i + 1)
-        except Exception:  # a broken tail: keep what decoded
-            pass
-        self.close()
+            self._seek_to(reader, last_key)
+            decoded = last_key
+            try:
+                while True:
+                    frame, i = self._next_frame(reader)
+                    if frame is None:
+                        break
+                    if i >= 0:
+                        decoded = max(decoded, i + 1)
+            except Exception:  # a broken tail: keep what decoded
+                pass
+        finally:
+            self._release(reader)
         if decoded <= 0:
             raise VideoError(f"video {self.path!r}: not even the first frame decodes")
         return index if decoded == index.num_frames else index.truncated(decoded)

@@ -1,4 +1,4 @@
-"""Resizing frames to a pixel budget with the aspect ratio kept (SPEC §3 ``*_max_pixels``)."""
+"""Resizing frames to a pixel budget with the aspect ratio kept (``*_max_pixels``, see docs/tools.md)."""
 
 from __future__ import annotations
 

@@ -69,6 +69,21 @@ def test_play_command_prints_trajectory_and_reward_parts(capsys):
     assert "oracle" in out.splitlines()[-1]
 
 
+def test_play_flags_come_from_play_config_and_take_any_reward_spec(tmp_path, capsys):
+    reward = '{"preset": "paper", "w_ev": 0.5}'
+    assert main(["play", "--policy", "oracle", "--episodes", "1", "--reward", reward]) == 0
+    assert "reward 3.50 = accuracy 1.00 + format 1.00 + evidence 3.00" in capsys.readouterr().out
+    config = tmp_path / "play.yaml"
+    config.write_text("policy: [oracle, no_tools]\nepisodes: 1\nreward: no_evidence\nquiet: true\n")
+    assert main(["play", "--config", str(config), "--policy", "oracle"]) == 0
+    out = capsys.readouterr().out
+    assert "=== episode" not in out and "no_tools" not in out and "oracle" in out
+    assert main(["play", "--policy", "oracle,expert"]) == 2
+    assert "unknown policy expert" in capsys.readouterr().err
+    assert main(["play", "--reward", "generous"]) == 2
+    assert "unknown reward preset 'generous'" in capsys.readouterr().err
+
+
 def test_play_reports_clear_error_for_bad_suite(tmp_path, capsys):
     code = main(["play", "--env", "MedScope/ClinVideo-v0", "--suite", str(tmp_path / "missing")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
@@ -82,7 +97,7 @@ def test_oracle_with_one_decimal_writes_one_number_format_and_still_covers_the_e
         numbers = [n for a in result.actions for n in re.findall(r"\d+\.\d+", a)]
         assert numbers and all(len(n.split(".")[1]) == 1 for n in numbers), result.actions
         info = result.final_info
-        crop = info["episode"]["inspected_interval"]
+        crop = info["episode_summary"]["inspected_interval"]
         for start, end in info["ground_truth"]["evidence"][:1]:
             if end > start:  # a window: the widened crop still holds all of it
                 assert crop[0] <= start and end <= crop[1] or end > s.duration - 0.1

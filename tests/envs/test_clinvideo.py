@@ -31,8 +31,9 @@ def answer(a):
     return format_answer(a, think="done")
 
 
-LIGHT_IDS = sorted(i for i, spec in medscope_gym.ENV_IDS.items() if not spec.get("heavy"))
-HEAVY_IDS = sorted(i for i, spec in medscope_gym.ENV_IDS.items() if spec.get("heavy"))
+# Ids whose suites take minutes to build on first use: the tests, not the registry, decide what is heavy.
+HEAVY_IDS = sorted({"MedScope/SynthSurg-Bench-v0"})
+LIGHT_IDS = sorted(set(medscope_gym.ENV_IDS) - set(HEAVY_IDS))
 
 
 def _check(env_id, render_mode):
@@ -160,7 +161,7 @@ def test_lenient_json_is_executed_but_reported(builtin_suite):
 
 
 def test_foreign_video_path_is_refused_and_never_opened(tmp_path, monkeypatch):
-    import medscope_gym.envs.clinvideo as module
+    import medscope_gym.suite.verify as module  # the env opens its videos only through open_checked
 
     opened = []
     for opener in ("open_video", "open_tool_video"):  # every way the env opens a video file
@@ -189,7 +190,7 @@ def test_turn_budget_truncates_with_zero_accuracy():
     assert trunc is True and term is False
     parts = info["reward_parts"]
     assert parts["accuracy"] == 0.0 and parts["format"] == 0.0 and parts["frame"] >= 0.0
-    assert r == parts["total"] and info["episode"]["truncated"] is True
+    assert r == parts["total"] and info["episode_summary"]["truncated"] is True
 
 
 def test_tool_call_budget_refuses_extra_calls():
@@ -204,7 +205,7 @@ def test_frame_budget_truncates():
     env = make(max_tool_frames=10)
     env.reset(seed=0)
     *_, trunc, info = env.step(crop(0, 30))
-    assert trunc is True and info["episode"]["frames_seen"] >= 10
+    assert trunc is True and info["episode_summary"]["frames_seen"] >= 10
 
 
 def test_step_after_end_is_an_api_error():
@@ -321,3 +322,192 @@ def test_exact_frames_through_the_env(tmp_path):
     for frames, times in checks:
         assert len(frames) > 0
         assert [read_frame_index(f) for f in frames] == [round(t * fps) for t in times[:, 0]]
+
+
+# ---------------------------------------------------------------- numbers in tool calls never raise
+# JSON literals an agent may write where a time goes; `valid` ones are accepted as a time (when in range).
+NUMBER_CASES = [
+    ("1" + "0" * 309, False),  # 10**309: float(int) used to raise OverflowError out of step
+    ("-1" + "0" * 309, False),
+    ("9" * 4300, False),  # at Python's int-string limit
+    ("9" * 4301, False),  # beyond it
+    ("1e309", False),
+    ("-1e309", False),
+    ("1e-400", True),
+    ("-0", True),
+    ("-0.0", True),
+    ('"nan"', False),
+    ('"NaN"', False),
+    ('"inf"', False),
+    ('"-Infinity"', False),
+    ('"1e400"', False),
+    ('"' + "9" * 5000 + '"', False),
+    ("NaN", False),
+    ("Infinity", False),
+    ("true", False),
+    ("false", False),
+    ("null", False),
+    ("[[1]]", False),
+    ("[" * 200 + "1" + "]" * 200, False),
+    ('{"s": 1}', False),
+    ('"10:61"', False),
+    ('"00:02"', True),
+    ('"2.5s"', True),
+]
+
+
+@pytest.fixture(scope="module")
+def one_env():
+    env = ClinVideoEnv("builtin:synthsurg-small")
+    yield env
+    env.close()
+
+
+def _step_call(env, tool, value):
+    env.reset(seed=0)
+    if tool == "get_frame":
+        args = f'{{"timestamp": {value}}}'
+    elif tool == "crop_start":
+        args = f'{{"start_time": {value}, "end_time": 6}}'
+    else:
+        args = f'{{"start_time": 0, "end_time": {value}}}'
+    name = "get_frame" if tool == "get_frame" else "crop_video"
+    obs, r, term, trunc, info = env.step(CALL % (name, args))
+    assert obs in env.observation_space
+    assert r == 0.0 and not term and not trunc
+    return obs["text"], info
+
+
+@pytest.mark.parametrize(("value", "valid"), NUMBER_CASES, ids=range(len(NUMBER_CASES)))
+@pytest.mark.parametrize("tool", ["get_frame", "crop_start", "crop_end"])
+def test_numeric_edge_cases_in_tool_calls_never_raise(one_env, tool, value, valid):
+    text, info = _step_call(one_env, tool, value)
+    if not valid:
+        assert text.startswith("Error:"), text
+        assert "Traceback" not in text and "sys.set_int_max_str_digits" not in text
+    elif not (tool == "crop_end" and value in ("1e-400", "-0", "-0.0")):  # end 0 is not after start 0
+        assert not text.startswith("Error:"), text
+        assert "-0" not in text.split("\n")[0]
+
+
+def test_random_numeric_text_in_tool_calls_never_raises(one_env):
+    """Seeded fuzz: random signs, digit runs (up to past the int-string limit), fractions, exponents."""
+    import random
+
+    rng = random.Random(1234)
+    for _ in range(150):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.choice([1, 3, 20, 308, 309, 400, 4301])))
+        number = rng.choice(["", "-"]) + digits.lstrip("0")[:1] + digits[1:] if digits != "0" else "0"
+        number = number or "0"
+        if rng.random() < 0.4:
+            number += "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 30)))
+        if rng.random() < 0.4:
+            number += "e" + rng.choice(["", "-", "+"]) + str(rng.choice([0, 5, 308, 309, 400, 99999]))
+        wrapped = rng.choice([number, f'"{number}"', f"[{number}]", f'"{number} s"'])
+        _step_call(one_env, rng.choice(["get_frame", "crop_start", "crop_end"]), wrapped)
+
+
+# ---------------------------------------------------------------- the final info's summary key
+def test_final_info_summary_is_not_under_the_wrappers_episode_key():
+    env = make()
+    env.reset(seed=0)
+    *_, info = env.step(answer("A"))
+    assert "episode" not in info  # Gymnasium's RecordEpisodeStatistics and SB3's Monitor own that key
+    summary = info["episode_summary"]
+    assert summary["turns"] == 1 and summary["sample_id"] == info["sample_id"]
+
+
+# ---------------------------------------------------------------- deepcopy / pickle mid-episode
+def test_deepcopy_mid_episode_continues_the_episode_independently(builtin_suite):
+    import copy
+
+    sample = builtin_suite[0]
+    env = make()
+    env.reset(options={"sample_id": sample.id})
+    s, e = sample.evidence[0]
+    env.step(crop(s, e))
+    clone = copy.deepcopy(env)
+    assert clone.unwrapped.current_sample == sample
+    # both continue from turn 2, and what one does does not show in the other
+    obs_c, *_, info_c = clone.step(frame((s + e) / 2))
+    obs_o, *_, info_o = env.step(frame((s + e) / 2))
+    assert info_c["turn"] == info_o["turn"] == 2
+    np.testing.assert_array_equal(obs_c["images"], obs_o["images"])
+    np.testing.assert_array_equal(obs_c["image_times"], obs_o["image_times"])
+    *_, term, _, info_c = clone.step(answer(_oracle_answer(sample)))
+    assert term and info_c["episode_summary"]["turns"] == 3 and info_c["reward_parts"]["crop"] > 0
+    obs_o, *_, info_o = env.step("not an answer")
+    assert obs_o["text"].startswith("Error:") and info_o["turn"] == 3
+    assert clone.unwrapped._ep.video is not env.unwrapped._ep.video  # no shared decoder
+    clone.close()
+    obs_o, *_ = env.step(frame(s))  # closing the copy leaves the original's decoder alone
+    assert obs_o["images"].shape[0] == 3
+
+
+def test_deepcopy_keeps_the_rng_and_pickle_documents_a_fresh_start():
+    import copy
+
+    env = make().unwrapped
+    env.reset(seed=5)
+    clone = copy.deepcopy(env)
+    assert env.reset()[1]["sample_id"] == clone.reset()[1]["sample_id"]
+    restored = pickle.loads(pickle.dumps(env))
+    assert restored.current_sample is None  # pickling carries no episode (see the class docstring)
+    with pytest.raises(RuntimeError, match="reset"):
+        restored.step(answer("A"))
+    assert "deepcopy" in ClinVideoEnv.__doc__ and "Pickling" in ClinVideoEnv.__doc__
+
+
+# ---------------------------------------------------------------- opt-in construction check
+def _faststart_truncated(path, keep=0.5):
+    """Cut a video in half after moving its index to the front: it still opens, but decodes short."""
+    import av
+
+    tmp = path.with_name("faststart_" + path.name)
+    with (
+        av.open(str(path)) as src,
+        av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as dst,
+    ):
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    data = tmp.read_bytes()
+    tmp.unlink()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_verify_videos_catches_a_truncated_video_at_construction(suite_copy):
+    victim = sorted((suite_copy / "videos").glob("*.mp4"))[0]
+    _faststart_truncated(victim)
+    env = ClinVideoEnv(suite_copy, frame_store=None)  # default: header checks only, as before
+    with pytest.raises(VideoError, match="decodes to"):
+        env.reset(options={"sample_id": next(s.id for s in env.suite if victim.name in s.video)})
+    with pytest.raises(
+        VideoError, match=rf"1 of \d+ videos fail the reset check: .*{victim.name}.*decodes to"
+    ):
+        ClinVideoEnv(suite_copy, frame_store=None, verify_videos=True)
+
+
+def test_verify_videos_catches_a_duration_mismatch_at_construction(suite_copy, tmp_path):
+    path = suite_copy / "suite.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[-1]["duration"] += 30.0  # one sample; the video is shared with others that are right
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(VideoError, match=rf"{rows[-1]['id']}.*decodes to"):
+        ClinVideoEnv(suite_copy, frame_store=tmp_path / "stores", verify_videos=True)
+    # and at reset, even when the video is already open for another sample
+    env = ClinVideoEnv(suite_copy, frame_store=None)
+    other = next(r["id"] for r in rows if r["video"] == rows[-1]["video"] and r["id"] != rows[-1]["id"])
+    env.reset(options={"sample_id": other})
+    with pytest.raises(VideoError, match="decodes to"):
+        env.reset(options={"sample_id": rows[-1]["id"]})
+
+
+def test_verify_videos_passes_a_good_suite_and_must_be_a_bool():
+    env = ClinVideoEnv("builtin:synthsurg-small", frame_store=None, verify_videos=True)
+    assert env.reset(seed=0)[1]["sample_id"]
+    with pytest.raises(ConfigError, match="verify_videos"):
+        ClinVideoEnv("builtin:synthsurg-small", verify_videos="yes")

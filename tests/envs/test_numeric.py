@@ -11,13 +11,8 @@ import pytest
 
 import medscope_gym  # noqa: F401 - registers the ids
 from medscope_gym.envs.clinvideo import ClinVideoEnv
-from medscope_gym.envs.numeric import (
-    LAST_TOOL_KINDS,
-    NumericClinVideoEnv,
-    NumericConfig,
-    brief_changes,
-    hash_words,
-)
+from medscope_gym.envs.numeric import LAST_TOOL_KINDS, NumericClinVideoEnv, NumericConfig
+from medscope_gym.envs.numeric_features import brief_changes, hash_words
 from medscope_gym.errors import ConfigError
 from medscope_gym.intervals import best_iou
 from medscope_gym.suite import Suite, write_suite
@@ -64,14 +59,62 @@ def _bins_for(env: NumericClinVideoEnv, window: tuple[float, float], duration: f
     return arg
 
 
+def _numeric_layer(env: gym.Env) -> NumericClinVideoEnv:
+    """The NumericClinVideoEnv inside gym.make's wrappers."""
+    while not isinstance(env, NumericClinVideoEnv):
+        env = env.env
+    return env
+
+
 def test_gymnasium_check_env_passes_with_warnings_as_errors(suite_dir):
     from gymnasium.utils.env_checker import check_env
 
     env = gym.make(ENV_ID, suite=suite_dir)
+    numeric = _numeric_layer(env)
+    assert isinstance(numeric, gym.Wrapper) and isinstance(env.unwrapped, ClinVideoEnv)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_env(env.unwrapped)  # includes the render-mode checks through the spec
+        # the one expected warning: the checked env is a wrapper (the numeric view is one by design)
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+        check_env(numeric)  # includes the render-mode checks through the spec
     env.close()
+
+
+def test_gym_make_gives_the_wrapper_and_its_attributes_through_get_wrapper_attr(suite_dir):
+    env = gym.make(ENV_ID, suite=suite_dir, split="train", render_mode="ansi")
+    numeric = _numeric_layer(env)
+    assert env.get_wrapper_attr("samples") is numeric.samples and env.render_mode == "ansi"
+    assert env.unwrapped is numeric.env and env.spec.id == ENV_ID
+    assert env.observation_space == numeric.observation_space and env.action_space == numeric.action_space
+    again = gym.make(env.spec)  # the spec recreates the same stack
+    assert isinstance(_numeric_layer(again), NumericClinVideoEnv)
+    assert again.get_wrapper_attr("samples") == numeric.samples
+    again.close()
+    env.close()
+
+
+def test_a_built_env_can_be_wrapped_but_not_together_with_suite_kwargs(suite_dir):
+    base = ClinVideoEnv(suite_dir, tools={"preview_max_frames": 60})
+    env = NumericClinVideoEnv(base)
+    assert env.unwrapped is base and env.env is base
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    with pytest.raises(ConfigError, match="not both"):
+        NumericClinVideoEnv(base, split="train")
+    with pytest.raises(ConfigError, match="wraps a ClinVideoEnv"):
+        NumericClinVideoEnv(gym.make("CartPole-v1"))
+    env.close()
+
+
+def test_preview_caches_belong_to_each_wrapper(suite_dir):
+    first, second = NumericClinVideoEnv(suite=suite_dir), NumericClinVideoEnv(suite=suite_dir)
+    a, _ = first.reset(seed=0)
+    assert len(first._previews) == 1 and len(second._previews) == 0
+    b, _ = second.reset(seed=0)
+    np.testing.assert_array_equal(a["preview"], b["preview"])
+    np.testing.assert_array_equal(a["changes"], b["changes"])
+    first.close()
+    second.close()
 
 
 def test_sb3_check_env_passes(env):
@@ -238,6 +281,46 @@ def test_answer_letters_and_spans_in_the_text(env):
     assert f'"timestamp": {round(t, 3):g}' in env.action_text(np.array([2, 10, 5, 0]))  # the bin's middle
     with pytest.raises(ValueError):
         env.action_text(np.array([3, 0, 0, 0]))
+
+
+@pytest.mark.parametrize(
+    ("action", "match"),
+    [
+        (np.array([0, 5, 3, 1, 0]), r"shape \(5,\)"),  # a length-5 action is not cut to 4
+        (np.array([0, 5, 3]), r"shape \(3,\)"),
+        (np.array([[0, 5, 3, 1]]), r"shape \(1, 4\)"),
+        (np.array([1.0, 5.0, 3.0, 0.0]), "dtype float64"),  # float components are not truncated
+        (np.array([1.7, 5.2, 3.0, 0.0]), "dtype float64"),
+        ([1, 5.5, 3, 0], "dtype float64"),
+        (np.array([True, False, False, True]), "dtype bool"),
+        (np.array([0, 60, 0, 0]), "outside"),  # time bin == bins
+        (np.array([0, -1, 0, 0]), "outside"),
+        (np.array([0, 0, 8, 0]), "outside"),  # span == max_span_bins
+        (np.array([0, 0, 0, 9]), "outside"),
+        ("0 5 3 1", "shape"),
+    ],
+)
+def test_invalid_actions_raise_a_clear_value_error(env, action, match):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+    with pytest.raises(ValueError, match="numeric action"):
+        env.action_text(action)
+
+
+def test_integer_actions_of_any_integer_dtype_and_plain_lists_are_accepted(env):
+    env.reset(seed=0, options={"sample_id": env.samples[0].id})
+    want = env.action_text(np.array([1, 10, 2, 0]))
+    for action in (
+        [1, 10, 2, 0],
+        (1, 10, 2, 0),
+        np.array([1, 10, 2, 0], dtype=np.int32),
+        np.array([1, 10, 2, 0], dtype=np.uint8),
+        env.action_space.sample() * 0 + [1, 10, 2, 0],
+    ):
+        assert env.action_text(action) == want
+    assert env.action_space.contains(env.action_space.sample())
+    env.step(env.action_space.sample())  # what SB3 and action_space.sample() produce is valid
 
 
 def test_running_out_of_budget_terminates_unless_configured_otherwise(suite_dir):

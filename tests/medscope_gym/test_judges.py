@@ -21,6 +21,7 @@ from medscope_gym.judges import (
     normalise_choice,
     score_answer,
 )
+from medscope_gym.openai_client import ChatClient, ChatReply, EndpointError, RetryableReply, redact_url
 from medscope_gym.protocol import MAX_ANSWER_CHARS
 
 OPTIONS = ("Grasper", "Hook", "Clipper", "Specimen bag")
@@ -331,6 +332,65 @@ def test_chat_judge_rejects_bad_settings(kwargs: dict) -> None:
     args = {"base_url": "http://127.0.0.1:1/v1", "model": "m", **kwargs}
     with pytest.raises(ValueError):
         OpenAIChatJudge(**args)
+
+
+# --- the shared client (medscope_gym.openai_client) --------------------------------------------
+
+
+def test_client_returns_reply_usage_and_attempts(fake_endpoint: tuple[str, _Script]) -> None:
+    url, script = fake_endpoint
+    script.responses = [(502, "bad gateway"), (200, "hello")]
+    sleeps: list[float] = []
+    client = ChatClient(url, api_key="sk-secret", timeout=2.0, retries=2, backoff=0.25, sleep=sleeps.append)
+    reply = client.complete({"model": "m", "messages": []})
+    assert (reply.content, reply.attempts, reply.tool_calls) == ("hello", 2, [])
+    assert reply.usage is None and reply.tokens("prompt_tokens") is None
+    assert sleeps == [0.25]
+    assert "sk-secret" not in repr(client) and "api_key=set" in repr(client)
+
+
+def test_client_error_names_the_server_message(fake_endpoint: tuple[str, _Script]) -> None:
+    url, script = fake_endpoint
+    script.responses = [(400, "context too long")]
+    client = ChatClient(url, timeout=2.0, retries=3, sleep=lambda s: None)
+    with pytest.raises(EndpointError) as caught:
+        client.complete({"model": "m", "messages": []})
+    assert str(caught.value) == "HTTP 400: context too long"
+    assert (caught.value.status, caught.value.attempts) == (400, 1)
+
+
+def test_client_check_can_ask_for_another_attempt(fake_endpoint: tuple[str, _Script]) -> None:
+    url, script = fake_endpoint
+    script.responses = [(200, "no"), (200, "yes")]
+
+    def check(reply: ChatReply) -> None:
+        if reply.content != "yes":
+            raise RetryableReply(f"unusable reply {reply.content!r}")
+
+    client = ChatClient(url, timeout=2.0, retries=1, sleep=lambda s: None)
+    assert client.complete({"messages": []}, check=check).attempts == 2
+    script.requests.clear()
+    script.responses = [(200, "no")]
+    with pytest.raises(EndpointError, match="unusable reply 'no'") as caught:
+        client.complete({"messages": []}, check=check)
+    assert caught.value.attempts == 2
+
+
+def test_client_time_out_is_retried_and_named() -> None:
+    """A server that accepts the connection but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        client = ChatClient(url, timeout=0.2, retries=1, sleep=lambda s: None)
+        with pytest.raises(EndpointError, match=r"timed out after 0.2 s") as caught:
+            client.complete({"messages": []})
+    assert caught.value.attempts == 2 and caught.value.status is None
+
+
+def test_redact_url_drops_credentials() -> None:
+    assert redact_url("https://user:pw@host.example:8443/v1") == "https://host.example:8443/v1"
+    assert redact_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
 
 
 # --- score_answer -------------------------------------------------------------------------------

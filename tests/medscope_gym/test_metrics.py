@@ -25,9 +25,17 @@ def rec(
     format_ok: bool = True,
 ) -> EpisodeRecord:
     return EpisodeRecord(
-        sample_id=f"s{next(_ids)}", task=task, accuracy=accuracy, predicted_interval=predicted,
-        inspected_interval=inspected, evidence=evidence, tool_calls=tool_calls, frames_seen=frames_seen,
-        turns=turns, reward=reward, format_ok=format_ok,
+        sample_id=f"s{next(_ids)}",
+        task=task,
+        accuracy=accuracy,
+        predicted_interval=predicted,
+        inspected_interval=inspected,
+        evidence=evidence,
+        tool_calls=tool_calls,
+        frames_seen=frames_seen,
+        turns=turns,
+        reward=reward,
+        format_ok=format_ok,
     )
 
 
@@ -104,8 +112,19 @@ def test_cost_means_reward_and_format_rate() -> None:
 def test_summary_keys_and_no_nan() -> None:
     s = summarise([rec(predicted=(0.0, 5.0), inspected=(0.0, 5.0))])
     assert list(s) == [
-        "episodes", "accuracy", "grounded", "R@0.3", "R@0.5", "R@0.7", "mIoU", "evidence_mIoU",
-        "tool_calls", "frames_seen", "turns", "reward", "format_rate",
+        "episodes",
+        "accuracy",
+        "grounded",
+        "R@0.3",
+        "R@0.5",
+        "R@0.7",
+        "mIoU",
+        "evidence_mIoU",
+        "tool_calls",
+        "frames_seen",
+        "turns",
+        "reward",
+        "format_rate",
     ]
     assert all(v is None or not math.isnan(v) for v in s.values())
     assert all(v is None or isinstance(v, (int, float)) for v in s.values())

@@ -473,11 +473,20 @@ def test_tool_schemas_describe_both_tools() -> None:
 
 
 def test_system_prompt_mentions_tools_and_format() -> None:
-    for needle in ("crop_video", "get_frame", "start_time", "end_time", "timestamp", "seconds",
-                   "<think>", "<tool_call>", "<answer>"):
+    for needle in (
+        "crop_video",
+        "get_frame",
+        "start_time",
+        "end_time",
+        "timestamp",
+        "seconds",
+        "<think>",
+        "<tool_call>",
+        "<answer>",
+    ):
         assert needle in SYSTEM_PROMPT
-    example = SYSTEM_PROMPT[SYSTEM_PROMPT.index("Example:"):]
-    first_call = example[example.index("<think>"): example.index("</tool_call>") + len("</tool_call>")]
+    example = SYSTEM_PROMPT[SYSTEM_PROMPT.index("Example:") :]
+    first_call = example[example.index("<think>") : example.index("</tool_call>") + len("</tool_call>")]
     parsed = parse_turn(first_call)
     assert parsed.kind == "tool_call" and parsed.format_ok
 
@@ -485,9 +494,39 @@ def test_system_prompt_mentions_tools_and_format() -> None:
 # --- fuzz ---------------------------------------------------------------------------------------
 
 _PIECES = [
-    "<think>", "</think>", "<tool_call>", "</tool_call>", "<answer>", "</answer>", "{", "}", "[", "]", '"',
-    "'", ",", ":", "name", "arguments", "crop_video", "get_frame", "NaN", "-Infinity", "1e999", "12.5",
-    "\\", "\\u12", "\x00", "中", "🩺", " ", "\n", "<", ">", "/", "```",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<answer>",
+    "</answer>",
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    "'",
+    ",",
+    ":",
+    "name",
+    "arguments",
+    "crop_video",
+    "get_frame",
+    "NaN",
+    "-Infinity",
+    "1e999",
+    "12.5",
+    "\\",
+    "\\u12",
+    "\x00",
+    "中",
+    "🩺",
+    " ",
+    "\n",
+    "<",
+    ">",
+    "/",
+    "```",
 ]
 
 
@@ -510,3 +549,32 @@ def test_fuzz_never_raises_and_is_consistent(seed: int) -> None:
         assert isinstance(check, FormatCheck)
         if check.ok:  # a trajectory-valid single turn is a well-formed answer turn
             assert turn.kind == "answer" and turn.format_ok
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "1" + "0" * 309,  # 1e309 as an integer: beyond the float range
+        "-" + "9" * 400,
+        "9" * 4300,  # at Python's int-string limit
+        "9" * 4301,  # past it: int() itself refuses
+        "1" * 20_000,
+    ],
+    ids=["1e309", "-400digits", "4300digits", "4301digits", "20000digits"],
+)
+def test_integers_beyond_the_float_range_are_rejected_like_1e999(number: str) -> None:
+    for body in (
+        '{"name": "get_frame", "arguments": {"timestamp": NUMBER}}',
+        "{'name': 'get_frame', 'arguments': {'timestamp': NUMBER,}}",  # lenient path too
+        '{"name": "crop_video", "arguments": {"start_time": 0, "end_time": 1, "x": [NUMBER]}}',
+    ):
+        turn = parse_turn(call(body.replace("NUMBER", number)))
+        assert turn.kind == "error" and turn.tool_call is None
+        assert "too large (numbers must be finite)" in (turn.error or "")
+        assert "sys." not in (turn.error or "") and len(turn.error or "") < 400
+
+
+def test_largest_float_range_integers_still_parse() -> None:
+    big = 10**308
+    turn = parse_turn(call(f'{{"name": "get_frame", "arguments": {{"timestamp": {big}}}}}'))
+    assert turn.kind == "tool_call" and turn.tool_call.arguments["timestamp"] == big

@@ -217,7 +217,13 @@ def test_frame_reward_window(t: float, expected: float) -> None:
 @pytest.mark.parametrize(
     ("t", "expected"),
     [
-        (50.0, 1.0), (50.5, 0.5), (49.5, 0.5), (51.0, 0.0), (49.0, 0.0), (52.0, 0.0), (48.0, 0.0),
+        (50.0, 1.0),
+        (50.5, 0.5),
+        (49.5, 0.5),
+        (51.0, 0.0),
+        (49.0, 0.0),
+        (52.0, 0.0),
+        (48.0, 0.0),
         (50.25, 0.75),
     ],
 )
@@ -258,7 +264,11 @@ def _reward(cfg: RewardConfig, accuracy: float = 1.0, format_ok: bool = True, **
 def test_trajectory_reward_paper() -> None:
     parts = _reward(PAPER)
     assert parts == RewardParts(
-        accuracy=1.0, format=1.0, evidence=pytest.approx(2.2), crop=pytest.approx(1.2), frame=1.0,
+        accuracy=1.0,
+        format=1.0,
+        evidence=pytest.approx(2.2),
+        crop=pytest.approx(1.2),
+        frame=1.0,
         total=pytest.approx(4.2),
     )
 
@@ -273,7 +283,12 @@ def test_trajectory_reward_weights() -> None:
 def test_trajectory_reward_format_fail_and_negative_evidence() -> None:
     parts = _reward(PAPER, accuracy=0.0, format_ok=False, last_crop=(15.0, 40.0), last_frame=30.0)
     assert parts.as_dict() == {
-        "accuracy": 0.0, "format": 0.0, "evidence": -1.0, "crop": -1.0, "frame": 0.0, "total": -1.0,
+        "accuracy": 0.0,
+        "format": 0.0,
+        "evidence": -1.0,
+        "crop": -1.0,
+        "frame": 0.0,
+        "total": -1.0,
     }
 
 
@@ -327,8 +342,12 @@ def test_as_dict_is_plain_floats() -> None:
     import numpy as np
 
     parts = trajectory_reward(
-        accuracy=np.float32(1.0), format_ok=True, last_crop=(0.0, 10.0), last_frame=np.float64(5.0),
-        evidence=GT, cfg=PAPER,
+        accuracy=np.float32(1.0),
+        format_ok=True,
+        last_crop=(0.0, 10.0),
+        last_frame=np.float64(5.0),
+        evidence=GT,
+        cfg=PAPER,
     )
     d = parts.as_dict()
     assert list(d) == ["accuracy", "format", "evidence", "crop", "frame", "total"]

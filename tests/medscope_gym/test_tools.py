@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,88 @@ def test_tools_exact_on_burned_index_files(burned_videos):
             ):
                 got = [read_frame_index(f) for f in out.frames]
                 assert got == [round(t * fps) for t in out.timestamps], (path, out.name)
+
+
+# Numbers an agent can write, direct (as parsed JSON values): every one must give a finite time or a
+# ToolError, never another exception (an OverflowError used to escape for integers past 1e308).
+_HUGE_INT_ARGS = [
+    10**309,
+    -(10**309),
+    10**400 + 1,
+    10**5000,  # past Python's int-string limit: even str() of it raises
+    2**1024,
+]
+_BAD_TIME_ARGS = [
+    *_HUGE_INT_ARGS,
+    "1" + "0" * 309,
+    "9" * 5000,
+    "1e309",
+    "-1e309",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    float("nan"),
+    float("inf"),
+    True,
+    False,
+    None,
+    [[1]],
+    [[[[[[[[[[2]]]]]]]]]],
+    [1, 2],
+    {"seconds": 3},
+    "",
+    "1_0",
+    "٣",
+    "10:61",
+    "1:60:00",
+    "12:34:56:78",
+    "0x10",
+]
+
+
+@pytest.mark.parametrize("value", _BAD_TIME_ARGS, ids=range(len(_BAD_TIME_ARGS)))
+@pytest.mark.parametrize("tool", ["get_frame", "crop_video start", "crop_video end"])
+def test_numeric_edge_cases_give_tool_errors(tool, value):
+    name, _, which = tool.partition(" ")
+    args = {"timestamp": value} if name == "get_frame" else {"start_time": 1, "end_time": 5}
+    if which:
+        args[f"{which}_time"] = value
+    with pytest.raises(ToolError) as err:
+        run_tool(name, args, indexed_video(250), CFG)
+    assert len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (-0, 0.0),
+        (-0.0, 0.0),
+        ("-0", 0.0),
+        ("-0.0", 0.0),
+        (1e-400, 0.0),
+        ("3.5 s", 3.5),
+        ("1e0", 1.0),
+        ("01:02", 62.0),
+        ("1:00:01.5", 3601.5),
+        (" 7 ", 7.0),
+        (10**2, 100.0),
+    ],
+)
+def test_numeric_edge_cases_that_are_valid_times(value, seconds):
+    out = get_frame(indexed_video(25 * 4000, height=4, width=4), {"timestamp": value}, CFG)
+    assert out.timestamp == seconds and math.copysign(1.0, out.timestamp) == 1.0
+    assert "-0" not in out.text
+
+
+def test_huge_integer_message_is_short_and_readable():
+    with pytest.raises(ToolError, match=r"'timestamp' is too large: got an integer of about 5001 digits"):
+        get_frame(indexed_video(250), {"timestamp": 10**5000}, CFG)
+
+
+def test_run_tool_never_raises_other_exceptions_on_odd_names_and_arguments():
+    for name in (None, 3, ["get_frame"], "get_frame"):
+        for arguments in ({"timestamp": 10**309}, [1], {"x" * 10_000: 1, **{str(i): i for i in range(20)}}):
+            with pytest.raises(ToolError):
+                run_tool(name, arguments, indexed_video(250), CFG)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from medscope_gym.suite.schema import Sample
 from medscope_gym.suite.timeline import Timeline
+from medscope_gym.video import open_video
 
 __all__ = ["VIDEO_EXTENSIONS", "LoadedSource", "SourceIssue", "SourceVideo", "find_videos", "probe_video"]
 
@@ -71,8 +72,6 @@ def find_videos(root: str | os.PathLike[str]) -> dict[str, Path]:
 
 def probe_video(path: Path) -> tuple[float, float, int]:
     """``(duration, fps, num_frames)`` of a video file, read from its container index."""
-    from medscope_gym.video import open_video
-
     video = open_video(path)
     try:
         # The average rate is frames / duration; snap float noise (5.000000000000001) to the nominal rate.

@@ -1,4 +1,4 @@
-"""Group advantages and evidence modulation against hand-computed groups (SPEC §6)."""
+"""Group advantages and evidence modulation against hand-computed groups (docs/ga-grpo.md)."""
 
 from __future__ import annotations
 

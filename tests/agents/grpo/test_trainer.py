@@ -29,7 +29,7 @@ def _cfg(model, out, **kw) -> GRPOConfig:
         max_turns=2,
         max_tool_calls=1,
         max_new_tokens=12,
-        lr=1e-3,
+        learning_rate=1e-3,
         lora=False,
         eval_every=1,
         eval_limit=2,
@@ -215,7 +215,7 @@ def test_ablation_command_trains_each_variant_and_prints_one_table(tmp_path, tin
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "questions_per_step: 1\ngroup_size: 2\nnum_envs: 2\nmax_turns: 1\nmax_new_tokens: 8\nlora: false\n"
-        "eval_limit: 1\nminibatch_size: 2\nprogress: false\ntensorboard: false\nlr: 1e-4\n"
+        "eval_limit: 1\nminibatch_size: 2\nprogress: false\ntensorboard: false\nlearning_rate: 1e-4\n"
     )
     argv = [
         "ablate",
@@ -238,7 +238,7 @@ def test_ablation_command_trains_each_variant_and_prints_one_table(tmp_path, tin
     result = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert set(result["runs"]) == {"paper", "no_modulation"}
     saved = json.loads((tmp_path / "abl" / "no_modulation" / "seed-0" / "config.json").read_text())
-    assert saved["modulation"] == "off" and saved["reward_preset"] == "paper"
+    assert saved["modulation"] == "off" and saved["reward"] == "paper"
     # finished runs are reused: a second call trains nothing and prints the same table
     mtime = (tmp_path / "abl" / "paper" / "seed-0" / "eval.json").stat().st_mtime
     assert main(argv) == 0
@@ -246,7 +246,7 @@ def test_ablation_command_trains_each_variant_and_prints_one_table(tmp_path, tin
 
 
 def test_profile_measures_rollout_and_one_step(tmp_path):
-    from medscope_gym.agents.grpo.profile import profile
+    from benchmarks.device_profile import profile  # measurement code: benchmarks/ of the checkout
 
     result = profile("tiny", tmp_path / "prof", device="cpu", episodes=2, group_size=2, max_new_tokens=6)
     assert result["rollout_episodes"] == 2 and result["rollout_tokens"] > 0

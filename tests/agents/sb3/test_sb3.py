@@ -12,11 +12,11 @@ from medscope_gym.agents.sb3.curve import plot_learning_curves, rolling_mean
 from medscope_gym.agents.sb3.evaluate import evidence_recall, summarise_with_evidence
 from medscope_gym.agents.sb3.extractor import TimelineExtractor
 from medscope_gym.agents.sb3.policy import TimelineActionHead, TimelinePolicy
-from medscope_gym.agents.sb3.train import TrainConfig, make_vec_env, reward_of, train
+from medscope_gym.agents.sb3.train import TrainConfig, make_vec_env, train
 from medscope_gym.envs.numeric import NumericClinVideoEnv
 from medscope_gym.errors import ConfigError
 from medscope_gym.metrics import EpisodeRecord
-from medscope_gym.rewards import GRADED_EVIDENCE, PRESETS, crop_reward
+from medscope_gym.rewards import GRADED_EVIDENCE, PRESETS, crop_reward, parse_reward
 
 ENV_ID = "MedScope/SynthSurg-Numeric-v0"
 
@@ -78,16 +78,16 @@ def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_pa
 
     # Decoding straight from the files (no frame store) keeps this test about SB3 and the numeric env.
     cfg = TrainConfig(
-        out_dir=str(tmp_path / "run"),
+        out=str(tmp_path / "run"),
         suite=sb3_suite,
-        steps=256,
-        n_envs=2,
+        max_steps=256,
+        num_envs=2,
         vec="dummy",
         n_steps=32,
         batch_size=64,
         n_epochs=1,
         seed=1,
-        verbose=False,
+        progress=False,
         env_kwargs={"frame_store": None},
     )
     results = train(cfg)
@@ -107,17 +107,17 @@ def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_pa
 
 def test_the_plain_multi_input_policy_also_trains(sb3_suite, tmp_path):
     cfg = TrainConfig(
-        out_dir=str(tmp_path / "mlp"),
+        out=str(tmp_path / "mlp"),
         suite=sb3_suite,
-        steps=64,
-        n_envs=2,
+        max_steps=64,
+        num_envs=2,
         vec="dummy",
         n_steps=32,
         batch_size=64,
         n_epochs=1,
         policy="mlp",
         eval_split=None,
-        verbose=False,
+        progress=False,
         env_kwargs={"frame_store": None},
     )
     results = train(cfg)
@@ -163,7 +163,7 @@ def test_train_config_is_validated():
 
 def test_the_graded_reward_pays_every_bit_of_overlap_and_keeps_the_paper_hits():
     gt = [(10.0, 20.0)]
-    assert reward_of("graded") == GRADED_EVIDENCE and reward_of("paper") == "paper"
+    assert parse_reward("graded") == GRADED_EVIDENCE and parse_reward("paper") == PRESETS["paper"]
     scores = [crop_reward((10.0 - k * 0.1, 10.0 - k * 0.1 + 8.0), gt, GRADED_EVIDENCE) for k in range(120)]
     assert all(a >= b - 1e-12 for a, b in zip(scores, scores[1:]))  # less overlap, never more reward
     assert scores[-1] == 0.0 and min(scores) >= 0.0  # a total miss scores like no crop
@@ -175,5 +175,43 @@ def test_the_graded_reward_pays_every_bit_of_overlap_and_keeps_the_paper_hits():
 def test_cli_registers_train_sb3():
     from medscope_gym.cli import build_parser
 
-    args = build_parser().parse_args(["train", "sb3", "--algo", "ppo", "--steps", "10", "--seed", "2"])
-    assert args.algo == "ppo" and args.steps == 10 and args.seed == 2 and callable(args.func)
+    args = build_parser().parse_args(["train", "sb3", "--algo", "ppo", "--max-steps", "10", "--seed", "2"])
+    assert args.algo == "ppo" and args.max_steps == 10 and args.seed == 2 and callable(args.func)
+
+
+def test_train_sb3_reads_a_config_file_and_flags_override(tmp_path):
+    from medscope_gym.cli import build_parser
+    from medscope_gym.config import config_from_args
+
+    path = tmp_path / "sb3.yaml"
+    path.write_text(
+        "out: runs/x\nmax_steps: 500\nnum_envs: 2\nreward: {preset: paper, miss_scoring: monotone}\n"
+    )
+    argv = [
+        "train",
+        "sb3",
+        "--config",
+        str(path),
+        "--num-envs",
+        "3",
+        "--baselines",
+        "oracle",
+        "--eval-split",
+        "none",
+    ]
+    args = build_parser().parse_args([*argv, "--env-kwargs", '{"frame_store": null}', "--no-progress"])
+    cfg = config_from_args(TrainConfig, args)
+    assert (cfg.out, cfg.max_steps, cfg.num_envs, cfg.baselines, cfg.eval_split) == (
+        "runs/x",
+        500,
+        3,
+        ("oracle",),
+        None,
+    )
+    assert parse_reward(cfg.reward).miss_scoring == "monotone" and cfg.env_kwargs == {"frame_store": None}
+    assert cfg.progress is False and cfg.threads == 1
+    path.write_text("steps: 10\nn_envs: 2\n")
+    with pytest.raises(ConfigError, match=r"n_envs \(now num_envs\), steps \(now max_steps\)"):
+        config_from_args(TrainConfig, build_parser().parse_args(["train", "sb3", "--config", str(path)]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "sb3", "--baselines", "random,expert"])

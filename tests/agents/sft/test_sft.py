@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -110,46 +108,48 @@ def test_masked_loss_has_gradient_only_on_model_tokens(reference):
 
 
 def _loss_rows(out):
-    with open(out / "loss.csv") as fh:
-        return list(csv.DictReader(fh))
+    from medscope_gym.agents.training.metrics import read_metrics
+
+    return [row for row in read_metrics(out) if "train/loss" in row]
 
 
 def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
     from transformers import AutoModelForImageTextToText
 
-    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
+    from medscope_gym.agents.sft.config import SFTConfig
+    from medscope_gym.agents.sft.trainer import train_sft
     from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
     out = tmp_path / "run"
     cfg = SFTConfig(
         model=str(tiny_dir),
-        data="builtin:synthsurg-small",
+        suite="builtin:synthsurg-small",
         out=str(out),
         limit=2,
         max_steps=2,
-        lr=3e-3,
+        learning_rate=3e-3,
         warmup_steps=1,
         save_every=1,
         progress=False,
     )
     train_sft(cfg)
     assert (out / "checkpoint-2" / "trainer_state.json").exists() and (out / "checkpoint-1").exists()
-    assert [r["step"] for r in _loss_rows(out)] == ["1", "2"]
+    assert [r["step"] for r in _loss_rows(out)] == [1, 2]
     # a longer run in the same folder resumes at step 2 from the saved data, model and optimizer
     cfg4 = SFTConfig(
         model=str(tiny_dir),
-        data="builtin:synthsurg-small",
+        suite="builtin:synthsurg-small",
         out=str(out),
         limit=2,
         max_steps=4,
-        lr=3e-3,
+        learning_rate=3e-3,
         warmup_steps=1,
         save_every=2,
         progress=False,
     )
     final = train_sft(cfg4)
     rows = _loss_rows(out)
-    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]  # keep 2
     assert (out / "loss.png").exists() and (out / "data" / "trajectories.jsonl").exists()
     policy = HFVLMPolicy.from_pretrained(final)
@@ -162,16 +162,17 @@ def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
 def test_lora_sft_merges_into_a_plain_checkpoint(tmp_path, tiny_dir):
     from transformers import AutoModelForImageTextToText
 
-    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
+    from medscope_gym.agents.sft.config import SFTConfig
+    from medscope_gym.agents.sft.trainer import train_sft
 
     final = train_sft(
         SFTConfig(
             model=str(tiny_dir),
-            data="builtin:synthsurg-small",
+            suite="builtin:synthsurg-small",
             out=str(tmp_path / "lora"),
             limit=1,
             max_steps=2,
-            lr=1e-2,
+            learning_rate=1e-2,
             warmup_steps=1,
             lora=True,
             lora_r=4,
@@ -202,18 +203,19 @@ def test_device_resolution_picks_bf16_only_on_cuda():
 )
 def test_cuda_path_uses_bf16_and_the_device(tmp_path, tiny_dir, suite):
     from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
-    from medscope_gym.agents.sft.trainer import SFTConfig, train_sft
+    from medscope_gym.agents.sft.config import SFTConfig
+    from medscope_gym.agents.sft.trainer import train_sft
     from medscope_gym.agents.vlm.policy import HFVLMPolicy
     from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     final = train_sft(
         SFTConfig(
             model=str(tiny_dir),
-            data="builtin:synthsurg-small",
+            suite="builtin:synthsurg-small",
             out=str(tmp_path / "cuda"),
             limit=1,
             max_steps=2,
-            lr=1e-3,
+            learning_rate=1e-3,
             save_every=2,
             device="cuda",
             progress=False,

@@ -179,7 +179,7 @@ def test_rollout_without_answer_is_closed_by_the_turn_budget(trl_suite):
     tool_env.reset(sample_id=sample.id)
     result = score_rollout(tool_env, [_assistant("<think>hmm</think> no action")])
     assert result.empty_turns == 3 and counting.actions[-3:] == ["", "", ""]
-    assert result.info["episode"]["truncated"] and result.reward_parts["accuracy"] == 0.0
+    assert result.info["episode_summary"]["truncated"] and result.reward_parts["accuracy"] == 0.0
     assert result.reward_parts["format"] == 0.0 and counting.resets == 2  # the rollout's reset + the replay's
 
 

@@ -231,7 +231,7 @@ def test_sampled_grpo_step_passes_frames_to_the_model(tiny_dir, trl_suite, small
 
 
 def test_trl_step_throughput(tiny_dir, trl_suite):
-    from medscope_gym.agents.trl.throughput import trl_step_throughput
+    from benchmarks.trl_throughput import trl_step_throughput  # measurement code: benchmarks/ of the checkout
 
     result = trl_step_throughput(
         str(tiny_dir), str(trl_suite.root), steps=1, batch_questions=1, group_size=2, max_new_tokens=8, seed=0

@@ -71,8 +71,12 @@ def test_prepare_builds_in_parallel_resumes_and_reports_failures(tmp_path):
 
 
 def test_prepare_command(tmp_path, capsys):
-    assert main(["prepare", "builtin:synthsurg-small", "--store-dir", str(tmp_path), "--workers", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            ["prepare", "builtin:synthsurg-small", "--store-dir", str(tmp_path), "--workers", "1", "--quiet"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "built" in out and "0 failed" in out
     assert main(["prepare", "builtin:synthsurg-small", "--store-dir", str(tmp_path), "--quiet"]) == 0
@@ -80,8 +84,26 @@ def test_prepare_command(tmp_path, capsys):
 
 
 def test_bench_command_prints_one_table_with_ratios(tmp_path, capsys):
-    rc = main(["bench", "--minutes", "0.2", "--size", "160x120", "--repeats", "2", "--naive-repeats", "1",
-               "--vector-copies", "2", "--env-steps", "2", "--quiet", "--json", str(tmp_path / "b.json")])
+    rc = main(
+        [
+            "bench",
+            "--minutes",
+            "0.2",
+            "--size",
+            "160x120",
+            "--repeats",
+            "2",
+            "--naive-repeats",
+            "1",
+            "--vector-copies",
+            "2",
+            "--env-steps",
+            "2",
+            "--quiet",
+            "--json",
+            str(tmp_path / "b.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "logical cores" in out and "decord / ours" in out and "build / plain" in out
     assert "AsyncVectorEnv ×2" in out and "peak RSS" in out and (tmp_path / "b.json").is_file()

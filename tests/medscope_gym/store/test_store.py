@@ -46,8 +46,9 @@ def test_store_path_equals_direct_path(store_videos, name, tmp_path):
     thin = ToolConfig(crop_max_frames=7)  # thinned grids are still served from the store
     for backend in ("pyav", "decord"):
         direct = PyAVVideo(path) if backend == "pyav" else DecordVideo(path)
-        np.testing.assert_allclose(stored.timestamps, direct.timestamps, rtol=0,
-                                   atol=1e-5 if name == "vfr" else 0)
+        np.testing.assert_allclose(
+            stored.timestamps, direct.timestamps, rtol=0, atol=1e-5 if name == "vfr" else 0
+        )
         for cfg in (CFG, thin):
             for start, end in CROPS:
                 args = {"start_time": start, "end_time": end}
@@ -69,8 +70,11 @@ def test_store_holds_exactly_the_grid_frames(store_videos, tmp_path):
     store = FrameStore.load(ensure_store(path, tmp_path, StoreSettings(fps=2.0)))
     video = PyAVVideo(path)
     expected = np.unique(video.index_at(sample_times(0.0, video.duration, 2.0, 10**9)))
-    assert store.indices.tolist() == expected.tolist() == grid_indices(video.timestamps, video.duration,
-                                                                       store.settings).tolist()
+    assert (
+        store.indices.tolist()
+        == expected.tolist()
+        == grid_indices(video.timestamps, video.duration, store.settings).tolist()
+    )
     assert _idx(store.frames) == store.indices.tolist()  # 160×120 fits 224²: stored unresized
     assert store.index.num_frames == video.num_frames
 
@@ -142,8 +146,10 @@ def test_concurrent_builders_share_one_build(store_videos, tmp_path, monkeypatch
 
     monkeypatch.setattr(builder_mod, "build_store", slow_build)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(ensure_store(path, tmp_path, StoreSettings())))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(ensure_store(path, tmp_path, StoreSettings())))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -177,8 +183,10 @@ def test_stored_video_pickles_without_frames(store_videos, tmp_path):
     blob = pickle.dumps(stored)
     assert len(blob) < 50_000
     clone = pickle.loads(blob)
-    a, b = crop_video(clone, {"start_time": 1, "end_time": 9}, CFG), crop_video(stored, {"start_time": 1,
-                                                                                          "end_time": 9}, CFG)
+    a, b = (
+        crop_video(clone, {"start_time": 1, "end_time": 9}, CFG),
+        crop_video(stored, {"start_time": 1, "end_time": 9}, CFG),
+    )
     np.testing.assert_array_equal(a.frames, b.frames)
 
 
@@ -223,8 +231,9 @@ def test_one_pass_build_indexes_like_the_packet_index_and_stores_the_grid(store_
     np.testing.assert_array_equal(threaded.frames, resize_frames(direct.read(threaded.indices), 90 * 50))
 
 
-def test_frames_picked_off_the_grid_or_missed_during_the_pass_are_fixed_exactly(store_videos, tmp_path,
-                                                                                  monkeypatch):
+def test_frames_picked_off_the_grid_or_missed_during_the_pass_are_fixed_exactly(
+    store_videos, tmp_path, monkeypatch
+):
     path = store_videos["vfr"]
     settings = StoreSettings(fps=2.0, max_pixels=80 * 60)
     reference = builder_mod.build_store(path, tmp_path / "ref", settings)
@@ -238,11 +247,16 @@ def test_frames_picked_off_the_grid_or_missed_during_the_pass_are_fixed_exactly(
     # Missed picks: every third grid frame is never handed to the writer, so it is decoded exactly.
     real_pick = builder_mod._DecodePass._pick
     count = iter(range(10**6))
-    monkeypatch.setattr(builder_mod._DecodePass, "_pick",
-                        lambda self, frame, pts: next(count) % 3 == 1 or real_pick(self, frame, pts))
+    monkeypatch.setattr(
+        builder_mod._DecodePass,
+        "_pick",
+        lambda self, frame, pts: next(count) % 3 == 1 or real_pick(self, frame, pts),
+    )
     for overlap in (True, False):
-        _same_store(builder_mod.build_store(path, tmp_path / f"missed-{overlap}", settings, overlap=overlap),
-                    reference)
+        _same_store(
+            builder_mod.build_store(path, tmp_path / f"missed-{overlap}", settings, overlap=overlap),
+            reference,
+        )
     assert assembled == [1, 1, 1]
 
 
@@ -266,8 +280,9 @@ def test_a_failing_writer_fails_the_build_and_leaves_nothing(store_videos, tmp_p
 def _record_passes(monkeypatch) -> list:
     passes = []
     real_finish = builder_mod._DecodePass.finish
-    monkeypatch.setattr(builder_mod._DecodePass, "finish",
-                        lambda self, video: passes.append(self) or real_finish(self, video))
+    monkeypatch.setattr(
+        builder_mod._DecodePass, "finish", lambda self, video: passes.append(self) or real_finish(self, video)
+    )
     return passes
 
 
@@ -276,8 +291,14 @@ def test_gop_tails_no_grid_frame_needs_are_left_out_exactly(tmp_path, monkeypatc
     from medscope_gym.synthetic import generate_procedure, render_video
 
     path = tmp_path / f"p-only-k{keyint}.mp4"  # H.264 without B-frames: every keyframe an IDR
-    render_video(generate_procedure(seed=4, duration_s=12.0, fps=30.0), path, width=160, height=120,
-                 keyframe_interval=keyint, burn_index=True)
+    render_video(
+        generate_procedure(seed=4, duration_s=12.0, fps=30.0),
+        path,
+        width=160,
+        height=120,
+        keyframe_interval=keyint,
+        burn_index=True,
+    )
     settings = StoreSettings(fps=fps, max_pixels=80 * 60)
     passes = _record_passes(monkeypatch)
     leaner = builder_mod.build_store(path, tmp_path / "lean", settings)

@@ -114,3 +114,51 @@ def test_write_is_atomic(suite_dir, monkeypatch):
         write_suite(suite_dir, [Sample.from_dict(sample_row(id="other"))])
     assert (suite_dir / "suite.jsonl").read_text() == before
     assert [p.name for p in suite_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "byte"),
+    [(b"\xff", "0xff"), (b"\xe9", "0xe9"), (b"\xc3(", "0xc3"), (b"\xed\xa0\x80", "0xed")],
+    ids=["ff", "latin1-e-acute", "bad-continuation", "surrogate"],
+)
+def test_non_utf8_byte_names_file_line_and_column(suite_dir, bad, byte):
+    good = json.dumps(sample_row(id="s1")).encode()
+    broken = json.dumps(sample_row(id="s2", question="Which tool is used XX?")).encode()
+    broken = broken.replace(b"XX", bad)
+    (suite_dir / "suite.jsonl").write_bytes(good + b"\n\n" + broken + b"\n")
+    with pytest.raises(SuiteError) as err:
+        Suite.load(suite_dir)
+    message = str(err.value)
+    column = broken.index(bad) + 1
+    assert f"suite.jsonl line 3: not UTF-8 text (byte {byte} at byte {column} of the line" in message
+    assert str(suite_dir) in message and "save suite.jsonl as UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "literal", "needle"),
+    [
+        ("duration", "1" + "0" * 400, "invalid JSON (an integer of 401 digits is too large)"),
+        ("duration", "9" * 5000, "invalid JSON (an integer of 5000 digits is too large)"),  # past int() limit
+        ("evidence", "[[1" + "0" * 330 + ", 2]]", "is too large for a number"),
+        ("evidence", "[" * 5000 + "]" * 5000, "invalid JSON (nested too deeply)"),
+        ("evidence", "[[1e999, 2]]", "field 'evidence'"),
+    ],
+    ids=["401digits", "5000digits", "float-overflow-int", "deep", "1e999"],
+)
+def test_huge_numbers_and_deep_nesting_name_the_line(suite_dir, field, literal, needle):
+    row = json.dumps(sample_row(**{field: "PLACEHOLDER"})).replace('"PLACEHOLDER"', literal)
+    (suite_dir / "suite.jsonl").write_text(json.dumps(sample_row(id="s0")) + "\n" + row + "\n")
+    with pytest.raises(SuiteError, match="suite.jsonl line 2") as err:
+        Suite.load(suite_dir)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["duration", "evidence", "captions"])
+def test_integers_past_the_float_range_fail_validation_not_float(field):
+    value = {
+        "duration": 10**400,
+        "evidence": [[10**400, 1]],
+        "captions": [{"start": 10**400, "end": 1, "text": "x"}],
+    }
+    with pytest.raises(SuiteError, match=f"field {field!r}"):
+        Sample.from_dict(sample_row(**{field: value[field]}))

@@ -26,7 +26,10 @@ def written(tmp_path_factory):
 def test_round_trip(written):
     proc, paths = written
     assert sorted(p.name for p in paths.values()) == [
-        "video07-events.json", "video07-phase.txt", "video07-tool.txt"]
+        "video07-events.json",
+        "video07-phase.txt",
+        "video07-tool.txt",
+    ]
     phases = read_phase_file(paths["phase"])
     assert len(phases) == proc.num_frames
     lines = paths["phase"].read_text().splitlines()

@@ -71,10 +71,10 @@ def test_event_marks_exactly_in_event_frames(indexed_videos, short_procedure):
     frames = _decode_all(indexed_videos["gop250"])
     active = np.zeros(len(frames), dtype=bool)
     for ev in short_procedure.events:
-        active[ev.start_frame:ev.end_frame] = True
+        active[ev.start_frame : ev.end_frame] = True
     for i, ev in enumerate(short_procedure.events):
         d = _mark_distance(frames, short_procedure, i)
-        assert d[ev.start_frame:ev.end_frame].max() < MARK_THRESHOLD, ev
+        assert d[ev.start_frame : ev.end_frame].max() < MARK_THRESHOLD, ev
         assert d[~active].min() > MARK_THRESHOLD, ev
 
 
@@ -90,10 +90,10 @@ def test_every_event_kind_has_a_visible_mark(tmp_path):
     frames = _decode_all(path)
     active = np.zeros(len(frames), dtype=bool)
     for ev in events:
-        active[ev.start_frame:ev.end_frame] = True
+        active[ev.start_frame : ev.end_frame] = True
     for i, ev in enumerate(events):
         d = _mark_distance(frames, proc, i)
-        assert d[ev.start_frame:ev.end_frame].max() < MARK_THRESHOLD, ev.kind
+        assert d[ev.start_frame : ev.end_frame].max() < MARK_THRESHOLD, ev.kind
         assert d[~active].min() > MARK_THRESHOLD, ev.kind
         x0, y0, x1, y1 = event_mark_box(proc, i, 160, 120)
         assert (x1 - x0) * (y1 - y0) <= 0.01 * 160 * 120  # small: easy to miss in a coarse preview
@@ -105,8 +105,9 @@ def test_variable_frame_rate_file(tmp_path):
     render_video(proc, path, vfr_jitter=0.4, bframes=2, burn_index=True)
     expected = np.round(frame_timestamps(proc.num_frames, proc.fps, 0.4, proc.seed) * 90000) / 90000
     with av.open(str(path)) as container:
-        decoded = [(f.time, read_frame_index(f.to_ndarray(format="rgb24")))
-                   for f in container.decode(video=0)]
+        decoded = [
+            (f.time, read_frame_index(f.to_ndarray(format="rgb24"))) for f in container.decode(video=0)
+        ]
     times = np.array([t for t, _ in decoded])
     assert [i for _, i in decoded] == list(range(proc.num_frames))
     assert np.allclose(times, expected, atol=1e-6)

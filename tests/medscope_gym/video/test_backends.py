@@ -92,7 +92,7 @@ def test_pyav_forward_reads_do_not_seek_inside_a_gop(encoded, monkeypatch):
     video = PyAVVideo(encoded["gop250"])
     seeks = []
     real = video._seek_to
-    monkeypatch.setattr(video, "_seek_to", lambda k: seeks.append(k) or real(k))
+    monkeypatch.setattr(video, "_seek_to", lambda reader, k: seeks.append(k) or real(reader, k))
     video.read([10, 20, 30, 240, 260, 280])  # the decoder sits at frame 0 after the open probe
     assert seeks == [250]  # forward decoding inside a GOP, one seek to skip to the next one
     video.read([5])  # behind the decoder: must seek back

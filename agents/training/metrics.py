@@ -1,9 +1,10 @@
-"""Training logs of a GA-GRPO run: one JSON line per step (the record of truth) and TensorBoard events.
+"""The metrics log of a training run (SFT and GA-GRPO alike) and its progress bar.
 
-``metrics.jsonl`` holds one object per logged step: ``{"step": N, "train/reward": ..., "eval/mIoU": ...}``.
-On resume, rows after the checkpoint's step (written by a run that crashed later) are dropped, so the
-file always describes the run that produced the current weights. TensorBoard is optional: without the
-``tensorboard`` package only the JSONL is written (and said so once).
+``metrics.jsonl`` is the record of truth: one JSON object per logged step,
+``{"step": N, "train/loss": ..., "eval/mIoU": ...}`` (non-finite values written as null). On resume, rows
+after the checkpoint's step (written by a run that crashed later) are dropped, so the file always
+describes the run that produced the current weights. TensorBoard (``tb/``) mirrors it when asked for and
+installed; without the ``tensorboard`` package only the JSONL is written (and said so once).
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ from typing import Any
 
 from medscope_gym.atomic import atomic_write_text
 
-__all__ = ["MetricsLog", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "progress_bar", "read_metrics"]
+
+METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsLog:
-    """Append-only JSONL of scalar metrics, mirrored to TensorBoard when available."""
+    """Append-only JSONL of scalar metrics, mirrored to TensorBoard when available.
 
-    def __init__(self, out: str | Path, *, resume_step: int = 0, tensorboard: bool = True) -> None:
+    ``name`` prefixes the one note printed when TensorBoard is asked for but not installed.
+    """
+
+    def __init__(
+        self, out: str | Path, *, resume_step: int = 0, tensorboard: bool = True, name: str = "train"
+    ) -> None:
         out = Path(out)
-        self.path = out / "metrics.jsonl"
+        self.path = out / METRICS_FILE
         if resume_step == 0 or not self.path.exists():
             atomic_write_text(self.path, "")
         else:
@@ -34,13 +42,14 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                print("grpo: tensorboard is not installed; metrics go to metrics.jsonl only")
+                print(f"{name}: tensorboard is not installed; metrics go to {METRICS_FILE} only")
             else:
                 self.writer = SummaryWriter(
                     str(out / "tb"), purge_step=resume_step + 1 if resume_step else None
                 )
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Append one row; None values are left out, non-finite ones written as null."""
         row = {"step": int(step)}
         for key, value in metrics.items():
             if value is None:
@@ -63,7 +72,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl (a run folder or the file itself)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "metrics.jsonl"
+        path = path / METRICS_FILE
     rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -73,3 +82,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{lineno}: not a JSON line ({exc})") from exc
     return rows
+
+
+def progress_bar(enabled: bool, total: int, initial: int, desc: str):
+    """A tqdm bar over optimizer steps (None when ``enabled`` is false)."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step")

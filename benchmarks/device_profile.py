@@ -10,20 +10,33 @@ saved, and loaded back through ``from_pretrained`` like any checkpoint. Then, on
 2. one GA-GRPO step (LoRA r64/α128, bf16, gradient checkpointing on CUDA) over ``episodes`` rollouts:
    step time, rollout and training tokens/s, peak device memory.
 
-``--arch tiny --device cpu`` runs the same code in seconds (the tests do).
+``--arch tiny --device cpu`` runs the same code in seconds (the tests do). Measurement code of the
+source checkout (see :mod:`benchmarks`); ``medscope profile`` loads it from there. torch is imported
+when a measurement runs, not by importing this module.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from medscope_gym.agents.vlm.tiny import TinyModelConfig
+from medscope_gym.agents.grpo.config import GRPOConfig
+from medscope_gym.agents.grpo.trainer import train_grpo
+from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+from medscope_gym.agents.training.metrics import read_metrics
+from medscope_gym.agents.vlm.encoding import FrameConfig
+from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
+from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor, tiny_policy_config
+from medscope_gym.atomic import atomic_directory, atomic_write_text
+from medscope_gym.config import Config, check, one_of, positive_int
+from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.errors import ConfigError
+from medscope_gym.suite import Suite
 
-__all__ = ["ARCHITECTURES", "profile"]
+__all__ = ["ARCHITECTURES", "ProfileConfig", "build_checkpoint", "profile"]
 
 #: Sizes of published checkpoints (their config.json), and the offline tiny model.
 ARCHITECTURES: dict[str, TinyModelConfig] = {
@@ -66,11 +79,6 @@ def _reset_peak(device) -> None:
 
 def build_checkpoint(arch: str, out: str | Path, device: str = "cpu") -> Path:
     """Write a random-weight checkpoint of ``arch`` (bf16 on CUDA) with the offline tokenizer/processor."""
-    from medscope_gym.agents.vlm.encoding import FrameConfig
-    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
-    from medscope_gym.agents.vlm.tiny import build_model, build_processor, tiny_policy_config
-    from medscope_gym.atomic import atomic_directory
-
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     cfg = ARCHITECTURES[arch]
@@ -87,6 +95,32 @@ def build_checkpoint(arch: str, out: str | Path, device: str = "cpu") -> Path:
     return Path(out)
 
 
+@dataclass
+class ProfileConfig(Config):
+    """Settings of ``medscope profile`` (the arguments of :func:`profile`)."""
+
+    arch: str = "qwen2.5-vl-3b"
+    """Architecture built with random weights: qwen2.5-vl-3b or tiny."""
+    out: str = "runs/profile"
+    """Folder for the built model and profile.json."""
+    device: str = "auto"
+    """"auto": CUDA when available, else CPU; or cpu | cuda | cuda:N."""
+    suite: str = "builtin:synthsurg-small"
+    """Suite folder or ``builtin:NAME`` the episodes come from."""
+    episodes: int = 8
+    """Episodes of the measured rollout (and rollouts of the measured GA-GRPO step)."""
+    group_size: int = 4
+    """G of the measured GA-GRPO step."""
+    max_new_tokens: int = 128
+    """Longest assistant turn in tokens."""
+
+    def __post_init__(self) -> None:
+        check(self, one_of(ARCHITECTURES), "arch")
+        check(self, positive_int, "episodes", "max_new_tokens")
+        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 2:
+            raise ConfigError(f"group_size must be an integer >= 2, got {self.group_size!r}")
+
+
 def profile(
     arch: str = "qwen2.5-vl-3b",
     out: str | Path = "runs/profile",
@@ -99,15 +133,6 @@ def profile(
 ) -> dict[str, Any]:
     """Measure rollout and one GA-GRPO step; returns (and writes to ``out/profile.json``) the numbers."""
     import torch
-
-    from medscope_gym.agents.grpo.config import GRPOConfig
-    from medscope_gym.agents.grpo.tracking import read_metrics
-    from medscope_gym.agents.grpo.trainer import train_grpo
-    from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
-    from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig, resolve_device
-    from medscope_gym.atomic import atomic_write_text
-    from medscope_gym.envs.clinvideo import ClinVideoEnv
-    from medscope_gym.suite import Suite
 
     dev, _ = resolve_device(device)
     out = Path(out)
@@ -160,7 +185,7 @@ def profile(
         num_envs=episodes,
         max_new_tokens=max_new_tokens,
         max_steps=1,
-        lr=1e-6,
+        learning_rate=1e-6,
         minibatch_size=episodes,
         micro_batch_size=1,
         eval_limit=0,

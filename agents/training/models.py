@@ -1,49 +1,21 @@
-"""Checkpoints of training runs (SFT and GA-GRPO alike): find the latest ``checkpoint-N``, prune the
-oldest, load the model a run trains (fresh or resumed, full or LoRA), save its final plain checkpoint."""
+"""The model a training run updates (SFT and GA-GRPO alike), and the plain checkpoint it ends with."""
 
 from __future__ import annotations
 
-import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "LORA_TARGETS",
-    "checkpoint_dir",
-    "latest_checkpoint",
-    "load_trainable_model",
-    "prune_checkpoints",
-    "save_final_model",
-]
-
-_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+__all__ = ["LORA_TARGETS", "load_trainable_model", "model_dtype", "save_final_model"]
 
 #: Language-model projections LoRA adapts by default (SFT and GA-GRPO): attention and MLP.
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def checkpoint_dir(out: str | Path, step: int) -> Path:
-    return Path(out) / f"checkpoint-{step}"
+def model_dtype(device: Any):
+    """bf16 on CUDA, fp32 elsewhere: the dtype of frozen weights (a LoRA base, a KL reference)."""
+    import torch
 
-
-def _checkpoints(out: str | Path) -> list[tuple[int, Path]]:
-    return sorted(
-        (int(m.group(1)), p) for p in Path(out).glob("checkpoint-*") if (m := _CKPT_RE.match(p.name))
-    )
-
-
-def latest_checkpoint(out: str | Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the largest N in ``out`` (None when there is none)."""
-    found = _checkpoints(out)
-    return found[-1][1] if found else None
-
-
-def prune_checkpoints(out: str | Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints."""
-    found = _checkpoints(out)
-    for _, old in found[: max(0, len(found) - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def load_trainable_model(cfg: Any, resume_from: Path | None, lora_base_dtype: Any = None):

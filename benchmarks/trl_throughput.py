@@ -11,7 +11,8 @@ adapters of ``peft_config``), no KL term
 
 When the checkpoint folder has a ``medscope_policy.json`` (the tiny model has one), its frame budget,
 system prompt, sampling temperature / top-p / top-k and suppressed tokens are used, so both trainers see
-the same prompts and frames.
+the same prompts and frames. Measurement code of the source checkout (see :mod:`benchmarks`); torch,
+transformers and trl are imported when a measurement runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from medscope_gym.agents.trl.chat_template import prepare_processing_class
+from medscope_gym.agents.trl.dataset import build_dataset
+from medscope_gym.agents.trl.environment import clinvideo_environment_factory
+from medscope_gym.agents.trl.rewards import env_reward_funcs
+from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+from medscope_gym.protocol import SYSTEM_PROMPT
+from medscope_gym.suite import Suite
 
 __all__ = ["trl_step_throughput"]
 
@@ -65,14 +74,6 @@ def trl_step_throughput(
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
-
-    from medscope_gym.agents.trl.chat_template import prepare_processing_class
-    from medscope_gym.agents.trl.dataset import build_dataset
-    from medscope_gym.agents.trl.environment import clinvideo_environment_factory
-    from medscope_gym.agents.trl.rewards import env_reward_funcs
-    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
-    from medscope_gym.protocol import SYSTEM_PROMPT
-    from medscope_gym.suite import Suite
 
     for name, value in (
         ("steps", steps),

@@ -1,6 +1,6 @@
 """The generated videos the retrieval benchmarks run on, rendered once into the cache.
 
-Low resolution at 25 fps with a keyframe every 250 frames, like the long-GOP files of SPEC §9:
+Low resolution at 25 fps with a keyframe every 250 frames, like the long-GOP files of docs/retrieval.md:
 what matters for retrieval is the GOP structure and the length, not the pixel count.
 """
 
@@ -10,12 +10,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medscope_gym.synthetic import default_cache_dir, generate_procedure, render_video
+
 __all__ = ["BenchVideoSpec", "bench_video"]
 
 
 @dataclass(frozen=True)
 class BenchVideoSpec:
-    """Geometry of a benchmark video; the defaults are the ones the README table was measured on."""
+    """Geometry of a benchmark video; the defaults are the ones docs/results.md was measured on."""
 
     width: int = 320
     height: int = 180
@@ -38,15 +40,17 @@ def bench_video(
     Rendering writes beside the target and renames into place, so an interrupted run never
     leaves a truncated video behind.
     """
-    from medscope_gym.synthetic import default_cache_dir, generate_procedure, render_video
-
     spec = spec or BenchVideoSpec()
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "bench"
     path = root / spec.file_name(minutes)
     if not path.is_file():
         procedure = generate_procedure(spec.seed, minutes * 60.0, spec.fps)
         render_video(
-            procedure, path, width=spec.width, height=spec.height,
-            keyframe_interval=spec.keyframe_interval, bframes=0,
+            procedure,
+            path,
+            width=spec.width,
+            height=spec.height,
+            keyframe_interval=spec.keyframe_interval,
+            bframes=0,
         )
     return path
