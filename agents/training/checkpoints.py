@@ -173,6 +173,12 @@ def load_tensors(path: str | Path) -> Any:
         raise CheckpointError(
             f"{path}: not loadable as plain tensors and numbers (weights_only=True); refusing to unpickle "
             f"it. A crafted or corrupted checkpoint? ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            + (
+                ". GA-GRPO checkpoints of release 0.1.0 pickled their RNG state: delete this rng.pt"
+                " to resume without restoring the random state"
+                if Path(path).name == "rng.pt"
+                else ""
+            )
         ) from exc
 
 
