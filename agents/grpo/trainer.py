@@ -296,15 +296,8 @@ def train_grpo(cfg: GRPOConfig) -> Path:
             model.eval()
             evaluate_now(step)
         if main:
-            save_checkpoint_if_due(
-                out,
-                cfg,
-                step,
-                stream.position,
-                model=accelerator.unwrap_model(model),
-                optimizer=optimizer,
-                scheduler=scheduler,
-            )
+            unwrapped = accelerator.unwrap_model(model)
+            save_checkpoint_if_due(out, cfg, step, stream.position, unwrapped, optimizer, scheduler)
         accelerator.wait_for_everyone()
     if bar is not None:
         bar.close()

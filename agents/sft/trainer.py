@@ -374,15 +374,8 @@ def train_sft(cfg: SFTConfig) -> Path:
             if step % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
         if main:
-            save_checkpoint_if_due(
-                out,
-                cfg,
-                step,
-                stream.position,
-                model=accelerator.unwrap_model(model),
-                optimizer=optimizer,
-                scheduler=scheduler,
-            )
+            unwrapped = accelerator.unwrap_model(model)
+            save_checkpoint_if_due(out, cfg, step, stream.position, unwrapped, optimizer, scheduler)
             plot_loss(out, out / "loss.png")
     if bar is not None:
         bar.close()

@@ -183,7 +183,7 @@ def load_tensors(path: str | Path) -> Any:
 
 
 def save_checkpoint_if_due(
-    out: str | Path, cfg: Any, step: int, stream_position: int, *, model: Any, optimizer: Any, scheduler: Any
+    out: str | Path, cfg: Any, step: int, stream_position: int, model: Any, optimizer: Any, scheduler: Any
 ) -> Path | None:
     """:func:`save_checkpoint` when ``step`` is due: every ``cfg.save_every`` steps and at ``cfg.max_steps``.
 

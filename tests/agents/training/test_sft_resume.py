@@ -53,8 +53,8 @@ def test_a_killed_and_resumed_run_ends_with_identical_weights_and_losses(tmp_pat
     split = tmp_path / "split"
     real_save = sft_trainer.save_checkpoint_if_due
 
-    def save_then_die(out, cfg, step, stream_position, **kw):
-        folder = real_save(out, cfg, step, stream_position, **kw)
+    def save_then_die(out, cfg, step, *args):
+        folder = real_save(out, cfg, step, *args)
         if step == 2:
             raise _Killed
         return folder
