@@ -25,6 +25,7 @@ from medscope_gym.agents.policy import Policy
 from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
 from medscope_gym.agents.rollout.trajectory import Trajectory, save_trajectories
 from medscope_gym.config import Config, check, non_negative_float, non_negative_int, positive_int
+from medscope_gym.errors import ConfigError
 from medscope_gym.metrics import format_table, summarise_by_task
 from medscope_gym.protocol import check_trajectory_format, parse_turn
 from medscope_gym.rewards import RewardSpec, parse_reward
@@ -91,7 +92,11 @@ class EvalConfig(Config):
     native_tools: bool = False
     """Send the tool schemas as ``tools=`` and map the endpoint's native tool calls to the text protocol."""
     out: str | None = None
-    """Folder for trajectories/ and metrics.json (None: nothing saved)."""
+    """Folder for trajectories/ and metrics.json (None: nothing saved). A policy that keeps no turn records
+    of its own (scripted, endpoint) has each observation's text and frame thumbnails recorded for the
+    viewer (docs/viewer.md)."""
+    html: bool = False
+    """Also write ``out``/report.html, the episode viewer's page of this evaluation (needs ``out``)."""
     device: str = "auto"
     """"auto": CUDA when available, else CPU; or cpu | cuda | cuda:N."""
     threads: int | None = None
@@ -107,6 +112,8 @@ class EvalConfig(Config):
         check(self, positive_int, "max_new_tokens", "threads", optional=True)
         check(self, positive_int, "max_frames")
         check(self, non_negative_float, "temperature", optional=True)
+        if self.html and not self.out:
+            raise ConfigError("html needs out: the report is written next to the trajectories")
 
 
 def make_policy(
@@ -186,6 +193,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if Path(cfg.policy).is_dir():  # a checkpoint: no per-load progress bars from transformers
+        from medscope_gym.agents.training.metrics import quiet_transformers
+
+        quiet_transformers()
     suite = Suite.from_spec(cfg.suite)
     ids = [s.id for s in suite if s.split in cfg.splits]
     if cfg.limit is not None:
@@ -203,6 +214,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajector
         max_frames=cfg.max_frames,
         native_tools=cfg.native_tools,
     )
+    if cfg.out and not policy.records_turns:  # keep what the policy saw, for the viewer
+        from medscope_gym.agents.viewer.recording import RecordingPolicy
+
+        policy = RecordingPolicy(policy)
     requests = sample_requests([sid for _ in range(cfg.repeats) for sid in ids], seed=cfg.seed)
     envs = make_vector_env(lambda: ClinVideoEnv(suite, reward=cfg.reward), min(cfg.num_envs, len(requests)))
     try:
@@ -246,7 +261,8 @@ def _endpoint_usage(policy: Policy, summary: dict[str, dict[str, Any]]) -> dict[
 
 
 def format_summary(summary: dict[str, dict[str, Any]], columns: Sequence[str] = TABLE_COLUMNS) -> str:
-    """The per-task table (rows: overall, then each task); endpoint policies add their usage columns."""
-    if "prompt_tokens" in summary.get("overall", {}):
+    """The metrics table of ``medscope eval`` and ``medscope play`` (docs/metrics.md): one row per task
+    (overall first) or per policy; endpoint policies add their usage columns."""
+    if any("prompt_tokens" in row for row in summary.values()):
         columns = [*columns, *(c for c in USAGE_COLUMNS if c not in columns)]
     return format_table(summary, columns=columns)

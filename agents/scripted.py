@@ -49,14 +49,18 @@ class OraclePolicy(Policy):
     ``decimals`` None sends ground-truth numbers out exactly. With ``decimals=k`` every number the
     oracle writes has at most k decimals (the crop widened outwards so it still covers the evidence):
     one number format, far easier for a small model to learn from SFT data than annotation floats.
+
+    ``tools=False`` makes the answer-only reference: the correct answer right after the preview, no tool
+    call (SFT on it trains the answer-only model of ``medscope recipe``).
     """
 
     name = "oracle"
     uses_ground_truth = True
 
-    def __init__(self, moment_pad: float = 2.0, decimals: int | None = None) -> None:
+    def __init__(self, moment_pad: float = 2.0, decimals: int | None = None, tools: bool = True) -> None:
         self.moment_pad = moment_pad
         self.decimals = decimals
+        self.tools = tools
         self._state: dict[int, dict[str, Any]] = {}
 
     def begin(
@@ -89,6 +93,11 @@ class OraclePolicy(Policy):
             centre = round(centre, self.decimals)
             start = math.floor(start * scale + 1e-9) / scale
             end = min(math.ceil(end * scale - 1e-9) / scale, math.floor(st["duration"] * scale) / scale)
+        if not self.tools:  # answer-only reference: the right answer straight after the preview
+            return format_answer(
+                _oracle_answer(sample, self.decimals),
+                think="The preview and the question settle it; I answer without looking closer.",
+            )
         if "crop_video" not in done:
             return format_tool_call(
                 "crop_video",

@@ -7,6 +7,8 @@ saved, and loaded back through ``from_pretrained`` like any checkpoint. Then, on
 1. a rollout of ``episodes`` episodes with :class:`~medscope_gym.agents.vlm.policy.HFVLMPolicy` (batched
    sampling,
    real frame budget): generated tokens/s and peak device memory;
+   then the same episodes greedy, with and without KV-cache reuse across turns (``reuse_cache``), side
+   by side: their wall times and the reuse ratio (full recompute / reuse);
 2. one GA-GRPO step (LoRA r64/α128, bf16, gradient checkpointing on CUDA) over ``episodes`` rollouts:
    step time, rollout and training tokens/s, peak device memory.
 
@@ -75,6 +77,33 @@ def _reset_peak(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def _reuse_ratio(policy: HFVLMPolicy, config: VLMPolicyConfig, make_envs, ids, dev) -> dict[str, Any]:
+    """Greedy rollouts of the same episodes with and without KV-cache reuse: wall times and their ratio."""
+    import torch
+
+    seconds, sequences = {}, {}
+    for reuse in (True, False):
+        greedy = VLMPolicyConfig.from_dict(config.to_dict())
+        greedy.sampling.temperature, greedy.reuse_cache = 0.0, reuse
+        player = HFVLMPolicy(policy.model, policy.processor, greedy)
+        envs = make_envs()
+        try:
+            t0 = time.perf_counter()
+            trajectories = rollout(player, envs, sample_requests(ids))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds[reuse] = time.perf_counter() - t0
+        finally:
+            envs.close()
+        sequences[reuse] = [t.input_ids() for t in trajectories]
+    return {
+        "rollout_greedy_reuse_s": seconds[True],
+        "rollout_greedy_full_s": seconds[False],
+        "rollout_reuse_ratio": seconds[False] / seconds[True],
+        "rollout_reuse_token_identical": sequences[True] == sequences[False],
+    }
 
 
 def build_checkpoint(arch: str, out: str | Path, device: str = "cpu") -> Path:
@@ -170,6 +199,11 @@ def profile(
         rollout_tokens_per_s=tokens / rollout_s,
         rollout_longest_sequence=context,
         rollout_peak_gib=_peak_memory_gib(dev),
+    )
+    result.update(
+        _reuse_ratio(
+            policy, config, lambda: make_vector_env(lambda: ClinVideoEnv(loaded), len(ids)), ids, dev
+        )
     )
     del policy
     if dev.type == "cuda":

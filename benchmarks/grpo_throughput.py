@@ -75,6 +75,8 @@ def ours_step_throughput(
         "step_seconds": step_s,
         "seconds_per_step": statistics.median(step_s),
         "generated_tokens_per_s": tokens / sum(r["perf/rollout_s"] for r in rows),
+        "rollout_seconds": statistics.median(r["perf/rollout_s"] for r in rows),
+        "update_seconds": statistics.median(r["perf/update_s"] for r in rows),
         "mean_reward": statistics.mean(r["train/reward"] for r in rows),
         "tool_calls_per_rollout": statistics.mean(r["train/tool_calls"] for r in rows),
     }

@@ -130,7 +130,8 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
 
     - `suite`: a suite folder, `"builtin:NAME"` for a built-in synthetic suite, or a loaded `Suite`.
     - `split`: keep one split (`"train"`, `"val"`, `"test"`); None keeps every sample.
-    - `tools`: a `ToolConfig` or a dict of its fields (defaults follow the paper's reference code).
+    - `tools`: a `ToolConfig` or a dict of its fields; None: the suite's own `tools.json` if it has one,
+      else the defaults (they follow the paper's reference code).
     - `reward`: a preset name (`"paper"`, `"no_evidence"`, `"conditional_evidence"`,
       `"no_iou_bonus"`) or a `RewardConfig`.
     - `max_turns`: assistant turns per episode (5).
@@ -189,7 +190,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
         self.suite = suite if isinstance(suite, Suite) else Suite.from_spec(suite, split=split)
         if isinstance(suite, Suite) and split is not None:
             self.suite = Suite(suite.root, [s for s in suite if s.split == split])
-        self.tool_config = ToolConfig.from_any(tools)
+        self.tool_config = ToolConfig.from_any(tools if tools is not None else self.suite.tool_settings())
         self.reward_config = parse_reward(reward)
         for name, value, low in (
             ("max_turns", max_turns, 1),

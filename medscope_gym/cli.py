@@ -1,6 +1,8 @@
 """The ``medscope`` command line.
 
     medscope play --env MedScope/SynthSurg-v0 --policy oracle,no_tools --episodes 3 --seed 0 --reward graded
+    medscope play --policy oracle,random --episodes 20 --quiet --out runs/play
+    medscope view runs/play/oracle runs/play/random --out compare.html
     medscope synth OUT_DIR --videos 6 --min-duration 60 --max-duration 150 --seed 0
     medscope suite validate SUITE_DIR
     medscope bench --quick                      # measurement commands: benchmarks/ of a source checkout
@@ -27,15 +29,16 @@ from typing import Literal
 
 import gymnasium as gym
 
-from medscope_gym.agents import SCRIPTED_POLICIES, make_scripted_policy, record_from_info, run_episode
-from medscope_gym.agents.evaluate import USAGE_COLUMNS, make_policy
+from medscope_gym.agents import SCRIPTED_POLICIES, make_scripted_policy, run_episode
+from medscope_gym.agents.evaluate import USAGE_COLUMNS, format_summary, make_policy, summarise_trajectories
 from medscope_gym.agents.grpo import cli as grpo_cli
+from medscope_gym.agents.recipe import cli as recipe_cli
 from medscope_gym.agents.sb3 import cli as sb3_cli
+from medscope_gym.agents.viewer import RecordingPolicy, ViewConfig, trajectory_from_result, write_report
 from medscope_gym.agents.vlm import cli as vlm_cli
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.config import Config, add_config_arguments, check, config_from_args, positive_int
 from medscope_gym.errors import ConfigError, MedScopeError
-from medscope_gym.metrics import format_table, summarise
 from medscope_gym.rewards import RewardSpec, parse_reward
 from medscope_gym.store import cli as store_cli
 from medscope_gym.suite import Suite
@@ -46,7 +49,7 @@ __all__ = ["COMMAND_MODULES", "PlayConfig", "build_parser", "main"]
 
 # Modules that add their own commands: each has ``register(commands, train_commands)`` taking the
 # top-level and the ``medscope train`` subparser collections. They must import torch & co lazily.
-COMMAND_MODULES: tuple[ModuleType, ...] = (grpo_cli, sb3_cli, vlm_cli, store_cli, suite_cli)
+COMMAND_MODULES: tuple[ModuleType, ...] = (grpo_cli, sb3_cli, vlm_cli, store_cli, suite_cli, recipe_cli)
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 """The checkout an editable install points at; its ``benchmarks/`` is not installed."""
@@ -76,6 +79,9 @@ class PlayConfig(Config):
     """Print only the summary table, not every trajectory."""
     render_dir: str | None = None
     """Save the rgb_array picture of each finished episode here."""
+    out: str | None = None
+    """Save each policy's episodes here, as ``OUT/<policy>/trajectories/`` and ``metrics.json``, with the
+    observations' text and frame thumbnails: ``medscope view OUT/<policy>`` shows them (docs/viewer.md)."""
     base_url: str | None = None
     """API root of an ``openai:MODEL`` policy, e.g. http://127.0.0.1:8000/v1 (None: $OPENAI_BASE_URL, else
     https://api.openai.com/v1)."""
@@ -119,26 +125,53 @@ def _cmd_play(args: argparse.Namespace) -> int:
             )
         else:
             policy = make_scripted_policy(name, seed=cfg.seed)
-        records = []
+        recorder = RecordingPolicy(policy) if cfg.out and not policy.records_turns else None
+        trajectories = []
         for episode in range(cfg.episodes):
-            result = run_episode(env, policy, seed=cfg.seed if episode == 0 else None)
+            seed = cfg.seed if episode == 0 else None
+            result = run_episode(env, recorder or policy, seed=seed)
             info = result.final_info
-            records.append(record_from_info(info))
+            turns = recorder.take_turns(0) if recorder is not None else None
+            trajectories.append(trajectory_from_result(result, policy.label, seed=seed, turns=turns))
             if not cfg.quiet:
                 _print_episode(f"{name} {episode + 1}", result)
             if cfg.render_dir:
                 from PIL import Image
 
-                stem = name.replace("/", "_").replace(":", "_")
-                out = Path(cfg.render_dir) / f"{stem}-{episode + 1:03d}-{info['sample_id']}.png"
+                out = Path(cfg.render_dir) / f"{_stem(name)}-{episode + 1:03d}-{info['sample_id']}.png"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(env.render()).save(out)
-        table[name] = summarise(records)
+        summary = summarise_trajectories(trajectories)
+        table[name] = summary["overall"]
         usage = policy.usage()  # what a served policy's endpoint reported
         if usage is not None:
             table[name].update({k: usage["overall"][k] for k in USAGE_COLUMNS})
+        if cfg.out:
+            _save_play(Path(cfg.out) / _stem(name), trajectories, cfg, name, summary)
     env.close()
-    print(format_table(table))
+    print(format_summary(table))
+    if cfg.out:
+        print(f"trajectories in {cfg.out}/<policy>; see them with: medscope view {cfg.out}/<policy>")
+    return 0
+
+
+def _stem(policy: str) -> str:
+    return policy.replace("/", "_").replace(":", "_")
+
+
+def _save_play(folder: Path, trajectories, cfg: PlayConfig, policy: str, summary: dict) -> None:
+    from medscope_gym.agents.rollout.trajectory import save_trajectories
+
+    save_trajectories(folder / "trajectories", trajectories)
+    meta = {"policy": policy, "env": cfg.env, "suite": cfg.suite, "split": cfg.split, "summary": summary}
+    atomic_write_text(folder / "metrics.json", json.dumps(meta, indent=2) + "\n")
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    cfg = config_from_args(ViewConfig, args)
+    if len(args.runs) > 2:
+        raise ConfigError(f"medscope view shows one or two run folders, got {len(args.runs)}")
+    print(f"episode viewer: {write_report(args.runs, cfg)}")
     return 0
 
 
@@ -303,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     play = sub.add_parser("play", help="run a scripted policy and print trajectories and reward parts")
     add_config_arguments(play, PlayConfig)
     play.set_defaults(func=_cmd_play)
+
+    view = sub.add_parser(
+        "view", help="write an HTML report of the episodes of one run folder, or two side by side"
+    )
+    view.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="eval/play --out folder, GA-GRPO run or trajectories folder",
+    )
+    add_config_arguments(view, ViewConfig)
+    view.set_defaults(func=_cmd_view)
 
     synth = sub.add_parser("synth", help="generate a synthetic procedure suite (videos, annotations, QA)")
     synth.add_argument("out")

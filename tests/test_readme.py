@@ -27,4 +27,5 @@ def test_readme_stays_short_and_starts_with_the_two_commands():
     text = README.read_text()
     assert len(text.splitlines()) <= 250, "the manual belongs in docs/, not the README"
     first_blocks = re.findall(r"^```bash\n(.*?)^```", text, re.DOTALL | re.MULTILINE)[:2]
-    assert "medscope train grpo" in first_blocks[0] and first_blocks[1].rstrip().endswith("&& pytest")
+    assert "medscope recipe configs/recipe_tiny.yaml" in first_blocks[0]
+    assert first_blocks[1].rstrip().endswith("&& pytest")

@@ -148,6 +148,9 @@ class GRPOConfig(Config):
     """Continue from the latest checkpoint-N in ``out`` (exact: model, optimizer, RNG, data position)."""
     save_rollouts: bool = False
     """Keep every step's trajectories under ``out/rollouts/step-N`` (JSONL + frames)."""
+    save_eval: bool = True
+    """Keep each held-out evaluation's trajectories (with the frames the model was fed) under
+    ``out/eval/step-N``, the input of ``medscope view`` (docs/viewer.md)."""
     tensorboard: bool = True
     """Also write TensorBoard events to ``out/tb`` (needs the ``tensorboard`` package)."""
     seed: int = 0

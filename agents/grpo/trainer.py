@@ -42,7 +42,7 @@ from medscope_gym.agents.evaluate import is_well_formed, summarise_trajectories
 from medscope_gym.agents.grpo.advantages import evidence_factors, group_advantages
 from medscope_gym.agents.grpo.config import GRPOConfig
 from medscope_gym.agents.grpo.loss import clipped_surrogate
-from medscope_gym.agents.rollout.batching import trajectory_batch
+from medscope_gym.agents.rollout.batching import shared_vision_features, trajectory_batch
 from medscope_gym.agents.rollout.engine import group_requests, make_vector_env, rollout, sample_requests
 from medscope_gym.agents.rollout.trajectory import Trajectory, save_trajectories
 from medscope_gym.agents.training.accelerator import seed_everything, setup_accelerator
@@ -52,7 +52,7 @@ from medscope_gym.agents.training.checkpoints import (
     remove_stale_temporaries,
     save_checkpoint_if_due,
 )
-from medscope_gym.agents.training.metrics import MetricsLog, progress_bar
+from medscope_gym.agents.training.metrics import MetricsLog, progress_bar, quiet_transformers
 from medscope_gym.agents.training.models import load_trainable_model, model_dtype, save_final_model
 from medscope_gym.agents.training.streaming import IndexStream
 from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
@@ -146,6 +146,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     from medscope_gym.suite import Suite
 
     # ---- run folder and processes
+    quiet_transformers()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     accelerator, device = setup_accelerator(cfg.device, threads=cfg.threads)
@@ -211,10 +212,19 @@ def train_grpo(cfg: GRPOConfig) -> Path:
     log = MetricsLog(out, resume_step=step, tensorboard=cfg.tensorboard, name="grpo") if main else None
     local_questions = cfg.questions_per_step // world
 
+    evaluations: dict[str, dict[str, float]] = {}  # the first and the latest held-out row, for the end
+
     def evaluate_now(at_step: int) -> dict[str, float]:
-        summary = _evaluate(eval_policy, eval_envs, eval_ids, cfg, seed=cfg.seed + 7919) if eval_ids else {}
+        if not eval_ids:
+            return {}
+        summary, played = _evaluate(eval_policy, eval_envs, eval_ids, cfg, seed=cfg.seed + 7919)
         if log is not None and summary:
             log.log(at_step, {f"eval/{k}": summary.get(k) for k in EVAL_METRICS})
+        if cfg.save_eval:
+            _save_evaluation(out / "eval" / f"step-{at_step}", played, summary, cfg)
+        _print_evaluation(at_step, summary)
+        evaluations.setdefault("first", {**summary, "step": at_step})
+        evaluations["last"] = {**summary, "step": at_step}
         return summary
 
     if step == 0 and main and cfg.eval_at_start:
@@ -314,6 +324,7 @@ def train_grpo(cfg: GRPOConfig) -> Path:
         from medscope_gym.agents.grpo.plots import plot_training
 
         plot_training(out)
+        _print_before_after(evaluations, out)
     accelerator.wait_for_everyone()
     envs.close()
     if eval_envs is not envs:
@@ -362,7 +373,9 @@ def _micro_backward(
     )
     no_sync = contextlib.nullcontext() if sync else accelerator.no_sync(learner.model)
     with no_sync, accelerator.autocast():
-        logp, mask, old = sequence_logprobs(learner.model, inputs, learner.temperature, policy.suppressed_ids)
+        # a group's shared preview goes through the vision tower once (its gradients add up as for copies)
+        scored = shared_vision_features(learner.model, inputs, [batch.vision[i] for i in micro])
+        logp, mask, old = sequence_logprobs(learner.model, scored, learner.temperature, policy.suppressed_ids)
         terms = clipped_surrogate(
             logp,
             old,
@@ -541,14 +554,53 @@ def _rollout_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def _evaluate(policy: HFVLMPolicy, envs, ids: Sequence[str], cfg: GRPOConfig, seed: int) -> dict[str, float]:
+def _evaluate(
+    policy: HFVLMPolicy, envs, ids: Sequence[str], cfg: GRPOConfig, seed: int
+) -> tuple[dict[str, float], list[Trajectory]]:
+    """One held-out evaluation: its overall metrics and its trajectories."""
     import torch
 
     torch.manual_seed(seed)
     requests = sample_requests([sid for _ in range(cfg.eval_repeats) for sid in ids], seed=seed)
     with torch.no_grad():
-        trajectories = rollout(policy, envs, requests)
-    return summarise_trajectories(trajectories)["overall"]
+        trajectories = rollout(policy, envs, requests, progress=cfg.progress)
+    return summarise_trajectories(trajectories)["overall"], trajectories
+
+
+def _save_evaluation(folder: Path, trajectories: list[Trajectory], summary: dict, cfg: GRPOConfig) -> None:
+    """``folder``/trajectories and metrics.json: what ``medscope view`` reads (docs/viewer.md)."""
+    save_trajectories(folder / "trajectories", trajectories)
+    meta = {"policy": "grpo", "suite": cfg.eval_suite or cfg.suite, "splits": list(cfg.eval_splits)}
+    atomic_write_text(folder / "metrics.json", json.dumps({**meta, "summary": summary}, indent=2) + "\n")
+
+
+def _eval_line(summary: dict[str, Any]) -> str:
+    return "  ".join(
+        f"{k} {summary[k]:.3f}" if isinstance(summary.get(k), float) else f"{k} {summary.get(k) or '-'}"
+        for k in ("reward", "accuracy", "well_formed", "format_rate", "mIoU", "evidence_mIoU", "tool_calls")
+    )
+
+
+def _print_evaluation(step: int, summary: dict[str, Any]) -> None:
+    """One held-out row on the console, above the progress bar."""
+    from tqdm import tqdm
+
+    episodes = summary.get("episodes", 0)
+    tqdm.write(f"grpo: held-out eval at step {step} ({episodes} episodes): {_eval_line(summary)}")
+
+
+def _print_before_after(evaluations: dict[str, dict[str, Any]], out: Path) -> None:
+    """The first held-out evaluation against the last one, as a table (docs/metrics.md)."""
+    from medscope_gym.agents.evaluate import format_summary
+
+    if "last" not in evaluations:
+        return
+    first, last = evaluations["first"], evaluations["last"]
+    rows = {f"step {first['step']}": first, f"step {last['step']}": last}
+    print(f"grpo: held-out evaluation, first vs last (every row in {out / 'metrics.jsonl'}):")
+    print(format_summary(rows))
+    if (out / "eval" / f"step-{first['step']}").is_dir() and first["step"] != last["step"]:
+        print(f"grpo: compare their episodes: medscope view {out}/eval/step-{first['step']} {out}")
 
 
 # ---------------------------------------------------------------------------------------------- model & state

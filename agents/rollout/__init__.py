@@ -4,6 +4,7 @@
 - :mod:`medscope_gym.agents.rollout.trajectory`: the trajectory format (tokens, masks, log-probs,
   frames) and its storage.
 - :mod:`medscope_gym.agents.rollout.batching`: trajectories to padded model batches.
+- :mod:`medscope_gym.agents.rollout.generation`: the turn-generation interface (token in, token out).
 
 Any :class:`~medscope_gym.agents.policy.Policy` plays through the engine; it talks to the env only
 through ``reset``/``step`` of a Gymnasium vector env. Importing this package does not import torch.

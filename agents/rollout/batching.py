@@ -4,6 +4,10 @@ Qwen-VL models take the pixels of every video and image of the batch concatenate
 (episode by episode, chunk by chunk), with one grid per video/image; the rope index walks the
 sequences in the same order. Padding is on the left for generation and on the right for training;
 the attention mask tells the rope index which tokens are real.
+
+Rollouts of one GA-GRPO group start from the same reset, so their preview chunk is one processed object;
+:func:`shared_vision_features` runs the vision tower once per distinct chunk of a batch and hands the
+model the features of every placeholder (gradients of the shared features add up, as for copies).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VISION_KEYS", "collate", "trajectory_batch"]
+__all__ = ["VISION_KEYS", "collate", "shared_vision_features", "trajectory_batch"]
 
 #: Processor outputs that describe vision inputs, concatenated across chunks and episodes.
 VISION_KEYS = (
@@ -100,3 +104,54 @@ def trajectory_batch(
     if device is not None:
         batch = {k: v.to(device) for k, v in batch.items()}
     return batch
+
+
+#: Per modality: the pixel key, the grid key and the model method that encodes them.
+_MODALITIES = (
+    ("video", "pixel_values_videos", "video_grid_thw", "get_video_features"),
+    ("image", "pixel_values", "image_grid_thw", "get_image_features"),
+)
+
+
+def shared_vision_features(model: Any, batch: dict[str, Any], vision: Sequence[Sequence[dict[str, Any]]]):
+    """``batch`` with the vision tower run once per distinct chunk of ``vision`` (by identity).
+
+    ``batch`` is :func:`collate`'s output for ``vision``. Where a chunk object occurs more than once (the
+    shared preview of a group's rollouts), its features are computed once and repeated in sequence
+    order; the pixel tensors are replaced by ``mm_encoder_outputs``. Returns ``batch`` itself when no
+    chunk repeats or the model takes no precomputed features. Call it where the model's forward would
+    run (same autocast / no-sync context): it runs the model's vision tower.
+    """
+    import inspect
+
+    import torch
+
+    flat = [chunk for chunks in vision for chunk in chunks]
+    if len({id(c) for c in flat}) == len(flat):
+        return batch
+    core = next((m for m in model.modules() if hasattr(m, "get_rope_index")), None)
+    if core is None or "mm_encoder_outputs" not in inspect.signature(core.forward).parameters:
+        return batch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    device = batch["input_ids"].device
+    out = dict(batch)
+    encoded: dict[str, Any] = {}
+    for modality, pixel_key, grid_key, method in _MODALITIES:
+        if pixel_key not in batch:
+            continue
+        unique = list({id(c): c for c in flat if pixel_key in c}.values())
+        pixels = torch.cat([torch.as_tensor(c[pixel_key]) for c in unique]).to(device)
+        grids = torch.cat([torch.as_tensor(c[grid_key]) for c in unique]).to(device)
+        features = getattr(core, method)(pixels, grids, return_dict=True).pooler_output
+        per_chunk, at = {}, 0
+        for c in unique:
+            n = len(c[grid_key])
+            per_chunk[id(c)] = features[at : at + n]
+            at += n
+        encoded[modality] = BaseModelOutputWithPooling(
+            pooler_output=tuple(f for c in flat if pixel_key in c for f in per_chunk[id(c)])
+        )
+        del out[pixel_key]
+    out["mm_encoder_outputs"] = encoded
+    return out

@@ -21,6 +21,7 @@ from medscope_gym.config import (
     positive_int,
     probability,
 )
+from medscope_gym.errors import ConfigError
 
 __all__ = ["SFTConfig"]
 
@@ -49,6 +50,9 @@ class SFTConfig(Config):
     decimals: int | None = None
     """Decimals of every number the reference writes (None: exact ground truth). 1 gives the tiny model
     one number format to learn (``27.5``), instead of annotation floats (``29.84``, ``63.975``)."""
+    reference: str = "oracle"
+    """Reference policy: "oracle" (crop the evidence, get_frame, answer) or "answer_only" (the correct
+    answer right after the preview, no tool call: the answer-only model of ``medscope recipe``)."""
     on_policy_repeats: int = 0
     """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
     turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery
@@ -104,7 +108,12 @@ class SFTConfig(Config):
     log_every: int = 10
     """Print the loss every this many steps."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show progress bars (reference episodes, optimizer steps, the held-out evaluation)."""
+    eval_split: str = "val"
+    """Split of the held-out evaluation at the end."""
+    eval_limit: int = 20
+    """Questions of ``eval_split`` the final model plays greedily at the end; their well_formed rate and
+    accuracy are printed, the episodes saved to ``out/eval`` (0: no evaluation)."""
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -121,10 +130,12 @@ class SFTConfig(Config):
             "save_every",
             "log_every",
         )
-        check(self, non_negative_int, "on_policy_repeats", "warmup_steps", "keep_checkpoints")
+        check(self, non_negative_int, "on_policy_repeats", "warmup_steps", "keep_checkpoints", "eval_limit")
         check(self, non_negative_int, "decimals", "limit", optional=True)
         check(self, positive_int, "threads", optional=True)
         check(self, probability, "recovery_rate", "lora_dropout")
         check(self, non_negative_float, "evidence_jitter", "weight_decay", "max_grad_norm")
         check(self, non_negative_float, "on_policy_temperature", optional=True)
         check(self, positive_float, "learning_rate")
+        if self.reference not in ("oracle", "answer_only"):
+            raise ConfigError(f"reference must be 'oracle' or 'answer_only', got {self.reference!r}")

@@ -47,7 +47,7 @@ from medscope_gym.agents.training.checkpoints import (
     remove_stale_temporaries,
     save_checkpoint_if_due,
 )
-from medscope_gym.agents.training.metrics import MetricsLog, progress_bar, read_metrics
+from medscope_gym.agents.training.metrics import MetricsLog, progress_bar, quiet_transformers, read_metrics
 from medscope_gym.agents.training.models import load_trainable_model, save_final_model
 from medscope_gym.agents.training.streaming import IndexStream
 from medscope_gym.agents.vlm.encoding import ChatEncoder
@@ -77,8 +77,10 @@ class RecoveringOracle(Policy):
     uses_ground_truth = True
     MISTAKES = ("swapped", "past_end", "broken_json")
 
-    def __init__(self, rate: float, seed: int = 0, jitter: float = 0.0, decimals: int | None = None) -> None:
-        self.inner = OraclePolicy(decimals=decimals)
+    def __init__(
+        self, rate: float, seed: int = 0, jitter: float = 0.0, decimals: int | None = None, tools: bool = True
+    ) -> None:
+        self.inner = OraclePolicy(decimals=decimals, tools=tools)
         self.rate = rate
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
@@ -160,13 +162,16 @@ def build_reference_data(
     model_turns: int = 0,
     first_repeat: int = 0,
     temperature: float | None = None,
+    reference: str = "oracle",
+    progress: bool = False,
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them.
 
     ``model_turns`` > 0 lets the model at ``model_path`` open each episode for 1..``model_turns``
     turns (sampling at ``temperature``, None: its own setting) before the oracle takes over
     (:class:`medscope_gym.agents.sft.dagger.ModelThenReference`); episodes the model ends itself are dropped.
-    ``first_repeat`` offsets the env seeds so that several calls play distinct episodes.
+    ``first_repeat`` offsets the env seeds so that several calls play distinct episodes. ``progress``
+    shows a bar over the episodes.
     """
     from transformers import AutoProcessor
 
@@ -187,9 +192,11 @@ def build_reference_data(
     ]
     envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
     try:
-        oracle = RecoveringOracle(recovery_rate, seed + first_repeat, evidence_jitter, decimals)
+        oracle = RecoveringOracle(
+            recovery_rate, seed + first_repeat, evidence_jitter, decimals, tools=reference != "answer_only"
+        )
         if model_turns <= 0:
-            return rollout(ReferencePolicy(oracle, encoder), envs, requests)
+            return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)
         from medscope_gym.agents.sft.dagger import ModelThenReference
         from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
@@ -199,7 +206,7 @@ def build_reference_data(
             model_cfg.sampling.temperature = temperature
         model = HFVLMPolicy.from_pretrained(model_path, config=model_cfg)
         policy = ModelThenReference(model, oracle, model_turns, seed + first_repeat)
-        played = rollout(policy, envs, requests)
+        played = rollout(policy, envs, requests, progress=progress)
         return [t for t in played if any(t.loss_mask())]
     finally:
         envs.close()
@@ -260,6 +267,8 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
         recovery_rate=cfg.recovery_rate,
         evidence_jitter=cfg.evidence_jitter,
         decimals=cfg.decimals,
+        reference=cfg.reference,
+        progress=cfg.progress,
     )
     if cfg.on_policy_repeats > 0:
         on_policy = build_reference_data(
@@ -276,6 +285,8 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
             model_turns=cfg.on_policy_turns,
             first_repeat=cfg.repeats,
             temperature=cfg.on_policy_temperature,
+            reference=cfg.reference,
+            progress=cfg.progress,
         )
         print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
         trajectories += on_policy
@@ -289,6 +300,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     from transformers import AutoProcessor
 
     # ---- run folder, device, seeds
+    quiet_transformers()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy_cfg = cfg.policy or VLMPolicyConfig.load(cfg.model) or VLMPolicyConfig()
@@ -384,9 +396,51 @@ def train_sft(cfg: SFTConfig) -> Path:
     if main:
         save_final_model(accelerator.unwrap_model(model), processor, policy_cfg, final, cfg.lora)
         plot_loss(out, out / "loss.png")
+        held_out = _held_out_evaluation(cfg, final, out / "eval")
+        if held_out:
+            log.log(step, {f"eval/{k}": held_out.get(k) for k in HELD_OUT_METRICS})
         log.close()
     accelerator.wait_for_everyone()
     return final
+
+
+#: Overall metrics of the final held-out evaluation logged as eval/<name> in metrics.jsonl.
+HELD_OUT_METRICS = ("well_formed", "accuracy", "format_rate", "mIoU", "evidence_mIoU", "tool_calls", "reward")
+
+
+def _held_out_evaluation(cfg: SFTConfig, final: Path, out: Path) -> dict[str, Any] | None:
+    """Greedy episodes of the final model on ``eval_limit`` questions of ``eval_split``, printed (the
+    machinery of ``medscope eval``); their overall metrics, or None when there is nothing to evaluate."""
+    from medscope_gym.agents.evaluate import EvalConfig, evaluate, format_summary
+    from medscope_gym.suite import Suite
+
+    if cfg.eval_limit == 0:
+        return None
+    n = sum(s.split == cfg.eval_split for s in Suite.from_spec(cfg.suite))
+    if n == 0:
+        print(f"sft: {cfg.suite} has no {cfg.eval_split} questions: no held-out evaluation")
+        return None
+    eval_cfg = EvalConfig(
+        policy=str(final),
+        suite=cfg.suite,
+        splits=(cfg.eval_split,),
+        limit=cfg.eval_limit,
+        temperature=0.0,
+        seed=cfg.seed,
+        device=cfg.device,
+        threads=cfg.threads,
+        progress=cfg.progress,
+        out=str(out),
+    )
+    print(f"sft: held-out evaluation on {min(n, cfg.eval_limit)} {cfg.eval_split} questions (greedy)")
+    summary, _ = evaluate(eval_cfg)
+    overall = summary["overall"]
+    print(format_summary(summary))
+    print(
+        f"sft: held-out {cfg.eval_split}: well_formed {overall['well_formed']:.3f}, accuracy "
+        f"{overall['accuracy']:.3f} over {overall['episodes']} questions; episodes: medscope view {out}"
+    )
+    return overall
 
 
 def plot_loss(run: Path, png_path: Path) -> None:

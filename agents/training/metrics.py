@@ -16,7 +16,7 @@ from typing import Any
 
 from medscope_gym.atomic import atomic_write_text
 
-__all__ = ["METRICS_FILE", "MetricsLog", "progress_bar", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "progress_bar", "quiet_transformers", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -82,6 +82,16 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{lineno}: not a JSON line ({exc})") from exc
     return rows
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' per-load progress bars ("Loading weights", "Writing model shards") in this
+    process: our commands draw their own bars. Called when a command runs, never at import."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        return
+    logging.disable_progress_bar()
 
 
 def progress_bar(enabled: bool, total: int, initial: int, desc: str):

@@ -6,6 +6,7 @@ Importing this package does not import torch or transformers.
 - :mod:`medscope_gym.agents.vlm.vocabulary`: the tiny tokenizer's protocol-aware BPE vocabulary.
 - :mod:`medscope_gym.agents.vlm.encoding`: observations to token chunks (chat-template deltas + processor).
 - :mod:`medscope_gym.agents.vlm.policy`: :class:`HFVLMPolicy`, :class:`ReferencePolicy`.
+- :mod:`medscope_gym.agents.vlm.generation`: turn generation, KV cache reused across turns or full recompute.
 - :mod:`medscope_gym.agents.vlm.sampling`: sampling settings and token log-probs for learners.
 """
 

@@ -21,8 +21,10 @@ __all__ = ["register"]
 
 
 def _cmd_model_tiny(args: argparse.Namespace) -> int:
+    from medscope_gym.agents.training.metrics import quiet_transformers
     from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_tiny_model
 
+    quiet_transformers()
     cfg = config_from_args(TinyModelConfig, args)
     path = build_tiny_model(args.out, cfg)
     print(
@@ -51,6 +53,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     if cfg.out:
         print(f"trajectories and metrics.json in {cfg.out}")
+    if cfg.html:
+        from medscope_gym.agents.viewer.report import write_report
+
+        print(f"episode viewer: {write_report([cfg.out])}")
     return 0
 
 

@@ -13,10 +13,16 @@ that rewrites earlier assistant turns) is detected and refused.
 Frames are reduced on the policy side before the processor sees them: long previews and crops are
 subsampled evenly to a frame cap, and every frame is resized to fit ``max_pixels`` (aspect kept), so
 a tiny model on a CPU sees a handful of visual tokens while a real model can be given more.
+
+An observation whose reduced frames and template delta equal those of a recent chunk (the G identical
+resets of a GA-GRPO group) reuses that chunk's processed tensors, the very same objects: the processor
+runs once per group, and a KV-cache generator prefills the shared preview once
+(:mod:`medscope_gym.agents.vlm.generation`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +34,9 @@ from medscope_gym.chat import Transcript
 from medscope_gym.protocol import SYSTEM_PROMPT
 
 __all__ = ["ChatEncoder", "EpisodeContext", "FrameConfig", "ObservationChunk", "TemplateError"]
+
+#: Recent chunks with frames an identical new observation may reuse (see ChatEncoder.encode_observation).
+SHARED_CHUNKS = 4
 
 
 class TemplateError(RuntimeError):
@@ -70,6 +79,16 @@ class EpisodeContext:
     observations: int = 0
 
 
+def _same_media(a: MediaInputs, b: MediaInputs) -> bool:
+    for name in ("video", "video_times", "images", "image_times"):
+        x, y = getattr(a, name), getattr(b, name)
+        if (x is None) != (y is None):
+            return False
+        if x is not None and (x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y)):
+            return False
+    return True
+
+
 def _even_subsample(n: int, cap: int) -> np.ndarray:
     if n <= cap:
         return np.arange(n)
@@ -98,6 +117,9 @@ class ChatEncoder:
         self.system_prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
         self.image_token_id = int(self.tokenizer.convert_tokens_to_ids(processor.image_token))
         self.video_token_id = int(self.tokenizer.convert_tokens_to_ids(processor.video_token))
+        #: The last few chunks with frames: an identical observation reuses the processed chunk (same
+        #: object, so a KV-cache generator also prefills it once); compared exactly, frame by frame.
+        self._recent: deque[tuple[str, ObservationChunk]] = deque(maxlen=SHARED_CHUNKS)
 
     # ------------------------------------------------------------------ episodes
     def start(self) -> EpisodeContext:
@@ -134,8 +156,25 @@ class ChatEncoder:
         delta = full[len(ctx.rendered) :]
         ctx.rendered = full
         ctx.observations += 1
+        shared = self._shared(delta, media)
+        if shared is not None:  # the same frames and template delta as a recent chunk: reuse its tensors
+            return ObservationChunk(
+                token_ids=list(shared.token_ids), media=shared.media, text=text, vision=shared.vision
+            )
         ids, vision = self._process(delta, media)
-        return ObservationChunk(token_ids=ids, media=media, text=text, vision=vision)
+        chunk = ObservationChunk(token_ids=ids, media=media, text=text, vision=vision)
+        if media.video is not None or media.images is not None:
+            self._recent.append((delta, chunk))
+        return chunk
+
+    def _shared(self, delta: str, media: MediaInputs) -> ObservationChunk | None:
+        """A recent chunk with exactly this delta and these frames (e.g. the G resets of a group)."""
+        if media.video is None and media.images is None:
+            return None
+        for seen, chunk in self._recent:
+            if seen == delta and _same_media(chunk.media, media):
+                return chunk
+        return None
 
     def add_action(self, ctx: EpisodeContext, text: str) -> None:
         """Record the assistant's text (the decode of its sampled tokens) in the rendering state."""

@@ -7,7 +7,8 @@ and additionally hand over, per finished episode, the
 with the token chunks they fed and produced (:meth:`TokenRecordingPolicy.take_turns`):
 
 - :class:`HFVLMPolicy`: a Qwen2-VL / Qwen2.5-VL (Qwen3-VL where its processor accepts the same
-  inputs) checkpoint loaded with ``from_pretrained``; batched sampling with ``generate``; each turn
+  inputs) checkpoint loaded with ``from_pretrained``; batched sampling, by default with each episode's
+  KV cache kept across turns (:mod:`medscope_gym.agents.vlm.generation`, ``reuse_cache``); each turn
   stops on a stop token (``</tool_call>``, ``</answer>``, ``<|im_end|>``), and the text sent to the env
   is the decode of exactly the sampled ids, which stay in the episode's sequence as sampled.
 - :class:`ReferencePolicy`: wraps a text policy (the oracle) and tokenises its turns the same way, so
@@ -24,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from medscope_gym.agents.policy import Policy
-from medscope_gym.agents.rollout.batching import collate
-from medscope_gym.agents.rollout.trajectory import TurnRecord
+from medscope_gym.agents.rollout.generation import TurnGenerator, TurnRequest
+from medscope_gym.agents.rollout.trajectory import MediaInputs, TurnRecord
 from medscope_gym.agents.vlm.encoding import ChatEncoder, EpisodeContext, FrameConfig, ObservationChunk
-from medscope_gym.agents.vlm.sampling import SamplingConfig, token_logprobs
+from medscope_gym.agents.vlm.sampling import SamplingConfig
 from medscope_gym.atomic import atomic_write_text
 from medscope_gym.suite import Sample
 
@@ -61,6 +62,10 @@ class VLMPolicyConfig:
     """"auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16" or "float32"."""
     seed: int | None = None
     """Seeds torch's generator when the policy is built (reproducible sampling on one device)."""
+    reuse_cache: bool = True
+    """Keep each running episode's KV cache across turns and feed only the new tokens
+    (:class:`~medscope_gym.agents.vlm.generation.CachedGenerator`); False: ``generate`` over the whole
+    context every turn (:class:`~medscope_gym.agents.vlm.generation.FullContextGenerator`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +75,7 @@ class VLMPolicyConfig:
             "device": self.device,
             "dtype": self.dtype,
             "seed": self.seed,
+            "reuse_cache": self.reuse_cache,
         }
 
     @classmethod
@@ -113,6 +119,8 @@ class _Slot:
     ctx: EpisodeContext
     token_ids: list[int] = field(default_factory=list)
     vision: list[dict[str, Any]] = field(default_factory=list)
+    chunk_starts: list[int] = field(default_factory=list)
+    media: list[MediaInputs] = field(default_factory=list)
     turns: list[TurnRecord] = field(default_factory=list)
     pending: ObservationChunk | None = None
 
@@ -129,6 +137,8 @@ class TokenRecordingPolicy(Policy):
     def begin(
         self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
     ) -> None:
+        if slot in self._slots:  # a slot handed a new episode before its last one was taken
+            self._release(slot)
         state = _Slot(ctx=self.encoder.start())
         state.pending = self.encoder.encode_observation(state.ctx, obs)
         self._slots[slot] = state
@@ -142,8 +152,10 @@ class TokenRecordingPolicy(Policy):
             if state.pending is None:  # the observation the env returned for the previous action
                 state.pending = self.encoder.encode_observation(state.ctx, obs)
             chunk = state.pending
+            state.chunk_starts.append(len(state.token_ids))
             state.token_ids += chunk.token_ids
             state.vision.append(chunk.vision)
+            state.media.append(chunk.media)
             chunks.append(chunk)
         produced = self._produce(slots, observations, infos)
         texts = []
@@ -173,7 +185,11 @@ class TokenRecordingPolicy(Policy):
     def take_turns(self, slot: int) -> list[TurnRecord]:
         """The finished episode's turn records (the slot is freed)."""
         state = self._slots.pop(slot)
+        self._release(slot)
         return state.turns
+
+    def _release(self, slot: int) -> None:
+        """The episode in ``slot`` is over: drop whatever the policy kept for it beyond its turns."""
 
     @abc.abstractmethod
     def _produce(
@@ -228,6 +244,8 @@ class HFVLMPolicy(TokenRecordingPolicy):
         import torch
         from transformers import GenerationConfig
 
+        from medscope_gym.agents.vlm.generation import CachedGenerator, FullContextGenerator
+
         self.config = config or VLMPolicyConfig()
         super().__init__(ChatEncoder(processor, self.config.frames, self.config.system_prompt))
         self.model = model.eval()
@@ -253,6 +271,10 @@ class HFVLMPolicy(TokenRecordingPolicy):
         )
         if self.config.seed is not None:
             torch.manual_seed(self.config.seed)
+        self.full_context = FullContextGenerator(self)
+        # the cached path where its exactness is checked (Qwen2/2.5-VL, sdpa/eager); else full recompute
+        reuse = self.config.reuse_cache and CachedGenerator.unsupported(self.model) is None
+        self.generator: TurnGenerator = CachedGenerator(self) if reuse else self.full_context
 
     @property
     def label(self) -> str:
@@ -281,61 +303,28 @@ class HFVLMPolicy(TokenRecordingPolicy):
         return next(self.model.parameters()).device
 
     def _produce(self, slots, observations, infos):
-        return self.generate_turns(
-            [self._slots[i].token_ids for i in slots], [self._slots[i].vision for i in slots]
-        )
+        requests = [
+            TurnRequest(slot, st.token_ids, st.chunk_starts, st.vision, st.media)
+            for slot, st in ((slot, self._slots[slot]) for slot in slots)
+        ]
+        return [self._turn(out) for out in self.generator.generate(requests)]
+
+    def _release(self, slot: int) -> None:
+        self.generator.release(slot)
 
     def generate_turns(
         self, token_ids: Sequence[list[int]], vision: Sequence[list[dict[str, Any]]]
     ) -> list[tuple[list[int], list[float], str, str]]:
-        """One batched ``generate`` continuing each sequence: (ids, log-probs, finish, text) per row.
+        """One batched ``generate`` continuing each whole sequence: (ids, log-probs, finish, text) per row.
 
-        ``token_ids`` / ``vision`` are whole episode sequences so far (ending with an observation
-        chunk) and their processor outputs, as :class:`TokenRecordingPolicy` keeps them.
+        Stateless (no cache kept): ``token_ids`` / ``vision`` are whole episode sequences so far (ending
+        with an observation chunk) and their processor outputs, as :class:`TokenRecordingPolicy` keeps them.
         """
-        import torch
-        from transformers import GenerationConfig
+        return [self._turn(out) for out in self.full_context.generate_full(token_ids, vision)]
 
-        s = self.config.sampling
-        tok = self.processor.tokenizer
-        batch = collate(
-            list(token_ids),
-            list(vision),
-            pad_id=self.pad_id,
-            image_token_id=self.encoder.image_token_id,
-            video_token_id=self.encoder.video_token_id,
-            padding_side="left",
-            device=self.device,
-        )
-        sampling = {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k} if not s.greedy else {}
-        gen = GenerationConfig(
-            do_sample=not s.greedy,
-            **sampling,
-            max_new_tokens=s.max_new_tokens,
-            eos_token_id=sorted(self.stop_ids),
-            pad_token_id=self.pad_id,
-            suppress_tokens=self.suppressed_ids or None,
-            repetition_penalty=1.0,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        with torch.no_grad():
-            out = self.model.generate(**batch, generation_config=gen)
-        width = batch["input_ids"].shape[1]
-        new = out.sequences[:, width:]
-        logits = torch.stack(out.logits, dim=1)
-        logps = token_logprobs(logits, new, s.temperature, self.suppressed_ids).cpu()
-        new = new.cpu()
-        produced = []
-        for row in range(new.shape[0]):
-            ids = new[row].tolist()
-            stop_at = next((k for k, t in enumerate(ids) if t in self.stop_ids), None)
-            finish = "stop" if stop_at is not None else "length"
-            keep = len(ids) if stop_at is None else stop_at + 1
-            ids = ids[:keep]
-            text = tok.decode(ids, skip_special_tokens=False)
-            produced.append((ids, logps[row, :keep].tolist(), finish, text))
-        return produced
+    def _turn(self, out) -> tuple[list[int], list[float], str, str]:
+        text = self.processor.tokenizer.decode(out.token_ids, skip_special_tokens=False)
+        return out.token_ids, out.logprobs, out.finish, text
 
 
 def _as_lists(value: Any) -> list[list[int]]:

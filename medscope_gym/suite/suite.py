@@ -12,9 +12,11 @@ from medscope_gym.atomic import atomic_write_text
 from medscope_gym.errors import SuiteError
 from medscope_gym.suite.schema import SPLITS, Sample
 
-__all__ = ["SUITE_FILE", "Suite", "register_spec_scheme", "write_suite"]
+__all__ = ["SUITE_FILE", "TOOLS_FILE", "Suite", "register_spec_scheme", "write_suite"]
 
 SUITE_FILE = "suite.jsonl"
+#: Optional tool settings of a suite (a JSON object of ``ToolConfig`` fields): the env's defaults for it.
+TOOLS_FILE = "tools.json"
 
 _SPEC_SCHEMES: dict[str, Callable[[str], str | os.PathLike[str]]] = {}
 
@@ -104,6 +106,19 @@ class Suite(Sequence[Sample]):
     def videos(self) -> list[str]:
         """Distinct video paths (relative to the suite), in first-seen order."""
         return list(dict.fromkeys(s.video for s in self.samples))
+
+    def tool_settings(self) -> dict | None:
+        """The suite's own tool settings (``tools.json`` in its folder: ``ToolConfig`` fields), or None.
+
+        ``ClinVideoEnv`` uses them when it is given no ``tools``: a suite designed for a frame budget
+        (the testbed's coarse preview) is played with that budget by every trainer and evaluator."""
+        path = self.root / TOOLS_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise SuiteError(f"{path} must hold a JSON object of ToolConfig fields")
+        return data
 
     def counts(self, key: str) -> Counter[str]:
         """How many samples have each value of ``key`` (e.g. "task", "split", "answer_type")."""

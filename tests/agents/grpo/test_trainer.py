@@ -140,7 +140,7 @@ def test_lora_with_kl_against_the_adapter_free_base(tmp_path, tiny_dir, monkeypa
     assert not any("lora" in k for k in _weights(final))  # merged into a plain checkpoint
 
 
-def test_held_out_questions_can_come_from_another_suite(tmp_path, tiny_dir, suite, monkeypatch):
+def test_held_out_questions_can_come_from_another_suite(tmp_path, tiny_dir, suite, monkeypatch, capsys):
     """Train on one suite, evaluate on another (questions the SFT start never saw vs the usual held-out)."""
     import dataclasses
 
@@ -173,6 +173,15 @@ def test_held_out_questions_can_come_from_another_suite(tmp_path, tiny_dir, suit
     assert seen == [[f"other-{s.id}" for s in chosen]] * 2  # at the start and after the last step
     summary = json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]
     assert summary["episodes"] == 3
+    # each held-out row on the console, then first vs last; the episodes saved for medscope view
+    printed = capsys.readouterr().out
+    assert "held-out eval at step 0 (3 episodes): reward" in printed and "held-out eval at step 1" in printed
+    assert "first vs last" in printed and "step 0" in printed.split("first vs last")[1]
+    from medscope_gym.agents.viewer.report import find_trajectories, load_run
+
+    run = tmp_path / "run"
+    assert find_trajectories(run) == run / "eval" / "step-1" / "trajectories"
+    assert len(load_run(run / "eval" / "step-0").trajectories) == 3
 
 
 def test_sequence_logprobs_equal_the_full_forward(tiny_dir, suite):

@@ -10,11 +10,16 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def captured_rollout(suite, tiny_policy):
-    """Three episodes of the untrained tiny policy on two envs, with every generate() output captured."""
+    """Three episodes of the untrained tiny policy on two envs, with every generate() output captured.
+
+    The policy runs its full-context ``generate`` path here (``reuse_cache=False``); the KV-cache path is
+    checked against it and against a full recompute in tests/agents/vlm/test_cache_reuse.py.
+    """
     from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
     from medscope_gym.envs.clinvideo import ClinVideoEnv
 
     model = tiny_policy.model
+    cached, tiny_policy.generator = tiny_policy.generator, tiny_policy.full_context
     calls = []
     original = model.generate
 
@@ -46,6 +51,7 @@ def captured_rollout(suite, tiny_policy):
     finally:
         envs.close()
         del model.generate
+        tiny_policy.generator = cached
     return ids, trajs, calls, sent
 
 

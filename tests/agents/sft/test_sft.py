@@ -113,11 +113,12 @@ def _loss_rows(out):
     return [row for row in read_metrics(out) if "train/loss" in row]
 
 
-def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
+def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir, capsys):
     from transformers import AutoModelForImageTextToText
 
     from medscope_gym.agents.sft.config import SFTConfig
     from medscope_gym.agents.sft.trainer import train_sft
+    from medscope_gym.agents.training.metrics import read_metrics
     from medscope_gym.agents.vlm.policy import HFVLMPolicy
 
     out = tmp_path / "run"
@@ -131,6 +132,7 @@ def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
         warmup_steps=1,
         save_every=1,
         progress=False,
+        eval_limit=0,
     )
     train_sft(cfg)
     assert (out / "checkpoint-2" / "trainer_state.json").exists() and (out / "checkpoint-1").exists()
@@ -146,8 +148,14 @@ def test_sft_trains_checkpoints_and_resumes(tmp_path, tiny_dir):
         warmup_steps=1,
         save_every=2,
         progress=False,
+        eval_limit=1,
     )
     final = train_sft(cfg4)
+    printed = capsys.readouterr().out
+    assert "sft: held-out val: well_formed" in printed and "accuracy" in printed  # seen without a file
+    held_out = [r for r in read_metrics(out) if "eval/well_formed" in r]
+    assert [r["step"] for r in held_out] == [4]
+    assert (out / "eval" / "trajectories" / "trajectories.jsonl").exists()  # medscope view reads them
     rows = _loss_rows(out)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]  # keep 2
@@ -178,6 +186,7 @@ def test_lora_sft_merges_into_a_plain_checkpoint(tmp_path, tiny_dir):
             lora_r=4,
             save_every=2,
             progress=False,
+            eval_limit=0,
         )
     )
     assert (tmp_path / "lora" / "checkpoint-2" / "adapter" / "adapter_config.json").exists()
@@ -219,6 +228,7 @@ def test_cuda_path_uses_bf16_and_the_device(tmp_path, tiny_dir, suite):
             save_every=2,
             device="cuda",
             progress=False,
+            eval_limit=0,
         )
     )
     policy = HFVLMPolicy.from_pretrained(final, device="cuda")

@@ -1,0 +1,83 @@
+"""The recipe configuration (``medscope recipe CONFIG --seed S``; docs/agents.md, "Testbed recipe")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from medscope_gym.config import Config, check, positive_float, positive_int
+from medscope_gym.errors import ConfigError
+
+__all__ = ["RecipeConfig"]
+
+_STAGES = ("perception", "vcot", "answer_only", "grpo", "baselines")
+
+
+@dataclass
+class RecipeConfig(Config):
+    """One seed of the testbed recipe: data, model, Stage I–III, answer-only model, baselines, table."""
+
+    out: str = "runs/recipe"
+    """Root folder; each seed writes ``OUT/seed-S/`` (stage folders, results.md/json, curves.png)."""
+    seed: int = 0
+    """Seed of the training stream (fresh videos per seed), the model's initialisation and training."""
+    stages: tuple[str, ...] = _STAGES
+    """Stages to run, in this order: perception, vcot, answer_only, grpo, baselines."""
+    threads: int | None = 1
+    """torch CPU threads of every stage."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """TinyModelConfig fields of the model built from scratch (medscope model tiny)."""
+    frames: dict[str, Any] = field(
+        default_factory=lambda: {
+            "max_pixels": 64 * 64,
+            "max_preview_frames": 16,
+            "max_crop_frames": 16,
+            "max_images": 3,
+        }
+    )
+    """FrameConfig fields of the model's policy (frames it is shown; the testbed crops are 64×64)."""
+    max_new_tokens: int = 96
+    """Longest assistant turn in tokens (sampling and evaluation)."""
+    train_videos: int = 40
+    """Fresh training videos per stage stream (perception, VCoT/answer-only, GA-GRPO: each its own)."""
+    train_duration: tuple[float, float] = (90.0, 150.0)
+    """Shortest and longest training video, seconds."""
+    heldout_videos: int = 10
+    """Held-out videos (half val, half test); the same for every seed."""
+    heldout_duration: tuple[float, float] = (240.0, 360.0)
+    """Shortest and longest held-out video, seconds (longer than the training videos)."""
+    heldout_seed: int = 100_003
+    """Seed of the held-out videos (fixed: every seed is scored on the same questions)."""
+    per_video: int = 3
+    """Questions per template and video."""
+    eval_limit: int | None = None
+    """Score only the first this-many held-out questions (quick runs)."""
+    perception: dict[str, Any] = field(default_factory=dict)
+    """SFTConfig fields of Stage I (perception warm-up), e.g. max_steps, learning_rate."""
+    vcot: dict[str, Any] = field(default_factory=dict)
+    """SFTConfig fields of Stage II (visual-CoT cold start from Stage I)."""
+    answer_only: dict[str, Any] = field(default_factory=dict)
+    """SFTConfig fields of the answer-only model (Stage II without tool calls, from Stage I)."""
+    grpo: dict[str, Any] = field(default_factory=dict)
+    """GRPOConfig fields of Stage III (GA-GRPO from Stage II)."""
+    baselines: tuple[str, ...] = ("no_tools", "random", "oracle", "uniform")
+    """Baselines scored on the held-out questions ("uniform": the uniform-frames baseline)."""
+
+    def __post_init__(self) -> None:
+        self.stages = tuple(self.stages)
+        self.baselines = tuple(self.baselines)
+        self.train_duration = tuple(float(x) for x in self.train_duration)  # type: ignore[assignment]
+        self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
+        check(self, positive_int, "max_new_tokens", "train_videos", "heldout_videos", "per_video")
+        check(self, positive_int, "threads", "eval_limit", optional=True)
+        for name in ("train_duration", "heldout_duration"):
+            lo, hi = getattr(self, name)
+            positive_float(lo, name)
+            if hi < lo:
+                raise ConfigError(f"{name} must be (shortest, longest), got {(lo, hi)}")
+        unknown = [s for s in self.stages if s not in _STAGES]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}; known: {', '.join(_STAGES)}")
+        bad = [b for b in self.baselines if b not in ("no_tools", "random", "oracle", "uniform")]
+        if bad:
+            raise ConfigError(f"unknown baseline(s) {bad}; known: no_tools, random, oracle, uniform")

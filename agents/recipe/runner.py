@@ -1,0 +1,427 @@
+"""Run the testbed recipe for one seed, stage by stage, resumable, into one results table.
+
+Layout of ``OUT/seed-S/``::
+
+    data/{perception,train,rl,heldout}/   testbed suites (training streams fresh per seed; held-out fixed)
+    model/                                 the tiny model built from scratch
+    stage-1-perception/run, /eval          Stage I: SFT on frame-level questions (time given)
+    stage-2-vcot/run, /eval                Stage II: visual-CoT SFT (crop, frame, answer) from Stage I
+    answer-only/run, /eval                 the same SFT without tool calls, from Stage I
+    stage-3-grpo/run, /eval                Stage III: GA-GRPO from Stage II
+    baselines/<name>/metrics.json          no_tools, random, oracle, uniform-frames
+    results.json, results.md, curves.png
+
+A stage whose ``run/final/`` and ``eval/metrics.json`` exist is skipped; a stage killed mid-training
+resumes from its latest checkpoint (the trainers' own resume). The table is rewritten after every stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from medscope_gym.agents.recipe.config import RecipeConfig
+from medscope_gym.atomic import atomic_write_text
+
+__all__ = ["COLUMNS", "STAGES", "run_recipe", "uniform_frames_baseline"]
+
+STAGES = ("perception", "vcot", "answer_only", "grpo", "baselines")
+COLUMNS = (
+    "accuracy",
+    "R@0.3",
+    "R@0.5",
+    "R@0.7",
+    "mIoU",
+    "evidence_mIoU",
+    "tool_calls",
+    "frames_seen",
+    "well_formed",
+)
+#: Table rows in order: (key, label).
+ROWS = (
+    ("no_tools", "question/preview only (`no_tools`)"),
+    ("random", "random tools (`random`)"),
+    ("uniform", "uniform frames + Stage II model"),
+    ("perception", "Stage I: perception warm-up"),
+    ("answer_only", "answer-only SFT"),
+    ("vcot", "Stage II: visual-CoT SFT"),
+    ("grpo", "Stage III: GA-GRPO"),
+    ("oracle", "oracle"),
+)
+_FOLDERS = {
+    "perception": "stage-1-perception",
+    "vcot": "stage-2-vcot",
+    "answer_only": "answer-only",
+    "grpo": "stage-3-grpo",
+}
+
+
+def _sft_defaults(cfg: RecipeConfig) -> dict[str, Any]:
+    # eval_limit 0: the recipe scores every stage itself, on its held-out suite
+    return {
+        "decimals": 1,
+        "threads": cfg.threads,
+        "seed": cfg.seed,
+        "progress": False,
+        "log_every": 50,
+        "eval_limit": 0,
+    }
+
+
+def run_recipe(cfg: RecipeConfig) -> dict[str, Any]:
+    """Run every configured stage for ``cfg.seed`` (skipping finished ones); returns the results dict."""
+    root = Path(cfg.out) / f"seed-{cfg.seed}"
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "recipe.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    results = _load_results(root)
+    suites = _build_data(cfg, root)
+    model = _build_model(cfg, root)
+    start_of = {"perception": model, "vcot": None, "answer_only": None, "grpo": None}
+    for stage in cfg.stages:
+        if stage == "baselines":
+            continue
+        start = start_of[stage] or _final_of(root, _previous(stage, cfg))
+        final = _run_stage(cfg, root, stage, start, suites, results)
+        if stage == "perception":
+            start_of["vcot"] = start_of["answer_only"] = final
+        elif stage == "vcot":
+            start_of["grpo"] = final
+    if "baselines" in cfg.stages:
+        _run_baselines(cfg, root, suites, results)
+    _write_results(cfg, root, results)
+    return results
+
+
+def _previous(stage: str, cfg: RecipeConfig) -> str:
+    return {"vcot": "perception", "answer_only": "perception", "grpo": "vcot"}[stage]
+
+
+def _final_of(root: Path, stage: str) -> Path:
+    final = root / _FOLDERS[stage] / "run" / "final"
+    if not final.is_dir():
+        raise FileNotFoundError(f"stage {stage} has not finished ({final} is missing); run it first")
+    return final
+
+
+# ----------------------------------------------------------------------------------------- data, model
+def _build_data(cfg: RecipeConfig, root: Path) -> dict[str, Path]:
+    from medscope_gym.suite import SUITE_FILE
+    from medscope_gym.synthetic.testbed import (
+        MAIN_TEMPLATES,
+        PERCEPTION_TEMPLATES,
+        TestbedConfig,
+        build_testbed_suite,
+    )
+
+    lo, hi = cfg.train_duration
+    plans = {
+        # three fresh streams per seed, on different videos: a question is never trained on twice
+        "perception": TestbedConfig(
+            cfg.train_videos, lo, hi, 10_000 * cfg.seed + 1, templates=PERCEPTION_TEMPLATES,
+            per_video=cfg.per_video, video_prefix="p",
+        ),
+        "train": TestbedConfig(
+            cfg.train_videos, lo, hi, 10_000 * cfg.seed + 2, templates=MAIN_TEMPLATES,
+            per_video=cfg.per_video, video_prefix="t",
+        ),
+        "rl": TestbedConfig(
+            cfg.train_videos, lo, hi, 10_000 * cfg.seed + 3, templates=MAIN_TEMPLATES,
+            per_video=cfg.per_video, video_prefix="r",
+        ),
+        "heldout": TestbedConfig(
+            cfg.heldout_videos, *cfg.heldout_duration, cfg.heldout_seed, templates=MAIN_TEMPLATES,
+            per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h",
+        ),
+    }  # fmt: skip
+    out = {}
+    for name, plan in plans.items():
+        folder = root / "data" / name
+        if not (folder / SUITE_FILE).is_file():
+            t0 = time.perf_counter()
+            build_testbed_suite(folder, plan)
+            print(f"recipe: built {name} suite ({plan.n_videos} videos) in {time.perf_counter() - t0:.1f} s")
+        out[name] = folder
+    return out
+
+
+def _build_model(cfg: RecipeConfig, root: Path) -> Path:
+    from medscope_gym.agents.vlm.encoding import FrameConfig
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_tiny_model, tiny_policy_config
+
+    folder = root / "model"
+    if not (folder / "config.json").is_file():
+        tiny = TinyModelConfig(**{"seed": cfg.seed, **cfg.model})
+        build_tiny_model(folder, tiny)
+        print(f"recipe: built the tiny model at {folder}")
+    policy = tiny_policy_config()
+    policy.frames = FrameConfig(**cfg.frames)
+    policy.sampling.max_new_tokens = cfg.max_new_tokens
+    policy.save(folder)
+    return folder
+
+
+# ----------------------------------------------------------------------------------------- stages
+def _run_stage(
+    cfg: RecipeConfig, root: Path, stage: str, start: Path, suites: dict[str, Path], results: dict
+) -> Path:
+    folder = root / _FOLDERS[stage]
+    run, final, metrics = folder / "run", folder / "run" / "final", folder / "eval" / "metrics.json"
+    if final.is_dir() and metrics.is_file() and stage in results["rows"]:
+        print(f"recipe: {stage} finished earlier, skipped")
+        return final
+    t0 = time.perf_counter()
+    if not final.is_dir():
+        if stage == "grpo":
+            from medscope_gym.agents.grpo.config import GRPOConfig
+            from medscope_gym.agents.grpo.trainer import train_grpo
+
+            grpo = {
+                "model": str(start),
+                "out": str(run),
+                "suite": str(suites["rl"]),
+                "eval_suite": str(suites["heldout"]),
+                "eval_splits": ["val"],
+                "eval_at_start": False,
+                "lora": False,
+                "threads": cfg.threads,
+                "seed": cfg.seed,
+                "max_new_tokens": cfg.max_new_tokens,
+                "tensorboard": False,
+                "progress": False,
+                **cfg.grpo,
+            }
+            train_grpo(GRPOConfig.from_dict(grpo, source="recipe grpo"))
+        else:
+            from medscope_gym.agents.sft.config import SFTConfig
+            from medscope_gym.agents.sft.trainer import train_sft
+
+            overrides = {"perception": cfg.perception, "vcot": cfg.vcot, "answer_only": cfg.answer_only}[
+                stage
+            ]
+            sft = {
+                **_sft_defaults(cfg),
+                "model": str(start),
+                "out": str(run),
+                "suite": str(suites["perception" if stage == "perception" else "train"]),
+                "reference": "answer_only" if stage == "answer_only" else "oracle",
+                **overrides,
+            }
+            train_sft(SFTConfig.from_dict(sft, source=f"recipe {stage}"))
+    train_s = time.perf_counter() - t0
+    summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
+    results["rows"][stage] = {
+        **_row(summary),
+        "train_s": round(train_s, 1),
+        "eval_s": round(time.perf_counter() - t0 - train_s, 1),
+    }
+    _write_results(cfg, root, results)
+    _print_stage(stage, summary)
+    return final
+
+
+def _evaluate(cfg: RecipeConfig, policy: str, heldout: Path, out: Path) -> dict[str, dict[str, Any]]:
+    from medscope_gym.agents.evaluate import EvalConfig, evaluate
+
+    ev = EvalConfig(
+        policy=policy,
+        suite=str(heldout),
+        splits=("val", "test"),
+        temperature=0.0,
+        out=str(out),
+        threads=cfg.threads,
+        limit=cfg.eval_limit,
+        seed=cfg.seed,
+        progress=False,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+    summary, _ = evaluate(ev)
+    return summary
+
+
+def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], results: dict) -> None:
+    for name in cfg.baselines:
+        out = root / "baselines" / name
+        if name in results["rows"] and (out / "metrics.json").is_file():
+            continue
+        t0 = time.perf_counter()
+        if name == "uniform":
+            agent = next((s for s in ("grpo", "vcot") if s in results["rows"]), None)
+            if agent is None:
+                print("recipe: the uniform-frames baseline needs a finished vcot or grpo stage; skipped")
+                continue
+            frames = results["rows"][agent]["frames_seen"] - _preview_frames(suites["heldout"])
+            summary = uniform_frames_baseline(
+                str(root / _FOLDERS["vcot"] / "run" / "final"),
+                suites["heldout"],
+                max(1, round(frames)),
+                out,
+                threads=cfg.threads,
+                limit=cfg.eval_limit,
+                seed=cfg.seed,
+                max_new_tokens=cfg.max_new_tokens,
+            )
+        else:
+            summary = _evaluate(cfg, name, suites["heldout"], out)
+        results["rows"][name] = {**_row(summary), "eval_s": round(time.perf_counter() - t0, 1)}
+        _write_results(cfg, root, results)
+        _print_stage(name, summary)
+
+
+def _preview_frames(heldout: Path) -> int:
+    from medscope_gym.suite import Suite
+    from medscope_gym.tools import ToolConfig
+
+    return ToolConfig.from_any(Suite.load(heldout).tool_settings()).preview_max_frames
+
+
+def uniform_frames_baseline(
+    model: str,
+    suite: Path | str,
+    frames: int,
+    out: Path,
+    *,
+    threads: int | None = 1,
+    limit: int | None = None,
+    seed: int = 0,
+    max_new_tokens: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The uniform-frames baseline: ``frames`` frames spread evenly over the whole video, then the model.
+
+    Each episode opens with the scripted turn ``crop_video(0, duration)``: the env samples the whole video
+    at the crop rate (its crop frame cap evenly thinning it) and the model is shown ``frames`` of those,
+    evenly spread (its ``max_crop_frames``), at crop resolution. The model then plays on greedily; the env
+    allows no further tool call (``max_tool_calls=1``), so its next turn has to answer. ``frames`` is the
+    trained agent's mean number of tool frames, so both look at as many frames: the agent where it chose,
+    the baseline evenly.
+    """
+    from medscope_gym.agents.evaluate import summarise_trajectories
+    from medscope_gym.agents.recipe.uniform import UniformThenModel
+    from medscope_gym.agents.rollout.engine import make_vector_env, rollout, sample_requests
+    from medscope_gym.agents.rollout.trajectory import save_trajectories
+    from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
+    from medscope_gym.suite import Suite
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    loaded = Suite.load(suite)
+    ids = [s.id for s in loaded if s.split in ("val", "test")][:limit]
+    config = VLMPolicyConfig.load(model) or VLMPolicyConfig()
+    config.frames.max_crop_frames = int(frames)
+    config.sampling.temperature = 0.0
+    config.seed = seed
+    if max_new_tokens is not None:
+        config.sampling.max_new_tokens = max_new_tokens
+    policy = UniformThenModel(HFVLMPolicy.from_pretrained(model, config=config))
+    envs = make_vector_env(lambda: ClinVideoEnv(loaded, max_tool_calls=1), min(4, len(ids)))
+    try:
+        trajectories = rollout(policy, envs, sample_requests(ids, seed=seed))
+    finally:
+        envs.close()
+    summary = summarise_trajectories(trajectories)
+    save_trajectories(out / "trajectories", trajectories)
+    atomic_write_text(
+        out / "metrics.json",
+        json.dumps({"policy": f"uniform:{frames}:{model}", "suite": str(suite), "summary": summary}, indent=2)
+        + "\n",
+    )
+    return summary
+
+
+# ----------------------------------------------------------------------------------------- results
+def _row(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    overall = summary["overall"]
+    row = {c: overall.get(c) for c in COLUMNS}
+    row["episodes"] = overall.get("episodes")
+    row["by_task"] = {t: {c: r.get(c) for c in COLUMNS} for t, r in summary.items() if t != "overall"}
+    return row
+
+
+def _print_stage(stage: str, summary: dict[str, dict[str, Any]]) -> None:
+    from medscope_gym.agents.evaluate import format_summary
+
+    print(f"recipe: held-out metrics after {stage}:\n{format_summary(summary)}", flush=True)
+
+
+def _load_results(root: Path) -> dict[str, Any]:
+    path = root / "results.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("rows"), dict):
+            return data
+    return {"rows": {}}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The Markdown table: one row per stage/baseline that has run, the columns of ``COLUMNS``."""
+    head = "| row | " + " | ".join(COLUMNS) + " | train s |"
+    lines = [head, "|---" * (len(COLUMNS) + 2) + "|"]
+    for key, label in ROWS:
+        row = results["rows"].get(key)
+        if row is None:
+            continue
+        cells = [_fmt(row.get(c)) for c in COLUMNS] + [_fmt(row.get("train_s"))]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_results(cfg: RecipeConfig, root: Path, results: dict[str, Any]) -> None:
+    results["seed"] = cfg.seed
+    results["command"] = f"medscope recipe <config> --seed {cfg.seed}"
+    atomic_write_text(root / "results.json", json.dumps(results, indent=2) + "\n")
+    text = (
+        f"# Recipe results, seed {cfg.seed}\n\nHeld-out: val + test of `data/heldout` "
+        f"(greedy). Columns: docs/metrics.md.\n\n{format_results(results)}\n"
+    )
+    atomic_write_text(root / "results.md", text)
+    _plot_curves(root)
+
+
+def _plot_curves(root: Path) -> None:
+    """Training curves of every stage that has run (loss of the SFT stages, reward of GA-GRPO)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    from medscope_gym.agents.training.metrics import read_metrics
+
+    runs = [
+        (s, root / f / "run") for s, f in _FOLDERS.items() if (root / f / "run" / "metrics.jsonl").is_file()
+    ]
+    if not runs:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for stage, run in runs:
+        rows = read_metrics(run)
+        key = "train/reward" if stage == "grpo" else "train/loss"
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) is not None]
+        if pts:
+            ax = axes[1] if stage == "grpo" else axes[0]
+            ax.plot(*zip(*pts), label=stage)
+    axes[0].set_title("SFT stages: assistant-token loss")
+    axes[0].set_yscale("log")
+    axes[1].set_title("GA-GRPO: mean reward")
+    for ax in axes:
+        ax.set_xlabel("step")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    tmp = root / "curves.tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(root / "curves.png")

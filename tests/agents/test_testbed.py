@@ -1,0 +1,99 @@
+"""The testbed suite is coarse-to-fine by construction: the preview shows where, never what."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medscope_gym.agents.evaluate import EvalConfig, evaluate
+from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.synthetic.testbed import (
+    MAIN_TEMPLATES,
+    PERCEPTION_TEMPLATES,
+    SYMBOL_COLORS,
+    TESTBED_TOOLS,
+    TestbedConfig,
+    build_testbed_suite,
+    chance_accuracy,
+)
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    cfg = TestbedConfig(
+        n_videos=4,
+        min_duration_s=200,
+        max_duration_s=320,
+        seed=5,
+        splits=(0.0, 0.5, 0.5),
+        templates=MAIN_TEMPLATES + PERCEPTION_TEMPLATES,
+        video_prefix="h",
+    )
+    return build_testbed_suite(tmp_path_factory.mktemp("tb") / "heldout", cfg)
+
+
+def _symbol_pixels(frames: np.ndarray) -> int:
+    """Pixels close to a symbol colour in frames ``(n, h, w, 3)``."""
+    hits = 0
+    for rgb in SYMBOL_COLORS.values():
+        hits += int((np.abs(frames.astype(int) - np.asarray(rgb)).max(axis=-1) < 40).sum())
+    return hits
+
+
+def test_preview_shows_where_but_never_what(heldout):
+    env = ClinVideoEnv(heldout)
+    assert env.tool_config == TESTBED_TOOLS  # the suite's tools.json
+    for sample in env.suite:
+        if sample.extra["template"] != "symbol_in_highlight":
+            continue
+        obs, _ = env.reset(options={"sample_id": sample.id})
+        times = obs["video_times"][:, 0]
+        assert len(times) == 16
+        ((a, b),) = sample.evidence
+        assert not np.any((times >= a - 1e-6) & (times < b)), "a preview frame shows a symbol"
+        assert _symbol_pixels(obs["video"]) == 0
+        # the highlight bar (where) is visible in the 32x32 preview: bright rows on top of the frame
+        bar = obs["video"][:, 16:18, 16:48].mean(axis=(1, 2, 3)) > 200
+        assert bar.any()
+        # a crop at the tools' rate and resolution shows the symbol (what, and exactly when)
+        action = (
+            '<think>x</think><tool_call>{"name": "crop_video", "arguments": '
+            f'{{"start_time": {a - 1}, "end_time": {b + 1}}}}}</tool_call>'
+        )
+        obs, *_ = env.step(action)
+        assert obs["video"].shape[1:3] == (64, 64)
+        inside = (obs["video_times"][:, 0] >= a) & (obs["video_times"][:, 0] < b)
+        assert inside.any() and _symbol_pixels(obs["video"][inside]) > 50 * inside.sum()
+        assert _symbol_pixels(obs["video"][~inside]) == 0
+    env.close()
+
+
+def test_scripted_baselines_chance_and_oracle(heldout, tmp_path):
+    oracle, _ = evaluate(
+        EvalConfig(policy="oracle", suite=str(heldout), splits=("val", "test"), progress=False)
+    )
+    assert oracle["overall"]["accuracy"] == 1.0
+    assert oracle["temporal_grounding"]["R@0.5"] == 1.0
+    blind, trajs = evaluate(
+        EvalConfig(policy="no_tools", suite=str(heldout), splits=("val", "test"), progress=False, repeats=4)
+    )
+    choice = [
+        t
+        for t in trajs
+        if t.task in ("symbol_recognition", "perception") and "[" not in t.turns[-1].action_text
+    ]
+    acc = np.mean([t.final_info["reward_parts"]["accuracy"] >= 1 for t in choice])
+    assert abs(acc - 0.25) < 0.15  # chance: four options
+    assert blind["temporal_grounding"]["R@0.3"] == 0.0
+
+
+def test_chance_and_splits(heldout):
+    from medscope_gym.suite import Suite
+
+    suite = Suite.load(heldout)
+    assert {s.split for s in suite} == {"val", "test"}
+    assert {s.source for s in suite} == {"testbed"}
+    letters = [s.answer for s in suite if s.answer_type == "choice"]
+    assert max(letters.count(x) for x in "ABCD") - min(letters.count(x) for x in "ABCD") <= 2
+    assert 0 < chance_accuracy(suite) <= 0.25
+    assert all(s.captions for s in suite)
