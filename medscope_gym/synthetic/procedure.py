@@ -16,6 +16,7 @@ from medscope_gym.errors import ConfigError
 from medscope_gym.suite.timeline import CHOLEC80_PHASES, CHOLEC80_TOOLS  # one list of names for all sources
 
 __all__ = [
+    "FrameSpan",
     "CHOLEC80_PHASES",
     "CHOLEC80_TOOLS",
     "EVENT_KINDS",
@@ -89,11 +90,9 @@ _EVENT_GAP_MIN_S, _EVENT_GAP_MAX_S = 20.0, 60.0
 _MIN_PHASE_S = 8.0  # shortest phase of a full video; shorter videos keep a prefix of the phases
 
 
-@dataclass(frozen=True)
-class PhaseSegment:
-    """One phase as the half-open frame range ``[start_frame, end_frame)``."""
+class FrameSpan:
+    """Seconds of a half-open frame range ``[start_frame, end_frame)`` at ``fps`` (a dataclass mixin)."""
 
-    name: str
     start_frame: int
     end_frame: int
     fps: float
@@ -108,7 +107,17 @@ class PhaseSegment:
 
 
 @dataclass(frozen=True)
-class Event:
+class PhaseSegment(FrameSpan):
+    """One phase as the half-open frame range ``[start_frame, end_frame)``."""
+
+    name: str
+    start_frame: int
+    end_frame: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class Event(FrameSpan):
     """A brief decisive moment, visible in frames ``[start_frame, end_frame)`` only."""
 
     kind: str
@@ -117,14 +126,6 @@ class Event:
     fps: float
     instrument: str
     phase: str
-
-    @property
-    def start(self) -> float:
-        return self.start_frame / self.fps
-
-    @property
-    def end(self) -> float:
-        return self.end_frame / self.fps
 
     def to_dict(self) -> dict[str, object]:
         return {

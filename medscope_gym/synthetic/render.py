@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from medscope_gym.errors import ConfigError
 from medscope_gym.synthetic.procedure import CHOLEC80_PHASES, CHOLEC80_TOOLS, EVENT_KINDS, Procedure
 
 __all__ = [
+    "h264_writer",
     "EVENT_MARK_COLORS",
     "INDEX_BITS",
     "PHASE_COLORS",
@@ -104,35 +107,49 @@ def render_video(
         )
     layers = _Layers(procedure, width, height)
     n, fps = procedure.num_frames, procedure.fps
+    rate = Fraction(fps).limit_denominator(1001)
+    options = {
+        "crf": str(crf),
+        "preset": preset,
+        "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:scenecut=0:"
+        f"bframes={bframes}:threads={_encoder_threads(width, height)}:" + _FAST_MOTION_SEARCH,
+    }
+    with h264_writer(path, width, height, rate, options) as (container, stream):
+        if vfr_jitter > 0:
+            stream.codec_context.time_base = VFR_TIME_BASE
+            stream.time_base = VFR_TIME_BASE
+            ticks = frame_timestamps(n, fps, vfr_jitter, procedure.seed) * VFR_TIME_BASE.denominator
+            pts = np.round(ticks).astype(np.int64)
+            time_base = VFR_TIME_BASE
+        else:
+            pts = np.arange(n, dtype=np.int64)
+            time_base = 1 / rate
+        for i in range(n):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            layers.compose(i, _plane_views(frame, width, height), burn_index)
+            frame.pts = int(pts[i])
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+
+
+@contextmanager
+def h264_writer(
+    path: str | Path, width: int, height: int, rate: Fraction, options: dict[str, str]
+) -> Iterator[tuple[av.container.OutputContainer, av.video.stream.VideoStream]]:
+    """An H.264 (yuv420p) stream written atomically: a private temporary file, renamed once complete.
+
+    Yields ``(container, stream)``; mux each encoded frame into ``container``. On leaving, the encoder is
+    flushed and the file renamed to ``path``; on an error the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    rate = Fraction(fps).limit_denominator(1001)
     try:
         with av.open(str(tmp), mode="w") as container:
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {
-                "crf": str(crf),
-                "preset": preset,
-                "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:scenecut=0:"
-                f"bframes={bframes}:threads={_encoder_threads(width, height)}:" + _FAST_MOTION_SEARCH,
-            }
-            if vfr_jitter > 0:
-                stream.codec_context.time_base = VFR_TIME_BASE
-                stream.time_base = VFR_TIME_BASE
-                ticks = frame_timestamps(n, fps, vfr_jitter, procedure.seed) * VFR_TIME_BASE.denominator
-                pts = np.round(ticks).astype(np.int64)
-                time_base = VFR_TIME_BASE
-            else:
-                pts = np.arange(n, dtype=np.int64)
-                time_base = 1 / rate
-            for i in range(n):
-                frame = av.VideoFrame(width, height, "yuv420p")
-                layers.compose(i, _plane_views(frame, width, height), burn_index)
-                frame.pts = int(pts[i])
-                frame.time_base = time_base
-                container.mux(stream.encode(frame))
+            stream.options = options
+            yield container, stream
             container.mux(stream.encode(None))
         os.replace(tmp, path)
     finally:

@@ -43,6 +43,8 @@ from medscope_gym.suite.labels import format_seconds, ordinal
 from medscope_gym.suite.schema import Caption, Sample, option_letter
 from medscope_gym.suite.suite import TOOLS_FILE, write_suite
 from medscope_gym.suite.templates import balance_answer_positions
+from medscope_gym.synthetic.procedure import FrameSpan
+from medscope_gym.synthetic.render import h264_writer
 from medscope_gym.tools import ToolConfig, sample_times
 
 __all__ = [
@@ -133,7 +135,7 @@ class TestbedConfig:
 
 
 @dataclass(frozen=True)
-class TestbedEvent:
+class TestbedEvent(FrameSpan):
     """One symbol: on screen in frames ``[start_frame, end_frame)``, inside its highlight frames."""
 
     symbol: str
@@ -142,14 +144,6 @@ class TestbedEvent:
     highlight_start_frame: int
     highlight_end_frame: int
     fps: float
-
-    @property
-    def start(self) -> float:
-        return self.start_frame / self.fps
-
-    @property
-    def end(self) -> float:
-        return self.end_frame / self.fps
 
     @property
     def highlight(self) -> tuple[float, float]:
@@ -266,30 +260,19 @@ def _frames(video: TestbedVideo) -> np.ndarray:
 def render_testbed_video(video: TestbedVideo, path: str | os.PathLike[str], gop_s: float = 2.0) -> None:
     """Write the video as H.264 (yuv420p, crf 16, one keyframe every ``gop_s`` seconds)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     rate = Fraction(video.fps).limit_denominator(1001)
     gop = max(1, int(round(gop_s * video.fps)))
-    try:
-        with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width = stream.height = _SIZE
-            stream.pix_fmt = "yuv420p"
-            stream.options = {
-                "crf": "16",
-                "preset": "veryfast",
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:threads=1",
-            }
-            for i, img in enumerate(_frames(video)):
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                frame.pts = i
-                frame.time_base = 1 / rate
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    options = {
+        "crf": "16",
+        "preset": "veryfast",
+        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:threads=1",
+    }
+    with h264_writer(path, _SIZE, _SIZE, rate, options) as (container, stream):
+        for i, img in enumerate(_frames(video)):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            frame.time_base = 1 / rate
+            container.mux(stream.encode(frame))
 
 
 def _t(x: float) -> str:
