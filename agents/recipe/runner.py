@@ -22,23 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.recipe.config import RecipeConfig
 from medscope_gym.atomic import atomic_write_text
 
 __all__ = ["COLUMNS", "STAGES", "run_recipe", "uniform_frames_baseline"]
 
 STAGES = ("perception", "vcot", "answer_only", "grpo", "baselines")
-COLUMNS = (
-    "accuracy",
-    "R@0.3",
-    "R@0.5",
-    "R@0.7",
-    "mIoU",
-    "evidence_mIoU",
-    "tool_calls",
-    "frames_seen",
-    "well_formed",
-)
+#: The results table's metrics: ``medscope eval``'s columns less the per-episode bookkeeping.
+COLUMNS = tuple(c for c in TABLE_COLUMNS if c not in ("episodes", "turns", "reward", "format_rate"))
 #: Table rows in order: (key, label).
 ROWS = (
     ("no_tools", "question/preview only (`no_tools`)"),
