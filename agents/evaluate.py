@@ -46,6 +46,7 @@ TABLE_COLUMNS = (
     "R@0.7",
     "mIoU",
     "evidence_mIoU",
+    "evidence_R@0.5",
     "tool_calls",
     "frames_seen",
     "turns",

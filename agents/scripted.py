@@ -52,15 +52,27 @@ class OraclePolicy(Policy):
 
     ``tools=False`` makes the answer-only reference: the correct answer right after the preview, no tool
     call (SFT on it trains the answer-only model of ``medscope recipe``).
+
+    ``crop_to_preview=True`` widens an evidence window outwards to the preview frames around it (the
+    last preview frame at or before its start, the first at or after its end): the crop a searching
+    agent can actually derive from what it was shown, "between the two preview frames where the
+    highlight is", rather than ground-truth seconds it could not know.
     """
 
     name = "oracle"
     uses_ground_truth = True
 
-    def __init__(self, moment_pad: float = 2.0, decimals: int | None = None, tools: bool = True) -> None:
+    def __init__(
+        self,
+        moment_pad: float = 2.0,
+        decimals: int | None = None,
+        tools: bool = True,
+        crop_to_preview: bool = False,
+    ) -> None:
         self.moment_pad = moment_pad
         self.decimals = decimals
         self.tools = tools
+        self.crop_to_preview = crop_to_preview
         self._state: dict[int, dict[str, Any]] = {}
 
     def begin(
@@ -68,7 +80,8 @@ class OraclePolicy(Policy):
     ) -> None:
         if sample is None:
             raise ValueError("the oracle needs the episode's sample (the runner passes current_sample)")
-        self._state[slot] = {"sample": sample, "duration": float(info["duration"])}
+        times = np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1)
+        self._state[slot] = {"sample": sample, "duration": float(info["duration"]), "preview": np.sort(times)}
 
     def act(
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
@@ -88,6 +101,8 @@ class OraclePolicy(Policy):
             end = round(min(st["duration"], end + self.moment_pad), 3)
         else:
             centre = round((start + end) / 2, 3)
+            if self.crop_to_preview and len(st["preview"]):
+                start, end = _between_preview_frames(st["preview"], start, end, st["duration"])
         if self.decimals is not None:
             scale = 10**self.decimals
             centre = round(centre, self.decimals)
@@ -113,9 +128,38 @@ class OraclePolicy(Policy):
                 {"timestamp": centre},
                 think=f"The crop shows the relevant moment; I check the frame at {centre:.1f} s in detail.",
             )
-        return format_answer(
-            _oracle_answer(sample, self.decimals), think="The frames I inspected settle the question."
-        )
+        return format_answer(_oracle_answer(sample, self.decimals), think=_seen(sample, centre))
+
+
+def _between_preview_frames(preview: np.ndarray, start: float, end: float, duration: float):
+    """``[start, end]`` widened to the preview frames around it (the video's ends where there is none)."""
+    before = preview[preview <= start]
+    after = preview[preview >= end]
+    return (float(before[-1]) if len(before) else 0.0), (float(after[0]) if len(after) else duration)
+
+
+def _seen(sample: Sample, moment: float) -> str:
+    """The answer turn's reasoning: what the inspected frames show (the sample's dense caption at the
+    evidence) and, for a choice question, which option that is. Naming what was seen before answering
+    is the visual chain of thought: reading the frames and matching an option become two steps."""
+    start, end = sample.evidence[0] if sample.evidence else (moment, moment)
+    best, overlap = None, -1.0
+    for caption in sample.captions or ():
+        if start == end:
+            score = 1.0 if caption.start <= moment < caption.end else -1.0
+        else:
+            score = min(end, caption.end) - max(start, caption.start)
+        if score > overlap and score >= 0:
+            best, overlap = caption, score
+    if best is None:
+        return "The frames I inspected settle the question."
+    text = f"At {moment:.1f} s the frames show {best.text}."
+    if sample.answer_type == "choice" and sample.options:
+        letter = sample.answer.strip()
+        index = ord(letter) - ord("A") if len(letter) == 1 else -1
+        if 0 <= index < len(sample.options):
+            text += f" That is option {letter}, {sample.options[index]}."
+    return text
 
 
 def _oracle_answer(sample: Sample, decimals: int | None = None) -> str:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from medscope_gym.protocol import SYSTEM_PROMPT
 
-__all__ = ["Transcript", "Turn", "frames_fps"]
+__all__ = ["Transcript", "Turn", "frames_fps", "times_line"]
 
 
 def frames_fps(timestamps: np.ndarray) -> float:
@@ -85,7 +85,7 @@ class Transcript:
                 continue
             content: list[dict[str, Any]] = []
             if turn.video is not None:
-                content.append({"type": "text", "text": _times_line("Video frames", turn.video_times)})
+                content.append({"type": "text", "text": times_line("Video frames", turn.video_times)})
                 content.append(
                     {
                         "type": "video",
@@ -136,7 +136,8 @@ def _flat(times: Any) -> np.ndarray | None:
     return None if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
 
 
-def _times_line(label: str, times: np.ndarray) -> str:
+def times_line(label: str, times: np.ndarray) -> str:
+    """The text line before a video's frames: its frame count and their times (long lists elided)."""
     if len(times) <= 12:
         listed = ", ".join(f"{t:.1f}" for t in times)
     else:

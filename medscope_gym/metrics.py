@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from medscope_gym.intervals import Interval, best_iou, contains, is_moment
 
-__all__ = ["RECALL_THRESHOLDS", "EpisodeRecord", "format_table", "summarise", "summarise_by_task"]
+__all__ = [
+    "RECALL_THRESHOLDS",
+    "EpisodeRecord",
+    "evidence_recall",
+    "format_table",
+    "summarise",
+    "summarise_by_task",
+]
 
 RECALL_THRESHOLDS = (0.3, 0.5, 0.7)
 _EPS = 1e-12  # IoU a rounding error below a threshold still counts, as in the rewards
@@ -50,11 +57,29 @@ def _inspected_iou(record: EpisodeRecord) -> float:
     return 1.0 if any(contains(inspected, m[0]) for m in record.evidence) else 0.0
 
 
+def evidence_recall(records: Sequence[EpisodeRecord], threshold: float) -> float | None:
+    """Share of episodes whose last crop reaches IoU >= ``threshold`` with the evidence (for evidence
+    that is all moments: the crop contains one); an episode without a crop is a miss."""
+    if not records:
+        return None
+    return _mean([1.0 if _inspected_hit(r, threshold) else 0.0 for r in records])
+
+
+def _inspected_hit(record: EpisodeRecord, threshold: float) -> bool:
+    crop = record.inspected_interval
+    if crop is None or not record.evidence:
+        return False
+    if best_iou(crop, record.evidence) >= threshold - _EPS:
+        return True
+    return any(is_moment(w) and contains(crop, w[0]) for w in record.evidence)
+
+
 def summarise(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
     """Means over episodes; grounding metrics over the episodes that predicted an interval.
 
     Keys: episodes, accuracy, grounded (episodes with a predicted interval), R@0.3, R@0.5, R@0.7, mIoU,
-    evidence_mIoU, tool_calls, frames_seen, turns, reward, format_rate.
+    evidence_mIoU, evidence_R@0.3/0.5/0.7 (over all episodes), tool_calls, frames_seen, turns, reward,
+    format_rate.
     """
     n = len(records)
     ious = [best_iou(r.predicted_interval, r.evidence) for r in records if r.predicted_interval is not None]
@@ -67,6 +92,8 @@ def summarise(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
         out[f"R@{k}"] = _mean([1.0 if iou >= k - _EPS else 0.0 for iou in ious])
     out["mIoU"] = _mean(ious)
     out["evidence_mIoU"] = _mean([_inspected_iou(r) for r in records])
+    for k in RECALL_THRESHOLDS:
+        out[f"evidence_R@{k}"] = evidence_recall(records, k)
     out["tool_calls"] = _mean([float(r.tool_calls) for r in records])
     out["frames_seen"] = _mean([float(r.frames_seen) for r in records])
     out["turns"] = _mean([float(r.turns) for r in records])

@@ -5,7 +5,8 @@ start
 checkpoint, once per seed, and is scored on the held-out questions by the trainer's final evaluation
 (``eval.json``). The start checkpoint's own scores (the first run's step-0 evaluation; the start point
 is the same for every run, so the others skip it) are the first row. The table reports only
-preset-independent metrics (accuracy, R@0.3/0.5/0.7, mIoU, evidence mIoU, well-formed): each variant's
+preset-independent metrics (accuracy, R@0.3/0.5/0.7, mIoU, evidence mIoU, evidence R@0.5,
+well-formed): each variant's
 reward differs by construction, so its value would not compare.
 
 Finished runs (a ``final/`` and an ``eval.json``) are reused, so an interrupted ablation resumes.
@@ -37,7 +38,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_modulation": {"reward": "paper", "modulation": "off"},
 }
 
-ABLATION_METRICS = ("accuracy", "R@0.3", "R@0.5", "R@0.7", "mIoU", "evidence_mIoU", "well_formed")
+ABLATION_METRICS = (
+    "accuracy",
+    "R@0.3",
+    "R@0.5",
+    "R@0.7",
+    "mIoU",
+    "evidence_mIoU",
+    "evidence_R@0.5",
+    "well_formed",
+)
 
 
 def _run(cfg: GRPOConfig) -> dict[str, float | None]:

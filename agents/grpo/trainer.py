@@ -76,6 +76,7 @@ EVAL_METRICS = (
     "accuracy",
     "mIoU",
     "evidence_mIoU",
+    "evidence_R@0.5",
     "R@0.3",
     "R@0.5",
     "R@0.7",

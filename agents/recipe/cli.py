@@ -1,4 +1,6 @@
-"""``medscope recipe CONFIG --seed S``: the testbed recipe from nothing (docs/agents.md, "Testbed recipe").
+"""``medscope recipe CONFIG --seed S``: the testbed recipe from nothing (docs/agents.md, "Testbed recipe");
+``medscope recipe-probe``: the reading probe (docs/results.md, "Reading probe"); ``medscope
+recipe-summary OUT``: the seeds of a recipe as one mean ± std table.
 
 torch is imported only when the command runs.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from medscope_gym.agents.recipe.config import RecipeConfig
+from medscope_gym.agents.recipe.probe import ReadingProbeConfig
 from medscope_gym.config import add_config_arguments, config_from_args
 
 __all__ = ["register"]
@@ -25,6 +28,29 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from medscope_gym.agents.recipe.probe import ReadingProbeConfig, run_reading_probe
+    from medscope_gym.atomic import atomic_write_text
+
+    result = run_reading_probe(config_from_args(ReadingProbeConfig, args))
+    shown = ", ".join(f"{skill} {acc:.3f}" for skill, acc in result["heldout"].items())
+    print(f"probe: held-out accuracy {shown} ({result['seconds']:.0f} s)")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from medscope_gym.agents.recipe.summary import format_summary_table, load_seeds
+
+    print(format_summary_table(load_seeds(args.out)))
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, train_commands: argparse._SubParsersAction) -> None:
     """Add ``recipe`` at the top level."""
     recipe = commands.add_parser(
@@ -33,3 +59,14 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     recipe.add_argument("config_file", nargs="?", default=None, help="recipe YAML (same as --config)")
     add_config_arguments(recipe, RecipeConfig)
     recipe.set_defaults(func=_cmd_recipe)
+    probe = commands.add_parser(
+        "recipe-probe", help="the reading probe: can the tiny model learn to name a testbed symbol?"
+    )
+    probe.add_argument("--out", default=None, help="write the curve and final accuracy here (JSON)")
+    add_config_arguments(probe, ReadingProbeConfig)
+    probe.set_defaults(func=_cmd_probe)
+    summary = commands.add_parser(
+        "recipe-summary", help="several seeds of the recipe as one mean ± std table (OUT/seed-*/results.json)"
+    )
+    summary.add_argument("out", help="the recipe's out folder (holding seed-S/)")
+    summary.set_defaults(func=_cmd_summary)

@@ -50,10 +50,17 @@ class RecipeConfig(Config):
     """Seed of the held-out videos (fixed: every seed is scored on the same questions)."""
     per_video: int = 3
     """Questions per template and video."""
+    reading_check: bool = True
+    """Also score Stage II and III on the held-out videos' "which symbol is on screen at t?" questions:
+    whether a model reads the frames, apart from whether it finds them."""
+    sampled_temperature: float | None = 1.0
+    """Also score the answer-only model and Stages II and III with sampling at this temperature (the
+    "sampled" table; None: greedy only)."""
     eval_limit: int | None = None
     """Score only the first this-many held-out questions (quick runs)."""
     perception: dict[str, Any] = field(default_factory=dict)
-    """SFTConfig fields of Stage I (perception warm-up), e.g. max_steps, learning_rate."""
+    """PerceptionConfig fields of Stage I (perception warm-up, agents/recipe/perception.py), e.g. steps,
+    learning_rate; its seed, threads and video durations come from this config."""
     vcot: dict[str, Any] = field(default_factory=dict)
     """SFTConfig fields of Stage II (visual-CoT cold start from Stage I)."""
     answer_only: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +77,7 @@ class RecipeConfig(Config):
         self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
         check(self, positive_int, "max_new_tokens", "train_videos", "heldout_videos", "per_video")
         check(self, positive_int, "threads", "eval_limit", optional=True)
+        check(self, positive_float, "sampled_temperature", optional=True)
         for name in ("train_duration", "heldout_duration"):
             lo, hi = getattr(self, name)
             positive_float(lo, name)

@@ -2,17 +2,19 @@
 
 Layout of ``OUT/seed-S/``::
 
-    data/{perception,train,rl,heldout}/   testbed suites (training streams fresh per seed; held-out fixed)
+    data/{train,rl,heldout}/              testbed suites (training streams fresh per seed; held-out fixed)
+    data/heldout-reading/                  the held-out videos asked "which symbol is on screen at t"
     model/                                 the tiny model built from scratch
-    stage-1-perception/run, /eval          Stage I: SFT on frame-level questions (time given)
+    stage-1-perception/run                 Stage I: perception warm-up (single-turn, fresh videos)
     stage-2-vcot/run, /eval                Stage II: visual-CoT SFT (crop, frame, answer) from Stage I
     answer-only/run, /eval                 the same SFT without tool calls, from Stage I
     stage-3-grpo/run, /eval                Stage III: GA-GRPO from Stage II
     baselines/<name>/metrics.json          no_tools, random, oracle, uniform-frames
     results.json, results.md, curves.png
 
-A stage whose ``run/final/`` and ``eval/metrics.json`` exist is skipped; a stage killed mid-training
-resumes from its latest checkpoint (the trainers' own resume). The table is rewritten after every stage.
+A stage whose ``run/final/`` and ``eval/metrics.json`` (Stage I: ``run/perception.json``) exist is
+skipped; an SFT or GA-GRPO stage killed mid-training resumes from its latest checkpoint (the trainers'
+own resume), Stage I (a few minutes) starts over. The table is rewritten after every stage.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ ROWS = (
     ("no_tools", "question/preview only (`no_tools`)"),
     ("random", "random tools (`random`)"),
     ("uniform", "uniform frames + Stage II model"),
-    ("perception", "Stage I: perception warm-up"),
     ("answer_only", "answer-only SFT"),
     ("vcot", "Stage II: visual-CoT SFT"),
     ("grpo", "Stage III: GA-GRPO"),
@@ -82,6 +83,9 @@ def run_recipe(cfg: RecipeConfig) -> dict[str, Any]:
             start_of["grpo"] = final
     if "baselines" in cfg.stages:
         _run_baselines(cfg, root, suites, results)
+    _rescore(root, results)
+    if cfg.sampled_temperature is not None:
+        _run_sampled(cfg, root, suites, results)
     _write_results(cfg, root, results)
     return results
 
@@ -100,20 +104,12 @@ def _final_of(root: Path, stage: str) -> Path:
 # ----------------------------------------------------------------------------------------- data, model
 def _build_data(cfg: RecipeConfig, root: Path) -> dict[str, Path]:
     from medscope_gym.suite import SUITE_FILE
-    from medscope_gym.synthetic.testbed import (
-        MAIN_TEMPLATES,
-        PERCEPTION_TEMPLATES,
-        TestbedConfig,
-        build_testbed_suite,
-    )
+    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, build_testbed_suite
 
     lo, hi = cfg.train_duration
     plans = {
-        # three fresh streams per seed, on different videos: a question is never trained on twice
-        "perception": TestbedConfig(
-            cfg.train_videos, lo, hi, 10_000 * cfg.seed + 1, templates=PERCEPTION_TEMPLATES,
-            per_video=cfg.per_video, video_prefix="p",
-        ),
+        # fresh streams per seed, on different videos: a question is never trained on twice (Stage I
+        # draws its own videos, agents/recipe/perception.py)
         "train": TestbedConfig(
             cfg.train_videos, lo, hi, 10_000 * cfg.seed + 2, templates=MAIN_TEMPLATES,
             per_video=cfg.per_video, video_prefix="t",
@@ -126,7 +122,14 @@ def _build_data(cfg: RecipeConfig, root: Path) -> dict[str, Path]:
             cfg.heldout_videos, *cfg.heldout_duration, cfg.heldout_seed, templates=MAIN_TEMPLATES,
             per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h",
         ),
+        # the same held-out videos (same seed and durations): which symbol is on screen at a given time
+        "heldout-reading": TestbedConfig(
+            cfg.heldout_videos, *cfg.heldout_duration, cfg.heldout_seed, templates=("symbol_at",),
+            per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h",
+        ),
     }  # fmt: skip
+    if not cfg.reading_check:
+        del plans["heldout-reading"]
     out = {}
     for name, plan in plans.items():
         folder = root / "data" / name
@@ -155,9 +158,32 @@ def _build_model(cfg: RecipeConfig, root: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- stages
+def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -> Path:
+    """Stage I (agents/recipe/perception.py): scored on its own held-out examples, not in episodes (the
+    model has not met the tool protocol yet)."""
+    from medscope_gym.agents.recipe.perception import PerceptionConfig, run_perception
+
+    run = root / _FOLDERS["perception"] / "run"
+    final = run / "final"
+    if final.is_dir() and (run / "perception.json").is_file() and "perception" in results["rows"]:
+        print("recipe: perception finished earlier, skipped")
+        return final
+    settings = {"seed": cfg.seed, "threads": cfg.threads, "duration": cfg.train_duration, **cfg.perception}
+    t0 = time.perf_counter()
+    result = run_perception(start, run, PerceptionConfig.from_dict(settings, source="recipe perception"))
+    results["rows"]["perception"] = {
+        "heldout": result["heldout"],
+        "train_s": round(time.perf_counter() - t0, 1),
+    }
+    _write_results(cfg, root, results)
+    return final
+
+
 def _run_stage(
     cfg: RecipeConfig, root: Path, stage: str, start: Path, suites: dict[str, Path], results: dict
 ) -> Path:
+    if stage == "perception":
+        return _run_perception(cfg, root, start, results)
     folder = root / _FOLDERS[stage]
     run, final, metrics = folder / "run", folder / "run" / "final", folder / "eval" / "metrics.json"
     if final.is_dir() and metrics.is_file() and stage in results["rows"]:
@@ -189,38 +215,40 @@ def _run_stage(
             from medscope_gym.agents.sft.config import SFTConfig
             from medscope_gym.agents.sft.trainer import train_sft
 
-            overrides = {"perception": cfg.perception, "vcot": cfg.vcot, "answer_only": cfg.answer_only}[
-                stage
-            ]
+            overrides = {"vcot": cfg.vcot, "answer_only": cfg.answer_only}[stage]
             sft = {
                 **_sft_defaults(cfg),
                 "model": str(start),
                 "out": str(run),
-                "suite": str(suites["perception" if stage == "perception" else "train"]),
+                "suite": str(suites["train"]),
                 "reference": "answer_only" if stage == "answer_only" else "oracle",
                 **overrides,
             }
             train_sft(SFTConfig.from_dict(sft, source=f"recipe {stage}"))
     train_s = time.perf_counter() - t0
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
-    results["rows"][stage] = {
-        **_row(summary),
-        "train_s": round(train_s, 1),
-        "eval_s": round(time.perf_counter() - t0 - train_s, 1),
-    }
+    row = {**_row(summary), "train_s": round(train_s, 1)}
+    if "heldout-reading" in suites and stage != "answer_only":  # Stage II and III
+        reading = _evaluate(cfg, str(final), suites["heldout-reading"], folder / "eval-reading")
+        row["reading_accuracy"] = reading["overall"].get("accuracy")
+        _print_stage(f"{stage} (reading check, time given)", reading)
+    row["eval_s"] = round(time.perf_counter() - t0 - train_s, 1)
+    results["rows"][stage] = row
     _write_results(cfg, root, results)
     _print_stage(stage, summary)
     return final
 
 
-def _evaluate(cfg: RecipeConfig, policy: str, heldout: Path, out: Path) -> dict[str, dict[str, Any]]:
+def _evaluate(
+    cfg: RecipeConfig, policy: str, heldout: Path, out: Path, temperature: float = 0.0
+) -> dict[str, dict[str, Any]]:
     from medscope_gym.agents.evaluate import EvalConfig, evaluate
 
     ev = EvalConfig(
         policy=policy,
         suite=str(heldout),
         splits=("val", "test"),
-        temperature=0.0,
+        temperature=temperature,
         out=str(out),
         threads=cfg.threads,
         limit=cfg.eval_limit,
@@ -259,6 +287,38 @@ def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], resul
         results["rows"][name] = {**_row(summary), "eval_s": round(time.perf_counter() - t0, 1)}
         _write_results(cfg, root, results)
         _print_stage(name, summary)
+
+
+def _eval_folder(root: Path, key: str) -> Path:
+    return root / _FOLDERS[key] / "eval" if key in _FOLDERS else root / "baselines" / key
+
+
+def _rescore(root: Path, results: dict) -> None:
+    """Rows missing a column (metrics added since they were scored) are recomputed from their saved
+    episodes; nothing is replayed."""
+    from medscope_gym.agents.evaluate import summarise_trajectories
+    from medscope_gym.agents.rollout.trajectory import load_trajectories
+
+    for key, row in results["rows"].items():
+        saved = _eval_folder(root, key) / "trajectories"
+        if key == "perception" or all(c in row for c in COLUMNS) or not saved.exists():
+            continue
+        row.update(_row(summarise_trajectories(load_trajectories(saved))))
+
+
+def _run_sampled(cfg: RecipeConfig, root: Path, suites: dict[str, Path], results: dict) -> None:
+    """The trained models once more on the held-out questions, sampling at ``cfg.sampled_temperature``."""
+    for key in ("answer_only", "vcot", "grpo"):
+        row = results["rows"].get(key)
+        if row is None or "sampled" in row:
+            continue
+        final = root / _FOLDERS[key] / "run" / "final"
+        out = root / _FOLDERS[key] / "eval-sampled"
+        summary = _evaluate(cfg, str(final), suites["heldout"], out, temperature=cfg.sampled_temperature)
+        row["sampled"] = {**_row(summary), "temperature": cfg.sampled_temperature}
+        row["sampled"].pop("by_task", None)
+        _write_results(cfg, root, results)
+        _print_stage(f"{key} (sampled, temperature {cfg.sampled_temperature})", summary)
 
 
 def _preview_frames(heldout: Path) -> int:
@@ -358,14 +418,28 @@ def _fmt(value: Any) -> str:
 
 def format_results(results: dict[str, Any]) -> str:
     """The Markdown table: one row per stage/baseline that has run, the columns of ``COLUMNS``."""
-    head = "| row | " + " | ".join(COLUMNS) + " | train s |"
-    lines = [head, "|---" * (len(COLUMNS) + 2) + "|"]
+    head = "| row | " + " | ".join(COLUMNS) + " | reading | train s |"
+    lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
     for key, label in ROWS:
         row = results["rows"].get(key)
         if row is None:
             continue
-        cells = [_fmt(row.get(c)) for c in COLUMNS] + [_fmt(row.get("train_s"))]
+        cells = [_fmt(row.get(c)) for c in (*COLUMNS, "reading_accuracy", "train_s")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    sampled = [(label, results["rows"][key]["sampled"]) for key, label in ROWS
+               if "sampled" in results["rows"].get(key, {})]  # fmt: skip
+    if sampled:
+        lines += ["", f"Sampled (temperature {sampled[0][1].get('temperature')}):", "", head, lines[1]]
+        for label, row in sampled:
+            cells = [_fmt(row.get(c)) for c in (*COLUMNS, "reading_accuracy", "train_s")]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    stage1 = results["rows"].get("perception")
+    if stage1 is not None:
+        scores = ", ".join(f"{skill} {_fmt(acc)}" for skill, acc in stage1["heldout"].items())
+        lines.append(
+            f"\nStage I, perception warm-up ({_fmt(stage1.get('train_s'))} s): held-out single-turn "
+            f"accuracy {scores}."
+        )
     return "\n".join(lines)
 
 
@@ -375,7 +449,9 @@ def _write_results(cfg: RecipeConfig, root: Path, results: dict[str, Any]) -> No
     atomic_write_text(root / "results.json", json.dumps(results, indent=2) + "\n")
     text = (
         f"# Recipe results, seed {cfg.seed}\n\nHeld-out: val + test of `data/heldout` "
-        f"(greedy). Columns: docs/metrics.md.\n\n{format_results(results)}\n"
+        f"(greedy). Columns: docs/metrics.md; reading: accuracy on the same videos' questions "
+        f"'which symbol is on screen at t?' (`data/heldout-reading`): no search needed.\n\n"
+        f"{format_results(results)}\n"
     )
     atomic_write_text(root / "results.md", text)
     _plot_curves(root)

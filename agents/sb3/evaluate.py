@@ -18,42 +18,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from medscope_gym.agents.runner import record_from_info, run_episode
 from medscope_gym.agents.scripted import make_scripted_policy
 from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.envs.numeric import NumericClinVideoEnv
-from medscope_gym.intervals import best_iou, contains, is_moment
-from medscope_gym.metrics import RECALL_THRESHOLDS, EpisodeRecord, summarise
+from medscope_gym.metrics import EpisodeRecord, evidence_recall, summarise
 
 __all__ = ["evaluate_model", "evaluate_scripted", "evidence_recall", "summarise_with_evidence"]
 
-_EPS = 1e-12
-
-
-def evidence_recall(records: Sequence[EpisodeRecord], threshold: float) -> float | None:
-    """Share of episodes whose last crop reaches IoU >= ``threshold`` with the evidence (no crop = miss)."""
-    if not records:
-        return None
-    return float(np.mean([_inspected_hit(r, threshold) for r in records]))
-
-
-def _inspected_hit(record: EpisodeRecord, threshold: float) -> bool:
-    crop = record.inspected_interval
-    if crop is None or not record.evidence:
-        return False
-    if best_iou(crop, record.evidence) >= threshold - _EPS:
-        return True
-    return any(is_moment(w) and contains(crop, w[0]) for w in record.evidence)
-
 
 def summarise_with_evidence(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
-    """:func:`~medscope_gym.metrics.summarise` plus ``evidence_R@k`` for the thresholds of docs/metrics.md."""
-    out = summarise(records)
-    for k in RECALL_THRESHOLDS:
-        out[f"evidence_R@{k}"] = evidence_recall(records, k)
-    return out
+    """:func:`~medscope_gym.metrics.summarise`, which includes ``evidence_R@k`` (kept for old callers)."""
+    return summarise(records)
 
 
 def evaluate_model(

@@ -50,6 +50,9 @@ class SFTConfig(Config):
     decimals: int | None = None
     """Decimals of every number the reference writes (None: exact ground truth). 1 gives the tiny model
     one number format to learn (``27.5``), instead of annotation floats (``29.84``, ``63.975``)."""
+    crop_to_preview: bool = False
+    """The oracle crops between the preview frames around the evidence (what an agent that saw only the
+    preview can ask for) instead of the evidence's own seconds."""
     reference: str = "oracle"
     """Reference policy: "oracle" (crop the evidence, get_frame, answer) or "answer_only" (the correct
     answer right after the preview, no tool call: the answer-only model of ``medscope recipe``)."""

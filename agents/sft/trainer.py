@@ -78,9 +78,15 @@ class RecoveringOracle(Policy):
     MISTAKES = ("swapped", "past_end", "broken_json")
 
     def __init__(
-        self, rate: float, seed: int = 0, jitter: float = 0.0, decimals: int | None = None, tools: bool = True
+        self,
+        rate: float,
+        seed: int = 0,
+        jitter: float = 0.0,
+        decimals: int | None = None,
+        tools: bool = True,
+        crop_to_preview: bool = False,
     ) -> None:
-        self.inner = OraclePolicy(decimals=decimals, tools=tools)
+        self.inner = OraclePolicy(decimals=decimals, tools=tools, crop_to_preview=crop_to_preview)
         self.rate = rate
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
@@ -164,6 +170,7 @@ def build_reference_data(
     temperature: float | None = None,
     reference: str = "oracle",
     progress: bool = False,
+    crop_to_preview: bool = False,
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them.
 
@@ -171,7 +178,8 @@ def build_reference_data(
     turns (sampling at ``temperature``, None: its own setting) before the oracle takes over
     (:class:`medscope_gym.agents.sft.dagger.ModelThenReference`); episodes the model ends itself are dropped.
     ``first_repeat`` offsets the env seeds so that several calls play distinct episodes. ``progress``
-    shows a bar over the episodes.
+    shows a bar over the episodes. ``crop_to_preview``: the oracle crops between the preview frames
+    around the evidence (:class:`~medscope_gym.agents.scripted.OraclePolicy`).
     """
     from transformers import AutoProcessor
 
@@ -193,7 +201,12 @@ def build_reference_data(
     envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
     try:
         oracle = RecoveringOracle(
-            recovery_rate, seed + first_repeat, evidence_jitter, decimals, tools=reference != "answer_only"
+            recovery_rate,
+            seed + first_repeat,
+            evidence_jitter,
+            decimals,
+            tools=reference != "answer_only",
+            crop_to_preview=crop_to_preview,
         )
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)
@@ -269,6 +282,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
         decimals=cfg.decimals,
         reference=cfg.reference,
         progress=cfg.progress,
+        crop_to_preview=cfg.crop_to_preview,
     )
     if cfg.on_policy_repeats > 0:
         on_policy = build_reference_data(
@@ -287,6 +301,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
             temperature=cfg.on_policy_temperature,
             reference=cfg.reference,
             progress=cfg.progress,
+            crop_to_preview=cfg.crop_to_preview,
         )
         print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
         trajectories += on_policy

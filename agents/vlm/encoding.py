@@ -55,6 +55,15 @@ class FrameConfig:
     """A crop_video result is subsampled evenly to at most this many frames."""
     max_images: int = 3
     """At most this many get_frame frames (nearest the requested moment first kept in time order)."""
+    max_preview_pixels: int | None = None
+    """If set, the preview's frames lose the env's black letterbox (the env centres frames smaller than
+    its observation space on a black canvas) and are resized to at most this many pixels: a preview
+    the env made coarse then costs no more tokens than its own resolution. None: as other frames."""
+    preview_as_frames: bool = False
+    """Show the reset preview as separate frames, each after its timestamp in text (as get_frame's
+    frames are), instead of one video. Qwen2.5-VL carries a video frame's time only in rotary phases,
+    which a small model cannot turn into the digits of a ``crop_video`` call; a timestamp written next
+    to each frame it can copy (docs/agents.md, "Testbed recipe")."""
 
 
 @dataclass
@@ -105,6 +114,15 @@ def _fit(frames: np.ndarray, max_pixels: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
 
 
+def _trim_letterbox(frames: np.ndarray) -> np.ndarray:
+    """``frames`` without the all-black border rows and columns they share (the env's letterbox)."""
+    lit = frames.reshape(len(frames), *frames.shape[1:3], -1).any(axis=(0, 3))
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    if len(rows) == 0 or len(cols) == 0:
+        return frames
+    return frames[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
 class ChatEncoder:
     """Renders and tokenises episodes for one processor (model family) and frame budget."""
 
@@ -133,8 +151,16 @@ class ChatEncoder:
         if video is not None and len(video):
             cap = self.frames.max_preview_frames if first else self.frames.max_crop_frames
             keep = _even_subsample(len(video), cap)
-            media.video = _fit(np.asarray(video)[keep], self.frames.max_pixels)
-            media.video_times = np.asarray(obs["video_times"], dtype=np.float64).reshape(-1)[keep]
+            frames = np.asarray(video)[keep]
+            if first and self.frames.max_preview_pixels is not None:
+                frames = _fit(_trim_letterbox(frames), self.frames.max_preview_pixels)
+            else:
+                frames = _fit(frames, self.frames.max_pixels)
+            times = np.asarray(obs["video_times"], dtype=np.float64).reshape(-1)[keep]
+            if first and self.frames.preview_as_frames:
+                media.images, media.image_times = frames, times
+                return media  # a reset observation has no get_frame images
+            media.video, media.video_times = frames, times
         images = obs.get("images")
         if images is not None and len(images):
             keep = _even_subsample(len(images), self.frames.max_images)

@@ -22,6 +22,13 @@ from medscope_gym.prompts import question_text
 from medscope_gym.protocol import SYSTEM_PROMPT
 from medscope_gym.synthetic.procedure import generate_procedure
 from medscope_gym.synthetic.questions import build_questions
+from medscope_gym.synthetic.testbed import (
+    MAIN_TEMPLATES,
+    PERCEPTION_TEMPLATES,
+    TestbedConfig,
+    generate_testbed_video,
+    testbed_questions,
+)
 
 __all__ = ["protocol_corpus", "train_vocabulary"]
 
@@ -36,10 +43,16 @@ def protocol_corpus(num_procedures: int = 8, seed: int = 0, system_prompts: Sequ
 
     rng = np.random.default_rng(seed)
     corpus = [*system_prompts, SYSTEM_PROMPT]
+    testbed = TestbedConfig(templates=MAIN_TEMPLATES + PERCEPTION_TEMPLATES)
     for k in range(num_procedures):
         duration = float(rng.uniform(40.0, 600.0))
         procedure = generate_procedure(int(rng.integers(2**31 - 1)), duration)
-        for sample in build_questions(procedure, f"videos/v{k}.mp4", video_id=f"v{k}", seed=k):
+        samples = build_questions(procedure, f"videos/v{k}.mp4", video_id=f"v{k}", seed=k)
+        # the testbed family's questions too (symbol names, highlights), so its episodes tokenise short
+        video = generate_testbed_video(int(rng.integers(2**31 - 1)), float(rng.uniform(90.0, 360.0)))
+        samples += testbed_questions(video, f"tb{k}", testbed, seed=k)
+        for sample in samples:
+            duration = sample.duration
             obs = {"text": question_text(sample, duration)}
             info: dict[str, Any] = {"duration": duration}
             corpus.append(obs["text"])

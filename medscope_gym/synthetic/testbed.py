@@ -61,8 +61,10 @@ __all__ = [
     "chance_accuracy",
     "generate_testbed_video",
     "preview_frames",
+    "render_frames",
     "render_testbed_video",
     "symbol_mask",
+    "testbed_questions",
 ]
 
 SYMBOL_SHAPES: tuple[str, ...] = ("square", "triangle", "cross", "ring")
@@ -233,27 +235,31 @@ def symbol_mask(shape: str, s: int = _SYMBOL) -> np.ndarray:
     return shapes[shape]
 
 
-def _frames(video: TestbedVideo) -> np.ndarray:
-    """All frames as ``(n, 64, 64, 3)`` uint8 (a few MB at most)."""
+def render_frames(video: TestbedVideo, indices=None) -> np.ndarray:
+    """Frames ``indices`` (default: all) as ``(len, 64, 64, 3)`` uint8; a frame is the same whichever
+    others are rendered with it (a few MB for a whole video)."""
     rng = np.random.default_rng([video.seed, 991])
     n, s = video.num_frames, _SIZE
+    which = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
     base = np.asarray(video.tint, dtype=np.float32)
-    t = np.arange(n, dtype=np.float32) / video.fps
-    frames = np.empty((n, s, s, 3), dtype=np.uint8)
+    t = which.astype(np.float32) / video.fps
     phase = rng.uniform(0, 2 * np.pi, size=2)
-    for i in range(n):  # a slowly drifting soft gradient plus noise: never a trivially empty frame
-        wave = np.sin(2 * np.pi * (xx * 1.3 + yy * 0.7) + t[i] * 0.4 + phase[0]) * 12
-        wave += np.cos(2 * np.pi * (yy * 1.1) + t[i] * 0.25 + phase[1]) * 8
-        img = base[None, None, :] + wave[..., None] + rng.normal(0, 3, size=(s, s, 1))
-        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
+    noise = rng.normal(0, 3, size=(n, s, s, 1))[which]  # drawn for every frame: one stream per video
+    frames = np.empty((len(which), s, s, 3), dtype=np.uint8)
+    for j in range(len(which)):  # a slowly drifting soft gradient plus noise: never a trivially empty frame
+        wave = np.sin(2 * np.pi * (xx * 1.3 + yy * 0.7) + t[j] * 0.4 + phase[0]) * 12
+        wave += np.cos(2 * np.pi * (yy * 1.1) + t[j] * 0.25 + phase[1]) * 8
+        frames[j] = np.clip(base[None, None, :] + wave[..., None] + noise[j], 0, 255).astype(np.uint8)
     c0 = (s - _SYMBOL) // 2
     for ev in video.events:
-        frames[ev.highlight_start_frame : ev.highlight_end_frame, :_BAR] = 235
+        bar = (which >= ev.highlight_start_frame) & (which < ev.highlight_end_frame)
+        frames[bar, :_BAR] = 235
         colour, shape = ev.symbol.split(" ")
-        mask = symbol_mask(shape)
-        patch = frames[ev.start_frame : ev.end_frame, c0 : c0 + _SYMBOL, c0 : c0 + _SYMBOL]
-        patch[:, mask] = SYMBOL_COLORS[colour]
+        on = np.flatnonzero((which >= ev.start_frame) & (which < ev.end_frame))
+        patch = frames[on, c0 : c0 + _SYMBOL, c0 : c0 + _SYMBOL]
+        patch[:, symbol_mask(shape)] = SYMBOL_COLORS[colour]
+        frames[on, c0 : c0 + _SYMBOL, c0 : c0 + _SYMBOL] = patch
     return frames
 
 
@@ -268,7 +274,7 @@ def render_testbed_video(video: TestbedVideo, path: str | os.PathLike[str], gop_
         "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:threads=1",
     }
     with h264_writer(path, _SIZE, _SIZE, rate, options) as (container, stream):
-        for i, img in enumerate(_frames(video)):
+        for i, img in enumerate(render_frames(video)):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             frame.time_base = 1 / rate
@@ -337,6 +343,12 @@ def _questions(video: TestbedVideo, name: str, rel: str, cfg: TestbedConfig, rng
                     q += _INTERVAL_HINT
                     add(template, q, span, [span], {"event": i, "time": at})
     return out
+
+
+def testbed_questions(video: TestbedVideo, name: str, cfg: TestbedConfig | None = None, seed: int = 0):
+    """The questions of ``cfg.templates`` about ``video`` (named ``name``), without rendering it."""
+    cfg = cfg or TestbedConfig()
+    return _questions(video, name, f"videos/{name}.mp4", cfg, np.random.default_rng([int(seed), 4711]))
 
 
 def build_testbed_suite(out_dir: str | os.PathLike[str], cfg: TestbedConfig | None = None) -> Path:

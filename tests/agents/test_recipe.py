@@ -9,6 +9,8 @@ from pathlib import Path
 from medscope_gym.agents.recipe import RecipeConfig, run_recipe
 from medscope_gym.agents.recipe.runner import COLUMNS, ROWS
 
+_FOLDER = {"vcot": "stage-2-vcot", "grpo": "stage-3-grpo"}
+
 MICRO = Path(__file__).resolve().parents[2] / "configs" / "recipe_micro.yaml"
 
 
@@ -18,21 +20,42 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
     results = run_recipe(cfg)
     first = time.perf_counter() - t0
     root = tmp_path / "recipe" / "seed-0"
-    assert set(results["rows"]) == {key for key, _ in ROWS}
-    for row in results["rows"].values():
-        assert set(COLUMNS) <= set(row)
+    assert (root / "data" / "heldout-reading" / "suite.jsonl").is_file()
+    assert set(results["rows"]) == {key for key, _ in ROWS} | {"perception"}
+    for key, _ in ROWS:
+        assert set(COLUMNS) <= set(results["rows"][key])
+    stage1 = results["rows"]["perception"]
+    assert set(stage1["heldout"]) == {"frames", "crop", "preview"}
+    assert (
+        json.loads((root / "stage-1-perception" / "run" / "perception.json").read_text())["heldout"]
+        == (stage1["heldout"])
+    )
     assert results["rows"]["oracle"]["accuracy"] == 1.0
+    for stage in ("vcot", "grpo"):  # the reading check: held-out "which symbol at t"
+        assert 0.0 <= results["rows"][stage]["reading_accuracy"] <= 1.0
+        assert (root / _FOLDER[stage] / "eval-reading" / "metrics.json").is_file()
+    assert "reading_accuracy" not in results["rows"]["answer_only"]
+    assert "Stage I, perception warm-up" in (root / "results.md").read_text()
     table = (root / "results.md").read_text()
     for _, label in ROWS:
         assert label in table
     assert all(c in table for c in COLUMNS)
     assert json.loads((root / "results.json").read_text())["rows"].keys() == results["rows"].keys()
-    for stage in ("stage-1-perception", "stage-2-vcot", "answer-only", "stage-3-grpo"):
+    for stage in ("stage-2-vcot", "answer-only", "stage-3-grpo"):
         assert (root / stage / "run" / "final").is_dir() and (
             root / stage / "eval" / "metrics.json"
         ).is_file()
     assert (root / "curves.png").is_file()
     capsys.readouterr()
+
+    for key in ("answer_only", "vcot", "grpo"):  # sampled too, at the configured temperature
+        assert results["rows"][key]["sampled"]["temperature"] == 1.0
+        assert (root / _FOLDER.get(key, "answer-only") / "eval-sampled" / "metrics.json").is_file()
+    assert "Sampled (temperature 1.0)" in table
+    # a column added after a row was scored is recomputed from the saved episodes, not replayed
+    saved = json.loads((root / "results.json").read_text())
+    del saved["rows"]["vcot"]["evidence_R@0.5"]
+    (root / "results.json").write_text(json.dumps(saved))
 
     t0 = time.perf_counter()
     again = run_recipe(cfg)

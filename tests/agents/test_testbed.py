@@ -97,3 +97,31 @@ def test_chance_and_splits(heldout):
     assert max(letters.count(x) for x in "ABCD") - min(letters.count(x) for x in "ABCD") <= 2
     assert 0 < chance_accuracy(suite) <= 0.25
     assert all(s.captions for s in suite)
+
+
+def test_oracle_names_what_it_saw_and_crops_between_preview_frames(heldout):
+    """The reference's visual chain of thought names the symbol (from the dense captions) and the option
+    it is; with ``crop_to_preview`` its crop runs between the two preview frames around the symbol."""
+    from medscope_gym.agents.runner import run_episode
+    from medscope_gym.agents.scripted import OraclePolicy
+    from medscope_gym.protocol import parse_turn
+
+    env = ClinVideoEnv(heldout)
+    for sample in env.suite:
+        if sample.extra["template"] != "symbol_in_highlight":
+            continue
+        symbol = sample.options[ord(sample.answer) - ord("A")]
+        plain = run_episode(env, OraclePolicy(decimals=1), options={"sample_id": sample.id})
+        think = parse_turn(plain.actions[-1]).think
+        assert f"show a {symbol} at the centre" in think and f"option {sample.answer}, {symbol}." in think
+        snapping = OraclePolicy(decimals=1, crop_to_preview=True)
+        snapped = run_episode(env, snapping, options={"sample_id": sample.id})
+        obs, _ = env.reset(options={"sample_id": sample.id})
+        times = obs["video_times"][:, 0]
+        crop = snapped.final_info["episode_summary"]["inspected_interval"]
+        ((a, b),) = sample.evidence
+        k = int(np.searchsorted(times, a))  # the first preview frame after the symbol starts
+        assert crop == [round(times[k - 1], 1), round(times[k], 1)] and crop[0] <= a and b <= crop[1]
+        assert snapped.final_info["reward_parts"]["accuracy"] == 1.0
+        assert plain.final_info["episode_summary"]["inspected_interval"] != crop
+    env.close()

@@ -100,3 +100,33 @@ def test_template_that_rewrites_history_is_refused(tiny_dir):
     encoder.add_action(ctx, "<think>x</think><answer>A</answer>")
     with pytest.raises(TemplateError):
         encoder.encode_observation(ctx, dict(obs, text="tool says"))
+
+
+def test_preview_as_timestamped_frames_without_the_letterbox(suite, tiny_dir):
+    """``preview_as_frames``: the preview becomes images, each after its time in text; with
+    ``max_preview_pixels`` the env's black letterbox is trimmed before resizing (no pixel is lost)."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.vlm.encoding import ChatEncoder, FrameConfig
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
+
+    env = ClinVideoEnv(suite)
+    obs, _ = env.reset(options={"sample_index": 0})
+    env.close()
+    boxed = np.zeros((4, 40, 40, 3), np.uint8)
+    boxed[:, 10:30, 6:34] = 7  # a 20x28 picture letterboxed on a 40x40 canvas
+    obs = {**obs, "video": boxed, "video_times": np.array([[0.5], [2.5], [4.5], [6.5]])}
+    frames = FrameConfig(max_pixels=56 * 56, max_preview_pixels=28 * 28, preview_as_frames=True)
+    encoder = ChatEncoder(AutoProcessor.from_pretrained(tiny_dir), frames, system_prompt="Be brief.")
+    ctx = encoder.start()
+    chunk = encoder.encode_observation(ctx, obs)
+    assert chunk.media.video is None and chunk.media.images.shape == (4, 20, 28, 3)
+    assert np.all(chunk.media.images == 7)
+    assert chunk.media.image_times.tolist() == [0.5, 2.5, 4.5, 6.5]
+    rendered = ctx.rendered
+    stamps = [rendered.index(f"Frame at {t:.2f} s:") for t in (0.5, 2.5, 4.5, 6.5)]
+    assert stamps == sorted(stamps) and rendered.count("<|image_pad|>") == 4
+    # without the option the same observation stays one video at max_pixels
+    plain = ChatEncoder(AutoProcessor.from_pretrained(tiny_dir), FrameConfig(max_pixels=56 * 56))
+    media = plain.encode_observation(plain.start(), obs).media
+    assert media.images is None and media.video.shape[1:3] == (40, 40)

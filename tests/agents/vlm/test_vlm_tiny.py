@@ -106,5 +106,17 @@ def test_the_vocabulary_corpus_holds_every_oracle_step():
     from medscope_gym.agents.vlm.vocabulary import protocol_corpus
 
     corpus = protocol_corpus(num_procedures=1)
-    for marker in ("The preview covers the whole", "I check the frame at", "The frames I inspected settle"):
+    for marker in (
+        "The preview covers the whole",
+        "I check the frame at",
+        "the frames show",
+        "That is option",
+    ):
         assert any(marker in text for text in corpus), marker
+
+
+def test_testbed_words_are_single_tokens():
+    """The testbed's questions are in the corpus: its symbol and highlight words each take one token."""
+    tok = build_tokenizer()
+    for word in (" square", " triangle", " ring", " symbol", " highlighted", " centre"):
+        assert len(tok(word, add_special_tokens=False)["input_ids"]) == 1, word

@@ -1,0 +1,299 @@
+"""Stage I of the testbed recipe: perception warm-up on dense captions and timestamped previews.
+
+The paper warms the model up on dense timestamped captions before any tool use. Here that is three
+single-turn skills, each trained with a fresh testbed video per example (nothing is seen twice) and
+scored on videos no training example came from:
+
+- ``frames``: three frames at a moment, each after its timestamp (as ``get_frame`` shows them), and
+  the dense caption of that moment ("a red ring at the centre", "nothing highlighted", ...);
+- ``crop``: a 2 fps clip around a symbol (as ``crop_video`` shows it, one video) and the symbol's name;
+- ``preview``: the 16 timestamped 32×32 preview frames and the k-th highlighted interval, answered
+  with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs.
+
+A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
+frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
+length. The chat layout is the episodes' own (``Frame at t s:`` before each image), so what is learned
+here carries over. ``medscope recipe-probe`` is the ``frames`` skill alone, from scratch
+(docs/results.md, "Reading probe").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medscope_gym.config import Config, check, non_negative_int, positive_float, positive_int
+from medscope_gym.errors import ConfigError
+
+__all__ = ["PERCEPTION_SKILLS", "PerceptionConfig", "run_perception"]
+
+PERCEPTION_SKILLS: tuple[str, ...] = ("frames", "crop", "preview")
+_QUESTIONS = {
+    "frames": "What is on screen in these frames?",
+    "crop": "Which symbol does this clip show?",
+}
+#: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
+_HELDOUT_SEED = 999_000_000
+
+
+@dataclass
+class PerceptionConfig(Config):
+    """Stage I: single-turn perception examples from fresh testbed videos."""
+
+    steps: int = 800
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Examples per step, each from a fresh video."""
+    learning_rate: float = 5e-4
+    """Peak AdamW learning rate (``warmup_steps`` of linear warm-up, then linear decay to 0)."""
+    warmup_steps: int = 20
+    """Linear warm-up of the learning rate."""
+    skills: tuple[str, ...] = PERCEPTION_SKILLS
+    """Skills mixed in equal shares (``frames``, ``crop``, ``preview``)."""
+    heldout: int = 60
+    """Held-out examples per skill, scored every ``eval_every`` steps and at the end."""
+    eval_every: int = 200
+    """Steps between held-out scores."""
+    duration: tuple[float, float] = (90.0, 150.0)
+    """Shortest and longest training video, seconds (held-out videos: the same range)."""
+    seed: int = 0
+    """Seed of the training videos and the data order (the model's weights come from its folder)."""
+    threads: int | None = 1
+    """torch CPU threads."""
+
+    def __post_init__(self) -> None:
+        self.skills = tuple(self.skills)
+        self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
+        check(self, positive_int, "steps", "batch_size", "heldout", "eval_every")
+        check(self, non_negative_int, "warmup_steps")
+        check(self, positive_int, "threads", optional=True)
+        check(self, positive_float, "learning_rate")
+        unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
+        if unknown or not self.skills:
+            raise ConfigError(
+                f"PerceptionConfig.skills: unknown {unknown}; known: {', '.join(PERCEPTION_SKILLS)}"
+            )
+        if not 0 < self.duration[0] <= self.duration[1]:
+            raise ConfigError(f"PerceptionConfig.duration must be (shortest, longest), got {self.duration}")
+
+
+@dataclass
+class _Example:
+    skill: str
+    images: list[np.ndarray]
+    image_times: list[float]
+    video: np.ndarray | None
+    video_times: np.ndarray | None
+    question: str
+    answer: str
+
+
+def _caption_at(video, t: float) -> str:
+    for caption in video.captions():
+        if caption.start <= t < caption.end:
+            return caption.text
+    return video.captions()[-1].text
+
+
+def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float, float]) -> list[_Example]:
+    """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``."""
+    from medscope_gym.suite.labels import ordinal
+    from medscope_gym.synthetic.testbed import (
+        TESTBED_TOOLS,
+        generate_testbed_video,
+        preview_frames,
+        render_frames,
+    )
+    from medscope_gym.video.resize import resize_frames
+
+    rng = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill)])
+    out: list[_Example] = []
+    seed = first_seed
+    while len(out) < count:
+        video = generate_testbed_video(seed, float(rng.uniform(*duration)))
+        seed += 1
+        times = np.arange(video.num_frames) / video.fps  # a frame's time, as the env reports it
+        ev = video.events[int(rng.integers(len(video.events)))]
+        if skill == "frames":  # half at a symbol, half anywhere
+            centre = (
+                int(rng.integers(ev.start_frame, ev.end_frame))
+                if rng.random() < 0.5
+                else int(rng.integers(1, video.num_frames - 1))
+            )
+            idx = [centre - 1, centre, centre + 1]
+            text = _caption_at(video, times[centre])
+            frames = render_frames(video, idx)
+            out.append(
+                _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text)
+            )
+        elif skill == "crop":  # a crop between the two preview frames around the symbol, as Stage II makes
+            shown = preview_frames(video.num_frames, video.fps)
+            k = int(np.searchsorted(shown, ev.start_frame))
+            idx = np.arange(shown[k - 1], shown[k] + 1)
+            idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
+            clip = render_frames(video, idx)
+            out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], ev.symbol))
+        else:
+            shown = preview_frames(video.num_frames, video.fps)
+            small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
+            j = int(rng.integers(len(video.events)))
+            k = int(np.searchsorted(shown, video.events[j].start_frame))
+            answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
+            question = f"Between which preview frames is the {ordinal(j + 1)} highlighted interval?"
+            out.append(_Example(skill, list(small), times[shown].tolist(), None, None, question, answer))
+    return out
+
+
+class _Batcher:
+    """Examples as chat text plus processor tensors, labels on the answer tokens only."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+
+    def __call__(self, batch: list[_Example]):
+        import torch
+        from transformers.video_utils import VideoMetadata
+
+        from medscope_gym.chat import times_line
+
+        self.tokenizer.padding_side = "right"
+        texts, images, videos, metadata, answers = [], [], [], [], []
+        for ex in batch:
+            blocks = []
+            if ex.video is not None:
+                blocks.append(times_line("Video frames", ex.video_times))
+                blocks.append("<|vision_start|><|video_pad|><|vision_end|>")
+                videos.append(ex.video)
+                metadata.append(VideoMetadata(total_num_frames=len(ex.video), fps=2.0))
+            for frame, t in zip(ex.images, ex.image_times):
+                blocks.append(f"Frame at {t:.2f} s:")
+                blocks.append("<|vision_start|><|image_pad|><|vision_end|>")
+                images.append(frame)
+            blocks.append(ex.question)
+            body = "\n".join(blocks)
+            texts.append(f"<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n{ex.answer}<|im_end|>")
+            answers.append(self.tokenizer(f"{ex.answer}<|im_end|>", add_special_tokens=False)["input_ids"])
+        kwargs: dict[str, Any] = {}
+        if images:
+            kwargs["images"] = images
+        if videos:
+            kwargs["videos"] = videos
+            kwargs["videos_kwargs"] = {"do_sample_frames": False, "video_metadata": metadata}
+        enc = self.processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+        labels = torch.full_like(enc["input_ids"], -100)
+        for i, answer in enumerate(answers):
+            ids = enc["input_ids"][i].tolist()
+            end = len(ids) - ids[::-1].index(answer[-1])  # the last <|im_end|> closes the answer
+            labels[i, end - len(answer) : end] = torch.tensor(answer)
+        return enc, labels
+
+
+def _accuracy(model: Any, batcher: _Batcher, examples: list[_Example]) -> float:
+    """Exact match of every answer token, teacher-forced, greedy."""
+    import torch
+
+    model.eval()
+    right = 0
+    with torch.no_grad():
+        for i in range(0, len(examples), 16):
+            enc, labels = batcher(examples[i : i + 16])
+            pred = model(**enc).logits[:, :-1].argmax(-1)
+            target = labels[:, 1:]
+            right += int(((pred == target) | (target == -100)).all(dim=1).sum())
+    model.train()
+    return right / max(1, len(examples))
+
+
+def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any = None) -> dict[str, Any]:
+    """Train ``model`` in place on ``cfg``'s examples; returns the held-out scores and the curve."""
+    import torch
+
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    batcher = _Batcher(processor)
+    per_skill = -(-cfg.steps * cfg.batch_size // len(cfg.skills))
+    rng = np.random.default_rng([cfg.seed, 17])
+    train = [
+        ex
+        for i, skill in enumerate(cfg.skills)
+        for ex in make_examples(skill, 1_000_000 * (cfg.seed + 1) + 100_000 * i, per_skill, cfg.duration)
+    ]
+    order = rng.permutation(len(train))
+    heldout = {
+        skill: make_examples(skill, _HELDOUT_SEED + 10_000 * i, cfg.heldout, cfg.duration)
+        for i, skill in enumerate(cfg.skills)
+    }
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    warm = max(1, cfg.warmup_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / cfg.steps)
+    )
+    torch.manual_seed(cfg.seed)
+    curve: list[dict[str, Any]] = []
+    first_loss = float("nan")
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        batch = [train[j] for j in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+        enc, labels = batcher(batch)
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        value = float(loss.detach())
+        if step == 0:
+            first_loss = value
+        if log is not None:
+            log.log(step + 1, {"train/loss": value, "train/lr": sched.get_last_lr()[0]})
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            scores = {skill: _accuracy(model, batcher, exs) for skill, exs in heldout.items()}
+            curve.append({"step": step + 1, "loss": round(value, 4), **scores})
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            print(f"perception: step {step + 1} loss {value:.3f} held-out {shown}", flush=True)
+    model.eval()
+    return {
+        "heldout": {k: v for k, v in curve[-1].items() if k in cfg.skills},
+        "curve": curve,
+        "first_loss": round(first_loss, 4),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig) -> dict[str, Any]:
+    """Stage I from the checkpoint ``model_dir`` into ``out/final`` (written atomically with the
+    processor and the policy settings); ``out/metrics.jsonl`` and ``out/perception.json`` beside it."""
+    import shutil
+
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from medscope_gym.agents.training.metrics import MetricsLog, quiet_transformers
+    from medscope_gym.atomic import atomic_directory, atomic_write_text
+
+    quiet_transformers()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir)
+    log = MetricsLog(out, tensorboard=False, name="perception")
+    try:
+        result = train_perception(model, processor, cfg, log)
+    finally:
+        log.close()
+    with atomic_directory(out / "final") as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for name in ("medscope_policy.json", "medscope_tiny.json"):
+            if (Path(model_dir) / name).is_file():
+                shutil.copy(Path(model_dir) / name, tmp / name)
+    atomic_write_text(
+        out / "perception.json", json.dumps({"config": cfg.to_dict(), **result}, indent=2) + "\n"
+    )
+    return result

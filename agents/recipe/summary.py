@@ -1,0 +1,100 @@
+"""Several seeds of the recipe as one table: mean ± standard deviation per row and column.
+
+``medscope recipe-summary OUT`` reads every ``OUT/seed-S/results.json`` and prints the greedy table,
+the sampled one, the reading check and Stage I's per-skill scores (docs/results.md, "Testbed recipe").
+A cell some seeds lack (a metric with no episode to average over) is averaged over the seeds that have
+it, and marked with their number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from medscope_gym.agents.recipe.runner import ROWS
+
+__all__ = ["SUMMARY_COLUMNS", "format_summary_table", "load_seeds", "summarise_seeds"]
+
+#: The columns of the multi-seed table (the issue's and the paper's headline metrics).
+SUMMARY_COLUMNS = (
+    "accuracy",
+    "R@0.5",
+    "mIoU",
+    "evidence_R@0.5",
+    "evidence_mIoU",
+    "tool_calls",
+    "frames_seen",
+    "well_formed",
+    "reading_accuracy",
+)
+
+
+def load_seeds(out: str | Path) -> dict[int, dict[str, Any]]:
+    """``{seed: results}`` of every ``OUT/seed-S/results.json``."""
+    found = {}
+    for path in sorted(Path(out).glob("seed-*/results.json")):
+        data = json.loads(path.read_text())
+        found[int(data.get("seed", path.parent.name.split("-")[-1]))] = data
+    if not found:
+        raise FileNotFoundError(f"no seed-*/results.json under {out}")
+    return found
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std, n
+
+
+def summarise_seeds(seeds: dict[int, dict[str, Any]], sampled: bool = False) -> dict[str, dict[str, Any]]:
+    """``{row: {column: (mean, std, n)}}`` over seeds (``sampled``: the sampled evaluations)."""
+    table: dict[str, dict[str, Any]] = {}
+    for key, _ in ROWS:
+        rows = [r["rows"].get(key) for r in seeds.values()]
+        rows = [(row.get("sampled") if sampled else row) for row in rows if row]
+        rows = [row for row in rows if row]
+        if not rows:
+            continue
+        table[key] = {}
+        for col in SUMMARY_COLUMNS:
+            values = [float(row[col]) for row in rows if row.get(col) is not None]
+            if values:
+                table[key][col] = _stats(values)
+    return table
+
+
+def _cell(stat: tuple[float, float, int] | None, seeds: int) -> str:
+    if stat is None:
+        return "–"
+    mean, std, n = stat
+    return f"{mean:.3f} ± {std:.3f}" + (f" (n={n})" if n < seeds else "")
+
+
+def format_summary_table(seeds: dict[int, dict[str, Any]]) -> str:
+    """Markdown: the greedy table, the sampled one, then Stage I's held-out skills."""
+    labels = dict(ROWS)
+    n = len(seeds)
+    out = [f"Seeds {', '.join(map(str, sorted(seeds)))}: mean ± standard deviation (n = {n} unless marked)."]
+    for sampled in (False, True):
+        table = summarise_seeds(seeds, sampled)
+        if not table:
+            continue
+        out += ["", "Sampled:" if sampled else "Greedy:", ""]
+        out.append("| row | " + " | ".join(c.removesuffix("_accuracy") for c in SUMMARY_COLUMNS) + " |")
+        out.append("|---" + "|---:" * len(SUMMARY_COLUMNS) + "|")
+        for key, cells in table.items():
+            out.append(
+                f"| {labels[key]} | " + " | ".join(_cell(cells.get(c), n) for c in SUMMARY_COLUMNS) + " |"
+            )
+    stage1 = [
+        r["rows"]["perception"]["heldout"]
+        for r in seeds.values()
+        if "heldout" in r["rows"].get("perception", {})
+    ]
+    if stage1:
+        skills = ", ".join(f"{s} {_cell(_stats([h[s] for h in stage1]), n)}" for s in stage1[0])
+        out += ["", f"Stage I held-out single-turn accuracy: {skills}."]
+    return "\n".join(out)

@@ -1,0 +1,67 @@
+"""Stage I perception examples, its training, and the reading probe built on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medscope_gym.agents.recipe.perception import PerceptionConfig, make_examples
+from medscope_gym.agents.recipe.probe import ReadingProbeConfig, run_reading_probe
+from medscope_gym.cli import main
+from medscope_gym.errors import ConfigError
+from medscope_gym.synthetic.testbed import SYMBOLS, generate_testbed_video, preview_frames
+
+MICRO = {"text_hidden": 32, "text_layers": 1, "text_intermediate": 64, "vision_depth": 1, "vision_hidden": 16,
+         "patch_size": 8, "min_pixels": 256, "max_pixels": 4096}  # fmt: skip
+
+
+def test_examples_carry_the_truth_of_their_video():
+    frames = make_examples("frames", 7, 12, (90.0, 150.0))
+    assert {len(ex.images) for ex in frames} == {3} and all(ex.video is None for ex in frames)
+    assert any(ex.answer.endswith("at the centre") for ex in frames)  # half are at a symbol
+    assert all(np.allclose(np.diff(ex.image_times), 0.5) for ex in frames)  # consecutive frames, 2 fps
+    crops = make_examples("crop", 7, 6, (90.0, 150.0))
+    assert all(ex.answer in SYMBOLS and 4 <= len(ex.video) <= 16 for ex in crops)
+    previews = make_examples("preview", 7, 6, (90.0, 150.0))
+    for ex in previews:
+        assert len(ex.images) == 16 and ex.images[0].shape == (32, 32, 3)
+        a, b = (float(x) for x in ex.answer.removesuffix(" s").split("-"))
+        assert a in ex.image_times and b in ex.image_times and b > a  # two preview frames' times
+    # the same seed gives the same examples; the answer of the first preview example from its video
+    again = make_examples("preview", 7, 6, (90.0, 150.0))
+    assert [ex.answer for ex in again] == [ex.answer for ex in previews]
+    video = generate_testbed_video(7, 120.0)
+    assert len(preview_frames(video.num_frames, video.fps)) == 16
+
+
+def test_probe_curve_is_seeded_and_learns_the_answer_format():
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=30, batch_size=2, learning_rate=3e-3, heldout=8, eval_every=15, skills=("crop",)
+    )
+    first = run_reading_probe(cfg)
+    assert [row["step"] for row in first["curve"]] == [15, 30]
+    assert 0.0 <= first["heldout"]["crop"] <= 1.0
+    assert first["curve"][-1]["loss"] < first["first_loss"] - 1.0  # the names' spelling is being learned
+    again = run_reading_probe(cfg)
+    assert again["curve"] == first["curve"]  # same seed, same curve
+
+
+def test_probe_command_writes_its_result(tmp_path, capsys):
+    out = tmp_path / "probe.json"
+    code = main(
+        ["recipe-probe", "--model", json.dumps(MICRO), "--steps", "2", "--batch-size", "1", "--heldout", "2",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["steps"] == 2 and len(result["curve"]) == 1
+    assert "held-out accuracy frames" in capsys.readouterr().out
+
+
+def test_bad_perception_config_is_refused():
+    with pytest.raises(ConfigError, match="learning_rate"):
+        PerceptionConfig(learning_rate=0.0)
+    with pytest.raises(ConfigError, match="skills"):
+        PerceptionConfig(skills=("smell",))
