@@ -5,7 +5,8 @@ single-turn skills, each trained with a fresh testbed video per example (nothing
 scored on videos no training example came from:
 
 - ``frames``: three frames at a moment, each after its timestamp (as ``get_frame`` shows them), and
-  the dense caption of that moment ("a red ring at the centre", "nothing highlighted", ...);
+  what the middle one shows, in the dense captions' words ("a red ring at the centre", "nothing
+  highlighted", "a highlighted interval, no symbol");
 - ``crop``: a 2 fps clip around a symbol (as ``crop_video`` shows it, one video) and the symbol's name;
 - ``preview``: the 16 timestamped 32×32 preview frames and the k-th highlighted interval, answered
   with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs.
@@ -93,11 +94,16 @@ class _Example:
     answer: str
 
 
-def _caption_at(video, t: float) -> str:
-    for caption in video.captions():
-        if caption.start <= t < caption.end:
-            return caption.text
-    return video.captions()[-1].text
+def _visible_at(video, frame: int) -> str:
+    """What frame ``frame`` shows, in the dense captions' words. Only what is visible: the captions'
+    "a highlighted interval begins; no symbol yet" and "the symbol has gone; the highlight ends" look
+    the same in a frame, so both are "a highlighted interval, no symbol"."""
+    for ev in video.events:
+        if ev.start_frame <= frame < ev.end_frame:
+            return f"a {ev.symbol} at the centre"
+    if any(ev.highlight_start_frame <= frame < ev.highlight_end_frame for ev in video.events):
+        return "a highlighted interval, no symbol"
+    return "nothing highlighted"
 
 
 def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float, float]) -> list[_Example]:
@@ -126,7 +132,7 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
                 else int(rng.integers(1, video.num_frames - 1))
             )
             idx = [centre - 1, centre, centre + 1]
-            text = _caption_at(video, times[centre])
+            text = _visible_at(video, centre)
             frames = render_frames(video, idx)
             out.append(
                 _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text)

@@ -11,16 +11,24 @@ from medscope_gym.agents.recipe.perception import PerceptionConfig, make_example
 from medscope_gym.agents.recipe.probe import ReadingProbeConfig, run_reading_probe
 from medscope_gym.cli import main
 from medscope_gym.errors import ConfigError
-from medscope_gym.synthetic.testbed import SYMBOLS, generate_testbed_video, preview_frames
+from medscope_gym.synthetic.testbed import SYMBOL_COLORS, SYMBOLS, generate_testbed_video, preview_frames
 
 MICRO = {"text_hidden": 32, "text_layers": 1, "text_intermediate": 64, "vision_depth": 1, "vision_hidden": 16,
          "patch_size": 8, "min_pixels": 256, "max_pixels": 4096}  # fmt: skip
 
 
 def test_examples_carry_the_truth_of_their_video():
-    frames = make_examples("frames", 7, 12, (90.0, 150.0))
+    frames = make_examples("frames", 7, 40, (90.0, 150.0))
     assert {len(ex.images) for ex in frames} == {3} and all(ex.video is None for ex in frames)
     assert any(ex.answer.endswith("at the centre") for ex in frames)  # half are at a symbol
+    for ex in frames:  # the answer is what the middle frame shows: a symbol's colour, the white bar
+        middle = ex.images[1].astype(int)
+        bar = middle[:4].mean() > 200
+        if ex.answer.endswith("at the centre"):
+            colour = SYMBOL_COLORS[ex.answer.split()[1]]
+            assert (np.abs(middle[24:40, 24:40] - colour).max(axis=-1) < 40).sum() > 20 and bar
+        else:
+            assert ex.answer == ("a highlighted interval, no symbol" if bar else "nothing highlighted")
     assert all(np.allclose(np.diff(ex.image_times), 0.5) for ex in frames)  # consecutive frames, 2 fps
     crops = make_examples("crop", 7, 6, (90.0, 150.0))
     assert all(ex.answer in SYMBOLS and 4 <= len(ex.video) <= 16 for ex in crops)
