@@ -62,8 +62,8 @@ class FrameConfig:
     preview_as_frames: bool = False
     """Show the reset preview as separate frames, each after its timestamp in text (as get_frame's
     frames are), instead of one video. Qwen2.5-VL carries a video frame's time only in rotary phases,
-    which a small model cannot turn into the digits of a ``crop_video`` call; a timestamp written next
-    to each frame it can copy (docs/agents.md, "Testbed recipe")."""
+    which a model must learn to turn into the digits of a ``crop_video`` call; a timestamp written next
+    to each frame only has to be copied (docs/agents.md, "Testbed recipe")."""
 
 
 @dataclass
