@@ -31,7 +31,7 @@ import numpy as np
 from medscope_gym.config import Config, check, non_negative_int, positive_float, positive_int
 from medscope_gym.errors import ConfigError
 
-__all__ = ["PERCEPTION_SKILLS", "PerceptionConfig", "run_perception"]
+__all__ = ["PERCEPTION_SKILLS", "PerceptionConfig", "make_examples", "run_perception", "train_perception"]
 
 PERCEPTION_SKILLS: tuple[str, ...] = ("frames", "crop", "preview")
 _QUESTIONS = {
