@@ -19,9 +19,9 @@ Questions (choice ones balanced over A–D, distractors first from the same vide
 - ``symbol_at`` (perception, choice): which symbol is on screen at t (t given); evidence ``[t, t]``.
 - ``symbol_span_at`` (perception, ``[s, e]``): when the symbol on screen at t appears and leaves.
 
-The last two are the perception warm-up (Stage I of ``medscope recipe``): the time is given, so they
-train reading symbols and timestamps without a search. Each sample carries the video's dense
-timestamped captions.
+The last two are perception questions: the time is given, so they test reading symbols and
+timestamps without a search (``medscope recipe`` asks ``symbol_at`` as its reading check). Each sample
+carries the video's dense timestamped captions.
 """
 
 from __future__ import annotations
