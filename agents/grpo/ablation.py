@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.grpo.config import GRPOConfig
 from medscope_gym.agents.training.metrics import read_metrics
 from medscope_gym.atomic import atomic_write_text
@@ -38,15 +39,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_modulation": {"reward": "paper", "modulation": "off"},
 }
 
-ABLATION_METRICS = (
-    "accuracy",
-    "R@0.3",
-    "R@0.5",
-    "R@0.7",
-    "mIoU",
-    "evidence_mIoU",
-    "evidence_R@0.5",
-    "well_formed",
+#: ``medscope eval``'s columns less the bookkeeping and the reward-dependent ones (each variant's reward
+#: differs by construction): accuracy, R@0.3/0.5/0.7, mIoU, evidence mIoU, evidence R@0.5, well-formed.
+ABLATION_METRICS = tuple(
+    c
+    for c in TABLE_COLUMNS
+    if c not in ("episodes", "tool_calls", "frames_seen", "turns", "reward", "format_rate")
 )
 
 

@@ -416,23 +416,21 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _table_row(label: str, row: dict[str, Any]) -> str:
+    cells = [_fmt(row.get(c)) for c in (*COLUMNS, "reading_accuracy", "train_s")]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 def format_results(results: dict[str, Any]) -> str:
     """The Markdown table: one row per stage/baseline that has run, the columns of ``COLUMNS``."""
     head = "| row | " + " | ".join(COLUMNS) + " | reading | train s |"
     lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
-    for key, label in ROWS:
-        row = results["rows"].get(key)
-        if row is None:
-            continue
-        cells = [_fmt(row.get(c)) for c in (*COLUMNS, "reading_accuracy", "train_s")]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [_table_row(label, results["rows"][key]) for key, label in ROWS if key in results["rows"]]
     sampled = [(label, results["rows"][key]["sampled"]) for key, label in ROWS
                if "sampled" in results["rows"].get(key, {})]  # fmt: skip
     if sampled:
         lines += ["", f"Sampled (temperature {sampled[0][1].get('temperature')}):", "", head, lines[1]]
-        for label, row in sampled:
-            cells = [_fmt(row.get(c)) for c in (*COLUMNS, "reading_accuracy", "train_s")]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += [_table_row(label, row) for label, row in sampled]
     stage1 = results["rows"].get("perception")
     if stage1 is not None:
         scores = ", ".join(f"{skill} {_fmt(acc)}" for skill, acc in stage1["heldout"].items())
