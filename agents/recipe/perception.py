@@ -1,21 +1,25 @@
 """Stage I of the testbed recipe: perception warm-up on dense captions and timestamped previews.
 
-The paper warms the model up on dense timestamped captions before any tool use. Here that is three
+The paper warms the model up on dense timestamped captions before any tool use. Here that is four
 single-turn skills, each trained with a fresh testbed video per example (nothing is seen twice) and
 scored on videos no training example came from:
 
-- ``frames``: three frames at a moment, each after its timestamp (as ``get_frame`` shows them), and
-  what the middle one shows, in the dense captions' words ("a red ring at the centre", "nothing
-  highlighted", "a highlighted interval, no symbol");
-- ``crop``: a 2 fps clip around a symbol (as ``crop_video`` shows it, one video) and the symbol's name;
+- ``symbol``: three frames at a symbol, each after its timestamp (as ``get_frame`` shows them), and the
+  symbol in the dense captions' words ("a red ring at the centre");
+- ``frames``: the same at any moment, half at a symbol: what the middle frame shows ("a red ring at the
+  centre", "nothing highlighted", "a highlighted interval, no symbol");
+- ``crop``: a 2 fps clip between the two preview frames around a symbol (as ``crop_video`` shows it, one
+  video) and the symbol, in the same words;
 - ``preview``: the 16 timestamped 32×32 preview frames and the k-th highlighted interval, answered
   with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs.
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
-length. The chat layout is the episodes' own (``Frame at t s:`` before each image), so what is learned
-here carries over. ``medscope recipe-probe`` is the ``frames`` skill alone, from scratch
-(docs/results.md, "Reading probe").
+length. Reading comes first: ``reading_steps`` of ``symbol`` alone, then the mix. A model from scratch
+learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in a
+mix where a sixth of the examples show a symbol, it had not by 900 steps (docs/results.md). The chat
+layout is the episodes' own (``Frame at t s:`` before each image), so what is learned here carries over.
+``medscope recipe-probe`` trains these skills alone, from scratch (docs/results.md, "Reading probe").
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from medscope_gym.errors import ConfigError
 
 __all__ = ["PERCEPTION_SKILLS", "PerceptionConfig", "make_examples", "run_perception", "train_perception"]
 
-PERCEPTION_SKILLS: tuple[str, ...] = ("frames", "crop", "preview")
+PERCEPTION_SKILLS: tuple[str, ...] = ("symbol", "frames", "crop", "preview")
 _QUESTIONS = {
+    "symbol": "What is on screen in these frames?",
     "frames": "What is on screen in these frames?",
     "crop": "Which symbol does this clip show?",
 }
@@ -47,15 +52,17 @@ class PerceptionConfig(Config):
     """Stage I: single-turn perception examples from fresh testbed videos."""
 
     steps: int = 800
-    """Optimizer steps."""
+    """Optimizer steps on the mix of ``skills``."""
+    reading_steps: int = 0
+    """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over both)."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
     learning_rate: float = 5e-4
     """Peak AdamW learning rate (``warmup_steps`` of linear warm-up, then linear decay to 0)."""
     warmup_steps: int = 20
     """Linear warm-up of the learning rate."""
-    skills: tuple[str, ...] = PERCEPTION_SKILLS
-    """Skills mixed in equal shares (``frames``, ``crop``, ``preview``)."""
+    skills: tuple[str, ...] = ("symbol", "frames", "crop", "preview")
+    """Skills mixed in equal shares (``symbol``, ``frames``, ``crop``, ``preview``)."""
     heldout: int = 60
     """Held-out examples per skill, scored every ``eval_every`` steps and at the end."""
     eval_every: int = 200
@@ -71,7 +78,7 @@ class PerceptionConfig(Config):
         self.skills = tuple(self.skills)
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
         check(self, positive_int, "steps", "batch_size", "heldout", "eval_every")
-        check(self, non_negative_int, "warmup_steps")
+        check(self, non_negative_int, "warmup_steps", "reading_steps")
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -92,6 +99,12 @@ class _Example:
     video_times: np.ndarray | None
     question: str
     answer: str
+    kind: str = ""
+    """What the answer is about (``frames``: symbol / highlight / nothing), for per-kind scores."""
+
+
+def _caption(symbol: str) -> str:
+    return f"a {symbol} at the centre"
 
 
 def _visible_at(video, frame: int) -> str:
@@ -100,7 +113,7 @@ def _visible_at(video, frame: int) -> str:
     the same in a frame, so both are "a highlighted interval, no symbol"."""
     for ev in video.events:
         if ev.start_frame <= frame < ev.end_frame:
-            return f"a {ev.symbol} at the centre"
+            return _caption(ev.symbol)
     if any(ev.highlight_start_frame <= frame < ev.highlight_end_frame for ev in video.events):
         return "a highlighted interval, no symbol"
     return "nothing highlighted"
@@ -125,17 +138,24 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
         seed += 1
         times = np.arange(video.num_frames) / video.fps  # a frame's time, as the env reports it
         ev = video.events[int(rng.integers(len(video.events)))]
-        if skill == "frames":  # half at a symbol, half anywhere
+        if skill in ("symbol", "frames"):  # frames: half at a symbol, half anywhere
             centre = (
                 int(rng.integers(ev.start_frame, ev.end_frame))
-                if rng.random() < 0.5
+                if skill == "symbol" or rng.random() < 0.5
                 else int(rng.integers(1, video.num_frames - 1))
             )
             idx = [centre - 1, centre, centre + 1]
             text = _visible_at(video, centre)
+            kind = (
+                "symbol"
+                if text.endswith("at the centre")
+                else "nothing"
+                if "nothing" in text
+                else "highlight"
+            )
             frames = render_frames(video, idx)
             out.append(
-                _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text)
+                _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text, kind)
             )
         elif skill == "crop":  # a crop between the two preview frames around the symbol, as Stage II makes
             shown = preview_frames(video.num_frames, video.fps)
@@ -143,7 +163,7 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
             idx = np.arange(shown[k - 1], shown[k] + 1)
             idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
-            out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], ev.symbol))
+            out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], _caption(ev.symbol)))
         else:
             shown = preview_frames(video.num_frames, video.fps)
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
@@ -200,20 +220,27 @@ class _Batcher:
         return enc, labels
 
 
-def _accuracy(model: Any, batcher: _Batcher, examples: list[_Example]) -> float:
-    """Exact match of every answer token, teacher-forced, greedy."""
+def _accuracy(model: Any, batcher: _Batcher, skill: str, examples: list[_Example]) -> dict[str, float]:
+    """Exact match of every answer token, teacher-forced, greedy: ``{skill: acc}``, plus ``skill/kind``
+    per kind of answer where a skill has several (``frames/symbol`` is the reading alone)."""
     import torch
 
     model.eval()
-    right = 0
+    right: list[bool] = []
     with torch.no_grad():
         for i in range(0, len(examples), 16):
             enc, labels = batcher(examples[i : i + 16])
             pred = model(**enc).logits[:, :-1].argmax(-1)
             target = labels[:, 1:]
-            right += int(((pred == target) | (target == -100)).all(dim=1).sum())
+            right += ((pred == target) | (target == -100)).all(dim=1).tolist()
     model.train()
-    return right / max(1, len(examples))
+    scores = {skill: float(np.mean(right)) if right else 0.0}
+    kinds = sorted({ex.kind for ex in examples})
+    if len(kinds) > 1:
+        for kind in kinds:
+            hits = [r for r, ex in zip(right, examples) if ex.kind == kind]
+            scores[f"{skill}/{kind}"] = float(np.mean(hits))
+    return scores
 
 
 def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any = None) -> dict[str, Any]:
@@ -225,28 +252,35 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
     batcher = _Batcher(processor)
     per_skill = -(-cfg.steps * cfg.batch_size // len(cfg.skills))
     rng = np.random.default_rng([cfg.seed, 17])
-    train = [
+    stream = 1_000_000 * (cfg.seed + 1)
+    mix = [
         ex
         for i, skill in enumerate(cfg.skills)
-        for ex in make_examples(skill, 1_000_000 * (cfg.seed + 1) + 100_000 * i, per_skill, cfg.duration)
+        for ex in make_examples(skill, stream + 100_000 * i, per_skill, cfg.duration)
     ]
-    order = rng.permutation(len(train))
+    # the reading phase first, in its own order, then the mix shuffled
+    lead = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
+    train = lead + [mix[j] for j in rng.permutation(len(mix))]
+    total = cfg.reading_steps + cfg.steps
+    scored = tuple(dict.fromkeys(("symbol",) * (cfg.reading_steps > 0) + cfg.skills))
     heldout = {
-        skill: make_examples(skill, _HELDOUT_SEED + 10_000 * i, cfg.heldout, cfg.duration)
-        for i, skill in enumerate(cfg.skills)
+        skill: make_examples(
+            skill, _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill), cfg.heldout, cfg.duration
+        )
+        for skill in scored
     }
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / cfg.steps)
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / total)
     )
     torch.manual_seed(cfg.seed)
     curve: list[dict[str, Any]] = []
     first_loss = float("nan")
     t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        batch = [train[j] for j in order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+    for step in range(total):
+        batch = train[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         enc, labels = batcher(batch)
         loss = model(**enc, labels=labels).loss
         loss.backward()
@@ -259,14 +293,18 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
             first_loss = value
         if log is not None:
             log.log(step + 1, {"train/loss": value, "train/lr": sched.get_last_lr()[0]})
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            scores = {skill: _accuracy(model, batcher, exs) for skill, exs in heldout.items()}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+            scores = {
+                k: v
+                for skill, exs in heldout.items()
+                for k, v in _accuracy(model, batcher, skill, exs).items()
+            }
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})
             shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             print(f"perception: step {step + 1} loss {value:.3f} held-out {shown}", flush=True)
     model.eval()
     return {
-        "heldout": {k: v for k, v in curve[-1].items() if k in cfg.skills},
+        "heldout": {k: v for k, v in curve[-1].items() if k not in ("step", "loss")},
         "curve": curve,
         "first_loss": round(first_loss, 4),
         "seconds": round(time.perf_counter() - t0, 1),

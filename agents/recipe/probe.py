@@ -3,8 +3,9 @@
 When the recipe's stages fail together, the first suspect is a vision tower that never learned to tell
 the symbols apart, and a multi-turn SFT loss cannot show it: a symbol's name is two or three of a
 trajectory's ~150 imitated tokens. The probe trains the recipe's tiny model on the perception skills
-alone (by default ``frames``: name what three timestamped frames show) and prints held-out accuracy
-per skill: ``medscope recipe-probe --learning-rate 5e-4 --seed 0`` (docs/results.md, "Reading probe").
+alone (by default ``symbol``: name the symbol three timestamped frames show) and prints held-out
+accuracy per skill, and per kind of answer for ``frames``: ``medscope recipe-probe --seed 0``
+(docs/results.md, "Reading probe").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ __all__ = ["ReadingProbeConfig", "run_reading_probe"]
 
 @dataclass
 class ReadingProbeConfig(PerceptionConfig):
-    """Stage I's settings on a fresh model (``model``), by default the ``frames`` skill alone."""
+    """Stage I's settings on a fresh model (``model``), by default the ``symbol`` skill alone."""
 
     model: dict[str, Any] = field(
         default_factory=lambda: {
@@ -35,8 +36,8 @@ class ReadingProbeConfig(PerceptionConfig):
         }
     )
     """TinyModelConfig fields of the model built from scratch (default: configs/recipe_tiny.yaml's)."""
-    skills: tuple[str, ...] = ("frames",)
-    """Skills trained and scored (default: ``frames`` alone)."""
+    skills: tuple[str, ...] = ("symbol",)
+    """Skills trained and scored (default: ``symbol`` alone)."""
     steps: int = 600
     """Optimizer steps."""
     heldout: int = 200

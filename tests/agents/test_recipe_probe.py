@@ -26,12 +26,16 @@ def test_examples_carry_the_truth_of_their_video():
         bar = middle[:4].mean() > 200
         if ex.answer.endswith("at the centre"):
             colour = SYMBOL_COLORS[ex.answer.split()[1]]
-            assert (np.abs(middle[24:40, 24:40] - colour).max(axis=-1) < 40).sum() > 20 and bar
+            assert (np.abs(middle[16:32, 16:32] - colour).max(axis=-1) < 40).sum() > 20 and bar
         else:
             assert ex.answer == ("a highlighted interval, no symbol" if bar else "nothing highlighted")
     assert all(np.allclose(np.diff(ex.image_times), 0.5) for ex in frames)  # consecutive frames, 2 fps
+    assert {ex.kind for ex in frames} == {"symbol", "highlight", "nothing"}
+    symbols = make_examples("symbol", 7, 12, (90.0, 150.0))
+    assert all(ex.kind == "symbol" and ex.answer.endswith("at the centre") for ex in symbols)
     crops = make_examples("crop", 7, 6, (90.0, 150.0))
-    assert all(ex.answer in SYMBOLS and 4 <= len(ex.video) <= 16 for ex in crops)
+    names = {f"a {name} at the centre" for name in SYMBOLS}
+    assert all(ex.answer in names and 4 <= len(ex.video) <= 16 for ex in crops)
     previews = make_examples("preview", 7, 6, (90.0, 150.0))
     for ex in previews:
         assert len(ex.images) == 16 and ex.images[0].shape == (32, 32, 3)
@@ -56,6 +60,20 @@ def test_probe_curve_is_seeded_and_learns_the_answer_format():
     assert again["curve"] == first["curve"]  # same seed, same curve
 
 
+def test_reading_phase_comes_first_and_frames_are_scored_per_kind():
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=2, reading_steps=3, batch_size=2, heldout=12, eval_every=3, skills=("frames",)
+    )
+    result = run_reading_probe(cfg)
+    assert [row["step"] for row in result["curve"]] == [3, 5]  # reading phase, then the mix
+    scores = result["heldout"]
+    assert {"symbol", "frames", "frames/symbol", "frames/nothing"} <= set(scores)
+    kinds = [ex.kind for ex in make_examples("frames", 999_010_000, 12, (90.0, 150.0))]
+    # the whole-skill score is the per-kind scores weighted by their counts
+    weighted = sum(scores[f"frames/{k}"] * kinds.count(k) for k in set(kinds)) / len(kinds)
+    assert scores["frames"] == pytest.approx(weighted)
+
+
 def test_probe_command_writes_its_result(tmp_path, capsys):
     out = tmp_path / "probe.json"
     code = main(
@@ -65,7 +83,7 @@ def test_probe_command_writes_its_result(tmp_path, capsys):
     assert code == 0
     result = json.loads(out.read_text())
     assert result["config"]["steps"] == 2 and len(result["curve"]) == 1
-    assert "held-out accuracy frames" in capsys.readouterr().out
+    assert "held-out accuracy symbol" in capsys.readouterr().out
 
 
 def test_bad_perception_config_is_refused():
