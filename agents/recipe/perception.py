@@ -11,7 +11,11 @@ scored on videos no training example came from:
 - ``crop``: a 2 fps clip between the two preview frames around a symbol (as ``crop_video`` shows it, one
   video) and the symbol, in the same words;
 - ``preview``: the 16 timestamped 32×32 preview frames and the k-th highlighted interval, answered
-  with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs.
+  with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs;
+- ``highlights``: the same preview, answered with the times of the frames that show the white bar
+  ("35.5, 43.5, 80.5, 88.5 s"): frame by frame, one look and one copied time each, the step of
+  ``preview`` that needs the pixels (not in the default mix; ``medscope recipe-probe --skills
+  highlights`` measures it).
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
@@ -37,11 +41,12 @@ from medscope_gym.errors import ConfigError
 
 __all__ = ["PERCEPTION_SKILLS", "PerceptionConfig", "make_examples", "run_perception", "train_perception"]
 
-PERCEPTION_SKILLS: tuple[str, ...] = ("symbol", "frames", "crop", "preview")
+PERCEPTION_SKILLS: tuple[str, ...] = ("symbol", "frames", "crop", "preview", "highlights")
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
     "frames": "What is on screen in these frames?",
     "crop": "Which symbol does this clip show?",
+    "highlights": "Which preview frames show the white bar?",
 }
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
 _HELDOUT_SEED = 999_000_000
@@ -164,13 +169,25 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
             idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
             out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], _caption(ev.symbol)))
+        elif skill == "highlights":
+            shown = preview_frames(video.num_frames, video.fps)
+            small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
+            lit = [
+                f"{times[f]:.1f}"
+                for f in shown
+                if any(e.highlight_start_frame <= f < e.highlight_end_frame for e in video.events)
+            ]
+            answer = f"{', '.join(lit)} s"
+            out.append(
+                _Example(skill, list(small), times[shown].tolist(), None, None, _QUESTIONS[skill], answer)
+            )
         else:
             shown = preview_frames(video.num_frames, video.fps)
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
             j = int(rng.integers(len(video.events)))
             k = int(np.searchsorted(shown, video.events[j].start_frame))
             answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
-            question = f"Between which preview frames is the {ordinal(j + 1)} highlighted interval?"
+            question = f"Between which preview frames is the {ordinal(j)} highlighted interval?"
             out.append(_Example(skill, list(small), times[shown].tolist(), None, None, question, answer))
     return out
 

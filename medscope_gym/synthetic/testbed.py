@@ -331,7 +331,7 @@ def _questions(video: TestbedVideo, name: str, rel: str, cfg: TestbedConfig, rng
             ev = evs[i]
             span = (round(ev.start, 1), round(ev.end, 1))
             if template == "symbol_in_highlight":
-                q = f"Which symbol appears in the {ordinal(i + 1)} {_HIGHLIGHT}?"
+                q = f"Which symbol appears in the {ordinal(i)} {_HIGHLIGHT}?"
                 add(template, q, None, [span], {"event": i}, options_for(ev))
             elif template == "symbol_grounding":
                 q = f"When is the {ev.symbol} on screen? {_INTERVAL_HINT}"

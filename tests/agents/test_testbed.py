@@ -125,3 +125,19 @@ def test_oracle_names_what_it_saw_and_crops_between_preview_frames(heldout):
         assert snapped.final_info["reward_parts"]["accuracy"] == 1.0
         assert plain.final_info["episode_summary"]["inspected_interval"] != crop
     env.close()
+
+
+def test_kth_highlight_question_names_the_events_rank():
+    from medscope_gym.suite.labels import ORDINALS
+    from medscope_gym.synthetic.testbed import generate_testbed_video, testbed_questions
+
+    for seed in range(6):
+        video = generate_testbed_video(seed, 140.0)
+        starts = [ev.start for ev in video.events]
+        asked = [s for s in testbed_questions(video, "v") if s.extra["template"] == "symbol_in_highlight"]
+        assert asked
+        for sample in asked:
+            word = sample.question.split("appears in the ")[1].split(" ")[0]
+            rank = ORDINALS.index(word)  # "first" is the earliest highlight
+            assert sample.evidence[0][0] == pytest.approx(starts[rank], abs=0.05)
+            assert sample.options[0] == video.events[rank].symbol
