@@ -7,6 +7,7 @@ from medscope_gym.agents.scripted import (
     NoToolsPolicy,
     OraclePolicy,
     RandomPolicy,
+    SearchingOracle,
     make_scripted_policy,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "OraclePolicy",
     "Policy",
     "RandomPolicy",
+    "SearchingOracle",
     "make_scripted_policy",
     "record_from_info",
     "run_episode",

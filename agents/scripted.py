@@ -8,6 +8,9 @@
   questions the middle tenth of the video): it measures what skipping evidence costs.
 - ``random``: each turn a uniformly random action (crop, frame or answer) with random
   arguments; always well-formed, so it keeps the format reward.
+
+:class:`SearchingOracle` is a reference for SFT, not a baseline: it also reads the ground truth, but
+every choice it makes and every number it writes could have come from what it was shown.
 """
 
 from __future__ import annotations
@@ -22,8 +25,16 @@ import numpy as np
 from medscope_gym.agents.policy import Policy
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample
+from medscope_gym.suite.labels import ORDINALS, ordinal
 
-__all__ = ["NoToolsPolicy", "OraclePolicy", "RandomPolicy", "SCRIPTED_POLICIES", "make_scripted_policy"]
+__all__ = [
+    "NoToolsPolicy",
+    "OraclePolicy",
+    "RandomPolicy",
+    "SCRIPTED_POLICIES",
+    "SearchingOracle",
+    "make_scripted_policy",
+]
 
 _OPTION_RE = re.compile(r"^([A-Z])\. ", re.MULTILINE)
 
@@ -131,6 +142,156 @@ class OraclePolicy(Policy):
         return format_answer(_oracle_answer(sample, self.decimals), think=_seen(sample, centre))
 
 
+class SearchingOracle(Policy):
+    """A reference that acts only on what it was shown: it finds the marked stretches of the preview,
+    crops the one the question names, or searches them in order, and answers from what the crop shows.
+
+    :class:`OraclePolicy` crops the evidence straight away. Where the question names the symbol but not
+    where it is ("When is the blue triangle on screen?"), that choice cannot be derived from the
+    preview, and a model imitating it learns to guess. This reference writes out the steps a model can
+    copy. First, the marked preview frames, with the times under which they were shown ("The
+    highlighted preview frames are at 32.5, 40.5, 64.5 and 72.5 s"). A run of consecutive marked
+    frames is one stretch. If the question names one by its rank ("the second highlighted interval"),
+    it crops that stretch. Otherwise it crops the stretches in order, and after each one says what the
+    crop showed, until the crop holds the evidence. There it names what it sees and crops that closely
+    (the evidence window; the fine step of coarse-to-fine, which the evidence reward scores), when
+    ``max_turns`` leaves a turn for it. Then it answers and names what it saw, as :class:`OraclePolicy`
+    does.
+
+    A preview frame is marked when the sample's dense caption at its time is not ``unmarked``; the
+    testbed's captions call every moment outside a highlight "nothing highlighted". What a crop
+    "shows" is the caption lying strictly inside it (the testbed's symbol; none: "no symbol"). Samples
+    without captions, or with evidence in no marked stretch, are cropped as
+    ``OraclePolicy(crop_to_preview=True)`` would.
+    """
+
+    name = "searching_oracle"
+    uses_ground_truth = True
+
+    def __init__(
+        self, decimals: int | None = None, unmarked: str = "nothing highlighted", max_turns: int = 5
+    ) -> None:
+        self.decimals = decimals
+        self.unmarked = unmarked
+        self.max_turns = max_turns
+        self._state: dict[int, dict[str, Any]] = {}
+
+    def begin(
+        self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
+    ) -> None:
+        if sample is None:
+            raise ValueError(
+                "the searching oracle needs the episode's sample (the runner passes current_sample)"
+            )
+        preview = np.sort(np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1))
+        duration = float(info["duration"])
+        marked = [
+            i for i, t in enumerate(preview) if _caption_at(sample, float(t)) not in (None, self.unmarked)
+        ]
+        runs: list[tuple[float, float]] = []
+        for i in marked:  # consecutive marked preview frames form one stretch
+            if runs and i - 1 in marked:
+                runs[-1] = (runs[-1][0], float(preview[i]))
+            else:
+                runs.append((float(preview[i]), float(preview[i])))
+        start, end = sample.evidence[0] if sample.evidence else (0.0, duration)
+        centre = (start + end) / 2
+        target = next((k for k, (a, b) in enumerate(runs) if a <= centre <= b and b > a), None)
+        named = _named_rank(sample.question)
+        if target is None:  # nothing to search: the crop OraclePolicy(crop_to_preview=True) makes
+            order = (
+                [_between_preview_frames(preview, start, end, duration)] if len(preview) else [(start, end)]
+            )
+            runs, target = [], None
+        else:
+            order = [runs[target]] if named == target else runs[: target + 1]
+        found = target is not None and named == target
+        fine = None
+        if target is not None and len(order) + 2 <= self.max_turns and end > start:
+            fine = (start, end)  # the evidence itself, as the coarse crop showed it
+            if self.decimals is not None:
+                scale = 10**self.decimals
+                fine = (math.floor(start * scale + 1e-9) / scale, math.ceil(end * scale - 1e-9) / scale)
+        self._state[slot] = {"sample": sample, "runs": runs, "order": order, "named": found, "fine": fine}
+
+    def act(
+        self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ):
+        return [self._next(slot, info) for slot, info in zip(slots, infos)]
+
+    def _next(self, slot: int, info: dict[str, Any]) -> str:
+        st = self._state[slot]
+        sample: Sample = st["sample"]
+        crops = sum(
+            1 for entry in info.get("tool_log", ()) if entry.get("name") == "crop_video" and entry.get("ok")
+        )
+        order: list[tuple[float, float]] = st["order"]
+        if crops == len(order) and st["fine"] is not None:
+            a, b = st["fine"]
+            seen = _inside(sample, *order[-1]) or "what the question asks about"
+            return format_tool_call(
+                "crop_video",
+                {"start_time": a, "end_time": b},
+                think=f"The crop shows {seen}, at about {_num(a)}-{_num(b)} s; I look at that closely.",
+            )
+        if crops >= len(order):
+            seen = _inside(sample, *order[-1])
+            think = (
+                f"The crop shows {seen}.{_option_named(sample)}"
+                if seen
+                else _seen(sample, sum(order[-1]) / 2)
+            )
+            return format_answer(_oracle_answer(sample, self.decimals), think=think)
+        a, b = (round(x, 3) for x in order[crops])
+        if crops == 0:
+            if st["runs"]:
+                times = [_num(t) for run in st["runs"] for t in dict.fromkeys(run)]
+                listed = ", ".join(times[:-1]) + f" and {times[-1]}" if len(times) > 1 else times[0]
+                think = f"The highlighted preview frames are at {listed} s. "
+                k = st["runs"].index((a, b))
+                if st["named"]:
+                    think += f"The {ordinal(k)} highlighted interval is {_num(a)}-{_num(b)} s, so I crop it."
+                else:
+                    think += f"I crop the first highlighted interval, {_num(a)}-{_num(b)} s, and look."
+            else:
+                think = f"The question hinges on {_num(a)}-{_num(b)} s, so I look at that interval closely."
+        else:
+            seen = _inside(sample, *order[crops - 1]) or "no symbol"
+            think = (
+                f"The crop shows {seen}, not what the question asks about; the next highlighted interval "
+                f"is {_num(a)}-{_num(b)} s."
+            )
+        return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
+
+
+def _num(t: float) -> str:
+    """A time as the tool call's JSON writes it (35.5, 102.0), so the reasoning and the call agree."""
+    return str(round(float(t), 3))
+
+
+def _caption_at(sample: Sample, t: float) -> str | None:
+    for caption in sample.captions or ():
+        if caption.start <= t < caption.end:
+            return caption.text
+    return None
+
+
+def _inside(sample: Sample, start: float, end: float) -> str | None:
+    """The caption lying strictly between ``start`` and ``end`` (what a crop there shows)."""
+    for caption in sample.captions or ():
+        if start < caption.start and caption.end < end:
+            return caption.text
+    return None
+
+
+def _named_rank(question: str) -> int | None:
+    """0 for "the first highlighted ...", 1 for "the second ...": the rank a question names, if any."""
+    match = re.search(r"\bthe (\w+) highlighted\b", question)
+    if match and match.group(1) in ORDINALS:
+        return ORDINALS.index(match.group(1))
+    return None
+
+
 def _between_preview_frames(preview: np.ndarray, start: float, end: float, duration: float):
     """``[start, end]`` widened to the preview frames around it (the video's ends where there is none)."""
     before = preview[preview <= start]
@@ -153,13 +314,17 @@ def _seen(sample: Sample, moment: float) -> str:
             best, overlap = caption, score
     if best is None:
         return "The frames I inspected settle the question."
-    text = f"At {moment:.1f} s the frames show {best.text}."
+    return f"At {moment:.1f} s the frames show {best.text}.{_option_named(sample)}"
+
+
+def _option_named(sample: Sample) -> str:
+    """ " That is option B, red ring." for a choice question, else ""."""
     if sample.answer_type == "choice" and sample.options:
         letter = sample.answer.strip()
         index = ord(letter) - ord("A") if len(letter) == 1 else -1
         if 0 <= index < len(sample.options):
-            text += f" That is option {letter}, {sample.options[index]}."
-    return text
+            return f" That is option {letter}, {sample.options[index]}."
+    return ""
 
 
 def _oracle_answer(sample: Sample, decimals: int | None = None) -> str:

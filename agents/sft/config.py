@@ -54,8 +54,11 @@ class SFTConfig(Config):
     """The oracle crops between the preview frames around the evidence (what an agent that saw only the
     preview can ask for) instead of the evidence's own seconds."""
     reference: str = "oracle"
-    """Reference policy: "oracle" (crop the evidence, get_frame, answer) or "answer_only" (the correct
-    answer right after the preview, no tool call: the answer-only model of ``medscope recipe``)."""
+    """Reference policy: "oracle" (crop the evidence, get_frame, answer), "search" (list the marked
+    preview frames, crop the named stretch or search them in order, crop the evidence closely, answer:
+    :class:`~medscope_gym.agents.scripted.SearchingOracle`, every choice derivable from what it was
+    shown) or "answer_only" (the correct answer right after the preview, no tool call: the answer-only
+    model of ``medscope recipe``)."""
     on_policy_repeats: int = 0
     """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
     turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery
@@ -140,5 +143,7 @@ class SFTConfig(Config):
         check(self, non_negative_float, "evidence_jitter", "weight_decay", "max_grad_norm")
         check(self, non_negative_float, "on_policy_temperature", optional=True)
         check(self, positive_float, "learning_rate")
-        if self.reference not in ("oracle", "answer_only"):
-            raise ConfigError(f"reference must be 'oracle' or 'answer_only', got {self.reference!r}")
+        if self.reference not in ("oracle", "answer_only", "search"):
+            raise ConfigError(
+                f"reference must be 'oracle', 'answer_only' or 'search', got {self.reference!r}"
+            )

@@ -38,7 +38,7 @@ import numpy as np
 from medscope_gym.agents.policy import Policy
 from medscope_gym.agents.rollout.batching import trajectory_batch
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories, save_trajectories
-from medscope_gym.agents.scripted import OraclePolicy
+from medscope_gym.agents.scripted import OraclePolicy, SearchingOracle
 from medscope_gym.agents.sft.config import SFTConfig
 from medscope_gym.agents.training.accelerator import seed_everything, setup_accelerator
 from medscope_gym.agents.training.checkpoints import (
@@ -85,8 +85,13 @@ class RecoveringOracle(Policy):
         decimals: int | None = None,
         tools: bool = True,
         crop_to_preview: bool = False,
+        search: bool = False,
     ) -> None:
-        self.inner = OraclePolicy(decimals=decimals, tools=tools, crop_to_preview=crop_to_preview)
+        self.inner: Policy = (
+            SearchingOracle(decimals=decimals)
+            if search
+            else OraclePolicy(decimals=decimals, tools=tools, crop_to_preview=crop_to_preview)
+        )
         self.rate = rate
         self.jitter = jitter
         self.rng = np.random.default_rng(seed)
@@ -207,6 +212,7 @@ def build_reference_data(
             decimals,
             tools=reference != "answer_only",
             crop_to_preview=crop_to_preview,
+            search=reference == "search",
         )
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)

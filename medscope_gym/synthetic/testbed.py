@@ -204,7 +204,9 @@ def generate_testbed_video(seed: int, duration_s: float, fps: float = 2.0, event
     want = int(rng.integers(events[0], events[1] + 1))
     chosen: list[int] = []
     for k in rng.permutation(gaps):
-        if all(abs(int(k) - c) >= 2 for c in chosen):  # never adjacent gaps: highlights stay apart
+        # a highlight covers the preview frames on both sides of its gap: two gaps apart, so an
+        # unmarked preview frame always separates two highlights and the preview can count them
+        if all(abs(int(k) - c) >= 3 for c in chosen):
             chosen.append(int(k))
         if len(chosen) == want:
             break

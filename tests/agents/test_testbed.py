@@ -141,3 +141,63 @@ def test_kth_highlight_question_names_the_events_rank():
             rank = ORDINALS.index(word)  # "first" is the earliest highlight
             assert sample.evidence[0][0] == pytest.approx(starts[rank], abs=0.05)
             assert sample.options[0] == video.events[rank].symbol
+
+
+def test_searching_oracle_acts_only_on_what_it_was_shown(heldout):
+    """It lists the preview frames that show the bar (checked on the pixels), crops a named highlight
+    directly or searches the highlights in order, crops the evidence closely, and answers right."""
+    from medscope_gym.agents.runner import run_episode
+    from medscope_gym.agents.scripted import SearchingOracle
+    from medscope_gym.protocol import parse_turn
+
+    env = ClinVideoEnv(heldout)
+    searched = 0
+    for sample in env.suite:
+        if sample.extra["template"] not in MAIN_TEMPLATES:
+            continue
+        obs, _ = env.reset(options={"sample_id": sample.id})
+        times, frames = obs["video_times"][:, 0], obs["video"]
+        lit = [f"{t}" for t, frame in zip(times, frames) if frame[16:18, 16:48].mean() > 200]  # the bar
+        ep = run_episode(env, SearchingOracle(decimals=1), options={"sample_id": sample.id})
+        turns = [parse_turn(a) for a in ep.actions]
+        listed = turns[0].think.split("are at ")[1].split(" s.")[0].replace(" and ", ", ").split(", ")
+        assert listed == lit
+        assert ep.final_info["reward_parts"]["accuracy"] == 1.0
+        assert ep.final_info["reward_parts"]["evidence"] == 2.0  # the last crop is the evidence
+        assert len(ep.actions) <= 5 and turns[-1].answer is not None
+        coarse = [t for t in turns[:-2]]
+        if sample.extra["template"] == "symbol_in_highlight":
+            assert len(coarse) == 1 and "highlighted interval is" in turns[0].think
+        else:  # the named symbol: every highlight before its own is cropped, and what it showed named
+            rank = sample.extra["query"]["event"]
+            assert len(coarse) == rank + 1
+            assert all(" not what the question asks about" in t.think for t in turns[1 : rank + 1])
+            searched += rank > 0
+    assert searched  # some symbols were not in the first highlight
+    env.close()
+
+
+def test_searching_oracle_without_captions_crops_between_preview_frames(heldout):
+    """With nothing marked (no captions), it crops between the preview frames around the evidence, as
+    ``OraclePolicy(crop_to_preview=True)`` does, then answers."""
+    import dataclasses
+
+    from medscope_gym.agents.scripted import SearchingOracle
+    from medscope_gym.protocol import parse_turn
+
+    env = ClinVideoEnv(heldout)
+    sample = next(s for s in env.suite if s.extra["template"] == "symbol_grounding")
+    bare = dataclasses.replace(sample, captions=None)
+    policy = SearchingOracle()
+    obs, info = env.reset(options={"sample_id": sample.id})
+    policy.begin(0, obs, info, bare)
+    times = obs["video_times"][:, 0]
+    ((a, b),) = sample.evidence
+    k = int(np.searchsorted(times, a))
+    call = parse_turn(policy.act([0], [obs], [info])[0]).tool_call
+    assert call.arguments == {"start_time": round(times[k - 1], 3), "end_time": round(times[k], 3)}
+    obs, _, done, _, info = env.step(policy.act([0], [obs], [info])[0])
+    assert not done and info["tool_log"][-1]["ok"]
+    obs, reward, done, _, info = env.step(policy.act([0], [obs], [info])[0])
+    assert done and info["reward_parts"]["accuracy"] == 1.0
+    env.close()
