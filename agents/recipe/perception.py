@@ -78,12 +78,15 @@ class PerceptionConfig(Config):
     """Seed of the training videos and the data order (the model's weights come from its folder)."""
     threads: int | None = 1
     """torch CPU threads."""
+    ranked: bool = False
+    """Score an answer naming a symbol by whether its caption is the likeliest of the twelve, not by
+    exact match: reading, apart from the answer format (a Stage II model answers in the protocol's)."""
 
     def __post_init__(self) -> None:
         self.skills = tuple(self.skills)
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
-        check(self, positive_int, "steps", "batch_size", "heldout", "eval_every")
-        check(self, non_negative_int, "warmup_steps", "reading_steps")
+        check(self, positive_int, "batch_size", "heldout", "eval_every")
+        check(self, non_negative_int, "steps", "warmup_steps", "reading_steps")
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -237,9 +240,31 @@ class _Batcher:
         return enc, labels
 
 
-def _accuracy(model: Any, batcher: _Batcher, skill: str, examples: list[_Example]) -> dict[str, float]:
+def _ranked(model: Any, batcher: _Batcher, ex: _Example) -> bool:
+    """Whether, of the twelve symbols' captions, the model finds the true one likeliest after ``ex``'s
+    prompt: reading, whatever format the model has since learned to answer in."""
+    import dataclasses
+
+    import torch
+
+    from medscope_gym.synthetic.testbed import SYMBOLS
+
+    options = [dataclasses.replace(ex, answer=_caption(symbol)) for symbol in SYMBOLS]
+    enc, labels = batcher(options)
+    logp = torch.log_softmax(model(**enc).logits[:, :-1].float(), dim=-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    total = (picked * mask).sum(dim=1)
+    return options[int(total.argmax())].answer == ex.answer
+
+
+def _accuracy(
+    model: Any, batcher: _Batcher, skill: str, examples: list[_Example], ranked: bool = False
+) -> dict[str, float]:
     """Exact match of every answer token, teacher-forced, greedy: ``{skill: acc}``, plus ``skill/kind``
-    per kind of answer where a skill has several (``frames/symbol`` is the reading alone)."""
+    per kind of answer where a skill has several (``frames/symbol`` is the reading alone). ``ranked``:
+    an answer naming a symbol counts as right when the true caption is the likeliest of the twelve."""
     import torch
 
     model.eval()
@@ -250,6 +275,11 @@ def _accuracy(model: Any, batcher: _Batcher, skill: str, examples: list[_Example
             pred = model(**enc).logits[:, :-1].argmax(-1)
             target = labels[:, 1:]
             right += ((pred == target) | (target == -100)).all(dim=1).tolist()
+        if ranked:
+            right = [
+                _ranked(model, batcher, ex) if ex.answer.endswith("at the centre") else r
+                for r, ex in zip(right, examples)
+            ]
     model.train()
     scores = {skill: float(np.mean(right)) if right else 0.0}
     kinds = sorted({ex.kind for ex in examples})
@@ -290,12 +320,22 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / total)
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total))
     )
     torch.manual_seed(cfg.seed)
+
+    def score() -> dict[str, float]:
+        return {
+            k: v
+            for skill, exs in heldout.items()
+            for k, v in _accuracy(model, batcher, skill, exs, cfg.ranked).items()
+        }
+
     curve: list[dict[str, Any]] = []
     first_loss = float("nan")
     t0 = time.perf_counter()
+    if total == 0:  # nothing to train: score the model as it is (``medscope recipe-probe --checkpoint``)
+        curve.append({"step": 0, "loss": None, **score()})
     for step in range(total):
         batch = train[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         enc, labels = batcher(batch)
@@ -311,11 +351,7 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
         if log is not None:
             log.log(step + 1, {"train/loss": value, "train/lr": sched.get_last_lr()[0]})
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
-            scores = {
-                k: v
-                for skill, exs in heldout.items()
-                for k, v in _accuracy(model, batcher, skill, exs).items()
-            }
+            scores = score()
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})
             shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             print(f"perception: step {step + 1} loss {value:.3f} held-out {shown}", flush=True)

@@ -42,13 +42,23 @@ class ReadingProbeConfig(PerceptionConfig):
     """Optimizer steps."""
     heldout: int = 200
     """Held-out examples per skill."""
+    checkpoint: str | None = None
+    """Start from this checkpoint folder instead of a model built from ``model`` (with ``--steps 0``:
+    score it as it is, e.g. whether a Stage II model still reads what Stage I taught it)."""
 
 
 def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
-    """Build the model (seeded by ``cfg.seed``) and train it; returns Stage I's scores and curve."""
-    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+    """Build the model (seeded by ``cfg.seed``) or load ``cfg.checkpoint``, and train it; returns Stage
+    I's scores and curve."""
+    if cfg.checkpoint is not None:
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    tiny = TinyModelConfig(**{**cfg.model, "seed": cfg.seed})
-    processor = build_processor(tiny)
-    model = build_model(processor.tokenizer, tiny)
+        processor = AutoProcessor.from_pretrained(cfg.checkpoint)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg.checkpoint)
+    else:
+        from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+
+        tiny = TinyModelConfig(**{**cfg.model, "seed": cfg.seed})
+        processor = build_processor(tiny)
+        model = build_model(processor.tokenizer, tiny)
     return {"config": cfg.to_dict(), **train_perception(model, processor, cfg)}

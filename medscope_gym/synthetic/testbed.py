@@ -99,8 +99,8 @@ TESTBED_TOOLS = ToolConfig(
 _SIZE = 64
 _SYMBOL = 16  # symbol side, pixels (two 8-px patches)
 #: The symbol's top-left pixel, on the 16-px grid: with 8-px patches merged 2x2 (the recipe's tiny model),
-#: the whole symbol is one vision token instead of a quarter in each of four. Measured: a model from
-#: scratch learned the shapes within 600 steps on the grid, not at all by then off it (docs/results.md).
+#: the whole symbol is one vision token instead of a quarter in each of four. A model from scratch learned
+#: the shapes sooner on the grid than off it (docs/results.md, "Reading probe").
 _SYMBOL_AT = _SIZE // 2 - _SYMBOL
 _BAR = 6  # highlight bar height, pixels
 

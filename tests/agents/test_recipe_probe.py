@@ -77,6 +77,18 @@ def test_reading_phase_comes_first_and_frames_are_scored_per_kind():
     assert scores["frames"] == pytest.approx(weighted)
 
 
+def test_probe_scores_a_checkpoint_without_training_it(tiny_dir, capsys):
+    """``--checkpoint DIR --steps 0``: the held-out scores of a saved model, its weights untouched."""
+    cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=0, heldout=6, skills=("symbol", "frames"))
+    before = (tiny_dir / "model.safetensors").read_bytes()
+    result = run_reading_probe(cfg)
+    assert [row["step"] for row in result["curve"]] == [0] and result["curve"][0]["loss"] is None
+    assert {"symbol", "frames"} <= set(result["heldout"])
+    assert all(0.0 <= v <= 1.0 for v in result["heldout"].values())
+    assert (tiny_dir / "model.safetensors").read_bytes() == before
+    assert run_reading_probe(cfg)["heldout"] == result["heldout"]  # scoring is deterministic
+
+
 def test_probe_command_writes_its_result(tmp_path, capsys):
     out = tmp_path / "probe.json"
     code = main(
