@@ -318,7 +318,7 @@ def _seen(sample: Sample, moment: float) -> str:
 
 
 def _option_named(sample: Sample) -> str:
-    """ " That is option B, red ring." for a choice question, else ""."""
+    """The sentence ' That is option B, red ring.' for a choice question, else an empty string."""
     if sample.answer_type == "choice" and sample.options:
         letter = sample.answer.strip()
         index = ord(letter) - ord("A") if len(letter) == 1 else -1

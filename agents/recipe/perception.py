@@ -21,7 +21,7 @@ A turn of a tool episode spends ~150 imitated tokens on protocol text and two or
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
 length. Reading comes first: ``reading_steps`` of ``symbol`` alone, then the mix. A model from scratch
 learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in a
-mix where a sixth of the examples show a symbol, it had not by 900 steps (docs/results.md). The chat
+mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md). The chat
 layout is the episodes' own (``Frame at t s:`` before each image), so what is learned here carries over.
 ``medscope recipe-probe`` trains these skills alone, from scratch (docs/results.md, "Reading probe").
 """
