@@ -115,6 +115,11 @@ def _caption(symbol: str) -> str:
     return f"a {symbol} at the centre"
 
 
+def _highlighted(video, frame: int) -> bool:
+    """Whether frame ``frame`` shows the white bar."""
+    return any(ev.highlight_start_frame <= frame < ev.highlight_end_frame for ev in video.events)
+
+
 def _visible_at(video, frame: int) -> str:
     """What frame ``frame`` shows, in the dense captions' words. Only what is visible: the captions'
     "a highlighted interval begins; no symbol yet" and "the symbol has gone; the highlight ends" look
@@ -122,7 +127,7 @@ def _visible_at(video, frame: int) -> str:
     for ev in video.events:
         if ev.start_frame <= frame < ev.end_frame:
             return _caption(ev.symbol)
-    if any(ev.highlight_start_frame <= frame < ev.highlight_end_frame for ev in video.events):
+    if _highlighted(video, frame):
         return "a highlighted interval, no symbol"
     return "nothing highlighted"
 
@@ -172,25 +177,17 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
             idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
             out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], _caption(ev.symbol)))
-        elif skill == "highlights":
+        else:  # the preview: the frames that show the bar, or the two around the k-th highlight
             shown = preview_frames(video.num_frames, video.fps)
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
-            lit = [
-                f"{times[f]:.1f}"
-                for f in shown
-                if any(e.highlight_start_frame <= f < e.highlight_end_frame for e in video.events)
-            ]
-            answer = f"{', '.join(lit)} s"
-            out.append(
-                _Example(skill, list(small), times[shown].tolist(), None, None, _QUESTIONS[skill], answer)
-            )
-        else:
-            shown = preview_frames(video.num_frames, video.fps)
-            small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
-            j = int(rng.integers(len(video.events)))
-            k = int(np.searchsorted(shown, video.events[j].start_frame))
-            answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
-            question = f"Between which preview frames is the {ordinal(j)} highlighted interval?"
+            if skill == "highlights":
+                question = _QUESTIONS[skill]
+                answer = f"{', '.join(f'{times[f]:.1f}' for f in shown if _highlighted(video, f))} s"
+            else:
+                j = int(rng.integers(len(video.events)))
+                k = int(np.searchsorted(shown, video.events[j].start_frame))
+                answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
+                question = f"Between which preview frames is the {ordinal(j)} highlighted interval?"
             out.append(_Example(skill, list(small), times[shown].tolist(), None, None, question, answer))
     return out
 
