@@ -34,6 +34,7 @@ __all__ = [
     "SCRIPTED_POLICIES",
     "SearchingOracle",
     "make_scripted_policy",
+    "preview_listing",
 ]
 
 _OPTION_RE = re.compile(r"^([A-Z])\. ", re.MULTILINE)
@@ -149,9 +150,9 @@ class SearchingOracle(Policy):
     :class:`OraclePolicy` crops the evidence straight away. Where the question names the symbol but not
     where it is ("When is the blue triangle on screen?"), that choice cannot be derived from the
     preview, and a model imitating it learns to guess. This reference writes out the steps a model can
-    copy. First, the marked preview frames, with the times under which they were shown ("The
-    highlighted preview frames are at 32.5, 40.5, 64.5 and 72.5 s"). A run of consecutive marked
-    frames is one stretch. If the question names one by its rank ("the second highlighted interval"),
+    copy. First, every preview frame's time and whether it is marked (:func:`preview_listing`: "The
+    preview frames: 0.5 no; 6.5 no; 12.5 bar; 19.5 bar; ..."). A run of consecutive marked frames is
+    one stretch. If the question names one by its rank ("the second highlighted interval"),
     it crops that stretch. Otherwise it crops the stretches in order, and after each one says what the
     crop showed, until the crop holds the evidence. There it names what it sees and crops that closely
     (the evidence window; the fine step of coarse-to-fine, which the evidence reward scores), when
@@ -212,7 +213,15 @@ class SearchingOracle(Policy):
             if self.decimals is not None:
                 scale = 10**self.decimals
                 fine = (math.floor(start * scale + 1e-9) / scale, math.ceil(end * scale - 1e-9) / scale)
-        self._state[slot] = {"sample": sample, "runs": runs, "order": order, "named": found, "fine": fine}
+        self._state[slot] = {
+            "sample": sample,
+            "preview": preview,
+            "marked": [i in marked for i in range(len(preview))],
+            "runs": runs,
+            "order": order,
+            "named": found,
+            "fine": fine,
+        }
 
     def act(
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
@@ -245,9 +254,7 @@ class SearchingOracle(Policy):
         a, b = (round(x, 3) for x in order[crops])
         if crops == 0:
             if st["runs"]:
-                times = [_num(t) for run in st["runs"] for t in dict.fromkeys(run)]
-                listed = ", ".join(times[:-1]) + f" and {times[-1]}" if len(times) > 1 else times[0]
-                think = f"The highlighted preview frames are at {listed} s. "
+                think = f"The preview frames: {preview_listing(st['preview'], st['marked'])}. "
                 k = st["runs"].index((a, b))
                 if st["named"]:
                     think += f"The {ordinal(k)} highlighted interval is {_num(a)}-{_num(b)} s, so I crop it."
@@ -262,6 +269,16 @@ class SearchingOracle(Policy):
                 f"is {_num(a)}-{_num(b)} s."
             )
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
+
+
+def preview_listing(times: Sequence[float], marked: Sequence[bool]) -> str:
+    """Every preview frame's time and whether it is marked, in order: ``"0.5 no; 6.5 bar; 12.5 no"``.
+
+    One judgement per frame, each beside the time it copies. Listing only the marked frames' times
+    asks a small model to find the frames and gather their times in one step; from scratch, the
+    recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
+    "Listing probe")."""
+    return "; ".join(f"{_num(t)} {'bar' if m else 'no'}" for t, m in zip(times, marked, strict=True))
 
 
 def _num(t: float) -> str:

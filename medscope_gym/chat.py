@@ -22,7 +22,7 @@ from PIL import Image
 
 from medscope_gym.protocol import SYSTEM_PROMPT
 
-__all__ = ["Transcript", "Turn", "frames_fps", "times_line"]
+__all__ = ["Transcript", "Turn", "frame_label", "frames_fps", "times_line"]
 
 
 def frames_fps(timestamps: np.ndarray) -> float:
@@ -96,8 +96,8 @@ class Transcript:
                 )
             if turn.images is not None:
                 for frame, t in zip(turn.images, turn.image_times):
-                    content.append({"type": "text", "text": f"Frame at {t:.2f} s:"})
                     content.append({"type": "image", "image": frame})
+                    content.append({"type": "text", "text": frame_label(t)})
             text = turn.text if i == 0 else f"<tool_response>\n{turn.text}\n</tool_response>"
             content.append({"type": "text", "text": text})
             messages.append({"role": turn.role, "content": content})
@@ -134,6 +134,16 @@ class Transcript:
 
 def _flat(times: Any) -> np.ndarray | None:
     return None if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
+
+
+def frame_label(t: float) -> str:
+    """The text after a separately shown frame: its time (``"at 87.48 s"``).
+
+    After, not before: in a causal model only text that follows a frame can attend to it, so the
+    time's own tokens can carry what the frame shows, and "the time of the frame that shows X" is one
+    lookup. With the time before the frame, a small model never learned to gather the times of the
+    preview frames that show the bar (docs/results.md, "Listing probe")."""
+    return f"at {t:.2f} s"
 
 
 def times_line(label: str, times: np.ndarray) -> str:

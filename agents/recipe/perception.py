@@ -12,17 +12,19 @@ scored on videos no training example came from:
   video) and the symbol, in the same words;
 - ``preview``: the 16 timestamped 32×32 preview frames and the k-th highlighted interval, answered
   with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs;
-- ``highlights``: the same preview, answered with the times of the frames that show the white bar
-  ("35.5, 43.5, 80.5, 88.5 s"): frame by frame, one look and one copied time each, the step of
-  ``preview`` that needs the pixels (not in the default mix; ``medscope recipe-probe --skills
-  highlights`` measures it).
+- ``highlights``: the same preview, answered with every frame's time and whether it shows the white
+  bar ("0.5 no; 8.5 no; 16.5 bar; ..."), the first turn of Stage II's reference: one look and one
+  copied time per frame, the step of ``preview`` that needs the pixels (not in the default mix;
+  ``medscope recipe-probe --skills highlights`` measures it).
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
 length. Reading comes first: ``reading_steps`` of ``symbol`` alone, then the mix. A model from scratch
-learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in a
-mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md). The chat
-layout is the episodes' own (``Frame at t s:`` before each image), so what is learned here carries over.
+learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in
+a mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md).
+Then ``listing_steps`` of ``highlights`` alone: the listing, too, is learned suddenly and late. The
+chat layout is the episodes' own (each image followed by its time, ``at t s``), so what is learned
+here carries over.
 ``medscope recipe-probe`` trains these skills alone, from scratch (docs/results.md, "Reading probe").
 """
 
@@ -59,7 +61,9 @@ class PerceptionConfig(Config):
     steps: int = 800
     """Optimizer steps on the mix of ``skills``."""
     reading_steps: int = 0
-    """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over both)."""
+    """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
+    listing_steps: int = 0
+    """Optimizer steps on ``highlights`` alone after the reading phase, before the mix."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
     learning_rate: float = 5e-4
@@ -86,7 +90,7 @@ class PerceptionConfig(Config):
         self.skills = tuple(self.skills)
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
         check(self, positive_int, "batch_size", "heldout", "eval_every")
-        check(self, non_negative_int, "steps", "warmup_steps", "reading_steps")
+        check(self, non_negative_int, "steps", "warmup_steps", "reading_steps", "listing_steps")
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -134,6 +138,7 @@ def _visible_at(video, frame: int) -> str:
 
 def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float, float]) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``."""
+    from medscope_gym.agents.scripted import preview_listing
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
         TESTBED_TOOLS,
@@ -182,7 +187,7 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
             if skill == "highlights":
                 question = _QUESTIONS[skill]
-                answer = f"{', '.join(f'{times[f]:.1f}' for f in shown if _highlighted(video, f))} s"
+                answer = preview_listing(times[shown], [_highlighted(video, f) for f in shown])
             else:
                 j = int(rng.integers(len(video.events)))
                 k = int(np.searchsorted(shown, video.events[j].start_frame))
@@ -203,7 +208,7 @@ class _Batcher:
         import torch
         from transformers.video_utils import VideoMetadata
 
-        from medscope_gym.chat import times_line
+        from medscope_gym.chat import frame_label, times_line
 
         self.tokenizer.padding_side = "right"
         texts, images, videos, metadata, answers = [], [], [], [], []
@@ -215,8 +220,8 @@ class _Batcher:
                 videos.append(ex.video)
                 metadata.append(VideoMetadata(total_num_frames=len(ex.video), fps=2.0))
             for frame, t in zip(ex.images, ex.image_times):
-                blocks.append(f"Frame at {t:.2f} s:")
                 blocks.append("<|vision_start|><|image_pad|><|vision_end|>")
+                blocks.append(frame_label(t))
                 images.append(frame)
             blocks.append(ex.question)
             body = "\n".join(blocks)
@@ -302,11 +307,16 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
         for i, skill in enumerate(cfg.skills)
         for ex in make_examples(skill, stream + 100_000 * i, per_skill, cfg.duration)
     ]
-    # the reading phase first, in its own order, then the mix shuffled
+    # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
     lead = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
+    lead += make_examples("highlights", stream + 600_000, cfg.listing_steps * cfg.batch_size, cfg.duration)
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
-    total = cfg.reading_steps + cfg.steps
-    scored = tuple(dict.fromkeys(("symbol",) * (cfg.reading_steps > 0) + cfg.skills))
+    total = cfg.reading_steps + cfg.listing_steps + cfg.steps
+    scored = tuple(
+        dict.fromkeys(
+            ("symbol",) * (cfg.reading_steps > 0) + ("highlights",) * (cfg.listing_steps > 0) + cfg.skills
+        )
+    )
     heldout = {
         skill: make_examples(
             skill, _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill), cfg.heldout, cfg.duration

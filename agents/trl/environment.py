@@ -53,6 +53,7 @@ from PIL import Image
 
 from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
 from medscope_gym.agents.vlm.encoding import FrameConfig
+from medscope_gym.chat import frame_label
 from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.suite import Suite
 
@@ -218,8 +219,8 @@ class ClinVideoToolEnv:
         blocks: list[dict[str, Any]] = []
         for frames, times, limit in ((video, video_t, cap), (images, image_t, cfg.max_images)):
             for k in _even_subsample(len(times), limit):
-                blocks.append({"type": "text", "text": f"Frame at {times[k]:.2f} s:"})
                 blocks.append({"type": "image", "image": _pil(frames[k], cfg.max_pixels)})
+                blocks.append({"type": "text", "text": frame_label(times[k])})
         blocks.append({"type": "text", "text": text})
         return blocks
 

@@ -144,8 +144,8 @@ def test_kth_highlight_question_names_the_events_rank():
 
 
 def test_searching_oracle_acts_only_on_what_it_was_shown(heldout):
-    """It lists the preview frames that show the bar (checked on the pixels), crops a named highlight
-    directly or searches the highlights in order, crops the evidence closely, and answers right."""
+    """It lists every preview frame and whether it shows the bar (checked on the pixels), crops a named
+    highlight directly or searches the highlights in order, crops the evidence closely, and answers."""
     from medscope_gym.agents.runner import run_episode
     from medscope_gym.agents.scripted import SearchingOracle
     from medscope_gym.protocol import parse_turn
@@ -157,11 +157,13 @@ def test_searching_oracle_acts_only_on_what_it_was_shown(heldout):
             continue
         obs, _ = env.reset(options={"sample_id": sample.id})
         times, frames = obs["video_times"][:, 0], obs["video"]
-        lit = [f"{t}" for t, frame in zip(times, frames) if frame[16:18, 16:48].mean() > 200]  # the bar
+        lit = [
+            f"{t} {'bar' if frame[16:18, 16:48].mean() > 200 else 'no'}" for t, frame in zip(times, frames)
+        ]
         ep = run_episode(env, SearchingOracle(decimals=1), options={"sample_id": sample.id})
         turns = [parse_turn(a) for a in ep.actions]
-        listed = turns[0].think.split("are at ")[1].split(" s.")[0].replace(" and ", ", ").split(", ")
-        assert listed == lit
+        listed = turns[0].think.split("The preview frames: ")[1].split(". ")[0].split("; ")
+        assert listed == lit and sum(x.endswith(" bar") for x in lit) >= 2  # every frame, in order
         assert ep.final_info["reward_parts"]["accuracy"] == 1.0
         assert ep.final_info["reward_parts"]["evidence"] == 2.0  # the last crop is the evidence
         assert len(ep.actions) <= 5 and turns[-1].answer is not None

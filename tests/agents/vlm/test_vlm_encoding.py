@@ -124,8 +124,8 @@ def test_preview_as_timestamped_frames_without_the_letterbox(suite, tiny_dir):
     assert np.all(chunk.media.images == 7)
     assert chunk.media.image_times.tolist() == [0.5, 2.5, 4.5, 6.5]
     rendered = ctx.rendered
-    stamps = [rendered.index(f"Frame at {t:.2f} s:") for t in (0.5, 2.5, 4.5, 6.5)]
-    assert stamps == sorted(stamps) and rendered.count("<|image_pad|>") == 4
+    stamps = [rendered.index(f"<|vision_end|>\nat {t:.2f} s") for t in (0.5, 2.5, 4.5, 6.5)]
+    assert stamps == sorted(stamps) and rendered.count("<|image_pad|>") == 4  # each time after its frame
     # without the option the same observation stays one video at max_pixels
     plain = ChatEncoder(AutoProcessor.from_pretrained(tiny_dir), FrameConfig(max_pixels=56 * 56))
     media = plain.encode_observation(plain.start(), obs).media
