@@ -33,8 +33,8 @@ __all__ = [
     "RandomPolicy",
     "SCRIPTED_POLICIES",
     "SearchingOracle",
+    "frame_listing",
     "make_scripted_policy",
-    "preview_listing",
 ]
 
 _OPTION_RE = re.compile(r"^([A-Z])\. ", re.MULTILINE)
@@ -150,7 +150,7 @@ class SearchingOracle(Policy):
     :class:`OraclePolicy` crops the evidence straight away. Where the question names the symbol but not
     where it is ("When is the blue triangle on screen?"), that choice cannot be derived from the
     preview, and a model imitating it learns to guess. This reference writes out the steps a model can
-    copy. First, every preview frame's time and whether it is marked (:func:`preview_listing`: "The
+    copy. First, every preview frame's time and whether it is marked (:func:`frame_listing`: "The
     preview frames: 0.5 no; 6.5 no; 12.5 bar; 19.5 bar; ..."). A run of consecutive marked frames is
     one stretch. If the question names one by its rank ("the second highlighted interval"),
     it crops that stretch. Otherwise it crops the stretches in order, and after each one says what the
@@ -164,17 +164,28 @@ class SearchingOracle(Policy):
     "shows" is the caption lying strictly inside it (the testbed's symbol; none: "no symbol"). Samples
     without captions, or with evidence in no marked stretch, are cropped as
     ``OraclePolicy(crop_to_preview=True)`` would.
+
+    ``list_crops`` = N > 0 is for a model shown each crop as N separate timestamped frames
+    (``FrameConfig.crops_as_frames``): after a crop the reference lists those frames with what each
+    shows ("The crop frames: 30.0 no; 31.5 a red ring at the centre; ..."), and its close crop runs
+    from the frame before the first that shows the symbol to the frame after the last, times it was
+    shown, instead of the evidence's own (which no frame may show exactly).
     """
 
     name = "searching_oracle"
     uses_ground_truth = True
 
     def __init__(
-        self, decimals: int | None = None, unmarked: str = "nothing highlighted", max_turns: int = 5
+        self,
+        decimals: int | None = None,
+        unmarked: str = "nothing highlighted",
+        max_turns: int = 5,
+        list_crops: int = 0,
     ) -> None:
         self.decimals = decimals
         self.unmarked = unmarked
         self.max_turns = max_turns
+        self.list_crops = list_crops
         self._state: dict[int, dict[str, Any]] = {}
 
     def begin(
@@ -226,23 +237,29 @@ class SearchingOracle(Policy):
     def act(
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
     ):
-        return [self._next(slot, info) for slot, info in zip(slots, infos)]
+        return [self._next(slot, obs, info) for slot, obs, info in zip(slots, observations, infos)]
 
-    def _next(self, slot: int, info: dict[str, Any]) -> str:
+    def _next(self, slot: int, obs: dict[str, Any], info: dict[str, Any]) -> str:
         st = self._state[slot]
         sample: Sample = st["sample"]
         crops = sum(
             1 for entry in info.get("tool_log", ()) if entry.get("name") == "crop_video" and entry.get("ok")
         )
         order: list[tuple[float, float]] = st["order"]
+        listed = (
+            self._crop_listing(sample, obs, *order[crops - 1])
+            if self.list_crops and 0 < crops <= len(order)
+            else None
+        )
         if crops == len(order) and st["fine"] is not None:
-            a, b = st["fine"]
-            seen = _inside(sample, *order[-1]) or "what the question asks about"
-            return format_tool_call(
-                "crop_video",
-                {"start_time": a, "end_time": b},
-                think=f"The crop shows {seen}, at about {_num(a)}-{_num(b)} s; I look at that closely.",
-            )
+            if listed is not None:
+                text, (a, b) = listed
+                think = f"{text} I look closely at {_num(a)}-{_num(b)} s, the frames around it."
+            else:
+                a, b = st["fine"]
+                seen = _inside(sample, *order[-1]) or "what the question asks about"
+                think = f"The crop shows {seen}, at about {_num(a)}-{_num(b)} s; I look at that closely."
+            return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
         if crops >= len(order):
             seen = _inside(sample, *order[-1])
             think = (
@@ -254,7 +271,8 @@ class SearchingOracle(Policy):
         a, b = (round(x, 3) for x in order[crops])
         if crops == 0:
             if st["runs"]:
-                think = f"The preview frames: {preview_listing(st['preview'], st['marked'])}. "
+                labels = ["bar" if m else "no" for m in st["marked"]]
+                think = f"The preview frames: {frame_listing(st['preview'], labels)}. "
                 k = st["runs"].index((a, b))
                 if st["named"]:
                     think += f"The {ordinal(k)} highlighted interval is {_num(a)}-{_num(b)} s, so I crop it."
@@ -264,21 +282,44 @@ class SearchingOracle(Policy):
                 think = f"The question hinges on {_num(a)}-{_num(b)} s, so I look at that interval closely."
         else:
             seen = _inside(sample, *order[crops - 1]) or "no symbol"
-            think = (
+            think = f"{listed[0]} " if listed is not None else ""
+            think += (
                 f"The crop shows {seen}, not what the question asks about; the next highlighted interval "
                 f"is {_num(a)}-{_num(b)} s."
             )
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
 
+    def _crop_listing(
+        self, sample: Sample, obs: dict[str, Any], start: float, end: float
+    ) -> tuple[str, tuple[float, float]] | None:
+        """The crop's shown frames listed with what each shows (the caption strictly inside the crop
+        window, else "no"), and the window from the frame before the first that shows it to the frame
+        after the last: every time in it is one the model was shown. None when no frame shows it."""
+        times = _shown(np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1), self.list_crops)
+        inside = _inside(sample, start, end)
+        labels = [inside if inside and _caption_at(sample, float(t)) == inside else "no" for t in times]
+        hits = [i for i, label in enumerate(labels) if label != "no"]
+        if not hits:
+            return None
+        a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
+        return f"The crop frames: {frame_listing(times, labels)}.", (round(float(a), 3), round(float(b), 3))
 
-def preview_listing(times: Sequence[float], marked: Sequence[bool]) -> str:
-    """Every preview frame's time and whether it is marked, in order: ``"0.5 no; 6.5 bar; 12.5 no"``.
+
+def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:
+    """Every shown frame's time and what it shows, in order: ``"0.5 no; 6.5 bar; 12.5 no"``.
 
     One judgement per frame, each beside the time it copies. Listing only the marked frames' times
     asks a small model to find the frames and gather their times in one step; from scratch, the
     recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
     "Listing probe")."""
-    return "; ".join(f"{_num(t)} {'bar' if m else 'no'}" for t, m in zip(times, marked, strict=True))
+    return "; ".join(f"{_num(t)} {label}" for t, label in zip(times, labels, strict=True))
+
+
+def _shown(times: np.ndarray, cap: int) -> np.ndarray:
+    """The ``cap`` of ``times`` a model is shown: evenly spread, as ``ChatEncoder`` thins a crop."""
+    if len(times) <= cap:
+        return times
+    return times[np.unique(np.linspace(0, len(times) - 1, cap).round().astype(int))]
 
 
 def _num(t: float) -> str:

@@ -22,7 +22,7 @@ frames showed. These examples spend every imitated token on reading, at a tenth 
 length. Reading comes first: ``reading_steps`` of ``symbol`` alone, then the mix. A model from scratch
 learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in
 a mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md).
-Then ``listing_steps`` of ``highlights`` alone: the listing, too, is learned suddenly and late. The
+Then ``listing_steps`` of the listings alone: a listing, too, is learned suddenly and late. The
 chat layout is the episodes' own (each image followed by its time, ``at t s``), so what is learned
 here carries over.
 ``medscope recipe-probe`` trains these skills alone, from scratch (docs/results.md, "Reading probe").
@@ -50,6 +50,7 @@ _QUESTIONS = {
     "crop": "Which symbol does this clip show?",
     "highlights": "Which preview frames show the white bar?",
 }
+_CROP_LISTING = "What does each frame of this crop show?"
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
 _HELDOUT_SEED = 999_000_000
 
@@ -63,7 +64,8 @@ class PerceptionConfig(Config):
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     listing_steps: int = 0
-    """Optimizer steps on ``highlights`` alone after the reading phase, before the mix."""
+    """Optimizer steps on the listing skills alone after the reading phase, before the mix:
+    ``highlights``, and ``crop`` when ``crops_as_frames`` (its answer is then a listing too)."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
     learning_rate: float = 5e-4
@@ -82,6 +84,9 @@ class PerceptionConfig(Config):
     """Seed of the training videos and the data order (the model's weights come from its folder)."""
     threads: int | None = 1
     """torch CPU threads."""
+    crops_as_frames: bool = False
+    """``crop`` examples as Stage II shows crops with ``FrameConfig.crops_as_frames``: separate
+    timestamped frames, answered with every frame listed ("30.0 no; 31.5 a red ring at the centre")."""
     ranked: bool = False
     """Score an answer naming a symbol by whether its caption is the likeliest of the twelve, not by
     exact match: reading, apart from the answer format (a Stage II model answers in the protocol's)."""
@@ -136,9 +141,13 @@ def _visible_at(video, frame: int) -> str:
     return "nothing highlighted"
 
 
-def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float, float]) -> list[_Example]:
-    """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``."""
-    from medscope_gym.agents.scripted import preview_listing
+def make_examples(
+    skill: str, first_seed: int, count: int, duration: tuple[float, float], crops_as_frames: bool = False
+) -> list[_Example]:
+    """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
+    ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
+    the frames listed, as Stage II's reference lists them then."""
+    from medscope_gym.agents.scripted import frame_listing
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
         TESTBED_TOOLS,
@@ -181,13 +190,22 @@ def make_examples(skill: str, first_seed: int, count: int, duration: tuple[float
             idx = np.arange(shown[k - 1], shown[k] + 1)
             idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
-            out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], _caption(ev.symbol)))
+            if crops_as_frames:
+                labels = [_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx]
+                listing = frame_listing(times[idx], labels)
+                out.append(
+                    _Example(skill, list(clip), times[idx].tolist(), None, None, _CROP_LISTING, listing)
+                )
+            else:
+                out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], _caption(ev.symbol)))
         else:  # the preview: the frames that show the bar, or the two around the k-th highlight
             shown = preview_frames(video.num_frames, video.fps)
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
             if skill == "highlights":
                 question = _QUESTIONS[skill]
-                answer = preview_listing(times[shown], [_highlighted(video, f) for f in shown])
+                answer = frame_listing(
+                    times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
+                )
             else:
                 j = int(rng.integers(len(video.events)))
                 k = int(np.searchsorted(shown, video.events[j].start_frame))
@@ -305,21 +323,32 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
     mix = [
         ex
         for i, skill in enumerate(cfg.skills)
-        for ex in make_examples(skill, stream + 100_000 * i, per_skill, cfg.duration)
+        for ex in make_examples(skill, stream + 100_000 * i, per_skill, cfg.duration, cfg.crops_as_frames)
     ]
     # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
     lead = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
-    lead += make_examples("highlights", stream + 600_000, cfg.listing_steps * cfg.batch_size, cfg.duration)
+    listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
+    share = -(-cfg.listing_steps * cfg.batch_size // len(listing))
+    listed = [
+        ex
+        for i, skill in enumerate(listing)
+        for ex in make_examples(
+            skill, stream + 600_000 + 100_000 * i, share, cfg.duration, cfg.crops_as_frames
+        )
+    ]
+    lead += [listed[j] for j in rng.permutation(len(listed))][: cfg.listing_steps * cfg.batch_size]
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
     total = cfg.reading_steps + cfg.listing_steps + cfg.steps
     scored = tuple(
-        dict.fromkeys(
-            ("symbol",) * (cfg.reading_steps > 0) + ("highlights",) * (cfg.listing_steps > 0) + cfg.skills
-        )
+        dict.fromkeys(("symbol",) * (cfg.reading_steps > 0) + listing * (cfg.listing_steps > 0) + cfg.skills)
     )
     heldout = {
         skill: make_examples(
-            skill, _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill), cfg.heldout, cfg.duration
+            skill,
+            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
+            cfg.heldout,
+            cfg.duration,
+            cfg.crops_as_frames,
         )
         for skill in scored
     }

@@ -168,7 +168,13 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
     if final.is_dir() and (run / "perception.json").is_file() and "perception" in results["rows"]:
         print("recipe: perception finished earlier, skipped")
         return final
-    settings = {"seed": cfg.seed, "threads": cfg.threads, "duration": cfg.train_duration, **cfg.perception}
+    settings = {
+        "seed": cfg.seed,
+        "threads": cfg.threads,
+        "duration": cfg.train_duration,
+        "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
+        **cfg.perception,
+    }
     t0 = time.perf_counter()
     result = run_perception(start, run, PerceptionConfig.from_dict(settings, source="recipe perception"))
     results["rows"]["perception"] = {

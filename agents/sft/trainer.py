@@ -86,9 +86,10 @@ class RecoveringOracle(Policy):
         tools: bool = True,
         crop_to_preview: bool = False,
         search: bool = False,
+        list_crops: int = 0,
     ) -> None:
         self.inner: Policy = (
-            SearchingOracle(decimals=decimals)
+            SearchingOracle(decimals=decimals, list_crops=list_crops)
             if search
             else OraclePolicy(decimals=decimals, tools=tools, crop_to_preview=crop_to_preview)
         )
@@ -213,6 +214,7 @@ def build_reference_data(
             tools=reference != "answer_only",
             crop_to_preview=crop_to_preview,
             search=reference == "search",
+            list_crops=policy_cfg.frames.max_crop_frames if policy_cfg.frames.crops_as_frames else 0,
         )
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)

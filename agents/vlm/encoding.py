@@ -64,6 +64,9 @@ class FrameConfig:
     frames are), instead of one video. Qwen2.5-VL carries a video frame's time only in rotary phases,
     which a model must learn to turn into the digits of a ``crop_video`` call; a timestamp written next
     to each frame only has to be copied (docs/agents.md, "Testbed recipe")."""
+    crops_as_frames: bool = False
+    """Show each ``crop_video`` result the same way: up to ``max_crop_frames`` separate frames, each
+    followed by its time, so the moments a crop shows can be named and cropped again exactly."""
 
 
 @dataclass
@@ -157,9 +160,9 @@ class ChatEncoder:
             else:
                 frames = _fit(frames, self.frames.max_pixels)
             times = np.asarray(obs["video_times"], dtype=np.float64).reshape(-1)[keep]
-            if first and self.frames.preview_as_frames:
+            if self.frames.preview_as_frames if first else self.frames.crops_as_frames:
                 media.images, media.image_times = frames, times
-                return media  # a reset observation has no get_frame images
+                return media  # an observation with a video has no get_frame images
             media.video, media.video_times = frames, times
         images = obs.get("images")
         if images is not None and len(images):

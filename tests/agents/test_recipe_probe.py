@@ -46,11 +46,24 @@ def test_examples_carry_the_truth_of_their_video():
             f"{t} {'bar' if frame[:2].mean() > 200 else 'no'}" for t, frame in zip(ex.image_times, ex.images)
         ]
         assert "bar" in ex.answer and ex.answer.split("; ") == lit
+    # crops as Stage II shows them with crops_as_frames: timestamped frames, each listed with what it shows
+    for ex in make_examples("crop", 7, 4, (90.0, 150.0), crops_as_frames=True):
+        listed = ex.answer.split("; ")
+        assert ex.video is None and len(ex.images) == len(ex.image_times) == len(listed)
+        lit = [_shows_symbol(frame) for frame in ex.images]
+        assert any(lit) and [not x.endswith(" no") for x in listed] == lit
+        assert [x.split(" ")[0] for x in listed] == [f"{t}" for t in ex.image_times]
     # the same seed gives the same examples; the answer of the first preview example from its video
     again = make_examples("preview", 7, 6, (90.0, 150.0))
     assert [ex.answer for ex in again] == [ex.answer for ex in previews]
     video = generate_testbed_video(7, 120.0)
     assert len(preview_frames(video.num_frames, video.fps)) == 16
+
+
+def _shows_symbol(frame: np.ndarray) -> bool:
+    """Whether a frame has a symbol's worth of pixels in a symbol colour."""
+    near = [np.abs(frame.astype(int) - np.asarray(rgb)).max(axis=-1) < 40 for rgb in SYMBOL_COLORS.values()]
+    return int(np.sum(near)) > 50
 
 
 def test_probe_curve_is_seeded_and_learns_the_answer_format():

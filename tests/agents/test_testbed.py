@@ -203,3 +203,43 @@ def test_searching_oracle_without_captions_crops_between_preview_frames(heldout)
     obs, reward, done, _, info = env.step(policy.act([0], [obs], [info])[0])
     assert done and info["reward_parts"]["accuracy"] == 1.0
     env.close()
+
+
+def test_searching_oracle_lists_crop_frames_and_crops_between_shown_frames(heldout):
+    """With ``list_crops`` the reference lists every shown crop frame with what it shows (checked on the
+    pixels), and its close crop runs from the frame before the symbol to the frame after it: times it
+    was shown. It still answers right, and the close crop mostly matches the evidence (IoU >= 0.5)."""
+    from medscope_gym.agents.scripted import SearchingOracle
+    from medscope_gym.intervals import temporal_iou
+    from medscope_gym.protocol import parse_turn
+
+    env = ClinVideoEnv(heldout)
+    ious = []
+    for sample in env.suite:
+        if sample.extra["template"] not in MAIN_TEMPLATES:
+            continue
+        policy = SearchingOracle(decimals=1, list_crops=16)
+        obs, info = env.reset(options={"sample_id": sample.id})
+        policy.begin(0, obs, info, env.unwrapped.current_sample)
+        crops, done, calls = [], False, []
+        while not done:
+            action = policy.act([0], [obs], [info])[0]
+            turn = parse_turn(action)
+            if crops and turn.tool_call is not None:  # a turn after a crop lists that crop's frames
+                times, frames = crops[-1]["video_times"][:, 0], crops[-1]["video"]
+                listed = turn.think.split("The crop frames: ")[1].split(". ")[0].split("; ")
+                assert [x.split(" ")[0] for x in listed] == [f"{t}" for t in times]
+                assert [not x.endswith(" no") for x in listed] == [
+                    _symbol_pixels(f[None]) > 50 for f in frames
+                ]
+            if turn.tool_call is not None:
+                calls.append(turn.tool_call.arguments)
+            obs, _, done, _, info = env.step(action)
+            if not done and len(obs["video"]):
+                crops.append(obs)
+        assert info["reward_parts"]["accuracy"] == 1.0
+        fine, shown = calls[-1], crops[-2]["video_times"][:, 0]
+        assert fine["start_time"] in shown and fine["end_time"] in shown
+        ious.append(temporal_iou((fine["start_time"], fine["end_time"]), sample.evidence[0]))
+    assert np.mean(np.asarray(ious) >= 0.5) >= 0.5
+    env.close()

@@ -103,7 +103,7 @@ def test_template_that_rewrites_history_is_refused(tiny_dir):
 
 
 def test_preview_as_timestamped_frames_without_the_letterbox(suite, tiny_dir):
-    """``preview_as_frames``: the preview becomes images, each after its time in text; with
+    """``preview_as_frames``: the preview becomes images, each followed by its time in text; with
     ``max_preview_pixels`` the env's black letterbox is trimmed before resizing (no pixel is lost)."""
     from transformers import AutoProcessor
 
@@ -130,3 +130,18 @@ def test_preview_as_timestamped_frames_without_the_letterbox(suite, tiny_dir):
     plain = ChatEncoder(AutoProcessor.from_pretrained(tiny_dir), FrameConfig(max_pixels=56 * 56))
     media = plain.encode_observation(plain.start(), obs).media
     assert media.images is None and media.video.shape[1:3] == (40, 40)
+    # a crop stays one video unless crops_as_frames: then its frames too, thinned to max_crop_frames
+    crop = {**obs, "text": "crop", "video": np.full((6, 40, 40, 3), 9, np.uint8)}
+    crop["video_times"] = np.arange(6, dtype=np.float64).reshape(6, 1) + 10.0
+    for as_frames in (False, True):
+        cfg = FrameConfig(max_pixels=56 * 56, max_crop_frames=3, crops_as_frames=as_frames)
+        enc = ChatEncoder(AutoProcessor.from_pretrained(tiny_dir), cfg)
+        ctx = enc.start()
+        enc.encode_observation(ctx, obs)
+        enc.add_action(ctx, '<tool_call>{"name": "crop_video"}</tool_call>')
+        media = enc.encode_observation(ctx, crop).media
+        if as_frames:
+            assert media.video is None and media.image_times.tolist() == [10.0, 12.0, 15.0]
+            assert ctx.rendered.count("<|image_pad|>") == 3 and "<|vision_end|>\nat 15.00 s" in ctx.rendered
+        else:
+            assert media.images is None and len(media.video) == 3
