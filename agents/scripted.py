@@ -466,13 +466,23 @@ class RandomPolicy(Policy):
         return format_answer(guess, think="I answer at random.")
 
 
-SCRIPTED_POLICIES = {"oracle": OraclePolicy, "no_tools": NoToolsPolicy, "random": RandomPolicy}
+SCRIPTED_POLICIES = {
+    "oracle": OraclePolicy,
+    "search": SearchingOracle,
+    "no_tools": NoToolsPolicy,
+    "random": RandomPolicy,
+}
+#: The crop frames ``make_scripted_policy("search")`` lists: the recipe's ``max_crop_frames``.
+SEARCH_CROP_FRAMES = 16
 
 
 def make_scripted_policy(name: str, seed: int | None = None) -> Policy:
-    """Build a scripted policy by name ("oracle", "no_tools", "random")."""
+    """Build a scripted policy by name ("oracle", "search", "no_tools", "random"). "search" is the
+    recipe's Stage II reference: it lists up to ``SEARCH_CROP_FRAMES`` frames of each crop."""
     if name not in SCRIPTED_POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(SCRIPTED_POLICIES)}")
     if name == "oracle":
         return OraclePolicy()
+    if name == "search":
+        return SearchingOracle(list_crops=SEARCH_CROP_FRAMES)
     return SCRIPTED_POLICIES[name](seed=seed)

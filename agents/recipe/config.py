@@ -67,7 +67,7 @@ class RecipeConfig(Config):
     """SFTConfig fields of the answer-only model (Stage II without tool calls, from Stage I)."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """GRPOConfig fields of Stage III (GA-GRPO from Stage II)."""
-    baselines: tuple[str, ...] = ("no_tools", "random", "oracle", "uniform")
+    baselines: tuple[str, ...] = ("no_tools", "random", "search", "oracle", "uniform")
     """Baselines scored on the held-out questions ("uniform": the uniform-frames baseline)."""
 
     def __post_init__(self) -> None:
@@ -86,6 +86,6 @@ class RecipeConfig(Config):
         unknown = [s for s in self.stages if s not in _STAGES]
         if unknown:
             raise ConfigError(f"unknown stage(s) {unknown}; known: {', '.join(_STAGES)}")
-        bad = [b for b in self.baselines if b not in ("no_tools", "random", "oracle", "uniform")]
+        bad = [b for b in self.baselines if b not in ("no_tools", "random", "search", "oracle", "uniform")]
         if bad:
-            raise ConfigError(f"unknown baseline(s) {bad}; known: no_tools, random, oracle, uniform")
+            raise ConfigError(f"unknown baseline(s) {bad}; known: no_tools, random, search, oracle, uniform")

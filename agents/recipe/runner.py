@@ -9,7 +9,7 @@ Layout of ``OUT/seed-S/``::
     stage-2-vcot/run, /eval                Stage II: visual-CoT SFT (crop, frame, answer) from Stage I
     answer-only/run, /eval                 the same SFT without tool calls, from Stage I
     stage-3-grpo/run, /eval                Stage III: GA-GRPO from Stage II
-    baselines/<name>/metrics.json          no_tools, random, oracle, uniform-frames
+    baselines/<name>/metrics.json          no_tools, random, search, oracle, uniform-frames
     results.json, results.md, curves.png
 
 A stage whose ``run/final/`` and ``eval/metrics.json`` (Stage I: ``run/perception.json``) exist is
@@ -41,6 +41,7 @@ ROWS = (
     ("answer_only", "answer-only SFT"),
     ("vcot", "Stage II: visual-CoT SFT"),
     ("grpo", "Stage III: GA-GRPO"),
+    ("search", "search reference (Stage II's teacher)"),
     ("oracle", "oracle"),
 )
 _FOLDERS = {

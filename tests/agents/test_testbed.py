@@ -68,12 +68,19 @@ def test_preview_shows_where_but_never_what(heldout):
     env.close()
 
 
-def test_scripted_baselines_chance_and_oracle(heldout, tmp_path):
+def test_scripted_baselines_chance_search_and_oracle(heldout, tmp_path):
     oracle, _ = evaluate(
         EvalConfig(policy="oracle", suite=str(heldout), splits=("val", "test"), progress=False)
     )
     assert oracle["overall"]["accuracy"] == 1.0
     assert oracle["temporal_grounding"]["R@0.5"] == 1.0
+    # the search reference by name, as the recipe's baseline row plays it: right, and its close crops
+    # (between frames it was shown) mostly reach the evidence
+    search, _ = evaluate(
+        EvalConfig(policy="search", suite=str(heldout), splits=("val", "test"), progress=False)
+    )
+    assert search["symbol_recognition"]["accuracy"] == 1.0
+    assert search["symbol_recognition"]["evidence_R@0.5"] >= 0.5
     blind, trajs = evaluate(
         EvalConfig(policy="no_tools", suite=str(heldout), splits=("val", "test"), progress=False, repeats=4)
     )
