@@ -4,12 +4,14 @@ The paper warms the model up on dense timestamped captions before any tool use. 
 single-turn skills, each trained with a fresh testbed video per example (nothing is seen twice) and
 scored on videos no training example came from:
 
-- ``symbol``: three frames at a symbol, each after its timestamp (as ``get_frame`` shows them), and the
+- ``symbol``: three frames at a symbol, each followed by its time (as ``get_frame`` shows them), and the
   symbol in the dense captions' words ("a red ring at the centre");
 - ``frames``: the same at any moment, half at a symbol: what the middle frame shows ("a red ring at the
   centre", "nothing highlighted", "a highlighted interval, no symbol");
 - ``crop``: a 2 fps clip between the two preview frames around a symbol (as ``crop_video`` shows it, one
-  video) and the symbol, in the same words;
+  video) and the symbol, in the same words; with ``crops_as_frames``, the clip as timestamped frames
+  and every frame listed with what it shows ("30.0 no; 30.5 a red ring at the centre; ..."), as Stage
+  II's reference lists a crop;
 - ``preview``: the 16 timestamped 32×32 preview frames and the k-th highlighted interval, answered
   with the two preview frames around its symbol ("35.5-43.5 s"), which are the times a crop needs;
 - ``highlights``: the same preview, answered with every frame's time and whether it shows the white

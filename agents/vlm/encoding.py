@@ -60,7 +60,7 @@ class FrameConfig:
     its observation space on a black canvas) and are resized to at most this many pixels: a preview
     the env made coarse then costs no more tokens than its own resolution. None: as other frames."""
     preview_as_frames: bool = False
-    """Show the reset preview as separate frames, each after its timestamp in text (as get_frame's
+    """Show the reset preview as separate frames, each followed by its time in text (as get_frame's
     frames are), instead of one video. Qwen2.5-VL carries a video frame's time only in rotary phases,
     which a model must learn to turn into the digits of a ``crop_video`` call; a timestamp written next
     to each frame only has to be copied (docs/agents.md, "Testbed recipe")."""
