@@ -1,6 +1,6 @@
 """Stage I of the testbed recipe: perception warm-up on dense captions and timestamped previews.
 
-The paper warms the model up on dense timestamped captions before any tool use. Here that is four
+The paper warms the model up on dense timestamped captions before any tool use. Here that is a set of
 single-turn skills, each trained with a fresh testbed video per example (nothing is seen twice) and
 scored on videos no training example came from:
 
