@@ -141,8 +141,7 @@ def frame_label(t: float) -> str:
 
     After, not before: in a causal model only text that follows a frame can attend to it, so the
     time's own tokens can carry what the frame shows, and "the time of the frame that shows X" is one
-    lookup. With the time before the frame, a small model never learned to gather the times of the
-    preview frames that show the bar (docs/results.md, "Listing probe")."""
+    lookup (docs/agents.md, "Testbed recipe")."""
     return f"at {t:.2f} s"
 
 
