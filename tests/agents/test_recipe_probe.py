@@ -92,6 +92,34 @@ def test_reading_phase_comes_first_and_frames_are_scored_per_kind():
     assert scores["frames"] == pytest.approx(weighted)
 
 
+def test_listing_phase_and_listings_scored_per_item():
+    """``listing_steps`` trains the listings (with ``crops_as_frames``: the preview's and a crop's) after
+    reading; a listing is also scored per item, which no whole-listing score can exceed."""
+    cfg = ReadingProbeConfig(
+        model=MICRO,
+        steps=1,
+        reading_steps=1,
+        listing_steps=2,
+        batch_size=2,
+        heldout=4,
+        eval_every=100,
+        skills=("symbol",),
+        crops_as_frames=True,
+    )
+    scores = run_reading_probe(cfg)["heldout"]
+    assert {"symbol", "highlights", "highlights/items", "crop", "crop/items"} <= set(scores)
+    for skill in ("highlights", "crop"):
+        assert 0.0 <= scores[skill] <= scores[f"{skill}/items"] <= 1.0
+
+
+def test_items_of_a_listing_are_right_or_wrong_as_wholes():
+    from medscope_gym.agents.recipe.perception import _items_right
+
+    sep = 9  # target: item, sep, item, sep, item
+    assert _items_right([1, 2, 9, 3, 9, 4], [1, 2, 9, 3, 9, 4], sep) == [True, True, True]
+    assert _items_right([1, 2, 9, 3, 9, 4], [1, 5, 9, 3, 7, 4], sep) == [False, False, True]
+
+
 def test_probe_scores_a_checkpoint_without_training_it(tiny_dir, capsys):
     """``--checkpoint DIR --steps 0``: the held-out scores of a saved model, its weights untouched."""
     cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=0, heldout=6, skills=("symbol", "frames"))
