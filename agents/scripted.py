@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.policy import Policy
+from medscope_gym.chat import even_subsample
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample
 from medscope_gym.suite.labels import ORDINALS, ordinal
@@ -295,7 +296,8 @@ class SearchingOracle(Policy):
         """The crop's shown frames listed with what each shows (the caption strictly inside the crop
         window, else "no"), and the window from the frame before the first that shows it to the frame
         after the last: every time in it is one the model was shown. None when no frame shows it."""
-        times = _shown(np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1), self.list_crops)
+        times = np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1)
+        times = times[even_subsample(len(times), self.list_crops)]  # as ChatEncoder thins a crop
         inside = _inside(sample, start, end)
         labels = [inside if inside and _caption_at(sample, float(t)) == inside else "no" for t in times]
         hits = [i for i, label in enumerate(labels) if label != "no"]
@@ -313,13 +315,6 @@ def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:
     recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
     "Listing probe")."""
     return "; ".join(f"{_num(t)} {label}" for t, label in zip(times, labels, strict=True))
-
-
-def _shown(times: np.ndarray, cap: int) -> np.ndarray:
-    """The ``cap`` of ``times`` a model is shown: evenly spread, as ``ChatEncoder`` thins a crop."""
-    if len(times) <= cap:
-        return times
-    return times[np.unique(np.linspace(0, len(times) - 1, cap).round().astype(int))]
 
 
 def _num(t: float) -> str:

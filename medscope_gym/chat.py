@@ -22,7 +22,7 @@ from PIL import Image
 
 from medscope_gym.protocol import SYSTEM_PROMPT
 
-__all__ = ["Transcript", "Turn", "frame_label", "frames_fps", "times_line"]
+__all__ = ["Transcript", "Turn", "even_subsample", "frame_label", "frames_fps", "times_line"]
 
 
 def frames_fps(timestamps: np.ndarray) -> float:
@@ -134,6 +134,14 @@ class Transcript:
 
 def _flat(times: Any) -> np.ndarray | None:
     return None if times is None else np.asarray(times, dtype=np.float64).reshape(-1)
+
+
+def even_subsample(n: int, cap: int) -> np.ndarray:
+    """Indices of at most ``cap`` of ``n`` frames, evenly spread (all of them when ``n <= cap``): the
+    frames a model is shown of a longer observation."""
+    if n <= cap:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, cap).round().astype(int))
 
 
 def frame_label(t: float) -> str:

@@ -53,7 +53,7 @@ from PIL import Image
 
 from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
 from medscope_gym.agents.vlm.encoding import FrameConfig
-from medscope_gym.chat import frame_label
+from medscope_gym.chat import even_subsample, frame_label
 from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.suite import Suite
 
@@ -214,11 +214,11 @@ class ClinVideoToolEnv:
                 ("Full-resolution frames", image_t, cfg.max_images),
             ):
                 if len(times):
-                    lines.append(_times_line(label, times, _even_subsample(len(times), limit)))
+                    lines.append(_times_line(label, times, even_subsample(len(times), limit)))
             return "\n".join(lines)
         blocks: list[dict[str, Any]] = []
         for frames, times, limit in ((video, video_t, cap), (images, image_t, cfg.max_images)):
-            for k in _even_subsample(len(times), limit):
+            for k in even_subsample(len(times), limit):
                 blocks.append({"type": "image", "image": _pil(frames[k], cfg.max_pixels)})
                 blocks.append({"type": "text", "text": frame_label(times[k])})
         blocks.append({"type": "text", "text": text})
@@ -352,12 +352,6 @@ def _times_line(label: str, times: np.ndarray, keep: np.ndarray) -> str:
     if len(keep) == len(times):
         return f"{label} returned ({len(times)}) at: {listed} s."
     return f"{label} returned: {len(times)}; {len(keep)} of them, evenly spaced, at: {listed} s."
-
-
-def _even_subsample(n: int, cap: int) -> np.ndarray:
-    if n <= cap:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, cap).round().astype(int))
 
 
 def _pil(frame: np.ndarray, max_pixels: int) -> Image.Image:

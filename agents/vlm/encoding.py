@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from medscope_gym.agents.rollout.trajectory import MediaInputs
-from medscope_gym.chat import Transcript
+from medscope_gym.chat import Transcript, even_subsample
 from medscope_gym.protocol import SYSTEM_PROMPT
 
 __all__ = ["ChatEncoder", "EpisodeContext", "FrameConfig", "ObservationChunk", "TemplateError"]
@@ -101,12 +101,6 @@ def _same_media(a: MediaInputs, b: MediaInputs) -> bool:
     return True
 
 
-def _even_subsample(n: int, cap: int) -> np.ndarray:
-    if n <= cap:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, cap).round().astype(int))
-
-
 def _fit(frames: np.ndarray, max_pixels: int) -> np.ndarray:
     """Resize frames (n, h, w, 3) to at most ``max_pixels`` each, aspect kept."""
     n, h, w, _ = frames.shape
@@ -153,7 +147,7 @@ class ChatEncoder:
         video = obs.get("video")
         if video is not None and len(video):
             cap = self.frames.max_preview_frames if first else self.frames.max_crop_frames
-            keep = _even_subsample(len(video), cap)
+            keep = even_subsample(len(video), cap)
             frames = np.asarray(video)[keep]
             if first and self.frames.max_preview_pixels is not None:
                 frames = _fit(_trim_letterbox(frames), self.frames.max_preview_pixels)
@@ -166,7 +160,7 @@ class ChatEncoder:
             media.video, media.video_times = frames, times
         images = obs.get("images")
         if images is not None and len(images):
-            keep = _even_subsample(len(images), self.frames.max_images)
+            keep = even_subsample(len(images), self.frames.max_images)
             media.images = _fit(np.asarray(images)[keep], self.frames.max_pixels)
             media.image_times = np.asarray(obs["image_times"], dtype=np.float64).reshape(-1)[keep]
         return media
