@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.policy import Policy
-from medscope_gym.chat import even_subsample
+from medscope_gym.chat import even_subsample, time_text
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample
 from medscope_gym.suite.labels import ORDINALS, ordinal
@@ -255,11 +255,14 @@ class SearchingOracle(Policy):
         if crops == len(order) and st["fine"] is not None:
             if listed is not None:
                 text, (a, b) = listed
-                think = f"{text} I look closely at {_num(a)}-{_num(b)} s, the frames around it."
+                think = f"{text} I look closely at {time_text(a)}-{time_text(b)} s, the frames around it."
             else:
                 a, b = st["fine"]
                 seen = _inside(sample, *order[-1]) or "what the question asks about"
-                think = f"The crop shows {seen}, at about {_num(a)}-{_num(b)} s; I look at that closely."
+                think = (
+                    f"The crop shows {seen}, at about {time_text(a)}-{time_text(b)} s; "
+                    "I look at that closely."
+                )
             return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
         if crops >= len(order):
             seen = _inside(sample, *order[-1])
@@ -276,17 +279,25 @@ class SearchingOracle(Policy):
                 think = f"The preview frames: {frame_listing(st['preview'], labels)}. "
                 k = st["runs"].index((a, b))
                 if st["named"]:
-                    think += f"The {ordinal(k)} highlighted interval is {_num(a)}-{_num(b)} s, so I crop it."
+                    think += (
+                        f"The {ordinal(k)} highlighted interval is {time_text(a)}-{time_text(b)} s, "
+                        "so I crop it."
+                    )
                 else:
-                    think += f"I crop the first highlighted interval, {_num(a)}-{_num(b)} s, and look."
+                    think += (
+                        f"I crop the first highlighted interval, {time_text(a)}-{time_text(b)} s, and look."
+                    )
             else:
-                think = f"The question hinges on {_num(a)}-{_num(b)} s, so I look at that interval closely."
+                think = (
+                    f"The question hinges on {time_text(a)}-{time_text(b)} s, "
+                    "so I look at that interval closely."
+                )
         else:
             seen = _inside(sample, *order[crops - 1]) or "no symbol"
             think = f"{listed[0]} " if listed is not None else ""
             think += (
                 f"The crop shows {seen}, not what the question asks about; the next highlighted interval "
-                f"is {_num(a)}-{_num(b)} s."
+                f"is {time_text(a)}-{time_text(b)} s."
             )
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
 
@@ -314,12 +325,7 @@ def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:
     asks a small model to find the frames and gather their times in one step; from scratch, the
     recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
     "Listing probe")."""
-    return "; ".join(f"{_num(t)} {label}" for t, label in zip(times, labels, strict=True))
-
-
-def _num(t: float) -> str:
-    """A time as the tool call's JSON writes it (35.5, 102.0), so the reasoning and the call agree."""
-    return str(round(float(t), 3))
+    return "; ".join(f"{time_text(t)} {label}" for t, label in zip(times, labels, strict=True))
 
 
 def _caption_at(sample: Sample, t: float) -> str | None:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from medscope_gym.protocol import SYSTEM_PROMPT
 
-__all__ = ["Transcript", "Turn", "even_subsample", "frame_label", "frames_fps", "times_line"]
+__all__ = ["Transcript", "Turn", "even_subsample", "frame_label", "frames_fps", "time_text", "times_line"]
 
 
 def frames_fps(timestamps: np.ndarray) -> float:
@@ -144,13 +144,22 @@ def even_subsample(n: int, cap: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, cap).round().astype(int))
 
 
+def time_text(t: float) -> str:
+    """A time as the model reads and writes it: the shortest decimal to the millisecond (``35.5``,
+    ``102.0``, ``87.483``), as a tool call's JSON writes it.
+
+    One spelling everywhere (frame labels, reasoning, tool arguments), so writing a shown frame's time
+    is a copy, not a copy plus a reformatting (docs/agents.md, "Testbed recipe")."""
+    return str(round(float(t), 3))
+
+
 def frame_label(t: float) -> str:
-    """The text after a separately shown frame: its time (``"at 87.48 s"``).
+    """The text after a separately shown frame: its time in :func:`time_text`'s spelling (``"at 87.48 s"``).
 
     After, not before: in a causal model only text that follows a frame can attend to it, so the
     time's own tokens can carry what the frame shows, and "the time of the frame that shows X" is one
     lookup (docs/agents.md, "Testbed recipe")."""
-    return f"at {t:.2f} s"
+    return f"at {time_text(t)} s"
 
 
 def times_line(label: str, times: np.ndarray) -> str:

@@ -1,12 +1,13 @@
 import base64
 import io
+import json
 
 import gymnasium as gym
 import numpy as np
 from PIL import Image
 
 import medscope_gym  # noqa: F401 - registers the env ids
-from medscope_gym.chat import Transcript, frames_fps
+from medscope_gym.chat import Transcript, frame_label, frames_fps, time_text
 from medscope_gym.protocol import SYSTEM_PROMPT, format_tool_call
 
 
@@ -56,3 +57,16 @@ def test_openai_messages_are_jpeg_data_urls():
     assert img.format == "JPEG"
     assert sum(b["type"] == "image_url" for b in msgs[5]["content"]) == 3
     assert isinstance(msgs[2]["content"], str)
+
+
+def test_a_frame_label_spells_its_time_as_a_tool_call_does():
+    # a model that copies a label's time into a crop call must not have to reformat it
+    for t in (0.5, 16.5, 102.0, 87.4833333, 240.25):
+        call = json.loads(
+            format_tool_call("get_frame", {"timestamp": round(t, 3)}).split("<tool_call>")[1][:-12]
+        )
+        assert frame_label(t) == f"at {time_text(t)} s"
+        assert time_text(t) == json.dumps(call["arguments"]["timestamp"])
+    assert (
+        frame_label(16.5) == "at 16.5 s" and time_text(102) == "102.0" and time_text(87.4833333) == "87.483"
+    )

@@ -81,7 +81,10 @@ def test_reset_shows_the_env_observation_with_labelled_preview_images(trl_suite,
     assert len(images) == len(labels) == small_frames.max_preview_frames
     assert all(isinstance(im, Image.Image) and im.width * im.height <= 56 * 56 for im in images)
     times = obs["video_times"].ravel()
-    assert labels[0] == f"at {times[0]:.2f} s" and labels[-1] == f"at {times[-1]:.2f} s"
+    assert (
+        labels[0] == f"at {round(float(times[0]), 3)} s"
+        and labels[-1] == f"at {round(float(times[-1]), 3)} s"
+    )
     assert [b["type"] for b in blocks[:2]] == ["image", "text"]  # each time follows its frame
     assert tool_env.sample_id == sample.id
 
