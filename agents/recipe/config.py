@@ -65,6 +65,11 @@ class RecipeConfig(Config):
     """SFTConfig fields of Stage II (visual-CoT cold start from Stage I)."""
     answer_only: dict[str, Any] = field(default_factory=dict)
     """SFTConfig fields of the answer-only model (Stage II without tool calls, from Stage I)."""
+    rehearsal: dict[str, Any] = field(default_factory=dict)
+    """Stage I's examples rehearsed beside Stage II and the answer-only model (the same for both), as
+    :class:`~medscope_gym.agents.recipe.perception.Rehearsal` keyword arguments: ``skills`` (required
+    when set), ``batch_size``, ``weight``. Empty: no rehearsal. Video durations, crop layout and seed
+    come from this config."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """GRPOConfig fields of Stage III (GA-GRPO from Stage II)."""
     baselines: tuple[str, ...] = ("no_tools", "random", "search", "oracle", "uniform")
@@ -86,6 +91,13 @@ class RecipeConfig(Config):
         unknown = [s for s in self.stages if s not in _STAGES]
         if unknown:
             raise ConfigError(f"unknown stage(s) {unknown}; known: {', '.join(_STAGES)}")
+        if self.rehearsal:
+            unknown = sorted(set(self.rehearsal) - {"skills", "batch_size", "weight"})
+            if unknown or "skills" not in self.rehearsal:
+                raise ConfigError(
+                    f"rehearsal: fields are skills (required), batch_size, weight; got "
+                    f"{sorted(self.rehearsal)}"
+                )
         bad = [b for b in self.baselines if b not in ("no_tools", "random", "search", "oracle", "uniform")]
         if bad:
             raise ConfigError(f"unknown baseline(s) {bad}; known: no_tools, random, search, oracle, uniform")

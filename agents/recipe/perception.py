@@ -43,7 +43,14 @@ import numpy as np
 from medscope_gym.config import Config, check, non_negative_int, positive_float, positive_int
 from medscope_gym.errors import ConfigError
 
-__all__ = ["PERCEPTION_SKILLS", "PerceptionConfig", "make_examples", "run_perception", "train_perception"]
+__all__ = [
+    "PERCEPTION_SKILLS",
+    "PerceptionConfig",
+    "Rehearsal",
+    "make_examples",
+    "run_perception",
+    "train_perception",
+]
 
 PERCEPTION_SKILLS: tuple[str, ...] = ("symbol", "frames", "crop", "preview", "highlights")
 _QUESTIONS = {
@@ -262,6 +269,59 @@ class _Batcher:
         return enc, labels
 
 
+class Rehearsal:
+    """Stage I's examples beside a later SFT stage: each call is the loss on ``batch_size`` fresh
+    examples of ``skills`` (in turn), from a video stream no other stage draws.
+
+    Stage II's episodes spend two or three imitated tokens per turn on what the frames showed; trained
+    on them alone at its higher learning rate, the reading Stage I taught erodes (docs/results.md, v4).
+    A rehearsal batch per step keeps a gradient on it. ``train_sft(cfg, auxiliary=Rehearsal(...))``.
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        skills: tuple[str, ...],
+        *,
+        batch_size: int = 4,
+        weight: float = 1.0,
+        duration: tuple[float, float] = (90.0, 150.0),
+        crops_as_frames: bool = False,
+        seed: int = 0,
+    ) -> None:
+        unknown = [s for s in skills if s not in PERCEPTION_SKILLS]
+        if unknown or not skills:
+            raise ConfigError(f"rehearsal skills: unknown {unknown}; known: {', '.join(PERCEPTION_SKILLS)}")
+        if batch_size < 1 or weight <= 0:
+            raise ConfigError(f"rehearsal needs batch_size >= 1 and weight > 0, got {batch_size}, {weight}")
+        self.batcher = _Batcher(processor)
+        self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
+        self.duration, self.crops_as_frames = duration, crops_as_frames
+        # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
+        self._next_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
+        self._pool: dict[str, list[_Example]] = {s: [] for s in skills}
+        self._calls = 0
+
+    def batch(self) -> list[_Example]:
+        """The next ``batch_size`` examples: one skill per call, the skills in turn."""
+        skill = self.skills[self._calls % len(self.skills)]
+        self._calls += 1
+        pool = self._pool[skill]
+        if len(pool) < self.batch_size:  # examples in chunks: a video per example, made as needed
+            count = max(64, self.batch_size)
+            pool += make_examples(skill, self._next_seed[skill], count, self.duration, self.crops_as_frames)
+            self._next_seed[skill] += count  # one video per example
+        batch, self._pool[skill] = pool[: self.batch_size], pool[self.batch_size :]
+        return batch
+
+    def __call__(self, model: Any) -> Any:
+        """``weight`` × the mean answer-token loss of the next batch, on ``model``'s device."""
+        enc, labels = self.batcher(self.batch())
+        device = next(model.parameters()).device
+        enc = {k: v.to(device) for k, v in enc.items()}
+        return self.weight * model(**enc, labels=labels.to(device)).loss
+
+
 def _ranked(model: Any, batcher: _Batcher, ex: _Example) -> bool:
     """Whether, of the twelve symbols' captions, the model finds the true one likeliest after ``ex``'s
     prompt: reading, whatever format the model has since learned to answer in."""
@@ -281,15 +341,24 @@ def _ranked(model: Any, batcher: _Batcher, ex: _Example) -> bool:
     return options[int(total.argmax())].answer == ex.answer
 
 
-def _items_right(target: list[int], pred: list[int], sep: int) -> list[bool]:
-    """Per item of a listing (tokens up to and including each ``sep``, then the rest): all right?"""
-    out, ok = [], True
+def _items_right(
+    target: list[int], pred: list[int], sep: int, spaced: frozenset[int] = frozenset()
+) -> list[tuple[bool, bool]]:
+    """Per item of a listing (tokens up to and including each ``sep``, then the rest): whether its time
+    (up to the first token in ``spaced``, those beginning with a space, after the item's first other
+    token) and whether the rest (what the frame shows, and the separator) are right."""
+    out, time_ok, rest_ok, in_time, begun = [], True, True, True, False
     for t, p in zip(target, pred):
-        ok = ok and t == p
+        in_time = in_time and not (begun and t in spaced)  # the space before a time is the time's
+        begun = begun or t not in spaced
+        if in_time:
+            time_ok = time_ok and t == p
+        else:
+            rest_ok = rest_ok and t == p
         if t == sep:
-            out.append(ok)
-            ok = True
-    return [*out, ok]
+            out.append((time_ok, rest_ok))
+            time_ok, rest_ok, in_time, begun = True, True, True, False
+    return [*out, (time_ok, rest_ok)]
 
 
 def _accuracy(
@@ -298,14 +367,17 @@ def _accuracy(
     """Exact match of every answer token, teacher-forced, greedy: ``{skill: acc}``, plus ``skill/kind``
     per kind of answer where a skill has several (``frames/symbol`` is the reading alone), and for a
     listing ("0.5 no; 8.5 bar; ...") ``skill/items``: the share of its items exactly right, which
-    moves long before a whole 16-item listing does. ``ranked``: an answer naming a symbol counts as
+    moves long before a whole 16-item listing does, split into ``skill/times`` (the copied time right)
+    and ``skill/labels`` (what the frame shows right). ``ranked``: an answer naming a symbol counts as
     right when the true caption is the likeliest of the twelve."""
     import torch
 
     model.eval()
     right: list[bool] = []
-    items: list[bool] = []
+    items: list[tuple[bool, bool]] = []
     sep = batcher.tokenizer.convert_tokens_to_ids(";")
+    vocab = batcher.tokenizer.get_vocab()
+    spaced = frozenset(i for token, i in vocab.items() if token.startswith(("Ġ", " ")))
     with torch.no_grad():
         for i in range(0, len(examples), 16):
             batch = examples[i : i + 16]
@@ -315,7 +387,7 @@ def _accuracy(
             right += ((pred == target) | (target == -100)).all(dim=1).tolist()
             for ex, t, p in zip(batch, target, pred):
                 if "; " in ex.answer:
-                    items += _items_right(t[t != -100].tolist(), p[t != -100].tolist(), sep)
+                    items += _items_right(t[t != -100].tolist(), p[t != -100].tolist(), sep, spaced)
         if ranked:
             right = [
                 _ranked(model, batcher, ex) if ex.answer.endswith("at the centre") else r
@@ -324,7 +396,9 @@ def _accuracy(
     model.train()
     scores = {skill: float(np.mean(right)) if right else 0.0}
     if items:
-        scores[f"{skill}/items"] = float(np.mean(items))
+        scores[f"{skill}/items"] = float(np.mean([a and b for a, b in items]))
+        scores[f"{skill}/times"] = float(np.mean([a for a, _ in items]))
+        scores[f"{skill}/labels"] = float(np.mean([b for _, b in items]))
     kinds = sorted({ex.kind for ex in examples})
     if len(kinds) > 1:
         for kind in kinds:

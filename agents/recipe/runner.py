@@ -231,7 +231,7 @@ def _run_stage(
                 "reference": "answer_only" if stage == "answer_only" else "oracle",
                 **overrides,
             }
-            train_sft(SFTConfig.from_dict(sft, source=f"recipe {stage}"))
+            train_sft(SFTConfig.from_dict(sft, source=f"recipe {stage}"), auxiliary=_rehearsal(cfg, start))
     train_s = time.perf_counter() - t0
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
     row = {**_row(summary), "train_s": round(train_s, 1)}
@@ -244,6 +244,25 @@ def _run_stage(
     _write_results(cfg, root, results)
     _print_stage(stage, summary)
     return final
+
+
+def _rehearsal(cfg: RecipeConfig, start: Path):
+    """Stage I's examples for an SFT stage (``cfg.rehearsal``), or None."""
+    if not cfg.rehearsal:
+        return None
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import Rehearsal
+
+    return Rehearsal(
+        AutoProcessor.from_pretrained(start),
+        tuple(cfg.rehearsal["skills"]),
+        batch_size=int(cfg.rehearsal.get("batch_size", 4)),
+        weight=float(cfg.rehearsal.get("weight", 1.0)),
+        duration=cfg.train_duration,
+        crops_as_frames=bool(cfg.frames.get("crops_as_frames", False)),
+        seed=cfg.seed,
+    )
 
 
 def _evaluate(

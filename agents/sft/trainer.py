@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -318,8 +319,13 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
     return trajectories
 
 
-def train_sft(cfg: SFTConfig) -> Path:
-    """Run SFT; returns the folder of the final checkpoint (``out/final``)."""
+def train_sft(cfg: SFTConfig, auxiliary: Callable[[Any], Any] | None = None) -> Path:
+    """Run SFT; returns the folder of the final checkpoint (``out/final``).
+
+    ``auxiliary(model)``, when given, is a second loss added to every micro-batch's (logged as
+    ``train/auxiliary_loss``): the recipe rehearses Stage I's examples this way
+    (:class:`medscope_gym.agents.recipe.perception.Rehearsal`). It must draw its data deterministically
+    from its own state; on resume it starts that stream afresh."""
     import torch
     from transformers import AutoProcessor
 
@@ -370,7 +376,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     bar = progress_bar(cfg.progress and main, cfg.max_steps, step, "sft")
     while step < cfg.max_steps:
         # one optimizer step: grad_accum micro-batches of batch_size trajectories, gradients summed
-        losses, tokens = [], 0
+        losses, extra, tokens = [], [], 0
         for _micro in range(cfg.grad_accum):
             chosen = stream.take(cfg.batch_size)
             batch = trajectory_batch(
@@ -385,7 +391,12 @@ def train_sft(cfg: SFTConfig) -> Path:
             with accelerator.accumulate(model), accelerator.autocast():
                 logits = model(**batch).logits
                 loss = masked_lm_loss(logits, batch["input_ids"], mask)
-                accelerator.backward(loss)
+                if auxiliary is not None:
+                    aux = auxiliary(model)
+                    extra.append(float(aux.detach()))
+                    accelerator.backward(loss + aux)
+                else:
+                    accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
@@ -404,6 +415,7 @@ def train_sft(cfg: SFTConfig) -> Path:
                     "train/loss": mean_loss,
                     "train/lr": scheduler.get_last_lr()[0],
                     "train/assistant_tokens": tokens,
+                    **({"train/auxiliary_loss": float(np.mean(extra))} if extra else {}),
                 },
             )
         if bar is not None:

@@ -46,6 +46,11 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
             root / stage / "eval" / "metrics.json"
         ).is_file()
     assert (root / "curves.png").is_file()
+    for stage in ("stage-2-vcot", "answer-only"):  # Stage I rehearsed beside both SFT stages
+        logged = [
+            json.loads(line) for line in (root / stage / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert [row["train/auxiliary_loss"] > 0 for row in logged if "train/loss" in row] == [True, True]
     capsys.readouterr()
 
     for key in ("answer_only", "vcot", "grpo"):  # sampled too, at the configured temperature

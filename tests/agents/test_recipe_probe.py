@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from medscope_gym.agents.recipe.perception import PerceptionConfig, make_examples
+from medscope_gym.agents.recipe.perception import PerceptionConfig, Rehearsal, make_examples
 from medscope_gym.agents.recipe.probe import ReadingProbeConfig, run_reading_probe
 from medscope_gym.cli import main
 from medscope_gym.errors import ConfigError
@@ -110,14 +110,18 @@ def test_listing_phase_and_listings_scored_per_item():
     assert {"symbol", "highlights", "highlights/items", "crop", "crop/items"} <= set(scores)
     for skill in ("highlights", "crop"):
         assert 0.0 <= scores[skill] <= scores[f"{skill}/items"] <= 1.0
+        assert scores[f"{skill}/items"] <= min(scores[f"{skill}/times"], scores[f"{skill}/labels"])
 
 
 def test_items_of_a_listing_are_right_or_wrong_as_wholes():
     from medscope_gym.agents.recipe.perception import _items_right
 
-    sep = 9  # target: item, sep, item, sep, item
-    assert _items_right([1, 2, 9, 3, 9, 4], [1, 2, 9, 3, 9, 4], sep) == [True, True, True]
-    assert _items_right([1, 2, 9, 3, 9, 4], [1, 5, 9, 3, 7, 4], sep) == [False, False, True]
+    sep, spaced = 9, frozenset({5, 6})  # target: item, sep, item, sep, item; 5 and 6 begin with a space
+    right = [1, 5, 9, 6, 2, 6, 9, 6, 3, 5]  # "1 x; 2 y; 3 x": a leading space (6) belongs to the time
+    assert _items_right(right, right, sep, spaced) == [(True, True)] * 3
+    # item 1: its time wrong; item 2: its label wrong; item 3: its leading space wrong (the time's)
+    pred = [7, 5, 9, 6, 2, 5, 9, 5, 3, 5]
+    assert _items_right(right, pred, sep, spaced) == [(False, True), (True, False), (False, True)]
 
 
 def test_probe_scores_a_checkpoint_without_training_it(tiny_dir, capsys):
@@ -149,3 +153,34 @@ def test_bad_perception_config_is_refused():
         PerceptionConfig(learning_rate=0.0)
     with pytest.raises(ConfigError, match="skills"):
         PerceptionConfig(skills=("smell",))
+
+
+def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss():
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+
+    tiny = TinyModelConfig(**{**MICRO, "vocab_size": 0})
+    processor = build_processor(tiny)
+    model = build_model(processor.tokenizer, tiny)
+
+    def drawn(seed: int) -> list[tuple[str, str]]:
+        rehearsal = Rehearsal(processor, ("symbol", "crop"), batch_size=3, crops_as_frames=True, seed=seed)
+        rehearsal.batch = _counting(rehearsal.batch, log := [])
+        losses = [rehearsal(model) for _ in range(4)]
+        assert all(float(loss) > 0 and loss.requires_grad for loss in losses)
+        return log
+
+    first = drawn(0)
+    assert [skill for skill, _ in first] == ["symbol"] * 3 + ["crop"] * 3 + ["symbol"] * 3 + ["crop"] * 3
+    assert len({answer for skill, answer in first if skill == "crop"}) == 6  # no example drawn twice
+    assert drawn(0) == first and drawn(1) != first  # seeded
+    with pytest.raises(ConfigError, match="smell"):
+        Rehearsal(processor, ("smell",))
+
+
+def _counting(batch, log):
+    def wrapped():
+        examples = batch()
+        log.extend((ex.skill, ex.answer) for ex in examples)
+        return examples
+
+    return wrapped
