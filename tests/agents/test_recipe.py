@@ -69,3 +69,21 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
         assert f"recipe: {stage} finished earlier, skipped" in out
     assert again["rows"] == results["rows"]
     assert time.perf_counter() - t0 < first
+
+
+def _untimed(value):
+    """A results table without its wall-clock fields, at any depth (those differ from run to run)."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if k not in {"train_s", "eval_s", "seconds"}}
+    return value
+
+
+def test_recipe_micro_rerun_with_the_same_seed_gives_the_same_table(tmp_path, capsys):
+    """A second run from nothing with the same seed: same data, model, training and scores."""
+    tables = []
+    for run in ("first", "second"):
+        cfg = RecipeConfig.from_yaml(MICRO, out=str(tmp_path / run), seed=1, stages=("perception", "vcot"))
+        tables.append(_untimed(run_recipe(cfg)["rows"]))
+    capsys.readouterr()
+    assert set(tables[0]) == {"perception", "vcot"}
+    assert tables[0] == tables[1]
