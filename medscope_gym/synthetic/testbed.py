@@ -251,7 +251,9 @@ def render_frames(video: TestbedVideo, indices=None) -> np.ndarray:
     base = np.asarray(video.tint, dtype=np.float32)
     t = which.astype(np.float32) / video.fps
     phase = rng.uniform(0, 2 * np.pi, size=2)
-    noise = rng.normal(0, 3, size=(n, s, s, 1))[which]  # drawn for every frame: one stream per video
+    # each frame's noise from its own stream: the same frame whichever others are rendered, without
+    # drawing a whole video's noise to show three of its frames
+    noise = [np.random.default_rng([video.seed, 991, int(f)]).normal(0, 3, size=(s, s, 1)) for f in which]
     frames = np.empty((len(which), s, s, 3), dtype=np.uint8)
     for j in range(len(which)):  # a slowly drifting soft gradient plus noise: never a trivially empty frame
         wave = np.sin(2 * np.pi * (xx * 1.3 + yy * 0.7) + t[j] * 0.4 + phase[0]) * 12
