@@ -199,7 +199,7 @@ class SearchingOracle(Policy):
         preview = np.sort(np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1))
         duration = float(info["duration"])
         marked = [
-            i for i, t in enumerate(preview) if _caption_at(sample, float(t)) not in (None, self.unmarked)
+            i for i, t in enumerate(preview) if sample.caption_at(float(t)) not in (None, self.unmarked)
         ]
         runs: list[tuple[float, float]] = []
         for i in marked:  # consecutive marked preview frames form one stretch
@@ -310,7 +310,7 @@ class SearchingOracle(Policy):
         times = np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1)
         times = times[even_subsample(len(times), self.list_crops)]  # as ChatEncoder thins a crop
         inside = _inside(sample, start, end)
-        labels = [inside if inside and _caption_at(sample, float(t)) == inside else "no" for t in times]
+        labels = [inside if inside and sample.caption_at(float(t)) == inside else "no" for t in times]
         hits = [i for i, label in enumerate(labels) if label != "no"]
         if not hits:
             return None
@@ -326,13 +326,6 @@ def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:
     recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
     "Listing probe")."""
     return "; ".join(f"{time_text(t)} {label}" for t, label in zip(times, labels, strict=True))
-
-
-def _caption_at(sample: Sample, t: float) -> str | None:
-    for caption in sample.captions or ():
-        if caption.start <= t < caption.end:
-            return caption.text
-    return None
 
 
 def _inside(sample: Sample, start: float, end: float) -> str | None:

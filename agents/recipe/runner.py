@@ -235,6 +235,8 @@ def _run_stage(
     train_s = time.perf_counter() - t0
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
     row = {**_row(summary), "train_s": round(train_s, 1)}
+    if stage != "answer_only":
+        row.update(_listings(folder / "eval", suites["heldout"]))
     if "heldout-reading" in suites and stage != "answer_only":  # Stage II and III
         reading = _evaluate(cfg, str(final), suites["heldout-reading"], folder / "eval-reading")
         row["reading_accuracy"] = reading["overall"].get("accuracy")
@@ -244,6 +246,22 @@ def _run_stage(
     _write_results(cfg, root, results)
     _print_stage(stage, summary)
     return final
+
+
+def _listings(evaluated: Path, heldout: Path) -> dict[str, float]:
+    """The agent's preview and crop listings in its held-out episodes, scored against the captions
+    (agents/recipe/listings.py): ``listing_preview`` / ``listing_crop`` exact, ``…_items`` per item."""
+    from medscope_gym.agents.recipe.listings import LISTING_KINDS, listing_scores
+    from medscope_gym.agents.rollout.trajectory import load_trajectories
+    from medscope_gym.suite import Suite
+
+    samples = {s.id: s for split in ("val", "test") for s in Suite.from_spec(str(heldout), split=split)}
+    scores = listing_scores(load_trajectories(evaluated / "trajectories"), samples)
+    return {
+        f"listing_{kind}{suffix}": round(scores[kind][key], 4) if kind in scores else None
+        for kind in LISTING_KINDS
+        for suffix, key in (("", "exact"), ("_items", "items"))
+    }
 
 
 def _rehearsal(cfg: RecipeConfig, start: Path):
@@ -327,9 +345,12 @@ def _rescore(root: Path, results: dict) -> None:
 
     for key, row in results["rows"].items():
         saved = _eval_folder(root, key) / "trajectories"
-        if key == "perception" or all(c in row for c in COLUMNS) or not saved.exists():
+        if key == "perception" or not saved.exists():
             continue
-        row.update(_row(summarise_trajectories(load_trajectories(saved))))
+        if not all(c in row for c in COLUMNS):
+            row.update(_row(summarise_trajectories(load_trajectories(saved))))
+        if key in ("vcot", "grpo") and "listing_preview" not in row:
+            row.update(_listings(saved.parent, root / "data" / "heldout"))
 
 
 def _run_sampled(cfg: RecipeConfig, root: Path, suites: dict[str, Path], results: dict) -> None:
@@ -457,6 +478,23 @@ def format_results(results: dict[str, Any]) -> str:
     if sampled:
         lines += ["", f"Sampled (temperature {sampled[0][1].get('temperature')}):", "", head, lines[1]]
         lines += [_table_row(label, row) for label, row in sampled]
+    listed = [
+        (label, results["rows"][key])
+        for key, label in ROWS
+        if "listing_preview" in results["rows"].get(key, {})
+    ]
+    if listed:
+        lines += [
+            "",
+            "Listings in the held-out episodes (exact / items right; - where none was written):",
+            "",
+        ]
+        lines += ["| row | preview | crop |", "|---|---|---|"]
+        lines += [
+            f"| {label} | {_fmt(row.get('listing_preview'))} / {_fmt(row.get('listing_preview_items'))} "
+            f"| {_fmt(row.get('listing_crop'))} / {_fmt(row.get('listing_crop_items'))} |"
+            for label, row in listed
+        ]
     stage1 = results["rows"].get("perception")
     if stage1 is not None:
         scores = ", ".join(f"{skill} {_fmt(acc)}" for skill, acc in stage1["heldout"].items())

@@ -90,6 +90,13 @@ class Sample:
         """The parsed ``[s, e]`` answer of interval questions, else None."""
         return parse_interval(self.answer) if self.answer_type == "interval" else None
 
+    def caption_at(self, t: float) -> str | None:
+        """The dense caption whose ``[start, end)`` holds ``t`` seconds (None: no caption there)."""
+        for caption in self.captions or ():
+            if caption.start <= t < caption.end:
+                return caption.text
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; round-trips through :meth:`from_dict`."""
         out: dict[str, Any] = {

@@ -35,7 +35,14 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
         assert 0.0 <= results["rows"][stage]["reading_accuracy"] <= 1.0
         assert (root / _FOLDER[stage] / "eval-reading" / "metrics.json").is_file()
     assert "reading_accuracy" not in results["rows"]["answer_only"]
+    for stage in ("vcot", "grpo"):  # the agent's listings, scored in its held-out episodes
+        listed = [
+            results["rows"][stage][f"listing_{k}"] for k in ("preview", "preview_items", "crop", "crop_items")
+        ]
+        assert all(v is None or 0.0 <= v <= 1.0 for v in listed)
+    assert "listing_preview" not in results["rows"]["answer_only"]
     assert "Stage I, perception warm-up" in (root / "results.md").read_text()
+    assert "Listings in the held-out episodes" in (root / "results.md").read_text()
     table = (root / "results.md").read_text()
     for _, label in ROWS:
         assert label in table
@@ -59,7 +66,7 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "Sampled (temperature 1.0)" in table
     # a column added after a row was scored is recomputed from the saved episodes, not replayed
     saved = json.loads((root / "results.json").read_text())
-    del saved["rows"]["vcot"]["evidence_R@0.5"]
+    del saved["rows"]["vcot"]["evidence_R@0.5"], saved["rows"]["grpo"]["listing_preview"]
     (root / "results.json").write_text(json.dumps(saved))
 
     t0 = time.perf_counter()

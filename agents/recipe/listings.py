@@ -1,0 +1,78 @@
+"""How right an agent's frame listings are inside its tool episodes.
+
+The search reference that Stage II imitates writes two listings: after the preview, every preview frame
+with whether it shows the white bar ("The preview frames: 0.5 no; 8.5 bar; ..."), and after a crop,
+every crop frame with the symbol it shows ("The crop frames: 30.0 no; 30.5 a red ring at the centre;
+..."). Both are true or false by the sample's dense captions at the times of the frames the agent was
+shown, so a listing can be scored wherever the agent writes one, on its own crops too. Held-out
+accuracy says whether the agent answers right; these scores say which step of the search goes wrong:
+the preview listing, the crop listing, or what follows them (docs/agents.md, "Testbed recipe").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from medscope_gym.agents.rollout.trajectory import Trajectory
+from medscope_gym.agents.scripted import frame_listing
+from medscope_gym.suite import Sample
+
+__all__ = ["LISTING_KINDS", "listing_scores", "true_listing"]
+
+LISTING_KINDS: tuple[str, ...] = ("preview", "crop")
+#: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
+_LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
+_UNMARKED = "nothing highlighted"
+_SYMBOL_SUFFIX = " at the centre"
+
+
+def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
+    """The listing of the frames at ``times`` that the sample's captions make true: ``preview``, "bar"
+    where a highlight is on screen, else "no"; ``crop``, the symbol's caption where one is, else "no"."""
+    labels = []
+    for t in times:
+        caption = sample.caption_at(float(t))
+        if kind == "preview":
+            labels.append("no" if caption in (None, _UNMARKED) else "bar")
+        else:
+            labels.append(caption if caption is not None and caption.endswith(_SYMBOL_SUFFIX) else "no")
+    return frame_listing(list(times), labels)
+
+
+def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
+    media = trajectory.turns[turn].media
+    times = media.image_times if media.image_times is not None else media.video_times
+    return np.asarray(() if times is None else times, dtype=np.float64).reshape(-1)
+
+
+def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sample]) -> dict[str, Any]:
+    """Per kind: ``written`` (listings the agent wrote), ``exact`` (share exactly right) and ``items``
+    (share of the true items written right, in place), over every listing in ``trajectories``. A
+    preview listing counts on the first turn only (its frames are the preview); a crop listing on a
+    turn whose observation was a crop. Kinds with no listing are left out."""
+    found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in LISTING_KINDS}
+    for trajectory in trajectories:
+        sample = samples[trajectory.sample_id]
+        for k, turn in enumerate(trajectory.turns):
+            for match in _LISTING.finditer(turn.action_text):
+                kind, written = match.group(1), match.group(2)
+                times = _shown_times(trajectory, k)
+                if (kind == "preview") != (k == 0) or not len(times):
+                    continue
+                truth = true_listing(sample, times, kind)
+                items, right_items = written.split("; "), truth.split("; ")
+                hits = sum(a == b for a, b in zip(items, right_items))
+                found[kind].append((written == truth, hits / len(right_items)))
+    return {
+        kind: {
+            "written": len(rows),
+            "exact": float(np.mean([e for e, _ in rows])),
+            "items": float(np.mean([i for _, i in rows])),
+        }
+        for kind, rows in found.items()
+        if rows
+    }
