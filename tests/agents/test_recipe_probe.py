@@ -164,7 +164,8 @@ def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss()
 
     def drawn(seed: int) -> list[tuple[str, str]]:
         rehearsal = Rehearsal(processor, ("symbol", "crop"), batch_size=3, crops_as_frames=True, seed=seed)
-        rehearsal.batch = _counting(rehearsal.batch, log := [])
+        log: list[tuple[str, str]] = []
+        rehearsal.batch = _counting(rehearsal.batch, log)
         losses = [rehearsal(model) for _ in range(4)]
         assert all(float(loss) > 0 and loss.requires_grad for loss in losses)
         return log
