@@ -20,6 +20,7 @@ import numpy as np
 from medscope_gym.agents.rollout.trajectory import Trajectory
 from medscope_gym.agents.scripted import frame_listing
 from medscope_gym.suite import Sample
+from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
 
 __all__ = ["LISTING_KINDS", "listing_scores", "true_listing"]
 
@@ -27,7 +28,7 @@ LISTING_KINDS: tuple[str, ...] = ("preview", "crop")
 #: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
 _LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
 _UNMARKED = "nothing highlighted"
-_SYMBOL_SUFFIX = " at the centre"
+_SYMBOL_CAPTIONS = frozenset(symbol_caption(s) for s in SYMBOLS)
 
 
 def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
@@ -39,7 +40,7 @@ def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
         if kind == "preview":
             labels.append("no" if caption in (None, _UNMARKED) else "bar")
         else:
-            labels.append(caption if caption is not None and caption.endswith(_SYMBOL_SUFFIX) else "no")
+            labels.append(caption if caption in _SYMBOL_CAPTIONS else "no")
     return frame_listing(list(times), labels)
 
 

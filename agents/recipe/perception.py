@@ -129,10 +129,6 @@ class _Example:
     """What the answer is about (``frames``: symbol / highlight / nothing), for per-kind scores."""
 
 
-def _caption(symbol: str) -> str:
-    return f"a {symbol} at the centre"
-
-
 def _highlighted(video, frame: int) -> bool:
     """Whether frame ``frame`` shows the white bar."""
     return any(ev.highlight_start_frame <= frame < ev.highlight_end_frame for ev in video.events)
@@ -142,9 +138,11 @@ def _visible_at(video, frame: int) -> str:
     """What frame ``frame`` shows, in the dense captions' words. Only what is visible: the captions'
     "a highlighted interval begins; no symbol yet" and "the symbol has gone; the highlight ends" look
     the same in a frame, so both are "a highlighted interval, no symbol"."""
+    from medscope_gym.synthetic.testbed import symbol_caption
+
     for ev in video.events:
         if ev.start_frame <= frame < ev.end_frame:
-            return _caption(ev.symbol)
+            return symbol_caption(ev.symbol)
     if _highlighted(video, frame):
         return "a highlighted interval, no symbol"
     return "nothing highlighted"
@@ -163,6 +161,7 @@ def make_examples(
         generate_testbed_video,
         preview_frames,
         render_frames,
+        symbol_caption,
     )
     from medscope_gym.video.resize import resize_frames
 
@@ -200,13 +199,17 @@ def make_examples(
             idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
             if crops_as_frames:
-                labels = [_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx]
+                labels = [
+                    symbol_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx
+                ]
                 listing = frame_listing(times[idx], labels)
                 out.append(
                     _Example(skill, list(clip), times[idx].tolist(), None, None, _CROP_LISTING, listing)
                 )
             else:
-                out.append(_Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], _caption(ev.symbol)))
+                out.append(
+                    _Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], symbol_caption(ev.symbol))
+                )
         else:  # the preview: the frames that show the bar, or the two around the k-th highlight
             shown = preview_frames(video.num_frames, video.fps)
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
@@ -329,9 +332,9 @@ def _ranked(model: Any, batcher: _Batcher, ex: _Example) -> bool:
 
     import torch
 
-    from medscope_gym.synthetic.testbed import SYMBOLS
+    from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
 
-    options = [dataclasses.replace(ex, answer=_caption(symbol)) for symbol in SYMBOLS]
+    options = [dataclasses.replace(ex, answer=symbol_caption(symbol)) for symbol in SYMBOLS]
     enc, labels = batcher(options)
     logp = torch.log_softmax(model(**enc).logits[:, :-1].float(), dim=-1)
     target = labels[:, 1:]

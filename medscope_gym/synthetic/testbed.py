@@ -53,6 +53,7 @@ __all__ = [
     "SYMBOL_COLORS",
     "SYMBOL_SHAPES",
     "SYMBOLS",
+    "symbol_caption",
     "TESTBED_TOOLS",
     "TestbedConfig",
     "TestbedEvent",
@@ -74,6 +75,13 @@ SYMBOL_COLORS: dict[str, tuple[int, int, int]] = {
     "blue": (60, 100, 250),
 }
 SYMBOLS: tuple[str, ...] = tuple(f"{c} {s}" for c in SYMBOL_COLORS for s in SYMBOL_SHAPES)
+
+
+def symbol_caption(symbol: str) -> str:
+    """A symbol in the dense captions' words (``"a red ring at the centre"``)."""
+    return f"a {symbol} at the centre"
+
+
 MAIN_TEMPLATES: tuple[str, ...] = ("symbol_in_highlight", "symbol_grounding")
 PERCEPTION_TEMPLATES: tuple[str, ...] = ("symbol_at", "symbol_span_at")
 _TEMPLATE_TASKS = {
@@ -179,7 +187,7 @@ class TestbedVideo:
             if h0 > t:
                 out.append(Caption(t, h0, "nothing highlighted"))
             out.append(Caption(h0, ev.start, "a highlighted interval begins; no symbol yet"))
-            out.append(Caption(ev.start, ev.end, f"a {ev.symbol} at the centre"))
+            out.append(Caption(ev.start, ev.end, symbol_caption(ev.symbol)))
             out.append(Caption(ev.end, h1, "the symbol has gone; the highlight ends"))
             t = h1
         if t < self.duration:
