@@ -172,7 +172,7 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
     settings = {
         "seed": cfg.seed,
         "threads": cfg.threads,
-        "duration": cfg.train_duration,
+        "duration": cfg.stage_one_duration,
         "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
         **cfg.perception,
     }
@@ -277,7 +277,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         tuple(cfg.rehearsal["skills"]),
         batch_size=int(cfg.rehearsal.get("batch_size", 4)),
         weight=float(cfg.rehearsal.get("weight", 1.0)),
-        duration=cfg.train_duration,
+        duration=cfg.stage_one_duration,
         crops_as_frames=bool(cfg.frames.get("crops_as_frames", False)),
         seed=cfg.seed,
     )
