@@ -96,6 +96,16 @@ class PerceptionConfig(Config):
     crops_as_frames: bool = False
     """``crop`` examples as Stage II shows crops with ``FrameConfig.crops_as_frames``: separate
     timestamped frames, answered with every frame listed ("30.0 no; 31.5 a red ring at the centre")."""
+    irregular_times: float = 0.0
+    """Share of the training listings (``highlights``; ``crop`` with ``crops_as_frames``) shown at
+    irregular times: the preview's 16 frames drawn at random from the whole video, a crop's from a
+    window up to three times as wide, in order. The env spaces its frames evenly, and a listing of
+    evenly spaced times can be written by counting on from the first one; that carries over to no other
+    spacing or video length (docs/results.md, "v6 diagnosis"). Irregular times can only be copied.
+    Held-out examples keep the env's even spacing."""
+    heldout_duration: tuple[float, float] | None = None
+    """Shortest and longest held-out video, seconds (None: ``duration``): e.g. longer than the training
+    videos, to see whether a skill carries over to other lengths."""
     ranked: bool = False
     """Score an answer naming a symbol by whether its caption is the likeliest of the twelve, not by
     exact match: reading, apart from the answer format (a Stage II model answers in the protocol's)."""
@@ -103,6 +113,8 @@ class PerceptionConfig(Config):
     def __post_init__(self) -> None:
         self.skills = tuple(self.skills)
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
+        if self.heldout_duration is not None:
+            self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
         check(self, positive_int, "batch_size", "heldout", "eval_every")
         check(self, non_negative_int, "steps", "warmup_steps", "reading_steps", "listing_steps")
         check(self, positive_int, "threads", optional=True)
@@ -112,8 +124,14 @@ class PerceptionConfig(Config):
             raise ConfigError(
                 f"PerceptionConfig.skills: unknown {unknown}; known: {', '.join(PERCEPTION_SKILLS)}"
             )
-        if not 0 < self.duration[0] <= self.duration[1]:
-            raise ConfigError(f"PerceptionConfig.duration must be (shortest, longest), got {self.duration}")
+        for name in ("duration", "heldout_duration"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value[0] <= value[1]:
+                raise ConfigError(f"PerceptionConfig.{name} must be (shortest, longest), got {value}")
+        if not 0.0 <= self.irregular_times <= 1.0:
+            raise ConfigError(
+                f"PerceptionConfig.irregular_times must be in [0, 1], got {self.irregular_times}"
+            )
 
 
 @dataclass
@@ -148,12 +166,24 @@ def _visible_at(video, frame: int) -> str:
     return "nothing highlighted"
 
 
+def _irregular(rng: np.random.Generator, first: int, last: int, count: int) -> np.ndarray:
+    """``count`` distinct frames in ``[first, last]`` at random, in order (all of them when fewer)."""
+    pool = np.arange(max(0, first), last + 1)
+    return np.sort(rng.choice(pool, size=min(count, len(pool)), replace=False))
+
+
 def make_examples(
-    skill: str, first_seed: int, count: int, duration: tuple[float, float], crops_as_frames: bool = False
+    skill: str,
+    first_seed: int,
+    count: int,
+    duration: tuple[float, float],
+    crops_as_frames: bool = False,
+    irregular: float = 0.0,
 ) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
-    the frames listed, as Stage II's reference lists them then."""
+    the frames listed, as Stage II's reference lists them then; ``irregular``: the share of listings
+    whose frames are drawn at random times (``PerceptionConfig.irregular_times``)."""
     from medscope_gym.agents.scripted import frame_listing
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
@@ -195,8 +225,13 @@ def make_examples(
         elif skill == "crop":  # a crop between the two preview frames around the symbol, as Stage II makes
             shown = preview_frames(video.num_frames, video.fps)
             k = int(np.searchsorted(shown, ev.start_frame))
-            idx = np.arange(shown[k - 1], shown[k] + 1)
-            idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
+            if crops_as_frames and irregular and rng.random() < irregular:  # a wider window, random frames
+                width = int(shown[k] - shown[k - 1])
+                first = shown[k - 1] - int(rng.integers(0, width + 1))
+                idx = _irregular(rng, first, min(video.num_frames - 1, first + 3 * width), 16)
+            else:
+                idx = np.arange(shown[k - 1], shown[k] + 1)
+                idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
             if crops_as_frames:
                 labels = [
@@ -212,6 +247,8 @@ def make_examples(
                 )
         else:  # the preview: the frames that show the bar, or the two around the k-th highlight
             shown = preview_frames(video.num_frames, video.fps)
+            if skill == "highlights" and irregular and rng.random() < irregular:
+                shown = _irregular(rng, 0, video.num_frames - 1, len(shown))
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
             if skill == "highlights":
                 question = _QUESTIONS[skill]
@@ -423,7 +460,9 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
     mix = [
         ex
         for i, skill in enumerate(cfg.skills)
-        for ex in make_examples(skill, stream + 100_000 * i, per_skill, cfg.duration, cfg.crops_as_frames)
+        for ex in make_examples(
+            skill, stream + 100_000 * i, per_skill, cfg.duration, cfg.crops_as_frames, cfg.irregular_times
+        )
     ]
     # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
     lead = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
@@ -433,7 +472,12 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
         ex
         for i, skill in enumerate(listing)
         for ex in make_examples(
-            skill, stream + 600_000 + 100_000 * i, share, cfg.duration, cfg.crops_as_frames
+            skill,
+            stream + 600_000 + 100_000 * i,
+            share,
+            cfg.duration,
+            cfg.crops_as_frames,
+            cfg.irregular_times,
         )
     ]
     lead += [listed[j] for j in rng.permutation(len(listed))][: cfg.listing_steps * cfg.batch_size]
@@ -447,7 +491,7 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
             skill,
             _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
             cfg.heldout,
-            cfg.duration,
+            cfg.heldout_duration or cfg.duration,
             cfg.crops_as_frames,
         )
         for skill in scored

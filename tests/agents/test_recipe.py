@@ -26,10 +26,10 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
         assert set(COLUMNS) <= set(results["rows"][key])
     stage1 = results["rows"]["perception"]
     assert {"symbol", "frames", "crop", "highlights"} <= set(stage1["heldout"])
-    assert (
-        json.loads((root / "stage-1-perception" / "run" / "perception.json").read_text())["heldout"]
-        == (stage1["heldout"])
-    )
+    perception = json.loads((root / "stage-1-perception" / "run" / "perception.json").read_text())
+    assert perception["heldout"] == stage1["heldout"]
+    # Stage I on every length the agent meets: the shortest training to the longest held-out video
+    assert perception["config"]["duration"] == [60.0, 100.0]
     assert results["rows"]["oracle"]["accuracy"] == 1.0
     for stage in ("vcot", "grpo"):  # the reading check: held-out "which symbol at t"
         assert 0.0 <= results["rows"][stage]["reading_accuracy"] <= 1.0
