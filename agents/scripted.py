@@ -34,6 +34,7 @@ __all__ = [
     "RandomPolicy",
     "SCRIPTED_POLICIES",
     "SearchingOracle",
+    "PREVIEW_LISTING",
     "frame_listing",
     "make_scripted_policy",
 ]
@@ -276,7 +277,7 @@ class SearchingOracle(Policy):
         if crops == 0:
             if st["runs"]:
                 labels = ["bar" if m else "no" for m in st["marked"]]
-                think = f"The preview frames: {frame_listing(st['preview'], labels)}. "
+                think = f"{PREVIEW_LISTING}{frame_listing(st['preview'], labels)}. "
                 k = st["runs"].index((a, b))
                 if st["named"]:
                     think += (
@@ -316,6 +317,10 @@ class SearchingOracle(Policy):
             return None
         a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
         return f"The crop frames: {frame_listing(times, labels)}.", (round(float(a), 3), round(float(b), 3))
+
+
+#: How the search reference opens its first turn's reasoning, before the preview's frame listing.
+PREVIEW_LISTING = "The preview frames: "
 
 
 def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:

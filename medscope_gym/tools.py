@@ -28,6 +28,7 @@ __all__ = [
     "crop_video",
     "get_frame",
     "preview",
+    "preview_text",
     "run_tool",
     "sample_times",
 ]
@@ -126,11 +127,16 @@ def preview(video: Video, cfg: ToolConfig) -> ToolOutput:
     """The coarse global look at reset: frames at ``preview_fps`` over the whole video."""
     times = sample_times(0.0, video.duration, cfg.preview_fps, cfg.preview_max_frames)
     frames, stamps = _frames_at(video, times, cfg.preview_max_pixels)
-    text = (
-        f"Preview of the whole video ({video.duration:.1f} s): {len(stamps)} frames from "
+    text = preview_text(video.duration, stamps)
+    return ToolOutput("preview", frames, stamps, interval=(0.0, video.duration), text=text)
+
+
+def preview_text(duration: float, stamps: np.ndarray) -> str:
+    """The line the preview's observation ends with (also what Stage I's episode-layout examples show)."""
+    return (
+        f"Preview of the whole video ({duration:.1f} s): {len(stamps)} frames from "
         f"{stamps[0]:.1f} s to {stamps[-1]:.1f} s."
     )
-    return ToolOutput("preview", frames, stamps, interval=(0.0, video.duration), text=text)
 
 
 _CLOCK_RE = re.compile(r"^(?:(\d{1,6}):)?(\d{1,2}):(\d{1,2}(?:\.\d{1,9})?)$", re.ASCII)

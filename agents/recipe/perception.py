@@ -103,6 +103,13 @@ class PerceptionConfig(Config):
     evenly spaced times can be written by counting on from the first one; that carries over to no other
     spacing or video length (docs/results.md, "v6 diagnosis"). Irregular times can only be copied.
     Held-out examples keep the env's even spacing."""
+    episode_layout: float = 0.0
+    """Share of the training preview listings (``highlights``) laid out as an episode's first turn:
+    the policy's system prompt, the frames, the env's question and preview text, and the answer as the
+    search reference opens its reasoning ("<think>The preview frames: 0.5 no; ..."). A listing learned
+    only in Stage I's own short layout is not written in an episode, where the answer sits a hundred
+    tokens further from the frames (docs/results.md, "v6 diagnosis"). When > 0, held-out scores add
+    ``highlights@episode``, the listing in that layout."""
     heldout_duration: tuple[float, float] | None = None
     """Shortest and longest held-out video, seconds (None: ``duration``): e.g. longer than the training
     videos, to see whether a skill carries over to other lengths."""
@@ -128,10 +135,9 @@ class PerceptionConfig(Config):
             value = getattr(self, name)
             if value is not None and not 0 < value[0] <= value[1]:
                 raise ConfigError(f"PerceptionConfig.{name} must be (shortest, longest), got {value}")
-        if not 0.0 <= self.irregular_times <= 1.0:
-            raise ConfigError(
-                f"PerceptionConfig.irregular_times must be in [0, 1], got {self.irregular_times}"
-            )
+        for name in ("irregular_times", "episode_layout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"PerceptionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -145,6 +151,8 @@ class _Example:
     answer: str
     kind: str = ""
     """What the answer is about (``frames``: symbol / highlight / nothing), for per-kind scores."""
+    episode: bool = False
+    """Laid out as an episode's turn: after the system prompt, answered without ending the turn."""
 
 
 def _highlighted(video, frame: int) -> bool:
@@ -179,20 +187,27 @@ def make_examples(
     duration: tuple[float, float],
     crops_as_frames: bool = False,
     irregular: float = 0.0,
+    episode: float = 0.0,
 ) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
     the frames listed, as Stage II's reference lists them then; ``irregular``: the share of listings
-    whose frames are drawn at random times (``PerceptionConfig.irregular_times``)."""
-    from medscope_gym.agents.scripted import frame_listing
+    whose frames are drawn at random times (``PerceptionConfig.irregular_times``); ``episode``: the
+    share of preview listings laid out as an episode's first turn (``PerceptionConfig.episode_layout``)."""
+    from medscope_gym.agents.scripted import PREVIEW_LISTING, frame_listing
+    from medscope_gym.prompts import question_text
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
+        MAIN_TEMPLATES,
         TESTBED_TOOLS,
+        TestbedConfig,
         generate_testbed_video,
         preview_frames,
         render_frames,
         symbol_caption,
+        testbed_questions,
     )
+    from medscope_gym.tools import preview_text
     from medscope_gym.video.resize import resize_frames
 
     rng = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill)])
@@ -255,6 +270,27 @@ def make_examples(
                 answer = frame_listing(
                     times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
                 )
+                if episode and rng.random() < episode:  # the episode's own first turn
+                    asked = testbed_questions(
+                        video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed
+                    )
+                    sample = asked[int(rng.integers(len(asked)))]
+                    look = preview_text(video.duration, times[shown])
+                    question = f"{question_text(sample, video.duration)}\n{look}"
+                    answer = f"<think>{PREVIEW_LISTING}{answer}."
+                    out.append(
+                        _Example(
+                            skill,
+                            list(small),
+                            times[shown].tolist(),
+                            None,
+                            None,
+                            question,
+                            answer,
+                            episode=True,
+                        )
+                    )
+                    continue
             else:
                 j = int(rng.integers(len(video.events)))
                 k = int(np.searchsorted(shown, video.events[j].start_frame))
@@ -267,9 +303,10 @@ def make_examples(
 class _Batcher:
     """Examples as chat text plus processor tensors, labels on the answer tokens only."""
 
-    def __init__(self, processor: Any) -> None:
+    def __init__(self, processor: Any, system_prompt: str | None = None) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.system_prompt = system_prompt
 
     def __call__(self, batch: list[_Example]):
         import torch
@@ -292,8 +329,16 @@ class _Batcher:
                 images.append(frame)
             blocks.append(ex.question)
             body = "\n".join(blocks)
-            texts.append(f"<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n{ex.answer}<|im_end|>")
-            answers.append(self.tokenizer(f"{ex.answer}<|im_end|>", add_special_tokens=False)["input_ids"])
+            system = (
+                f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n"
+                if ex.episode and self.system_prompt
+                else ""
+            )
+            end = "" if ex.episode else "<|im_end|>"  # an episode's turn goes on after the listing
+            texts.append(
+                f"{system}<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n{ex.answer}{end}"
+            )
+            answers.append(self.tokenizer(f"{ex.answer}{end}", add_special_tokens=False)["input_ids"])
         kwargs: dict[str, Any] = {}
         if images:
             kwargs["images"] = images
@@ -304,7 +349,7 @@ class _Batcher:
         labels = torch.full_like(enc["input_ids"], -100)
         for i, answer in enumerate(answers):
             ids = enc["input_ids"][i].tolist()
-            end = len(ids) - ids[::-1].index(answer[-1])  # the last <|im_end|> closes the answer
+            end = len(ids) - ids[::-1].index(answer[-1])  # the answer's last token (right padding after)
             labels[i, end - len(answer) : end] = torch.tensor(answer)
         return enc, labels
 
@@ -447,13 +492,16 @@ def _accuracy(
     return scores
 
 
-def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any = None) -> dict[str, Any]:
-    """Train ``model`` in place on ``cfg``'s examples; returns the held-out scores and the curve."""
+def train_perception(
+    model: Any, processor: Any, cfg: PerceptionConfig, log: Any = None, system_prompt: str | None = None
+) -> dict[str, Any]:
+    """Train ``model`` in place on ``cfg``'s examples; returns the held-out scores and the curve.
+    ``system_prompt``: the policy's, which episode-layout examples open with (``cfg.episode_layout``)."""
     import torch
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    batcher = _Batcher(processor)
+    batcher = _Batcher(processor, system_prompt)
     per_skill = -(-cfg.steps * cfg.batch_size // len(cfg.skills))
     rng = np.random.default_rng([cfg.seed, 17])
     stream = 1_000_000 * (cfg.seed + 1)
@@ -461,7 +509,13 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
         ex
         for i, skill in enumerate(cfg.skills)
         for ex in make_examples(
-            skill, stream + 100_000 * i, per_skill, cfg.duration, cfg.crops_as_frames, cfg.irregular_times
+            skill,
+            stream + 100_000 * i,
+            per_skill,
+            cfg.duration,
+            cfg.crops_as_frames,
+            cfg.irregular_times,
+            cfg.episode_layout,
         )
     ]
     # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
@@ -478,6 +532,7 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
             cfg.duration,
             cfg.crops_as_frames,
             cfg.irregular_times,
+            cfg.episode_layout,
         )
     ]
     lead += [listed[j] for j in rng.permutation(len(listed))][: cfg.listing_steps * cfg.batch_size]
@@ -496,6 +551,14 @@ def train_perception(model: Any, processor: Any, cfg: PerceptionConfig, log: Any
         )
         for skill in scored
     }
+    if cfg.episode_layout > 0 and "highlights" in scored:  # the preview listing as episodes lay it out
+        heldout["highlights@episode"] = make_examples(
+            "highlights",
+            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index("highlights"),
+            cfg.heldout,
+            cfg.heldout_duration or cfg.duration,
+            episode=1.0,
+        )
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)
@@ -559,9 +622,12 @@ def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig
     out.mkdir(parents=True, exist_ok=True)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir)
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+
+    policy = VLMPolicyConfig.load(model_dir)
     log = MetricsLog(out, tensorboard=False, name="perception")
     try:
-        result = train_perception(model, processor, cfg, log)
+        result = train_perception(model, processor, cfg, log, policy.system_prompt if policy else None)
     finally:
         log.close()
     with atomic_directory(out / "final") as tmp:

@@ -53,12 +53,22 @@ def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
     if cfg.checkpoint is not None:
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+        from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+
         processor = AutoProcessor.from_pretrained(cfg.checkpoint)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg.checkpoint)
+        policy = VLMPolicyConfig.load(cfg.checkpoint)
+        system_prompt = policy.system_prompt if policy else None
     else:
-        from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+        from medscope_gym.agents.vlm.tiny import (
+            TinyModelConfig,
+            build_model,
+            build_processor,
+            tiny_policy_config,
+        )
 
         tiny = TinyModelConfig(**{**cfg.model, "seed": cfg.seed})
         processor = build_processor(tiny)
         model = build_model(processor.tokenizer, tiny)
-    return {"config": cfg.to_dict(), **train_perception(model, processor, cfg)}
+        system_prompt = tiny_policy_config().system_prompt
+    return {"config": cfg.to_dict(), **train_perception(model, processor, cfg, system_prompt=system_prompt)}

@@ -13,7 +13,8 @@ def test_stage_one_spans_the_training_and_held_out_lengths_by_default():
     assert cfg.perception_duration is None
     assert cfg.stage_one_duration == (90.0, 360.0)
     # held-out videos shorter than the training ones are covered too
-    assert RecipeConfig(train_duration=(90, 240), heldout_duration=(30, 60)).stage_one_duration == (30.0, 240.0)
+    shorter = RecipeConfig(train_duration=(90, 240), heldout_duration=(30, 60))
+    assert shorter.stage_one_duration == (30.0, 240.0)
 
 
 def test_perception_duration_overrides_and_round_trips():

@@ -148,7 +148,46 @@ def test_probe_command_writes_its_result(tmp_path, capsys):
     assert "held-out accuracy symbol" in capsys.readouterr().out
 
 
+def test_irregular_listings_are_at_random_times_and_still_true():
+    """``irregular``: the preview's frames and a crop's drawn at random times, in order; the listing
+    stays what each frame shows. Without it no random number is drawn for the layout."""
+    plain = make_examples("highlights", 7, 6, (90.0, 150.0))
+    assert all(np.allclose(np.diff(ex.image_times), np.diff(ex.image_times)[0], atol=1.0) for ex in plain)
+    assert [ex.answer for ex in make_examples("highlights", 7, 6, (90.0, 150.0), irregular=0.0)] == [
+        ex.answer for ex in plain
+    ]
+    uneven = make_examples("highlights", 7, 6, (90.0, 150.0), irregular=1.0)
+    for ex in uneven:
+        gaps = np.diff(ex.image_times)
+        assert len(ex.images) == 16 and (gaps > 0).all() and gaps.max() - gaps.min() > 2.0
+        lit = [
+            f"{t} {'bar' if frame[:2].mean() > 200 else 'no'}" for t, frame in zip(ex.image_times, ex.images)
+        ]
+        assert ex.answer.split("; ") == lit
+    crops = make_examples("crop", 7, 6, (90.0, 150.0), crops_as_frames=True, irregular=1.0)
+    assert any(len(set(np.round(np.diff(ex.image_times), 3))) > 1 for ex in crops)
+    for ex in crops:
+        listed = ex.answer.split("; ")
+        assert [x.split(" ")[0] for x in listed] == [f"{t}" for t in ex.image_times]
+        assert [not x.endswith(" no") for x in listed] == [_shows_symbol(frame) for frame in ex.images]
+
+
+def test_held_out_examples_can_be_longer_than_the_training_ones():
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights",),
+        duration=(60.0, 70.0), heldout_duration=(300.0, 310.0), irregular_times=1.0,
+    )  # fmt: skip
+    assert cfg.heldout_duration == (300.0, 310.0)
+    assert 0.0 <= run_reading_probe(cfg)["heldout"]["highlights/times"] <= 1.0
+    long = make_examples("highlights", 999_040_000, 2, (300.0, 310.0))
+    assert all(ex.image_times[-1] > 290.0 for ex in long)  # what the held-out scores are made of
+
+
 def test_bad_perception_config_is_refused():
+    with pytest.raises(ConfigError, match="irregular_times"):
+        PerceptionConfig(irregular_times=1.5)
+    with pytest.raises(ConfigError, match="heldout_duration"):
+        PerceptionConfig(heldout_duration=(300.0, 200.0))
     with pytest.raises(ConfigError, match="learning_rate"):
         PerceptionConfig(learning_rate=0.0)
     with pytest.raises(ConfigError, match="skills"):
