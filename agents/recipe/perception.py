@@ -49,6 +49,7 @@ __all__ = [
     "Rehearsal",
     "make_examples",
     "run_perception",
+    "save_perception_model",
     "train_perception",
 ]
 
@@ -211,6 +212,7 @@ def make_examples(
     from medscope_gym.video.resize import resize_frames
 
     rng = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill)])
+    layouts = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill), 1])  # videos stay the same
     out: list[_Example] = []
     seed = first_seed
     while len(out) < count:
@@ -270,11 +272,11 @@ def make_examples(
                 answer = frame_listing(
                     times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
                 )
-                if episode and rng.random() < episode:  # the episode's own first turn
+                if episode and layouts.random() < episode:  # the episode's own first turn
                     asked = testbed_questions(
                         video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed
                     )
-                    sample = asked[int(rng.integers(len(asked)))]
+                    sample = asked[int(layouts.integers(len(asked)))]
                     look = preview_text(video.duration, times[shown])
                     question = f"{question_text(sample, video.duration)}\n{look}"
                     answer = f"<think>{PREVIEW_LISTING}{answer}."
@@ -361,6 +363,8 @@ class Rehearsal:
     Stage II's episodes spend two or three imitated tokens per turn on what the frames showed; trained
     on them alone at its higher learning rate, the reading Stage I taught erodes (docs/results.md, v4).
     A rehearsal batch per step keeps a gradient on it. ``train_sft(cfg, auxiliary=Rehearsal(...))``.
+    ``irregular``, ``episode`` and ``system_prompt`` lay the examples out as Stage I did
+    (``PerceptionConfig.irregular_times`` and ``episode_layout``).
     """
 
     def __init__(
@@ -373,14 +377,18 @@ class Rehearsal:
         duration: tuple[float, float] = (90.0, 150.0),
         crops_as_frames: bool = False,
         seed: int = 0,
+        irregular: float = 0.0,
+        episode: float = 0.0,
+        system_prompt: str | None = None,
     ) -> None:
         unknown = [s for s in skills if s not in PERCEPTION_SKILLS]
         if unknown or not skills:
             raise ConfigError(f"rehearsal skills: unknown {unknown}; known: {', '.join(PERCEPTION_SKILLS)}")
         if batch_size < 1 or weight <= 0:
             raise ConfigError(f"rehearsal needs batch_size >= 1 and weight > 0, got {batch_size}, {weight}")
-        self.batcher = _Batcher(processor)
+        self.batcher = _Batcher(processor, system_prompt)
         self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
+        self.irregular, self.episode = irregular, episode
         self.duration, self.crops_as_frames = duration, crops_as_frames
         # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
         self._next_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
@@ -394,7 +402,15 @@ class Rehearsal:
         pool = self._pool[skill]
         if len(pool) < self.batch_size:  # examples in chunks: a video per example, made as needed
             count = max(64, self.batch_size)
-            pool += make_examples(skill, self._next_seed[skill], count, self.duration, self.crops_as_frames)
+            pool += make_examples(
+                skill,
+                self._next_seed[skill],
+                count,
+                self.duration,
+                self.crops_as_frames,
+                self.irregular,
+                self.episode,
+            )
             self._next_seed[skill] += count  # one video per example
         batch, self._pool[skill] = pool[: self.batch_size], pool[self.batch_size :]
         return batch
@@ -610,33 +626,41 @@ def train_perception(
 def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig) -> dict[str, Any]:
     """Stage I from the checkpoint ``model_dir`` into ``out/final`` (written atomically with the
     processor and the policy settings); ``out/metrics.jsonl`` and ``out/perception.json`` beside it."""
-    import shutil
-
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from medscope_gym.agents.training.metrics import MetricsLog, quiet_transformers
-    from medscope_gym.atomic import atomic_directory, atomic_write_text
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+    from medscope_gym.atomic import atomic_write_text
 
     quiet_transformers()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir)
-    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
-
     policy = VLMPolicyConfig.load(model_dir)
     log = MetricsLog(out, tensorboard=False, name="perception")
     try:
         result = train_perception(model, processor, cfg, log, policy.system_prompt if policy else None)
     finally:
         log.close()
-    with atomic_directory(out / "final") as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for name in ("medscope_policy.json", "medscope_tiny.json"):
-            if (Path(model_dir) / name).is_file():
-                shutil.copy(Path(model_dir) / name, tmp / name)
+    save_perception_model(model, processor, model_dir, out / "final")
     atomic_write_text(
         out / "perception.json", json.dumps({"config": cfg.to_dict(), **result}, indent=2) + "\n"
     )
     return result
+
+
+def save_perception_model(model: Any, processor: Any, source: str | Path | None, dest: str | Path) -> None:
+    """Write a Stage I model and its processor to ``dest`` atomically, with the policy settings and the
+    tiny model's description of the checkpoint it came from (``source``), so later stages load it as
+    they would that checkpoint."""
+    import shutil
+
+    from medscope_gym.atomic import atomic_directory
+
+    with atomic_directory(Path(dest)) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for name in ("medscope_policy.json", "medscope_tiny.json"):
+            if source is not None and (Path(source) / name).is_file():
+                shutil.copy(Path(source) / name, tmp / name)

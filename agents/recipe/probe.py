@@ -45,6 +45,9 @@ class ReadingProbeConfig(PerceptionConfig):
     checkpoint: str | None = None
     """Start from this checkpoint folder instead of a model built from ``model`` (with ``--steps 0``:
     score it as it is, e.g. whether a Stage II model still reads what Stage I taught it)."""
+    save: str | None = None
+    """Write the trained model here (with the checkpoint's processor and policy settings), e.g. to
+    continue a recipe's Stage I model with other examples and score it in episodes."""
 
 
 def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
@@ -71,4 +74,9 @@ def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
         processor = build_processor(tiny)
         model = build_model(processor.tokenizer, tiny)
         system_prompt = tiny_policy_config().system_prompt
-    return {"config": cfg.to_dict(), **train_perception(model, processor, cfg, system_prompt=system_prompt)}
+    result = {"config": cfg.to_dict(), **train_perception(model, processor, cfg, system_prompt=system_prompt)}
+    if cfg.save is not None:
+        from medscope_gym.agents.recipe.perception import save_perception_model
+
+        save_perception_model(model, processor, cfg.checkpoint, cfg.save)
+    return result

@@ -271,7 +271,9 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
     from transformers import AutoProcessor
 
     from medscope_gym.agents.recipe.perception import Rehearsal
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
 
+    policy = VLMPolicyConfig.load(start)
     return Rehearsal(
         AutoProcessor.from_pretrained(start),
         tuple(cfg.rehearsal["skills"]),
@@ -280,6 +282,9 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         duration=cfg.stage_one_duration,
         crops_as_frames=bool(cfg.frames.get("crops_as_frames", False)),
         seed=cfg.seed,
+        irregular=float(cfg.perception.get("irregular_times", 0.0)),  # laid out as Stage I's examples
+        episode=float(cfg.perception.get("episode_layout", 0.0)),
+        system_prompt=policy.system_prompt if policy else None,
     )
 
 

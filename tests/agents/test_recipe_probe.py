@@ -136,6 +136,20 @@ def test_probe_scores_a_checkpoint_without_training_it(tiny_dir, capsys):
     assert run_reading_probe(cfg)["heldout"] == result["heldout"]  # scoring is deterministic
 
 
+def test_probe_saves_the_model_it_trained(tiny_dir, tmp_path):
+    """``--save DIR``: the trained model, loadable as the checkpoint it came from, with its settings."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    saved = tmp_path / "continued"
+    cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=1, batch_size=1, heldout=2, save=str(saved))
+    run_reading_probe(cfg)
+    assert (saved / "medscope_policy.json").is_file()
+    assert (saved / "model.safetensors").read_bytes() != (tiny_dir / "model.safetensors").read_bytes()
+    again = run_reading_probe(ReadingProbeConfig(checkpoint=str(saved), steps=0, heldout=2))
+    assert set(again["heldout"]) == {"symbol"}
+    Qwen2_5_VLForConditionalGeneration.from_pretrained(saved)
+
+
 def test_probe_command_writes_its_result(tmp_path, capsys):
     out = tmp_path / "probe.json"
     code = main(
@@ -172,13 +186,43 @@ def test_irregular_listings_are_at_random_times_and_still_true():
         assert [not x.endswith(" no") for x in listed] == [_shows_symbol(frame) for frame in ex.images]
 
 
+def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
+    """A preview listing in the episode layout: the policy's system prompt, the frames with their times,
+    the env's question and preview line, and the reference's opening of its reasoning; the turn is
+    not ended (the episode's reasoning goes on after the listing)."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher
+    from medscope_gym.agents.scripted import PREVIEW_LISTING
+
+    plain = make_examples("highlights", 7, 4, (90.0, 150.0))
+    laid = make_examples("highlights", 7, 4, (90.0, 150.0), episode=1.0)
+    assert all(ex.episode for ex in laid) and not any(ex.episode for ex in plain)
+    for a, b in zip(plain, laid):
+        assert b.answer == f"<think>{PREVIEW_LISTING}{a.answer}."
+        assert b.question.startswith("You are watching a clinical video of ")
+        assert "\nQuestion: " in b.question and b.question.endswith(
+            f"16 frames from {a.image_times[0]:.1f} s to {a.image_times[-1]:.1f} s."
+        )
+    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
+    enc, labels = batcher(laid[:1] + plain[:1])
+    text = batcher.tokenizer.decode(enc["input_ids"][0])
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
+    supervised = batcher.tokenizer.decode(labels[0][labels[0] != -100])
+    assert supervised == laid[0].answer  # no end of turn
+    assert batcher.tokenizer.decode(labels[1][labels[1] != -100]) == f"{plain[0].answer}<|im_end|>"
+    assert not batcher.tokenizer.decode(enc["input_ids"][1]).startswith("<|im_start|>system")
+
+
 def test_held_out_examples_can_be_longer_than_the_training_ones():
     cfg = ReadingProbeConfig(
         model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights",),
-        duration=(60.0, 70.0), heldout_duration=(300.0, 310.0), irregular_times=1.0,
+        duration=(60.0, 70.0), heldout_duration=(300.0, 310.0), irregular_times=1.0, episode_layout=0.5,
     )  # fmt: skip
     assert cfg.heldout_duration == (300.0, 310.0)
-    assert 0.0 <= run_reading_probe(cfg)["heldout"]["highlights/times"] <= 1.0
+    scores = run_reading_probe(cfg)["heldout"]
+    assert 0.0 <= scores["highlights/times"] <= 1.0
+    assert 0.0 <= scores["highlights@episode"] <= scores["highlights@episode/items"] <= 1.0
     long = make_examples("highlights", 999_040_000, 2, (300.0, 310.0))
     assert all(ex.image_times[-1] > 290.0 for ex in long)  # what the held-out scores are made of
 
@@ -186,6 +230,8 @@ def test_held_out_examples_can_be_longer_than_the_training_ones():
 def test_bad_perception_config_is_refused():
     with pytest.raises(ConfigError, match="irregular_times"):
         PerceptionConfig(irregular_times=1.5)
+    with pytest.raises(ConfigError, match="episode_layout"):
+        PerceptionConfig(episode_layout=-0.1)
     with pytest.raises(ConfigError, match="heldout_duration"):
         PerceptionConfig(heldout_duration=(300.0, 200.0))
     with pytest.raises(ConfigError, match="learning_rate"):
@@ -215,6 +261,14 @@ def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss()
     assert drawn(0) == first and drawn(1) != first  # seeded
     with pytest.raises(ConfigError, match="smell"):
         Rehearsal(processor, ("smell",))
+    # laid out as Stage I's examples: the preview listing as an episode's first turn, at random times
+    laid = Rehearsal(
+        processor, ("highlights",), batch_size=4, irregular=1.0, episode=1.0, system_prompt="Hi."
+    )
+    batch = laid.batch()
+    assert all(ex.episode and ex.answer.startswith("<think>") for ex in batch)
+    assert any(np.ptp(np.diff(ex.image_times)) > 2.0 for ex in batch)
+    assert float(laid(model)) > 0
 
 
 def _counting(batch, log):
