@@ -34,6 +34,7 @@ __all__ = [
     "RandomPolicy",
     "SCRIPTED_POLICIES",
     "SearchingOracle",
+    "CROP_LISTING",
     "PREVIEW_LISTING",
     "frame_listing",
     "make_scripted_policy",
@@ -316,11 +317,13 @@ class SearchingOracle(Policy):
         if not hits:
             return None
         a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
-        return f"The crop frames: {frame_listing(times, labels)}.", (round(float(a), 3), round(float(b), 3))
+        return f"{CROP_LISTING}{frame_listing(times, labels)}.", (round(float(a), 3), round(float(b), 3))
 
 
 #: How the search reference opens its first turn's reasoning, before the preview's frame listing.
 PREVIEW_LISTING = "The preview frames: "
+#: How it opens its reasoning after a crop, before the crop's frame listing.
+CROP_LISTING = "The crop frames: "
 
 
 def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:

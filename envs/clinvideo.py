@@ -37,7 +37,7 @@ from medscope_gym.video import BACKENDS, DEFAULT_BACKEND, Video, fit_pixels
 from medscope_gym.video.guard import DecodeTimeout
 from medscope_gym.video.probe import probe_size
 
-__all__ = ["ClinVideoEnv", "question_text"]
+__all__ = ["ClinVideoEnv", "budget_text", "question_text"]
 
 MAX_OBS_CHARS = 16_384
 # Characters the env itself writes; the suite's own text adds to this set at construction.
@@ -303,8 +303,7 @@ class ClinVideoEnv(gym.Env[dict[str, Any], str]):
                 True,
                 info,
             )
-        calls_left = self.max_tool_calls - ep.tool_calls
-        budget = f"[turn {len(ep.actions)} of {self.max_turns}; {calls_left} tool calls left]"
+        budget = budget_text(len(ep.actions), self.max_turns, self.max_tool_calls - ep.tool_calls)
         return self._observation(f"{obs_text}\n{budget}", output), 0.0, False, False, self._info()
 
     def render(self) -> np.ndarray | str | None:
@@ -614,3 +613,8 @@ def _predicted_interval(sample: Sample, answer: str | None) -> Interval | None:
     if answer is None or sample.answer_type != "interval":
         return None
     return parse_interval(answer)
+
+
+def budget_text(turn: int, max_turns: int, calls_left: int) -> str:
+    """The line that ends every observation after the first: where the episode stands."""
+    return f"[turn {turn} of {max_turns}; {calls_left} tool calls left]"

@@ -28,6 +28,7 @@ __all__ = [
     "crop_video",
     "get_frame",
     "preview",
+    "crop_text",
     "preview_text",
     "run_tool",
     "sample_times",
@@ -239,11 +240,15 @@ def crop_video(
     end = min(end, duration)
     times = sample_times(start, end, cfg.crop_fps, cfg.crop_max_frames)
     frames, stamps = _frames_at(video, times, cfg.crop_max_pixels)
-    text = (
+    return ToolOutput("crop_video", frames, stamps, interval=(start, end), text=crop_text(start, end, stamps))
+
+
+def crop_text(start: float, end: float, stamps: np.ndarray) -> str:
+    """The line a crop's observation opens with (also what Stage I's episode-layout examples show)."""
+    return (
         f"crop_video [{start:.1f} s, {end:.1f} s]: {len(stamps)} frames at "
         f"{', '.join(f'{t:.1f}' for t in stamps[:3])}{' …' if len(stamps) > 3 else ''} s."
     )
-    return ToolOutput("crop_video", frames, stamps, interval=(start, end), text=text)
 
 
 def get_frame(

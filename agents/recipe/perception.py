@@ -61,6 +61,8 @@ _QUESTIONS = {
     "highlights": "Which preview frames show the white bar?",
 }
 _CROP_LISTING = "What does each frame of this crop show?"
+#: Turns and tool calls of the recipe's episodes (ClinVideoEnv's defaults), for the budget line.
+_ENV_TURNS = 5
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
 _HELDOUT_SEED = 999_000_000
 
@@ -105,12 +107,14 @@ class PerceptionConfig(Config):
     spacing or video length (docs/results.md, "v6 diagnosis"). Irregular times can only be copied.
     Held-out examples keep the env's even spacing."""
     episode_layout: float = 0.0
-    """Share of the training preview listings (``highlights``) laid out as an episode's first turn:
-    the policy's system prompt, the frames, the env's question and preview text, and the answer as the
-    search reference opens its reasoning ("<think>The preview frames: 0.5 no; ..."). A listing learned
-    only in Stage I's own short layout is not written in an episode, where the answer sits a hundred
-    tokens further from the frames (docs/results.md, "v6 diagnosis"). When > 0, held-out scores add
-    ``highlights@episode``, the listing in that layout."""
+    """Share of the training listings laid out as in an episode: a preview listing (``highlights``) as
+    the first turn (the policy's system prompt, the frames, the env's question and preview text), a
+    crop listing (``crop`` with ``crops_as_frames``) as a crop's turn (the system prompt, the frames,
+    the env's crop and budget lines), each answered as the search reference opens its reasoning
+    ("<think>The preview frames: 0.5 no; ...", "<think>The crop frames: ..."). A listing learned only
+    in Stage I's own short layout is not written in an episode, where the answer sits a hundred tokens
+    further from the frames (docs/results.md, "v6 diagnosis"). When > 0, held-out scores add
+    ``highlights@episode`` and ``crop@episode``, the listings in that layout."""
     heldout_duration: tuple[float, float] | None = None
     """Shortest and longest held-out video, seconds (None: ``duration``): e.g. longer than the training
     videos, to see whether a skill carries over to other lengths."""
@@ -194,8 +198,9 @@ def make_examples(
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
     the frames listed, as Stage II's reference lists them then; ``irregular``: the share of listings
     whose frames are drawn at random times (``PerceptionConfig.irregular_times``); ``episode``: the
-    share of preview listings laid out as an episode's first turn (``PerceptionConfig.episode_layout``)."""
-    from medscope_gym.agents.scripted import PREVIEW_LISTING, frame_listing
+    share of listings laid out as in an episode (``PerceptionConfig.episode_layout``)."""
+    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING, frame_listing
+    from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
@@ -208,7 +213,7 @@ def make_examples(
         symbol_caption,
         testbed_questions,
     )
-    from medscope_gym.tools import preview_text
+    from medscope_gym.tools import crop_text, preview_text
     from medscope_gym.video.resize import resize_frames
 
     rng = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill)])
@@ -255,9 +260,17 @@ def make_examples(
                     symbol_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx
                 ]
                 listing = frame_listing(times[idx], labels)
-                out.append(
-                    _Example(skill, list(clip), times[idx].tolist(), None, None, _CROP_LISTING, listing)
-                )
+                shown_times = times[idx].tolist()
+                if episode and layouts.random() < episode:  # a crop's turn: its lines, then the listing
+                    turn = int(layouts.integers(1, 4))  # the first to third crop of an episode
+                    budget = budget_text(turn, _ENV_TURNS, _ENV_TURNS - turn)
+                    lines = f"{crop_text(shown_times[0], shown_times[-1], times[idx])}\n{budget}"
+                    answer = f"<think>{CROP_LISTING}{listing}."
+                    out.append(
+                        _Example(skill, list(clip), shown_times, None, None, lines, answer, episode=True)
+                    )
+                else:
+                    out.append(_Example(skill, list(clip), shown_times, None, None, _CROP_LISTING, listing))
             else:
                 out.append(
                     _Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], symbol_caption(ev.symbol))
@@ -567,14 +580,16 @@ def train_perception(
         )
         for skill in scored
     }
-    if cfg.episode_layout > 0 and "highlights" in scored:  # the preview listing as episodes lay it out
-        heldout["highlights@episode"] = make_examples(
-            "highlights",
-            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index("highlights"),
-            cfg.heldout,
-            cfg.heldout_duration or cfg.duration,
-            episode=1.0,
-        )
+    for skill in ("highlights", "crop"):  # the listings as episodes lay them out
+        if cfg.episode_layout > 0 and skill in scored and (skill == "highlights" or cfg.crops_as_frames):
+            heldout[f"{skill}@episode"] = make_examples(
+                skill,
+                _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
+                cfg.heldout,
+                cfg.heldout_duration or cfg.duration,
+                cfg.crops_as_frames,
+                episode=1.0,
+            )
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -193,7 +194,7 @@ def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
     from transformers import AutoProcessor
 
     from medscope_gym.agents.recipe.perception import _Batcher
-    from medscope_gym.agents.scripted import PREVIEW_LISTING
+    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING
 
     plain = make_examples("highlights", 7, 4, (90.0, 150.0))
     laid = make_examples("highlights", 7, 4, (90.0, 150.0), episode=1.0)
@@ -212,17 +213,27 @@ def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
     assert supervised == laid[0].answer  # no end of turn
     assert batcher.tokenizer.decode(labels[1][labels[1] != -100]) == f"{plain[0].answer}<|im_end|>"
     assert not batcher.tokenizer.decode(enc["input_ids"][1]).startswith("<|im_start|>system")
+    # a crop's listing as a crop's turn: the env's crop and budget lines, then the reference's opening
+    crops = make_examples("crop", 7, 3, (90.0, 150.0), crops_as_frames=True)
+    crop_turns = make_examples("crop", 7, 3, (90.0, 150.0), crops_as_frames=True, episode=1.0)
+    for a, b in zip(crops, crop_turns):
+        assert b.episode and b.answer == f"<think>{CROP_LISTING}{a.answer}."
+        first, budget = b.question.split("\n")
+        assert first.startswith(f"crop_video [{a.image_times[0]:.1f} s, {a.image_times[-1]:.1f} s]: ")
+        assert re.fullmatch(r"\[turn ([123]) of 5; (\d) tool calls left\]", budget)
 
 
 def test_held_out_examples_can_be_longer_than_the_training_ones():
     cfg = ReadingProbeConfig(
-        model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights",),
+        model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights", "crop"),
         duration=(60.0, 70.0), heldout_duration=(300.0, 310.0), irregular_times=1.0, episode_layout=0.5,
+        crops_as_frames=True,
     )  # fmt: skip
     assert cfg.heldout_duration == (300.0, 310.0)
     scores = run_reading_probe(cfg)["heldout"]
     assert 0.0 <= scores["highlights/times"] <= 1.0
-    assert 0.0 <= scores["highlights@episode"] <= scores["highlights@episode/items"] <= 1.0
+    for skill in ("highlights", "crop"):
+        assert 0.0 <= scores[f"{skill}@episode"] <= scores[f"{skill}@episode/items"] <= 1.0
     long = make_examples("highlights", 999_040_000, 2, (300.0, 310.0))
     assert all(ex.image_times[-1] > 290.0 for ex in long)  # what the held-out scores are made of
 
