@@ -115,6 +115,11 @@ class PerceptionConfig(Config):
     in Stage I's own short layout is not written in an episode, where the answer sits a hundred tokens
     further from the frames (docs/results.md, "v6 diagnosis"). When > 0, held-out scores add
     ``highlights@episode`` and ``crop@episode``, the listings in that layout."""
+    first_turn: bool = False
+    """Answer an episode-layout preview example with the search reference's whole first turn: the
+    listing, then the highlighted interval it picks for the question and the ``crop_video`` call, not
+    the listing alone. Picking the k-th run of "bar" items and copying its two times is a step of its
+    own; Stage II's ~1,600 first turns did not teach it (docs/results.md, "v6 diagnosis")."""
     heldout_duration: tuple[float, float] | None = None
     """Shortest and longest held-out video, seconds (None: ``duration``): e.g. longer than the training
     videos, to see whether a skill carries over to other lengths."""
@@ -193,13 +198,15 @@ def make_examples(
     crops_as_frames: bool = False,
     irregular: float = 0.0,
     episode: float = 0.0,
+    first_turn: bool = False,
 ) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
     the frames listed, as Stage II's reference lists them then; ``irregular``: the share of listings
     whose frames are drawn at random times (``PerceptionConfig.irregular_times``); ``episode``: the
-    share of listings laid out as in an episode (``PerceptionConfig.episode_layout``)."""
-    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING, frame_listing
+    share of listings laid out as in an episode (``PerceptionConfig.episode_layout``); ``first_turn``:
+    such a preview example answered with the search reference's whole first turn."""
+    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING, SearchingOracle, frame_listing
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
     from medscope_gym.suite.labels import ordinal
@@ -293,6 +300,15 @@ def make_examples(
                     look = preview_text(video.duration, times[shown])
                     question = f"{question_text(sample, video.duration)}\n{look}"
                     answer = f"<think>{PREVIEW_LISTING}{answer}."
+                    if first_turn:  # the reference's own first turn, on these frames
+                        reference = SearchingOracle()
+                        reference.begin(
+                            0, {"video_times": times[shown]}, {"duration": video.duration}, sample
+                        )
+                        turn = reference.act([0], [{}], [{"tool_log": []}])[0]
+                        # at irregular times the evidence may fall in no run of "bar" frames: then
+                        # the reference lists nothing, and the example keeps the listing alone
+                        answer = turn if PREVIEW_LISTING in turn else answer
                     out.append(
                         _Example(
                             skill,
@@ -376,8 +392,8 @@ class Rehearsal:
     Stage II's episodes spend two or three imitated tokens per turn on what the frames showed; trained
     on them alone at its higher learning rate, the reading Stage I taught erodes (docs/results.md, v4).
     A rehearsal batch per step keeps a gradient on it. ``train_sft(cfg, auxiliary=Rehearsal(...))``.
-    ``irregular``, ``episode`` and ``system_prompt`` lay the examples out as Stage I did
-    (``PerceptionConfig.irregular_times`` and ``episode_layout``).
+    ``irregular``, ``episode``, ``first_turn`` and ``system_prompt`` lay the examples out as Stage I
+    did (``PerceptionConfig.irregular_times``, ``episode_layout`` and ``first_turn``).
     """
 
     def __init__(
@@ -393,6 +409,7 @@ class Rehearsal:
         irregular: float = 0.0,
         episode: float = 0.0,
         system_prompt: str | None = None,
+        first_turn: bool = False,
     ) -> None:
         unknown = [s for s in skills if s not in PERCEPTION_SKILLS]
         if unknown or not skills:
@@ -401,7 +418,7 @@ class Rehearsal:
             raise ConfigError(f"rehearsal needs batch_size >= 1 and weight > 0, got {batch_size}, {weight}")
         self.batcher = _Batcher(processor, system_prompt)
         self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
-        self.irregular, self.episode = irregular, episode
+        self.irregular, self.episode, self.first_turn = irregular, episode, first_turn
         self.duration, self.crops_as_frames = duration, crops_as_frames
         # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
         self._next_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
@@ -423,6 +440,7 @@ class Rehearsal:
                 self.crops_as_frames,
                 self.irregular,
                 self.episode,
+                self.first_turn,
             )
             self._next_seed[skill] += count  # one video per example
         batch, self._pool[skill] = pool[: self.batch_size], pool[self.batch_size :]
@@ -545,6 +563,7 @@ def train_perception(
             cfg.crops_as_frames,
             cfg.irregular_times,
             cfg.episode_layout,
+            cfg.first_turn,
         )
     ]
     # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
@@ -562,6 +581,7 @@ def train_perception(
             cfg.crops_as_frames,
             cfg.irregular_times,
             cfg.episode_layout,
+            cfg.first_turn,
         )
     ]
     lead += [listed[j] for j in rng.permutation(len(listed))][: cfg.listing_steps * cfg.batch_size]
@@ -589,6 +609,7 @@ def train_perception(
                 cfg.heldout_duration or cfg.duration,
                 cfg.crops_as_frames,
                 episode=1.0,
+                first_turn=cfg.first_turn,
             )
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)

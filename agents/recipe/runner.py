@@ -284,6 +284,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         seed=cfg.seed,
         irregular=float(cfg.perception.get("irregular_times", 0.0)),  # laid out as Stage I's examples
         episode=float(cfg.perception.get("episode_layout", 0.0)),
+        first_turn=bool(cfg.perception.get("first_turn", False)),
         system_prompt=policy.system_prompt if policy else None,
     )
 

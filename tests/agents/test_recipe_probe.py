@@ -223,6 +223,30 @@ def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
         assert re.fullmatch(r"\[turn ([123]) of 5; (\d) tool calls left\]", budget)
 
 
+def test_first_turn_is_the_search_references_whole_first_turn():
+    """``first_turn``: the episode-layout preview example answered with the listing, the interval the
+    question names (or the first one) and the crop call, as the search reference plays that turn."""
+    from medscope_gym.agents.scripted import PREVIEW_LISTING
+    from medscope_gym.suite.labels import ordinal
+
+    listed = make_examples("highlights", 7, 6, (90.0, 150.0), episode=1.0)
+    turns = make_examples("highlights", 7, 6, (90.0, 150.0), episode=1.0, first_turn=True)
+    for a, b in zip(listed, turns):
+        assert b.answer.startswith(a.answer.removesuffix(".") + ". ")  # the same listing first
+        head, call = b.answer.split("</think>\n")
+        start, end = (float(x) for x in re.findall(r"(\d+\.?\d*)-(\d+\.?\d*) s", head)[-1])
+        assert call == (
+            f'<tool_call>{{"name": "crop_video", "arguments": {{"start_time": {start}, "end_time": {end}}}}}'
+            "</tool_call>"
+        )
+        assert start in b.image_times and end in b.image_times  # two shown frames' times
+        named = re.search(r"in the (\w+) highlighted", b.question)
+        if named:  # the interval the question names, counted in the listing's runs of "bar"
+            assert f"The {named.group(1)} highlighted interval is" in head
+            assert named.group(1) in {ordinal(k) for k in range(4)}
+    assert all(PREVIEW_LISTING in ex.answer for ex in turns)
+
+
 def test_held_out_examples_can_be_longer_than_the_training_ones():
     cfg = ReadingProbeConfig(
         model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights", "crop"),
