@@ -493,6 +493,20 @@ def _items_right(
     return [*out, (time_ok, rest_ok)]
 
 
+def _after_listing(tokenizer: Any, ids: list[int], answer: str) -> int | None:
+    """Index of the first answer token after a first turn's listing (the interval the reference picks
+    and its call), or None when the answer is a listing alone."""
+    end = answer.find(". ", answer.find("; "))
+    if "; " not in answer or end < 0 or "</think>" not in answer[end:]:
+        return None
+    text = ""
+    for k, token in enumerate(ids):
+        text += tokenizer.decode([token])
+        if len(text) > end + 1:
+            return k
+    return None
+
+
 def _accuracy(
     model: Any, batcher: _Batcher, skill: str, examples: list[_Example], ranked: bool = False
 ) -> dict[str, float]:
@@ -500,13 +514,16 @@ def _accuracy(
     per kind of answer where a skill has several (``frames/symbol`` is the reading alone), and for a
     listing ("0.5 no; 8.5 bar; ...") ``skill/items``: the share of its items exactly right, which
     moves long before a whole 16-item listing does, split into ``skill/times`` (the copied time right)
-    and ``skill/labels`` (what the frame shows right). ``ranked``: an answer naming a symbol counts as
-    right when the true caption is the likeliest of the twelve."""
+    and ``skill/labels`` (what the frame shows right); for a whole first turn (``first_turn``)
+    ``skill/after``: the share whose tokens after the listing (interval and call) are all right.
+    ``ranked``: an answer naming a symbol counts as right when the true caption is the likeliest of
+    the twelve."""
     import torch
 
     model.eval()
     right: list[bool] = []
     items: list[tuple[bool, bool]] = []
+    after: list[bool] = []
     sep = batcher.tokenizer.convert_tokens_to_ids(";")
     vocab = batcher.tokenizer.get_vocab()
     spaced = frozenset(i for token, i in vocab.items() if token.startswith(("Ġ", " ")))
@@ -518,8 +535,12 @@ def _accuracy(
             target = labels[:, 1:]
             right += ((pred == target) | (target == -100)).all(dim=1).tolist()
             for ex, t, p in zip(batch, target, pred):
+                wanted, got = t[t != -100].tolist(), p[t != -100].tolist()
                 if "; " in ex.answer:
-                    items += _items_right(t[t != -100].tolist(), p[t != -100].tolist(), sep, spaced)
+                    items += _items_right(wanted, got, sep, spaced)
+                cut = _after_listing(batcher.tokenizer, wanted, ex.answer)
+                if cut is not None:
+                    after.append(wanted[cut:] == got[cut:])
         if ranked:
             right = [
                 _ranked(model, batcher, ex) if ex.answer.endswith("at the centre") else r
@@ -531,6 +552,8 @@ def _accuracy(
         scores[f"{skill}/items"] = float(np.mean([a and b for a, b in items]))
         scores[f"{skill}/times"] = float(np.mean([a for a, _ in items]))
         scores[f"{skill}/labels"] = float(np.mean([b for _, b in items]))
+    if after:
+        scores[f"{skill}/after"] = float(np.mean(after))
     kinds = sorted({ex.kind for ex in examples})
     if len(kinds) > 1:
         for kind in kinds:

@@ -247,6 +247,33 @@ def test_first_turn_is_the_search_references_whole_first_turn():
     assert all(PREVIEW_LISTING in ex.answer for ex in turns)
 
 
+def test_the_step_after_the_listing_is_scored_on_its_own(tiny_dir):
+    """``skill/after``: whether a whole first turn's tokens after the listing are right; a listing
+    alone has no such part."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _after_listing
+
+    tokenizer = AutoProcessor.from_pretrained(tiny_dir).tokenizer
+    turn = make_examples("highlights", 7, 1, (90.0, 150.0), episode=1.0, first_turn=True)[0]
+    ids = tokenizer(turn.answer, add_special_tokens=False)["input_ids"]
+    cut = _after_listing(tokenizer, ids, turn.answer)
+    assert tokenizer.decode(ids[:cut]).endswith(" no.") or tokenizer.decode(ids[:cut]).endswith(" bar.")
+    assert tokenizer.decode(ids[cut:]).lstrip().startswith(("The ", "I crop"))
+    listing = make_examples("highlights", 7, 1, (90.0, 150.0), episode=1.0)[0]
+    assert _after_listing(tokenizer, tokenizer(listing.answer)["input_ids"], listing.answer) is None
+    cfg = ReadingProbeConfig(
+        checkpoint=str(tiny_dir),
+        steps=0,
+        heldout=3,
+        skills=("highlights",),
+        episode_layout=1.0,
+        first_turn=True,
+    )
+    scores = run_reading_probe(cfg)["heldout"]
+    assert 0.0 <= scores["highlights@episode"] <= scores["highlights@episode/after"] <= 1.0
+
+
 def test_held_out_examples_can_be_longer_than_the_training_ones():
     cfg = ReadingProbeConfig(
         model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights", "crop"),
