@@ -106,6 +106,11 @@ class PerceptionConfig(Config):
     evenly spaced times can be written by counting on from the first one; that carries over to no other
     spacing or video length (docs/results.md, "v6 diagnosis"). Irregular times can only be copied.
     Held-out examples keep the env's even spacing."""
+    even_first: float = 0.0
+    """Share of the listing phase, its first steps, whose listings keep the env's even times before
+    ``irregular_times`` applies: from scratch a model learns even listings quickly by counting on,
+    and irregular ones, which need copying, hardly at all; from a counting model, irregular ones
+    teach copying within 1,500 steps (docs/results.md, "v6 diagnosis")."""
     episode_layout: float = 0.0
     """Share of the training listings laid out as in an episode: a preview listing (``highlights``) as
     the first turn (the policy's system prompt, the frames, the env's question and preview text), a
@@ -145,7 +150,7 @@ class PerceptionConfig(Config):
             value = getattr(self, name)
             if value is not None and not 0 < value[0] <= value[1]:
                 raise ConfigError(f"PerceptionConfig.{name} must be (shortest, longest), got {value}")
-        for name in ("irregular_times", "episode_layout"):
+        for name in ("irregular_times", "episode_layout", "even_first"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"PerceptionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -592,22 +597,27 @@ def train_perception(
     # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
     lead = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
-    share = -(-cfg.listing_steps * cfg.batch_size // len(listing))
-    listed = [
-        ex
-        for i, skill in enumerate(listing)
-        for ex in make_examples(
-            skill,
-            stream + 600_000 + 100_000 * i,
-            share,
-            cfg.duration,
-            cfg.crops_as_frames,
-            cfg.irregular_times,
-            cfg.episode_layout,
-            cfg.first_turn,
-        )
-    ]
-    lead += [listed[j] for j in rng.permutation(len(listed))][: cfg.listing_steps * cfg.batch_size]
+    even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
+    for phase, steps in ((0, even), (1, cfg.listing_steps - even)):
+        if steps == 0:
+            continue
+        share = -(-steps * cfg.batch_size // len(listing))
+        first = -(-even * cfg.batch_size // len(listing)) if phase else 0  # the videos go on, unrepeated
+        listed = [
+            ex
+            for i, skill in enumerate(listing)
+            for ex in make_examples(
+                skill,
+                stream + 600_000 + 100_000 * i + first,
+                share,
+                cfg.duration,
+                cfg.crops_as_frames,
+                cfg.irregular_times if phase else 0.0,
+                cfg.episode_layout,
+                cfg.first_turn,
+            )
+        ]
+        lead += [listed[j] for j in rng.permutation(len(listed))][: steps * cfg.batch_size]
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
     total = cfg.reading_steps + cfg.listing_steps + cfg.steps
     scored = tuple(

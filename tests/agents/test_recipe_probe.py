@@ -274,6 +274,36 @@ def test_the_step_after_the_listing_is_scored_on_its_own(tiny_dir):
     assert 0.0 <= scores["highlights@episode"] <= scores["highlights@episode/after"] <= 1.0
 
 
+def test_even_listings_come_first_then_irregular_ones(monkeypatch):
+    """``even_first``: the listing phase's first share at even times, the rest at ``irregular_times``,
+    on videos that go on without repeating."""
+    import medscope_gym.agents.recipe.perception as perception
+
+    calls = []
+    real = perception.make_examples
+
+    def spy(skill, first_seed, count, *args):
+        calls.append((skill, first_seed, count, args[2] if len(args) > 2 else 0.0))
+        return real(skill, first_seed, count, *args)
+
+    monkeypatch.setattr(perception, "make_examples", spy)
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=0, listing_steps=4, even_first=0.5, irregular_times=1.0, batch_size=2, heldout=1,
+        eval_every=100, skills=("highlights",), crops_as_frames=True,
+    )  # fmt: skip
+    run_reading_probe(cfg)
+    listed = [c for c in calls if c[1] % 1_000_000 >= 600_000 and c[1] < 999_000_000]
+    assert [(skill, irregular) for skill, _, _, irregular in listed] == [
+        ("highlights", 0.0),
+        ("crop", 0.0),
+        ("highlights", 1.0),
+        ("crop", 1.0),
+    ]
+    assert listed[2][1] == listed[0][1] + listed[0][2]  # the irregular phase's videos follow on
+    with pytest.raises(ConfigError, match="even_first"):
+        PerceptionConfig(even_first=2.0)
+
+
 def test_held_out_examples_can_be_longer_than_the_training_ones():
     cfg = ReadingProbeConfig(
         model=MICRO, steps=1, batch_size=2, heldout=2, eval_every=100, skills=("highlights", "crop"),
