@@ -146,6 +146,12 @@ class OraclePolicy(Policy):
         return format_answer(_oracle_answer(sample, self.decimals), think=_seen(sample, centre))
 
 
+#: How the search reference opens its first turn's reasoning, before the preview's frame listing.
+PREVIEW_LISTING = "The preview frames: "
+#: How it opens its reasoning after a crop, before the crop's frame listing.
+CROP_LISTING = "The crop frames: "
+
+
 class SearchingOracle(Policy):
     """A reference that acts only on what it was shown: it finds the marked stretches of the preview,
     crops the one the question names, or searches them in order, and answers from what the crop shows.
@@ -318,12 +324,6 @@ class SearchingOracle(Policy):
             return None
         a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
         return f"{CROP_LISTING}{frame_listing(times, labels)}.", (round(float(a), 3), round(float(b), 3))
-
-
-#: How the search reference opens its first turn's reasoning, before the preview's frame listing.
-PREVIEW_LISTING = "The preview frames: "
-#: How it opens its reasoning after a crop, before the crop's frame listing.
-CROP_LISTING = "The crop frames: "
 
 
 def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:

@@ -49,6 +49,7 @@ __all__ = [
     "Rehearsal",
     "make_examples",
     "run_perception",
+    "policy_system_prompt",
     "save_perception_model",
     "train_perception",
 ]
@@ -698,7 +699,6 @@ def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from medscope_gym.agents.training.metrics import MetricsLog, quiet_transformers
-    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
     from medscope_gym.atomic import atomic_write_text
 
     quiet_transformers()
@@ -706,10 +706,9 @@ def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig
     out.mkdir(parents=True, exist_ok=True)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir)
-    policy = VLMPolicyConfig.load(model_dir)
     log = MetricsLog(out, tensorboard=False, name="perception")
     try:
-        result = train_perception(model, processor, cfg, log, policy.system_prompt if policy else None)
+        result = train_perception(model, processor, cfg, log, policy_system_prompt(model_dir))
     finally:
         log.close()
     save_perception_model(model, processor, model_dir, out / "final")
@@ -717,6 +716,15 @@ def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig
         out / "perception.json", json.dumps({"config": cfg.to_dict(), **result}, indent=2) + "\n"
     )
     return result
+
+
+def policy_system_prompt(model_dir: str | Path) -> str | None:
+    """The system prompt of the policy saved with a checkpoint (None: no policy settings there), which
+    Stage I's episode-layout examples open with."""
+    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+
+    policy = VLMPolicyConfig.load(model_dir)
+    return policy.system_prompt if policy else None
 
 
 def save_perception_model(model: Any, processor: Any, source: str | Path | None, dest: str | Path) -> None:

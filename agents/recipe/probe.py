@@ -56,12 +56,11 @@ def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
     if cfg.checkpoint is not None:
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+        from medscope_gym.agents.recipe.perception import policy_system_prompt
 
         processor = AutoProcessor.from_pretrained(cfg.checkpoint)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg.checkpoint)
-        policy = VLMPolicyConfig.load(cfg.checkpoint)
-        system_prompt = policy.system_prompt if policy else None
+        system_prompt = policy_system_prompt(cfg.checkpoint)
     else:
         from medscope_gym.agents.vlm.tiny import (
             TinyModelConfig,

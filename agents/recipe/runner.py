@@ -162,13 +162,28 @@ def _build_model(cfg: RecipeConfig, root: Path) -> Path:
 def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -> Path:
     """Stage I (agents/recipe/perception.py): scored on its own held-out examples, not in episodes (the
     model has not met the tool protocol yet)."""
-    from medscope_gym.agents.recipe.perception import PerceptionConfig, run_perception
+    from medscope_gym.agents.recipe.perception import run_perception
 
     run = root / _FOLDERS["perception"] / "run"
     final = run / "final"
     if final.is_dir() and (run / "perception.json").is_file() and "perception" in results["rows"]:
         print("recipe: perception finished earlier, skipped")
         return final
+    t0 = time.perf_counter()
+    result = run_perception(start, run, _perception_config(cfg))
+    results["rows"]["perception"] = {
+        "heldout": result["heldout"],
+        "train_s": round(time.perf_counter() - t0, 1),
+    }
+    _write_results(cfg, root, results)
+    return final
+
+
+def _perception_config(cfg: RecipeConfig):
+    """Stage I's settings: ``cfg.perception`` on the recipe's seed, threads, Stage I lengths and crop
+    layout (the rehearsal lays its examples out the same way)."""
+    from medscope_gym.agents.recipe.perception import PerceptionConfig
+
     settings = {
         "seed": cfg.seed,
         "threads": cfg.threads,
@@ -176,14 +191,7 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
         "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
         **cfg.perception,
     }
-    t0 = time.perf_counter()
-    result = run_perception(start, run, PerceptionConfig.from_dict(settings, source="recipe perception"))
-    results["rows"]["perception"] = {
-        "heldout": result["heldout"],
-        "train_s": round(time.perf_counter() - t0, 1),
-    }
-    _write_results(cfg, root, results)
-    return final
+    return PerceptionConfig.from_dict(settings, source="recipe perception")
 
 
 def _run_stage(
@@ -270,22 +278,21 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         return None
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import Rehearsal
-    from medscope_gym.agents.vlm.policy import VLMPolicyConfig
+    from medscope_gym.agents.recipe.perception import Rehearsal, policy_system_prompt
 
-    policy = VLMPolicyConfig.load(start)
+    stage_one = _perception_config(cfg)  # laid out as Stage I's examples
     return Rehearsal(
         AutoProcessor.from_pretrained(start),
         tuple(cfg.rehearsal["skills"]),
         batch_size=int(cfg.rehearsal.get("batch_size", 4)),
         weight=float(cfg.rehearsal.get("weight", 1.0)),
-        duration=cfg.stage_one_duration,
-        crops_as_frames=bool(cfg.frames.get("crops_as_frames", False)),
+        duration=stage_one.duration,
+        crops_as_frames=stage_one.crops_as_frames,
         seed=cfg.seed,
-        irregular=float(cfg.perception.get("irregular_times", 0.0)),  # laid out as Stage I's examples
-        episode=float(cfg.perception.get("episode_layout", 0.0)),
-        first_turn=bool(cfg.perception.get("first_turn", False)),
-        system_prompt=policy.system_prompt if policy else None,
+        irregular=stage_one.irregular_times,
+        episode=stage_one.episode_layout,
+        first_turn=stage_one.first_turn,
+        system_prompt=policy_system_prompt(start),
     )
 
 
