@@ -17,7 +17,13 @@ scored on videos no training example came from:
 - ``highlights``: the same preview, answered with every frame's time and whether it shows the white
   bar ("0.5 no; 8.5 no; 16.5 bar; ..."), the first turn of Stage II's reference: one look and one
   copied time per frame, the step of ``preview`` that needs the pixels (not in the default mix;
-  ``medscope recipe-probe --skills highlights`` measures it).
+  ``medscope recipe-probe --skills highlights`` measures it);
+- ``select``: the step after that listing, in an episode's first turn: the listing given (shown, not
+  trained on), the answer is the reference's interval sentence and its ``crop_video`` call ("The
+  second highlighted interval is 89.5-98.5 s, so I crop it." and the call with those two times). It
+  asks for two copies that nothing else drills: the question's ordinal, and times from the listing
+  into the sentence and from the sentence into the call. Scored as a whole and per part
+  (``select/words``, ``select/times``, ``select/call``).
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
@@ -54,12 +60,21 @@ __all__ = [
     "train_perception",
 ]
 
-PERCEPTION_SKILLS: tuple[str, ...] = ("symbol", "frames", "crop", "preview", "highlights")
+PERCEPTION_SKILLS: tuple[str, ...] = (
+    "symbol",
+    "frames",
+    "crop",
+    "preview",
+    "highlights",
+    "select",
+    "copy",
+)
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
     "frames": "What is on screen in these frames?",
     "crop": "Which symbol does this clip show?",
     "highlights": "Which preview frames show the white bar?",
+    "copy": "Write this list out again, item by item:",
 }
 _CROP_LISTING = "What does each frame of this crop show?"
 #: Turns and tool calls of the recipe's episodes (ClinVideoEnv's defaults), for the budget line.
@@ -74,11 +89,16 @@ class PerceptionConfig(Config):
 
     steps: int = 800
     """Optimizer steps on the mix of ``skills``."""
+    copy_steps: int = 0
+    """Optimizer steps on ``copy`` alone before everything else: text lists written out again, so the
+    model learns to copy from its context (the times of a listing, the question's ordinal, the call's
+    times) where only a few tokens of each later example ask for it."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     listing_steps: int = 0
     """Optimizer steps on the listing skills alone after the reading phase, before the mix:
-    ``highlights``, and ``crop`` when ``crops_as_frames`` (its answer is then a listing too)."""
+    ``highlights``, ``crop`` when ``crops_as_frames`` (its answer is then a listing too), and
+    ``select`` when it is one of ``skills`` (the step after the listing)."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
     learning_rate: float = 5e-4
@@ -86,7 +106,8 @@ class PerceptionConfig(Config):
     warmup_steps: int = 20
     """Linear warm-up of the learning rate."""
     skills: tuple[str, ...] = ("symbol", "frames", "crop", "preview")
-    """Skills mixed in equal shares (``symbol``, ``frames``, ``crop``, ``preview``)."""
+    """Skills mixed in equal shares (``symbol``, ``frames``, ``crop``, ``preview``, ``highlights``,
+    ``select``)."""
     heldout: int = 60
     """Held-out examples per skill, scored every ``eval_every`` steps and at the end."""
     eval_every: int = 200
@@ -139,7 +160,7 @@ class PerceptionConfig(Config):
         if self.heldout_duration is not None:
             self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
         check(self, positive_int, "batch_size", "heldout", "eval_every")
-        check(self, non_negative_int, "steps", "warmup_steps", "reading_steps", "listing_steps")
+        check(self, non_negative_int, "steps", "warmup_steps", "copy_steps", "reading_steps", "listing_steps")
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -169,6 +190,9 @@ class _Example:
     """What the answer is about (``frames``: symbol / highlight / nothing), for per-kind scores."""
     episode: bool = False
     """Laid out as an episode's turn: after the system prompt, answered without ending the turn."""
+    given: str = ""
+    """The assistant's text before ``answer``, shown but not trained on or scored (``select``: the
+    first turn's listing)."""
 
 
 def _highlighted(video, frame: int) -> bool:
@@ -196,6 +220,39 @@ def _irregular(rng: np.random.Generator, first: int, last: int, count: int) -> n
     return np.sort(rng.choice(pool, size=min(count, len(pool)), replace=False))
 
 
+def _copy_example(rng: np.random.Generator, duration: tuple[float, float]) -> _Example:
+    """A listing of 8-16 items at random times up to ``duration``'s longest video, each "bar", "no" or
+    a symbol's caption (a third each), to be written out again: every answer token a copy from the
+    question."""
+    from medscope_gym.agents.scripted import frame_listing
+    from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
+
+    count = int(rng.integers(8, 17))
+    halves = rng.choice(int(2 * duration[1]), size=count, replace=False)
+    captions = [symbol_caption(s) for s in SYMBOLS]
+    labels = [
+        ("bar", "no", captions[int(rng.integers(len(captions)))])[int(rng.integers(3))] for _ in range(count)
+    ]
+    listing = frame_listing(np.sort(halves) / 2, labels)
+    return _Example("copy", [], [], None, None, f"{_QUESTIONS['copy']}\n{listing}", listing)
+
+
+def _first_turn(video, seed: int, times: np.ndarray, rng: np.random.Generator) -> tuple[str, str]:
+    """One of ``video``'s testbed questions at random, as the env opens an episode with the preview
+    frames at ``times`` (the user text), and the search reference's first turn on those frames."""
+    from medscope_gym.agents.scripted import SearchingOracle
+    from medscope_gym.prompts import question_text
+    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
+    from medscope_gym.tools import preview_text
+
+    asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+    sample = asked[int(rng.integers(len(asked)))]
+    question = f"{question_text(sample, video.duration)}\n{preview_text(video.duration, times)}"
+    reference = SearchingOracle()
+    reference.begin(0, {"video_times": times}, {"duration": video.duration}, sample)
+    return question, reference.act([0], [{}], [{"tool_log": []}])[0]
+
+
 def make_examples(
     skill: str,
     first_seed: int,
@@ -212,21 +269,17 @@ def make_examples(
     whose frames are drawn at random times (``PerceptionConfig.irregular_times``); ``episode``: the
     share of listings laid out as in an episode (``PerceptionConfig.episode_layout``); ``first_turn``:
     such a preview example answered with the search reference's whole first turn."""
-    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING, SearchingOracle, frame_listing
+    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING, frame_listing
     from medscope_gym.envs.clinvideo import budget_text
-    from medscope_gym.prompts import question_text
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
-        MAIN_TEMPLATES,
         TESTBED_TOOLS,
-        TestbedConfig,
         generate_testbed_video,
         preview_frames,
         render_frames,
         symbol_caption,
-        testbed_questions,
     )
-    from medscope_gym.tools import crop_text, preview_text
+    from medscope_gym.tools import crop_text
     from medscope_gym.video.resize import resize_frames
 
     rng = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill)])
@@ -234,6 +287,9 @@ def make_examples(
     out: list[_Example] = []
     seed = first_seed
     while len(out) < count:
+        if skill == "copy":  # text alone: no video to draw
+            out.append(_copy_example(rng, duration))
+            continue
         video = generate_testbed_video(seed, float(rng.uniform(*duration)))
         seed += 1
         times = np.arange(video.num_frames) / video.fps  # a frame's time, as the env reports it
@@ -288,6 +344,28 @@ def make_examples(
                 out.append(
                     _Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], symbol_caption(ev.symbol))
                 )
+        elif skill == "select":  # the step after a first turn's listing, the listing given
+            shown = preview_frames(video.num_frames, video.fps)
+            if irregular and rng.random() < irregular:
+                shown = _irregular(rng, 0, video.num_frames - 1, len(shown))
+            question, turn = _first_turn(video, seed, times[shown], layouts)
+            cut = turn.find(". ", turn.find(PREVIEW_LISTING)) + 1
+            if PREVIEW_LISTING not in turn or cut <= 0:
+                continue  # the evidence in no run of "bar" frames: the reference picks nothing
+            small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
+            out.append(
+                _Example(
+                    skill,
+                    list(small),
+                    times[shown].tolist(),
+                    None,
+                    None,
+                    question,
+                    turn[cut:],
+                    episode=True,
+                    given=turn[:cut],
+                )
+            )
         else:  # the preview: the frames that show the bar, or the two around the k-th highlight
             shown = preview_frames(video.num_frames, video.fps)
             if skill == "highlights" and irregular and rng.random() < irregular:
@@ -299,22 +377,12 @@ def make_examples(
                     times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
                 )
                 if episode and layouts.random() < episode:  # the episode's own first turn
-                    asked = testbed_questions(
-                        video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed
-                    )
-                    sample = asked[int(layouts.integers(len(asked)))]
-                    look = preview_text(video.duration, times[shown])
-                    question = f"{question_text(sample, video.duration)}\n{look}"
+                    question, turn = _first_turn(video, seed, times[shown], layouts)
                     answer = f"<think>{PREVIEW_LISTING}{answer}."
-                    if first_turn:  # the reference's own first turn, on these frames
-                        reference = SearchingOracle()
-                        reference.begin(
-                            0, {"video_times": times[shown]}, {"duration": video.duration}, sample
-                        )
-                        turn = reference.act([0], [{}], [{"tool_log": []}])[0]
-                        # at irregular times the evidence may fall in no run of "bar" frames: then
-                        # the reference lists nothing, and the example keeps the listing alone
-                        answer = turn if PREVIEW_LISTING in turn else answer
+                    # at irregular times the evidence may fall in no run of "bar" frames: then the
+                    # reference lists nothing, and the example keeps the listing alone
+                    if first_turn and PREVIEW_LISTING in turn:
+                        answer = turn
                     out.append(
                         _Example(
                             skill,
@@ -373,7 +441,8 @@ class _Batcher:
             )
             end = "" if ex.episode else "<|im_end|>"  # an episode's turn goes on after the listing
             texts.append(
-                f"{system}<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n{ex.answer}{end}"
+                f"{system}<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n"
+                f"{ex.given}{ex.answer}{end}"
             )
             answers.append(self.tokenizer(f"{ex.answer}{end}", add_special_tokens=False)["input_ids"])
         kwargs: dict[str, Any] = {}
@@ -513,6 +582,23 @@ def _after_listing(tokenizer: Any, ids: list[int], answer: str) -> int | None:
     return None
 
 
+def _pick_parts(tokenizer: Any, ids: list[int], answer: str) -> list[str]:
+    """Each token of a ``select`` answer as ``words`` (the sentence's words: the ordinal, "first"),
+    ``times`` (the picked interval's times in the sentence), ``call`` (those times again, in the
+    call's JSON) or ``format`` (the rest of the call)."""
+    think_end = answer.find("</think>")
+    parts, seen = [], 0
+    for token in ids:
+        piece = tokenizer.decode([token])
+        numeric = any(c.isdigit() for c in piece)
+        if seen < think_end:
+            parts.append("times" if numeric else "words")
+        else:
+            parts.append("call" if numeric else "format")
+        seen += len(piece)
+    return parts
+
+
 def _accuracy(
     model: Any, batcher: _Batcher, skill: str, examples: list[_Example], ranked: bool = False
 ) -> dict[str, float]:
@@ -530,6 +616,7 @@ def _accuracy(
     right: list[bool] = []
     items: list[tuple[bool, bool]] = []
     after: list[bool] = []
+    picks: dict[str, list[bool]] = {}
     sep = batcher.tokenizer.convert_tokens_to_ids(";")
     vocab = batcher.tokenizer.get_vocab()
     spaced = frozenset(i for token, i in vocab.items() if token.startswith(("Ġ", " ")))
@@ -547,6 +634,11 @@ def _accuracy(
                 cut = _after_listing(batcher.tokenizer, wanted, ex.answer)
                 if cut is not None:
                     after.append(wanted[cut:] == got[cut:])
+                if ex.given:  # select: which part of the pick is wrong
+                    tags = _pick_parts(batcher.tokenizer, wanted, ex.answer)
+                    for part in ("words", "times", "call"):
+                        pairs = [(w, g) for w, g, tag in zip(wanted, got, tags) if tag == part]
+                        picks.setdefault(part, []).append(all(w == g for w, g in pairs))
         if ranked:
             right = [
                 _ranked(model, batcher, ex) if ex.answer.endswith("at the centre") else r
@@ -560,6 +652,8 @@ def _accuracy(
         scores[f"{skill}/labels"] = float(np.mean([b for _, b in items]))
     if after:
         scores[f"{skill}/after"] = float(np.mean(after))
+    for part, hits in picks.items():
+        scores[f"{skill}/{part}"] = float(np.mean(hits))
     kinds = sorted({ex.kind for ex in examples})
     if len(kinds) > 1:
         for kind in kinds:
@@ -595,9 +689,12 @@ def train_perception(
             cfg.first_turn,
         )
     ]
-    # the reading phase first, then the listing phase, each in its own order, then the mix shuffled
-    lead = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
+    # the copy phase first, then the reading phase, then the listing phase, each in its own order, then
+    # the mix shuffled
+    lead = make_examples("copy", stream + 400_000, cfg.copy_steps * cfg.batch_size, cfg.duration)
+    lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
+    listing += ("select",) * ("select" in cfg.skills)  # the step after the listing, learned as late
     even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
     for phase, steps in ((0, even), (1, cfg.listing_steps - even)):
         if steps == 0:
@@ -620,9 +717,14 @@ def train_perception(
         ]
         lead += [listed[j] for j in rng.permutation(len(listed))][: steps * cfg.batch_size]
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
-    total = cfg.reading_steps + cfg.listing_steps + cfg.steps
+    total = cfg.copy_steps + cfg.reading_steps + cfg.listing_steps + cfg.steps
     scored = tuple(
-        dict.fromkeys(("symbol",) * (cfg.reading_steps > 0) + listing * (cfg.listing_steps > 0) + cfg.skills)
+        dict.fromkeys(
+            ("copy",) * (cfg.copy_steps > 0)
+            + ("symbol",) * (cfg.reading_steps > 0)
+            + listing * (cfg.listing_steps > 0)
+            + cfg.skills
+        )
     )
     heldout = {
         skill: make_examples(
@@ -727,10 +829,15 @@ def policy_system_prompt(model_dir: str | Path) -> str | None:
     return policy.system_prompt if policy else None
 
 
-def save_perception_model(model: Any, processor: Any, source: str | Path | None, dest: str | Path) -> None:
+def save_perception_model(
+    model: Any, processor: Any, source: str | Path | None, dest: str | Path, tiny: Any = None
+) -> None:
     """Write a Stage I model and its processor to ``dest`` atomically, with the policy settings and the
     tiny model's description of the checkpoint it came from (``source``), so later stages load it as
-    they would that checkpoint."""
+    they would that checkpoint. A model built in memory has no such checkpoint: ``tiny`` (its
+    ``TinyModelConfig``) writes the description and the tiny model's policy settings instead."""
+    import dataclasses
+    import json
     import shutil
 
     from medscope_gym.atomic import atomic_directory
@@ -741,3 +848,8 @@ def save_perception_model(model: Any, processor: Any, source: str | Path | None,
         for name in ("medscope_policy.json", "medscope_tiny.json"):
             if source is not None and (Path(source) / name).is_file():
                 shutil.copy(Path(source) / name, tmp / name)
+        if source is None and tiny is not None:
+            from medscope_gym.agents.vlm.tiny import tiny_policy_config
+
+            (tmp / "medscope_tiny.json").write_text(json.dumps(dataclasses.asdict(tiny), indent=2) + "\n")
+            tiny_policy_config().save(tmp)

@@ -53,6 +53,7 @@ class ReadingProbeConfig(PerceptionConfig):
 def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
     """Build the model (seeded by ``cfg.seed``) or load ``cfg.checkpoint``, and train it; returns Stage
     I's scores and curve."""
+    tiny = None
     if cfg.checkpoint is not None:
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -77,5 +78,5 @@ def run_reading_probe(cfg: ReadingProbeConfig) -> dict[str, Any]:
     if cfg.save is not None:
         from medscope_gym.agents.recipe.perception import save_perception_model
 
-        save_perception_model(model, processor, cfg.checkpoint, cfg.save)
+        save_perception_model(model, processor, cfg.checkpoint, cfg.save, tiny)
     return result

@@ -25,7 +25,9 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
     for key, _ in ROWS:
         assert set(COLUMNS) <= set(results["rows"][key])
     stage1 = results["rows"]["perception"]
-    assert {"symbol", "frames", "crop", "highlights", "highlights@episode"} <= set(stage1["heldout"])
+    assert {"copy", "symbol", "frames", "crop", "highlights", "highlights@episode", "select"} <= set(
+        stage1["heldout"]
+    )
     perception = json.loads((root / "stage-1-perception" / "run" / "perception.json").read_text())
     assert perception["heldout"] == stage1["heldout"]
     # Stage I on every length the agent meets: the shortest training to the longest held-out video

@@ -151,6 +151,19 @@ def test_probe_saves_the_model_it_trained(tiny_dir, tmp_path):
     Qwen2_5_VLForConditionalGeneration.from_pretrained(saved)
 
 
+def test_probe_saves_a_model_built_from_scratch_with_the_tiny_settings(tmp_path):
+    """A model the probe built itself is saved with the tiny model's description and policy settings,
+    so a probe continued from it lays episode examples out with the policy's system prompt."""
+    from medscope_gym.agents.recipe.perception import policy_system_prompt
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, tiny_policy_config
+
+    saved = tmp_path / "scratch"
+    run_reading_probe(ReadingProbeConfig(model=MICRO, steps=1, batch_size=1, heldout=2, save=str(saved)))
+    assert policy_system_prompt(saved) == tiny_policy_config().system_prompt
+    described = json.loads((saved / "medscope_tiny.json").read_text())
+    assert TinyModelConfig(**described).text_hidden == MICRO["text_hidden"]
+
+
 def test_probe_command_writes_its_result(tmp_path, capsys):
     out = tmp_path / "probe.json"
     code = main(
@@ -245,6 +258,67 @@ def test_first_turn_is_the_search_references_whole_first_turn():
             assert f"The {named.group(1)} highlighted interval is" in head
             assert named.group(1) in {ordinal(k) for k in range(4)}
     assert all(PREVIEW_LISTING in ex.answer for ex in turns)
+
+
+def test_select_gives_the_listing_and_trains_the_step_after_it(tiny_dir):
+    """``select``: a first turn whose listing is given (shown, not trained on) and whose interval and
+    crop call are the answer, at even and irregular times; only turns where the reference picks an
+    interval."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher
+    from medscope_gym.agents.scripted import PREVIEW_LISTING
+
+    picks = make_examples("select", 7, 8, (90.0, 150.0), irregular=0.5)
+    assert len(picks) == 8 and all(ex.episode and ex.images for ex in picks)
+    irregular = 0
+    for ex in picks:
+        assert ex.given.startswith(f"<think>{PREVIEW_LISTING}") and ex.given.endswith((" no.", " bar."))
+        assert ex.answer.startswith((" The ", " I crop")) and ex.answer.endswith("</tool_call>")
+        listed = [float(item.split(" ")[0]) for item in ex.given.split(": ", 1)[1].rstrip(".").split("; ")]
+        assert listed == ex.image_times
+        start, end = (float(x) for x in re.findall(r"(\d+\.?\d*)-(\d+\.?\d*) s", ex.answer)[0])
+        assert start in listed and end in listed
+        gaps = np.diff(ex.image_times)
+        irregular += bool(gaps.max() - gaps.min() > 1.0)
+    assert 0 < irregular < len(picks)
+    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
+    enc, labels = batcher(picks[:2])
+    for i, ex in enumerate(picks[:2]):
+        assert batcher.tokenizer.decode(labels[i][labels[i] != -100]) == ex.answer
+        assert f"assistant\n{ex.given}{ex.answer}" in batcher.tokenizer.decode(enc["input_ids"][i])
+    cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=0, heldout=3, skills=("select",))
+    assert 0.0 <= run_reading_probe(cfg)["heldout"]["select"] <= 1.0
+
+
+def test_copy_writes_the_questions_list_out_again_and_comes_first(monkeypatch):
+    """``copy``: a text list (no frames) written out again, times at random up to the longest video;
+    ``copy_steps`` of it come before the reading phase and are scored."""
+    import medscope_gym.agents.recipe.perception as perception
+
+    lists = make_examples("copy", 3, 20, (90.0, 150.0))
+    assert len({ex.answer for ex in lists}) == 20
+    for ex in lists:
+        assert not ex.images and ex.video is None
+        assert ex.question.endswith(f"\n{ex.answer}")
+        times = [float(item.split(" ")[0]) for item in ex.answer.split("; ")]
+        assert 8 <= len(times) <= 16 and times == sorted(times) and max(times) < 150.0
+    labels = [item.split(" ", 1)[1] for ex in lists for item in ex.answer.split("; ")]
+    assert {"bar", "no"} <= set(labels) and any(label.endswith("at the centre") for label in labels)
+    trained: list[str] = []
+    batcher_call = perception._Batcher.__call__
+
+    def spy(self, batch):
+        trained.append(batch[0].skill)  # training batches first, then the held-out scores
+        return batcher_call(self, batch)
+
+    monkeypatch.setattr(perception._Batcher, "__call__", spy)
+    cfg = ReadingProbeConfig(
+        model=MICRO, copy_steps=2, reading_steps=1, steps=1, batch_size=2, heldout=2, eval_every=4
+    )
+    result = run_reading_probe(cfg)
+    assert trained[:3] == ["copy", "copy", "symbol"]
+    assert {"copy", "copy/items", "symbol"} <= set(result["heldout"])
 
 
 def test_the_step_after_the_listing_is_scored_on_its_own(tiny_dir):
