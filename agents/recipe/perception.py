@@ -344,14 +344,36 @@ def make_examples(
                 out.append(
                     _Example(skill, [], [], clip, times[idx], _QUESTIONS[skill], symbol_caption(ev.symbol))
                 )
-        elif skill == "select":  # the step after a first turn's listing, the listing given
+        else:  # the preview: the frames that show the bar, or the two around the k-th highlight
             shown = preview_frames(video.num_frames, video.fps)
-            if irregular and rng.random() < irregular:
+            if skill != "preview" and irregular and rng.random() < irregular:
                 shown = _irregular(rng, 0, video.num_frames - 1, len(shown))
-            question, turn = _first_turn(video, seed, times[shown], layouts)
-            cut = turn.find(". ", turn.find(PREVIEW_LISTING)) + 1
-            if PREVIEW_LISTING not in turn or cut <= 0:
-                continue  # the evidence in no run of "bar" frames: the reference picks nothing
+            given = ""
+            laid = skill == "select" or bool(skill == "highlights" and episode and layouts.random() < episode)
+            if skill == "preview":
+                j = int(rng.integers(len(video.events)))
+                k = int(np.searchsorted(shown, video.events[j].start_frame))
+                answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
+                question = f"Between which preview frames is the {ordinal(j)} highlighted interval?"
+            else:
+                answer = frame_listing(
+                    times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
+                )
+                question = _QUESTIONS["highlights"]
+            if laid:  # the episode's own first turn
+                question, turn = _first_turn(video, seed, times[shown], layouts)
+                answer = f"<think>{PREVIEW_LISTING}{answer}."
+                # at irregular times the evidence may fall in no run of "bar" frames: then the
+                # reference lists nothing, a listing example keeps the listing alone, and there is
+                # no select example
+                picked = PREVIEW_LISTING in turn
+                if skill == "select":
+                    if not picked:
+                        continue
+                    cut = turn.find(". ", turn.find(PREVIEW_LISTING)) + 1  # the listing, given
+                    given, answer = turn[:cut], turn[cut:]
+                elif first_turn and picked:
+                    answer = turn
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
             out.append(
                 _Example(
@@ -361,47 +383,11 @@ def make_examples(
                     None,
                     None,
                     question,
-                    turn[cut:],
-                    episode=True,
-                    given=turn[:cut],
+                    answer,
+                    episode=laid,
+                    given=given,
                 )
             )
-        else:  # the preview: the frames that show the bar, or the two around the k-th highlight
-            shown = preview_frames(video.num_frames, video.fps)
-            if skill == "highlights" and irregular and rng.random() < irregular:
-                shown = _irregular(rng, 0, video.num_frames - 1, len(shown))
-            small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
-            if skill == "highlights":
-                question = _QUESTIONS[skill]
-                answer = frame_listing(
-                    times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
-                )
-                if episode and layouts.random() < episode:  # the episode's own first turn
-                    question, turn = _first_turn(video, seed, times[shown], layouts)
-                    answer = f"<think>{PREVIEW_LISTING}{answer}."
-                    # at irregular times the evidence may fall in no run of "bar" frames: then the
-                    # reference lists nothing, and the example keeps the listing alone
-                    if first_turn and PREVIEW_LISTING in turn:
-                        answer = turn
-                    out.append(
-                        _Example(
-                            skill,
-                            list(small),
-                            times[shown].tolist(),
-                            None,
-                            None,
-                            question,
-                            answer,
-                            episode=True,
-                        )
-                    )
-                    continue
-            else:
-                j = int(rng.integers(len(video.events)))
-                k = int(np.searchsorted(shown, video.events[j].start_frame))
-                answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
-                question = f"Between which preview frames is the {ordinal(j)} highlighted interval?"
-            out.append(_Example(skill, list(small), times[shown].tolist(), None, None, question, answer))
     return out
 
 
