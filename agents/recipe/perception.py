@@ -23,16 +23,20 @@ scored on videos no training example came from:
   second highlighted interval is 89.5-98.5 s, so I crop it." and the call with those two times). It
   asks for two copies that nothing else drills: the question's ordinal, and times from the listing
   into the sentence and from the sentence into the call. Scored as a whole and per part
-  (``select/words``, ``select/times``, ``select/call``).
+  (``select/words``, ``select/times``, ``select/call``);
+- ``copy``: no frames; a text list of 8-16 items at random times ("24.0 bar; 63.0 no; 109.0 a green
+  cross at the centre; ...") written out again. Every answer token is a copy from the context: the
+  drill for what ``select`` and the listings need and a model from scratch cannot do
+  (docs/results.md, "The copy wall"). ``copy_steps`` of it come first.
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
-length. Reading comes first: ``reading_steps`` of ``symbol`` alone, then the mix. A model from scratch
+length. After the copy drill, reading: ``reading_steps`` of ``symbol`` alone. A model from scratch
 learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in
 a mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md).
-Then ``listing_steps`` of the listings alone: a listing, too, is learned suddenly and late. The
-chat layout is the episodes' own (each image followed by its time, ``at t s``), so what is learned
-here carries over.
+Then ``listing_steps`` of the listings alone: a listing, too, is learned suddenly and late. Then the
+mix. The chat layout is the episodes' own (each image followed by its time, ``at t s``), so what is
+learned here carries over.
 ``medscope recipe-probe`` trains these skills alone, from scratch (docs/results.md, "Reading probe").
 """
 
@@ -106,8 +110,7 @@ class PerceptionConfig(Config):
     warmup_steps: int = 20
     """Linear warm-up of the learning rate."""
     skills: tuple[str, ...] = ("symbol", "frames", "crop", "preview")
-    """Skills mixed in equal shares (``symbol``, ``frames``, ``crop``, ``preview``, ``highlights``,
-    ``select``)."""
+    """Skills mixed in equal shares (any of :data:`PERCEPTION_SKILLS`)."""
     heldout: int = 60
     """Held-out examples per skill, scored every ``eval_every`` steps and at the end."""
     eval_every: int = 200
@@ -593,7 +596,8 @@ def _accuracy(
     listing ("0.5 no; 8.5 bar; ...") ``skill/items``: the share of its items exactly right, which
     moves long before a whole 16-item listing does, split into ``skill/times`` (the copied time right)
     and ``skill/labels`` (what the frame shows right); for a whole first turn (``first_turn``)
-    ``skill/after``: the share whose tokens after the listing (interval and call) are all right.
+    ``skill/after``: the share whose tokens after the listing (interval and call) are all right; for
+    ``select``, ``select/words``, ``select/times`` and ``select/call`` (:func:`_pick_parts`).
     ``ranked``: an answer naming a symbol counts as right when the true caption is the likeliest of
     the twelve."""
     import torch
