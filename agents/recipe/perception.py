@@ -826,8 +826,6 @@ def save_perception_model(
     tiny model's description of the checkpoint it came from (``source``), so later stages load it as
     they would that checkpoint. A model built in memory has no such checkpoint: ``tiny`` (its
     ``TinyModelConfig``) writes the description and the tiny model's policy settings instead."""
-    import dataclasses
-    import json
     import shutil
 
     from medscope_gym.atomic import atomic_directory
@@ -839,7 +837,6 @@ def save_perception_model(
             if source is not None and (Path(source) / name).is_file():
                 shutil.copy(Path(source) / name, tmp / name)
         if source is None and tiny is not None:
-            from medscope_gym.agents.vlm.tiny import tiny_policy_config
+            from medscope_gym.agents.vlm.tiny import save_tiny_settings
 
-            (tmp / "medscope_tiny.json").write_text(json.dumps(dataclasses.asdict(tiny), indent=2) + "\n")
-            tiny_policy_config().save(tmp)
+            save_tiny_settings(tmp, tiny)

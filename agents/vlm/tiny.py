@@ -36,6 +36,7 @@ __all__ = [
     "build_processor",
     "build_tiny_model",
     "build_tokenizer",
+    "save_tiny_settings",
     "tiny_policy_config",
 ]
 
@@ -261,8 +262,6 @@ def build_model(tokenizer, cfg: TinyModelConfig, device: str | None = None, dtyp
 
 def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
     """Write a loadable tiny checkpoint (model, tokenizer, processor) to ``out_dir``, atomically."""
-    import json
-
     cfg = cfg or TinyModelConfig()
     processor = build_processor(cfg)
     model = build_model(processor.tokenizer, cfg)
@@ -270,6 +269,14 @@ def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) ->
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        (tmp / "medscope_tiny.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        tiny_policy_config().save(tmp)
+        save_tiny_settings(tmp, cfg)
     return out
+
+
+def save_tiny_settings(directory: str | Path, cfg: TinyModelConfig) -> None:
+    """Write the tiny model's description (``medscope_tiny.json``) and its policy settings
+    (``medscope_policy.json``) into a checkpoint folder being written."""
+    import json
+
+    (Path(directory) / "medscope_tiny.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    tiny_policy_config().save(directory)
