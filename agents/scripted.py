@@ -36,6 +36,8 @@ __all__ = [
     "SearchingOracle",
     "CROP_LISTING",
     "PREVIEW_LISTING",
+    "close_look",
+    "close_window",
     "frame_listing",
     "make_scripted_policy",
 ]
@@ -263,7 +265,7 @@ class SearchingOracle(Policy):
         if crops == len(order) and st["fine"] is not None:
             if listed is not None:
                 text, (a, b) = listed
-                think = f"{text} I look closely at {time_text(a)}-{time_text(b)} s, the frames around it."
+                think = close_look(text, a, b)
             else:
                 a, b = st["fine"]
                 seen = _inside(sample, *order[-1]) or "what the question asks about"
@@ -319,11 +321,27 @@ class SearchingOracle(Policy):
         times = times[even_subsample(len(times), self.list_crops)]  # as ChatEncoder thins a crop
         inside = _inside(sample, start, end)
         labels = [inside if inside and sample.caption_at(float(t)) == inside else "no" for t in times]
-        hits = [i for i, label in enumerate(labels) if label != "no"]
-        if not hits:
+        window = close_window(times, labels)
+        if window is None:
             return None
-        a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
-        return f"{CROP_LISTING}{frame_listing(times, labels)}.", (round(float(a), 3), round(float(b), 3))
+        return f"{CROP_LISTING}{frame_listing(times, labels)}.", window
+
+
+def close_window(times: Sequence[float], labels: Sequence[str]) -> tuple[float, float] | None:
+    """From the listed frame before the first that shows something ("no" shows nothing) to the frame
+    after the last: the close crop :class:`SearchingOracle` makes after a crop listing, every time one
+    the model was shown. None when no frame shows anything."""
+    hits = [i for i, label in enumerate(labels) if label != "no"]
+    if not hits:
+        return None
+    a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
+    return round(float(a), 3), round(float(b), 3)
+
+
+def close_look(listing: str, start: float, end: float) -> str:
+    """The reasoning of :class:`SearchingOracle`'s turn after a crop listing: the listing, then the
+    close crop it picks (:func:`close_window`)."""
+    return f"{listing} I look closely at {time_text(start)}-{time_text(end)} s, the frames around it."
 
 
 def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:

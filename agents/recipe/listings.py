@@ -7,6 +7,10 @@ every crop frame with the symbol it shows ("The crop frames: 30.0 no; 30.5 a red
 shown, so a listing can be scored wherever the agent writes one, on its own crops too. Held-out
 accuracy says whether the agent answers right; these scores say which step of the search goes wrong:
 the preview listing, the crop listing, or what follows them (docs/agents.md, "Testbed recipe").
+
+What follows a crop listing is scored too: the close crop the agent calls after it ("I look closely at
+33.5-37.5 s"), right when its two times are the reference's window on the true listing (from the frame
+before the first that shows the symbol to the frame after the last).
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.rollout.trajectory import Trajectory
-from medscope_gym.agents.scripted import frame_listing
+from medscope_gym.agents.scripted import close_window, frame_listing
+from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
 
-__all__ = ["LISTING_KINDS", "listing_scores", "true_listing"]
+__all__ = ["LISTING_KINDS", "SCORED_KINDS", "listing_scores", "true_listing"]
 
 LISTING_KINDS: tuple[str, ...] = ("preview", "crop")
+#: What :func:`listing_scores` reports: the listings, and ``close``, the close crop after a crop listing.
+SCORED_KINDS: tuple[str, ...] = (*LISTING_KINDS, "close")
 #: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
 _LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
 _UNMARKED = "nothing highlighted"
@@ -50,12 +57,27 @@ def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
     return np.asarray(() if times is None else times, dtype=np.float64).reshape(-1)
 
 
+def _close_crop(text: str) -> tuple[float, float] | None:
+    """The window of a turn's ``crop_video`` call, if the turn is a close crop after a crop listing."""
+    if "I look closely at" not in text:
+        return None
+    call = parse_turn(text).tool_call
+    if call is None or call.name != "crop_video":
+        return None
+    try:
+        return float(call.arguments["start_time"]), float(call.arguments["end_time"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sample]) -> dict[str, Any]:
     """Per kind: ``written`` (listings the agent wrote), ``exact`` (share exactly right) and ``items``
     (share of the true items written right, in place), over every listing in ``trajectories``. A
     preview listing counts on the first turn only (its frames are the preview); a crop listing on a
-    turn whose observation was a crop. Kinds with no listing are left out."""
-    found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in LISTING_KINDS}
+    turn whose observation was a crop. ``close``: every close crop written after a crop listing,
+    ``exact`` when both times are the window on the true listing (none when no shown frame holds the
+    symbol), ``items`` the share of the two times right. Kinds with nothing written are left out."""
+    found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in SCORED_KINDS}
     for trajectory in trajectories:
         sample = samples[trajectory.sample_id]
         for k, turn in enumerate(trajectory.turns):
@@ -68,6 +90,11 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
                 items, right_items = written.split("; "), truth.split("; ")
                 hits = sum(a == b for a, b in zip(items, right_items))
                 found[kind].append((written == truth, hits / len(right_items)))
+                window = _close_crop(turn.action_text) if kind == "crop" else None
+                if window is not None:
+                    labels = [item.split(" ", 1)[1] for item in right_items]
+                    right = close_window(times, labels) or (None, None)
+                    found["close"].append((window == right, sum(a == b for a, b in zip(window, right)) / 2))
     return {
         kind: {
             "written": len(rows),

@@ -24,6 +24,11 @@ scored on videos no training example came from:
   asks for two copies that nothing else drills: the question's ordinal, and times from the listing
   into the sentence and from the sentence into the call. Scored as a whole and per part
   (``select/words``, ``select/times``, ``select/call``);
+- ``zoom``: the step after a crop listing, in a crop's turn: the crop's frames and the env's lines, the
+  listing given, the answer is the reference's close crop, from the listed frame before the first that
+  shows the symbol to the frame after the last ("I look closely at 33.5-37.5 s, the frames around
+  it." and the call with those times): one look back along the listing and two copied times. Always
+  listed as frames. Scored as ``select`` is (``zoom/words``, ``zoom/times``, ``zoom/call``);
 - ``copy``: no frames; a text list of 8-16 items at random times ("24.0 bar; 63.0 no; 109.0 a green
   cross at the centre; ...") written out again. Every answer token is a copy from the context: the
   drill for what ``select`` and the listings need and a model from scratch cannot do
@@ -71,6 +76,7 @@ PERCEPTION_SKILLS: tuple[str, ...] = (
     "preview",
     "highlights",
     "select",
+    "zoom",
     "copy",
 )
 _QUESTIONS = {
@@ -102,7 +108,7 @@ class PerceptionConfig(Config):
     listing_steps: int = 0
     """Optimizer steps on the listing skills alone after the reading phase, before the mix:
     ``highlights``, ``crop`` when ``crops_as_frames`` (its answer is then a listing too), and
-    ``select`` when it is one of ``skills`` (the step after the listing)."""
+    ``select`` and ``zoom`` when they are among ``skills`` (the steps after the listings)."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
     learning_rate: float = 5e-4
@@ -272,8 +278,15 @@ def make_examples(
     whose frames are drawn at random times (``PerceptionConfig.irregular_times``); ``episode``: the
     share of listings laid out as in an episode (``PerceptionConfig.episode_layout``); ``first_turn``:
     such a preview example answered with the search reference's whole first turn."""
-    from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING, frame_listing
+    from medscope_gym.agents.scripted import (
+        CROP_LISTING,
+        PREVIEW_LISTING,
+        close_look,
+        close_window,
+        frame_listing,
+    )
     from medscope_gym.envs.clinvideo import budget_text
+    from medscope_gym.protocol import format_tool_call
     from medscope_gym.suite.labels import ordinal
     from medscope_gym.synthetic.testbed import (
         TESTBED_TOOLS,
@@ -316,10 +329,11 @@ def make_examples(
             out.append(
                 _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text, kind)
             )
-        elif skill == "crop":  # a crop between the two preview frames around the symbol, as Stage II makes
+        elif skill in ("crop", "zoom"):  # a crop between the preview frames around a symbol, as in Stage II
             shown = preview_frames(video.num_frames, video.fps)
             k = int(np.searchsorted(shown, ev.start_frame))
-            if crops_as_frames and irregular and rng.random() < irregular:  # a wider window, random frames
+            as_frames = crops_as_frames or skill == "zoom"
+            if as_frames and irregular and rng.random() < irregular:  # a wider window, random frames
                 width = int(shown[k] - shown[k - 1])
                 first = shown[k - 1] - int(rng.integers(0, width + 1))
                 idx = _irregular(rng, first, min(video.num_frames - 1, first + 3 * width), 16)
@@ -327,19 +341,41 @@ def make_examples(
                 idx = np.arange(shown[k - 1], shown[k] + 1)
                 idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
             clip = render_frames(video, idx)
-            if crops_as_frames:
+            if as_frames:
                 labels = [
                     symbol_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx
                 ]
                 listing = frame_listing(times[idx], labels)
                 shown_times = times[idx].tolist()
-                if episode and layouts.random() < episode:  # a crop's turn: its lines, then the listing
+                laid = skill == "zoom" or bool(episode and layouts.random() < episode)
+                window = close_window(shown_times, labels)
+                if skill == "zoom" and window is None:  # no frame of a random window shows the symbol
+                    continue
+                given = ""
+                if laid:  # a crop's turn: its lines, then the listing (zoom: given), then the close crop
                     turn = int(layouts.integers(1, 4))  # the first to third crop of an episode
                     budget = budget_text(turn, _ENV_TURNS, _ENV_TURNS - turn)
                     lines = f"{crop_text(shown_times[0], shown_times[-1], times[idx])}\n{budget}"
                     answer = f"<think>{CROP_LISTING}{listing}."
+                    if skill == "zoom":
+                        given, (a, b) = answer, window  # type: ignore[misc]
+                        answer = format_tool_call(
+                            "crop_video",
+                            {"start_time": a, "end_time": b},
+                            think=close_look(f"{CROP_LISTING}{listing}.", a, b),
+                        )[len(given) :]
                     out.append(
-                        _Example(skill, list(clip), shown_times, None, None, lines, answer, episode=True)
+                        _Example(
+                            skill,
+                            list(clip),
+                            shown_times,
+                            None,
+                            None,
+                            lines,
+                            answer,
+                            episode=True,
+                            given=given,
+                        )
                     )
                 else:
                     out.append(_Example(skill, list(clip), shown_times, None, None, _CROP_LISTING, listing))
@@ -684,7 +720,8 @@ def train_perception(
     lead = make_examples("copy", stream + 400_000, cfg.copy_steps * cfg.batch_size, cfg.duration)
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
-    listing += ("select",) * ("select" in cfg.skills)  # the step after the listing, learned as late
+    # the steps after the listings (the preview's: select; a crop's: zoom), learned as late
+    listing += tuple(s for s in ("select", "zoom") if s in cfg.skills)
     even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
     for phase, steps in ((0, even), (1, cfg.listing_steps - even)):
         if steps == 0:

@@ -258,8 +258,9 @@ def _run_stage(
 
 def _listings(evaluated: Path, heldout: Path) -> dict[str, float]:
     """The agent's preview and crop listings in its held-out episodes, scored against the captions
-    (agents/recipe/listings.py): ``listing_preview`` / ``listing_crop`` exact, ``…_items`` per item."""
-    from medscope_gym.agents.recipe.listings import LISTING_KINDS, listing_scores
+    (agents/recipe/listings.py): ``listing_preview`` / ``listing_crop`` exact, ``…_items`` per item;
+    ``listing_close``: the close crops after crop listings, both times right."""
+    from medscope_gym.agents.recipe.listings import SCORED_KINDS, listing_scores
     from medscope_gym.agents.rollout.trajectory import load_trajectories
     from medscope_gym.suite import Suite
 
@@ -267,7 +268,7 @@ def _listings(evaluated: Path, heldout: Path) -> dict[str, float]:
     scores = listing_scores(load_trajectories(evaluated / "trajectories"), samples)
     return {
         f"listing_{kind}{suffix}": round(scores[kind][key], 4) if kind in scores else None
-        for kind in LISTING_KINDS
+        for kind in SCORED_KINDS
         for suffix, key in (("", "exact"), ("_items", "items"))
     }
 
@@ -499,13 +500,15 @@ def format_results(results: dict[str, Any]) -> str:
     if listed:
         lines += [
             "",
-            "Listings in the held-out episodes (exact / items right; - where none was written):",
+            "Listings in the held-out episodes (exact / items right; the close crop: both / each of its"
+            " times right; - where none was written):",
             "",
         ]
-        lines += ["| row | preview | crop |", "|---|---|---|"]
+        lines += ["| row | preview | crop | close crop after it |", "|---|---|---|---|"]
         lines += [
             f"| {label} | {_fmt(row.get('listing_preview'))} / {_fmt(row.get('listing_preview_items'))} "
-            f"| {_fmt(row.get('listing_crop'))} / {_fmt(row.get('listing_crop_items'))} |"
+            f"| {_fmt(row.get('listing_crop'))} / {_fmt(row.get('listing_crop_items'))} "
+            f"| {_fmt(row.get('listing_close'))} / {_fmt(row.get('listing_close_items'))} |"
             for label, row in listed
         ]
     stage1 = results["rows"].get("perception")

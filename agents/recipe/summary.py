@@ -89,7 +89,14 @@ def format_summary_table(seeds: dict[int, dict[str, Any]]) -> str:
             out.append(
                 f"| {labels[key]} | " + " | ".join(_cell(cells.get(c), n) for c in SUMMARY_COLUMNS) + " |"
             )
-    listing_columns = ("listing_preview", "listing_preview_items", "listing_crop", "listing_crop_items")
+    listing_columns = (
+        "listing_preview",
+        "listing_preview_items",
+        "listing_crop",
+        "listing_crop_items",
+        "listing_close",
+        "listing_close_items",
+    )
     listed = []
     for key, label in ROWS:
         rows = [r["rows"][key] for r in seeds.values() if "listing_preview" in r["rows"].get(key, {})]
@@ -99,8 +106,13 @@ def format_summary_table(seeds: dict[int, dict[str, Any]]) -> str:
                 f"| {label} | " + " | ".join(_cell(_stats(v) if v else None, n) for v in values) + " |"
             )
     if listed:
-        out += ["", "Listings in the held-out episodes (exact, items right):", ""]
-        out += ["| row | preview | preview items | crop | crop items |", "|---|---:|---:|---:|---:|", *listed]
+        title = "Listings in the held-out episodes (exact, items right; close crop: both, each time right):"
+        out += ["", title, ""]
+        out += [
+            "| row | preview | preview items | crop | crop items | close crop | close times |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *listed,
+        ]
     stage1 = [
         r["rows"]["perception"]["heldout"]
         for r in seeds.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -51,6 +52,23 @@ def test_the_references_listings_are_all_right(searched):
     scores = listing_scores(episodes, samples)
     assert scores["preview"] == {"written": len(episodes), "exact": 1.0, "items": 1.0}
     assert scores["crop"]["written"] >= len(episodes) and scores["crop"]["exact"] == 1.0
+    assert scores["close"]["written"] >= len(episodes) // 2
+    assert scores["close"] == {**scores["close"], "exact": 1.0, "items": 1.0}
+
+
+def test_a_close_crop_from_the_wrong_frame_is_scored_wrong(searched):
+    """The close crop after a crop listing: one time moved off the window costs half of it."""
+    episodes, samples = searched
+    episode = next(ep for ep in episodes if any("I look closely at" in t.action_text for t in ep.turns))
+    k = next(i for i, t in enumerate(episode.turns) if "I look closely at" in t.action_text)
+    text = episode.turns[k].action_text
+    start = re.search(r'"start_time": (\S+),', text).group(1)
+    moved = text.replace(f'"start_time": {start},', f'"start_time": {float(start) - 7.0},')
+    turns = list(episode.turns)
+    turns[k] = dataclasses.replace(turns[k], action_text=moved)
+    scores = listing_scores([dataclasses.replace(episode, turns=turns)], samples)
+    assert scores["close"] == {"written": 1, "exact": 0.0, "items": 0.5}
+    assert scores["crop"]["exact"] == 1.0  # the listing itself is still right
 
 
 def test_a_wrong_item_costs_its_share(searched):
@@ -75,3 +93,26 @@ def test_true_listing_reads_the_captions(searched):
     assert true_listing(sample, [middle], "crop") == f"{round(middle, 3)} {marked.text}"
     assert true_listing(sample, [middle], "preview") == f"{round(middle, 3)} bar"
     assert true_listing(sample, [0.0], "crop") == "0.0 no"
+
+
+def test_stage_one_zoom_turns_are_the_references_own(searched):
+    """The turn Stage I's ``zoom`` trains (a crop listing, then the close crop) is written as the search
+    reference writes it after the crop that holds the evidence: the same sentence, the same window."""
+    from medscope_gym.agents.recipe.perception import make_examples
+    from medscope_gym.agents.scripted import CROP_LISTING, close_window
+
+    pattern = re.compile(
+        rf"<think>{CROP_LISTING}(.+?)\. I look closely at (\S+)-(\S+) s, the frames around it\.</think>\n"
+        r'<tool_call>\{"name": "crop_video", "arguments": \{"start_time": (\S+), "end_time": (\S+)\}\}'
+        r"</tool_call>"
+    )
+    episodes, _ = searched
+    zooms = [m for ep in episodes for turn in ep.turns if (m := pattern.fullmatch(turn.action_text))]
+    assert len(zooms) >= len(episodes) // 2
+    trained = [pattern.fullmatch(ex.given + ex.answer) for ex in make_examples("zoom", 7, 6, (60.0, 70.0))]
+    for match in zooms + trained:
+        assert match is not None
+        items = [item.split(" ", 1) for item in match.group(1).split("; ")]
+        window = close_window([float(t) for t, _ in items], [label for _, label in items])
+        assert window == (float(match.group(4)), float(match.group(5)))
+        assert (match.group(2), match.group(3)) == (f"{window[0]:.1f}", f"{window[1]:.1f}")

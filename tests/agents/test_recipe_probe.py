@@ -444,3 +444,40 @@ def _counting(batch, log):
         return examples
 
     return wrapped
+
+
+def test_zoom_gives_the_crop_listing_and_trains_the_close_crop(tiny_dir):
+    """``zoom``: a crop's turn whose listing is given and whose answer is the close crop from the listed
+    frame before the first that shows the symbol to the frame after the last, at even and irregular
+    times; scored per part as ``select`` is."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher
+    from medscope_gym.agents.scripted import CROP_LISTING
+
+    zooms = make_examples("zoom", 7, 8, (90.0, 150.0), irregular=0.5)
+    assert len(zooms) == 8 and all(ex.episode and len(ex.images) == len(ex.image_times) for ex in zooms)
+    irregular = 0
+    for ex in zooms:
+        assert ex.given.startswith(f"<think>{CROP_LISTING}") and ex.given.endswith(" no.")
+        items = [item.split(" ", 1) for item in ex.given.split(": ", 1)[1].rstrip(".").split("; ")]
+        assert [float(t) for t, _ in items] == ex.image_times
+        hits = [i for i, (_, label) in enumerate(items) if label != "no"]
+        start, end = float(items[max(hits[0] - 1, 0)][0]), float(items[min(hits[-1] + 1, len(items) - 1)][0])
+        assert ex.answer == (
+            f" I look closely at {start:.1f}-{end:.1f} s, the frames around it.</think>\n"
+            f'<tool_call>{{"name": "crop_video", "arguments": {{"start_time": {start}, "end_time": {end}}}}}'
+            "</tool_call>"
+        )
+        gaps = np.diff(ex.image_times)
+        irregular += bool(gaps.max() - gaps.min() > 1.0)
+    assert 0 < irregular < len(zooms)
+    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
+    enc, labels = batcher(zooms[:2])
+    for i, ex in enumerate(zooms[:2]):
+        assert batcher.tokenizer.decode(labels[i][labels[i] != -100]) == ex.answer
+        assert f"assistant\n{ex.given}{ex.answer}" in batcher.tokenizer.decode(enc["input_ids"][i])
+    cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=0, heldout=3, skills=("zoom",))
+    scores = run_reading_probe(cfg)["heldout"]
+    assert {"zoom", "zoom/words", "zoom/times", "zoom/call"} <= set(scores)
+    assert "zoom/items" not in scores  # the listing is given, not scored
