@@ -39,7 +39,8 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "reading_accuracy" not in results["rows"]["answer_only"]
     for stage in ("vcot", "grpo"):  # the agent's listings, scored in its held-out episodes
         listed = [
-            results["rows"][stage][f"listing_{k}"] for k in ("preview", "preview_items", "crop", "crop_items")
+            results["rows"][stage][f"listing_{k}"]
+            for k in ("preview", "preview_items", "crop", "crop_items", "close", "close_items")
         ]
         assert all(v is None or 0.0 <= v <= 1.0 for v in listed)
     assert "listing_preview" not in results["rows"]["answer_only"]

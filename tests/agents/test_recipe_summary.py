@@ -13,6 +13,7 @@ from medscope_gym.cli import main
 def _write(root, seed, vcot_acc, grounded=True):
     row = {"accuracy": vcot_acc, "well_formed": 1.0, "reading_accuracy": 0.5}
     listings = {"listing_preview": seed / 10, "listing_preview_items": 0.5, "listing_crop": None}
+    listings |= {"listing_close": seed / 4, "listing_close_items": 0.5}
     if grounded:
         row["R@0.5"] = 0.25
     rows = {
@@ -37,7 +38,10 @@ def test_mean_std_over_seeds_and_partial_cells(tmp_path, capsys):
     assert "0.400 ± 0.200" in text and "0.250 ± 0.000 (n=2)" in text
     assert "Sampled:" in text and "frames 0.600 ± 0.100" in text
     # the listings line: one row per stage that wrote listings; none written is a dash, not a zero
-    assert "| Stage II: visual-CoT SFT | 0.100 ± 0.100 | 0.500 ± 0.000 | – | – |" in text
+    assert (
+        "| Stage II: visual-CoT SFT | 0.100 ± 0.100 | 0.500 ± 0.000 | – | – | 0.250 ± 0.250 | 0.500 ± 0.000 |"
+        in text
+    )
     assert main(["recipe-summary", str(tmp_path)]) == 0
     assert "| Stage II: visual-CoT SFT |" in capsys.readouterr().out
 
