@@ -76,8 +76,8 @@ PERCEPTION_SKILLS: tuple[str, ...] = (
     "preview",
     "highlights",
     "select",
-    "zoom",
     "copy",
+    "zoom",
 )
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
