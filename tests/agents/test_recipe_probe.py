@@ -260,18 +260,32 @@ def test_first_turn_is_the_search_references_whole_first_turn():
     assert all(PREVIEW_LISTING in ex.answer for ex in turns)
 
 
+def _given_is_shown_not_trained(tiny_dir, examples) -> None:
+    """The examples' ``given`` text sits in the assistant turn before the answer, and only the answer's
+    tokens are labelled; some are at irregular times, some at even ones."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher
+
+    gaps = [np.diff(ex.image_times) for ex in examples]
+    irregular = sum(bool(g.max() - g.min() > 1.0) for g in gaps)
+    assert 0 < irregular < len(examples)
+    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
+    enc, labels = batcher(examples[:2])
+    for i, ex in enumerate(examples[:2]):
+        assert batcher.tokenizer.decode(labels[i][labels[i] != -100]) == ex.answer
+        assert f"assistant\n{ex.given}{ex.answer}" in batcher.tokenizer.decode(enc["input_ids"][i])
+
+
 def test_select_gives_the_listing_and_trains_the_step_after_it(tiny_dir):
     """``select``: a first turn whose listing is given (shown, not trained on) and whose interval and
     crop call are the answer, at even and irregular times; only turns where the reference picks an
     interval."""
-    from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher
     from medscope_gym.agents.scripted import PREVIEW_LISTING
 
     picks = make_examples("select", 7, 8, (90.0, 150.0), irregular=0.5)
     assert len(picks) == 8 and all(ex.episode and ex.images for ex in picks)
-    irregular = 0
     for ex in picks:
         assert ex.given.startswith(f"<think>{PREVIEW_LISTING}") and ex.given.endswith((" no.", " bar."))
         assert ex.answer.startswith((" The ", " I crop")) and ex.answer.endswith("</tool_call>")
@@ -279,14 +293,7 @@ def test_select_gives_the_listing_and_trains_the_step_after_it(tiny_dir):
         assert listed == ex.image_times
         start, end = (float(x) for x in re.findall(r"(\d+\.?\d*)-(\d+\.?\d*) s", ex.answer)[0])
         assert start in listed and end in listed
-        gaps = np.diff(ex.image_times)
-        irregular += bool(gaps.max() - gaps.min() > 1.0)
-    assert 0 < irregular < len(picks)
-    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
-    enc, labels = batcher(picks[:2])
-    for i, ex in enumerate(picks[:2]):
-        assert batcher.tokenizer.decode(labels[i][labels[i] != -100]) == ex.answer
-        assert f"assistant\n{ex.given}{ex.answer}" in batcher.tokenizer.decode(enc["input_ids"][i])
+    _given_is_shown_not_trained(tiny_dir, picks)
     cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=0, heldout=3, skills=("select",))
     assert 0.0 <= run_reading_probe(cfg)["heldout"]["select"] <= 1.0
 
@@ -450,14 +457,11 @@ def test_zoom_gives_the_crop_listing_and_trains_the_close_crop(tiny_dir):
     """``zoom``: a crop's turn whose listing is given and whose answer is the close crop from the listed
     frame before the first that shows the symbol to the frame after the last, at even and irregular
     times; scored per part as ``select`` is."""
-    from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher
     from medscope_gym.agents.scripted import CROP_LISTING
 
     zooms = make_examples("zoom", 7, 8, (90.0, 150.0), irregular=0.5)
     assert len(zooms) == 8 and all(ex.episode and len(ex.images) == len(ex.image_times) for ex in zooms)
-    irregular = 0
     for ex in zooms:
         assert ex.given.startswith(f"<think>{CROP_LISTING}") and ex.given.endswith(" no.")
         items = [item.split(" ", 1) for item in ex.given.split(": ", 1)[1].rstrip(".").split("; ")]
@@ -469,14 +473,7 @@ def test_zoom_gives_the_crop_listing_and_trains_the_close_crop(tiny_dir):
             f'<tool_call>{{"name": "crop_video", "arguments": {{"start_time": {start}, "end_time": {end}}}}}'
             "</tool_call>"
         )
-        gaps = np.diff(ex.image_times)
-        irregular += bool(gaps.max() - gaps.min() > 1.0)
-    assert 0 < irregular < len(zooms)
-    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
-    enc, labels = batcher(zooms[:2])
-    for i, ex in enumerate(zooms[:2]):
-        assert batcher.tokenizer.decode(labels[i][labels[i] != -100]) == ex.answer
-        assert f"assistant\n{ex.given}{ex.answer}" in batcher.tokenizer.decode(enc["input_ids"][i])
+    _given_is_shown_not_trained(tiny_dir, zooms)
     cfg = ReadingProbeConfig(checkpoint=str(tiny_dir), steps=0, heldout=3, skills=("zoom",))
     scores = run_reading_probe(cfg)["heldout"]
     assert {"zoom", "zoom/words", "zoom/times", "zoom/call"} <= set(scores)
