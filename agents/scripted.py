@@ -34,6 +34,7 @@ __all__ = [
     "RandomPolicy",
     "SCRIPTED_POLICIES",
     "SearchingOracle",
+    "CLOSE_LOOK",
     "CROP_LISTING",
     "PREVIEW_LISTING",
     "close_look",
@@ -152,6 +153,8 @@ class OraclePolicy(Policy):
 PREVIEW_LISTING = "The preview frames: "
 #: How it opens its reasoning after a crop, before the crop's frame listing.
 CROP_LISTING = "The crop frames: "
+#: How it names its close crop after a crop listing (:func:`close_look`).
+CLOSE_LOOK = "I look closely at "
 
 
 class SearchingOracle(Policy):
@@ -341,7 +344,7 @@ def close_window(times: Sequence[float], labels: Sequence[str]) -> tuple[float, 
 def close_look(listing: str, start: float, end: float) -> str:
     """The reasoning of :class:`SearchingOracle`'s turn after a crop listing: the listing, then the
     close crop it picks (:func:`close_window`)."""
-    return f"{listing} I look closely at {time_text(start)}-{time_text(end)} s, the frames around it."
+    return f"{listing} {CLOSE_LOOK}{time_text(start)}-{time_text(end)} s, the frames around it."
 
 
 def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.rollout.trajectory import Trajectory
-from medscope_gym.agents.scripted import close_window, frame_listing
+from medscope_gym.agents.scripted import CLOSE_LOOK, close_window, frame_listing
 from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
@@ -38,9 +38,9 @@ _UNMARKED = "nothing highlighted"
 _SYMBOL_CAPTIONS = frozenset(symbol_caption(s) for s in SYMBOLS)
 
 
-def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
-    """The listing of the frames at ``times`` that the sample's captions make true: ``preview``, "bar"
-    where a highlight is on screen, else "no"; ``crop``, the symbol's caption where one is, else "no"."""
+def _true_labels(sample: Sample, times: Iterable[float], kind: str) -> list[str]:
+    """What the sample's captions say each frame at ``times`` shows: ``preview``, "bar" where a
+    highlight is on screen, else "no"; ``crop``, the symbol's caption where one is, else "no"."""
     labels = []
     for t in times:
         caption = sample.caption_at(float(t))
@@ -48,7 +48,13 @@ def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
             labels.append("no" if caption in (None, _UNMARKED) else "bar")
         else:
             labels.append(caption if caption in _SYMBOL_CAPTIONS else "no")
-    return frame_listing(list(times), labels)
+    return labels
+
+
+def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
+    """The listing of the frames at ``times`` that the sample's captions make true (:func:`_true_labels`)."""
+    times = list(times)
+    return frame_listing(times, _true_labels(sample, times, kind))
 
 
 def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
@@ -59,7 +65,7 @@ def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
 
 def _close_crop(text: str) -> tuple[float, float] | None:
     """The window of a turn's ``crop_video`` call, if the turn is a close crop after a crop listing."""
-    if "I look closely at" not in text:
+    if CLOSE_LOOK not in text:
         return None
     call = parse_turn(text).tool_call
     if call is None or call.name != "crop_video":
@@ -92,8 +98,7 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
                 found[kind].append((written == truth, hits / len(right_items)))
                 window = _close_crop(turn.action_text) if kind == "crop" else None
                 if window is not None:
-                    labels = [item.split(" ", 1)[1] for item in right_items]
-                    right = close_window(times, labels) or (None, None)
+                    right = close_window(times, _true_labels(sample, times, "crop")) or (None, None)
                     found["close"].append((window == right, sum(a == b for a, b in zip(window, right)) / 2))
     return {
         kind: {

@@ -357,13 +357,11 @@ def make_examples(
                     budget = budget_text(turn, _ENV_TURNS, _ENV_TURNS - turn)
                     lines = f"{crop_text(shown_times[0], shown_times[-1], times[idx])}\n{budget}"
                     answer = f"<think>{CROP_LISTING}{listing}."
-                    if skill == "zoom":
-                        given, (a, b) = answer, window  # type: ignore[misc]
-                        answer = format_tool_call(
-                            "crop_video",
-                            {"start_time": a, "end_time": b},
-                            think=close_look(f"{CROP_LISTING}{listing}.", a, b),
-                        )[len(given) :]
+                    if skill == "zoom" and window is not None:  # the listing given, the close crop after it
+                        (a, b), given = window, answer
+                        think = close_look(given.removeprefix("<think>"), a, b)
+                        answer = format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
+                        answer = answer[len(given) :]
                     out.append(
                         _Example(
                             skill,
