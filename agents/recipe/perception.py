@@ -29,6 +29,10 @@ scored on videos no training example came from:
   shows the symbol to the frame after the last ("I look closely at 33.5-37.5 s, the frames around
   it." and the call with those times): one look back along the listing and two copied times. Always
   listed as frames. Scored as ``select`` is (``zoom/words``, ``zoom/times``, ``zoom/call``);
+- ``window``: ``zoom`` without its frames: the crop's lines and the listing as text, the same close
+  crop as the answer. The look back along the listing needs no pixels, and a text turn is a third
+  of a crop turn's length, so it is drilled on its own (``window_steps``) as ``copy`` drills copying.
+  Its held-out examples are ``zoom``'s, frames removed: the two scores differ only by the frames;
 - ``copy``: no frames; a text list of 8-16 items at random times ("24.0 bar; 63.0 no; 109.0 a green
   cross at the centre; ...") written out again. Every answer token is a copy from the context: the
   drill for what ``select`` and the listings need and a model from scratch cannot do
@@ -36,7 +40,8 @@ scored on videos no training example came from:
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
-length. After the copy drill, reading: ``reading_steps`` of ``symbol`` alone. A model from scratch
+length. After the copy drill, ``window_steps`` of ``window``, then reading: ``reading_steps`` of
+``symbol`` alone. A model from scratch
 learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in
 a mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md).
 Then ``listing_steps`` of the listings alone: a listing, too, is learned suddenly and late. Then the
@@ -78,6 +83,7 @@ PERCEPTION_SKILLS: tuple[str, ...] = (
     "select",
     "copy",
     "zoom",
+    "window",
 )
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
@@ -91,6 +97,13 @@ _CROP_LISTING = "What does each frame of this crop show?"
 _ENV_TURNS = 5
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
 _HELDOUT_SEED = 999_000_000
+#: Text drills and the skill whose examples they are, frames removed: the same draws from a seed.
+_FRAMELESS = {"window": "zoom"}
+
+
+def _drawn_as(skill: str) -> str:
+    """The skill whose random stream ``skill``'s examples come from (a text drill: its framed skill's)."""
+    return _FRAMELESS.get(skill, skill)
 
 
 @dataclass
@@ -103,6 +116,10 @@ class PerceptionConfig(Config):
     """Optimizer steps on ``copy`` alone before everything else: text lists written out again, so the
     model learns to copy from its context (the times of a listing, the question's ordinal, the call's
     times) where only a few tokens of each later example ask for it."""
+    window_steps: int = 0
+    """Optimizer steps on ``window`` alone after the copy drill: a crop listing given as text, the close
+    crop around its symbol as the answer (``zoom``'s step without the frames). In the listing phase,
+    ``zoom`` shared with three other skills was not learned (docs/results.md, "v9")."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     listing_steps: int = 0
@@ -169,7 +186,16 @@ class PerceptionConfig(Config):
         if self.heldout_duration is not None:
             self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
         check(self, positive_int, "batch_size", "heldout", "eval_every")
-        check(self, non_negative_int, "steps", "warmup_steps", "copy_steps", "reading_steps", "listing_steps")
+        check(
+            self,
+            non_negative_int,
+            "steps",
+            "warmup_steps",
+            "copy_steps",
+            "window_steps",
+            "reading_steps",
+            "listing_steps",
+        )
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -298,8 +324,9 @@ def make_examples(
     from medscope_gym.tools import crop_text
     from medscope_gym.video.resize import resize_frames
 
-    rng = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill)])
-    layouts = np.random.default_rng([first_seed, PERCEPTION_SKILLS.index(skill), 1])  # videos stay the same
+    drawn = PERCEPTION_SKILLS.index(_drawn_as(skill))
+    rng = np.random.default_rng([first_seed, drawn])
+    layouts = np.random.default_rng([first_seed, drawn, 1])  # videos stay the same
     out: list[_Example] = []
     seed = first_seed
     while len(out) < count:
@@ -329,10 +356,11 @@ def make_examples(
             out.append(
                 _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text, kind)
             )
-        elif skill in ("crop", "zoom"):  # a crop between the preview frames around a symbol, as in Stage II
+        elif skill in ("crop", "zoom", "window"):  # a crop between the preview frames around a symbol
             shown = preview_frames(video.num_frames, video.fps)
             k = int(np.searchsorted(shown, ev.start_frame))
-            as_frames = crops_as_frames or skill == "zoom"
+            looks = skill in ("zoom", "window")  # the step after the listing
+            as_frames = crops_as_frames or looks
             if as_frames and irregular and rng.random() < irregular:  # a wider window, random frames
                 width = int(shown[k] - shown[k - 1])
                 first = shown[k - 1] - int(rng.integers(0, width + 1))
@@ -340,16 +368,16 @@ def make_examples(
             else:
                 idx = np.arange(shown[k - 1], shown[k] + 1)
                 idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
-            clip = render_frames(video, idx)
+            clip = render_frames(video, idx) if skill != "window" else []
             if as_frames:
                 labels = [
                     symbol_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx
                 ]
                 listing = frame_listing(times[idx], labels)
                 shown_times = times[idx].tolist()
-                laid = skill == "zoom" or bool(episode and layouts.random() < episode)
+                laid = looks or bool(episode and layouts.random() < episode)
                 window = close_window(shown_times, labels)
-                if skill == "zoom" and window is None:  # no frame of a random window shows the symbol
+                if looks and window is None:  # no frame of a random window shows the symbol
                     continue
                 given = ""
                 if laid:  # a crop's turn: its lines, then the listing (zoom: given), then the close crop
@@ -357,7 +385,7 @@ def make_examples(
                     budget = budget_text(turn, _ENV_TURNS, _ENV_TURNS - turn)
                     lines = f"{crop_text(shown_times[0], shown_times[-1], times[idx])}\n{budget}"
                     answer = f"<think>{CROP_LISTING}{listing}."
-                    if skill == "zoom" and window is not None:  # the listing given, the close crop after it
+                    if looks and window is not None:  # the listing given, the close crop after it
                         (a, b), given = window, answer
                         think = close_look(given.removeprefix("<think>"), a, b)
                         answer = format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
@@ -366,7 +394,7 @@ def make_examples(
                         _Example(
                             skill,
                             list(clip),
-                            shown_times,
+                            shown_times if len(clip) else [],
                             None,
                             None,
                             lines,
@@ -713,9 +741,17 @@ def train_perception(
             cfg.first_turn,
         )
     ]
-    # the copy phase first, then the reading phase, then the listing phase, each in its own order, then
-    # the mix shuffled
+    # the copy phase first, then the window drill, the reading phase, the listing phase, each in its own
+    # order, then the mix shuffled
     lead = make_examples("copy", stream + 400_000, cfg.copy_steps * cfg.batch_size, cfg.duration)
+    lead += make_examples(  # the copy drill uses no videos; these sit below the reading phase's
+        "window",
+        stream + 450_000,
+        cfg.window_steps * cfg.batch_size,
+        cfg.duration,
+        cfg.crops_as_frames,
+        cfg.irregular_times,
+    )
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
     # the steps after the listings (the preview's: select; a crop's: zoom), learned as late
@@ -742,10 +778,11 @@ def train_perception(
         ]
         lead += [listed[j] for j in rng.permutation(len(listed))][: steps * cfg.batch_size]
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
-    total = cfg.copy_steps + cfg.reading_steps + cfg.listing_steps + cfg.steps
+    total = cfg.copy_steps + cfg.window_steps + cfg.reading_steps + cfg.listing_steps + cfg.steps
     scored = tuple(
         dict.fromkeys(
             ("copy",) * (cfg.copy_steps > 0)
+            + ("window",) * (cfg.window_steps > 0)
             + ("symbol",) * (cfg.reading_steps > 0)
             + listing * (cfg.listing_steps > 0)
             + cfg.skills
@@ -754,7 +791,7 @@ def train_perception(
     heldout = {
         skill: make_examples(
             skill,
-            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
+            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(_drawn_as(skill)),
             cfg.heldout,
             cfg.heldout_duration or cfg.duration,
             cfg.crops_as_frames,

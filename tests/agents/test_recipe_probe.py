@@ -478,3 +478,34 @@ def test_zoom_gives_the_crop_listing_and_trains_the_close_crop(tiny_dir):
     scores = run_reading_probe(cfg)["heldout"]
     assert {"zoom", "zoom/words", "zoom/times", "zoom/call"} <= set(scores)
     assert "zoom/items" not in scores  # the listing is given, not scored
+
+
+def test_window_is_zoom_without_its_frames_and_comes_after_the_copy_drill(monkeypatch):
+    """``window``: ``zoom``'s turns with the frames removed (the same draws from a seed, so its held-out
+    examples are ``zoom``'s); ``window_steps`` of it come after the copy drill, before the reading."""
+    import medscope_gym.agents.recipe.perception as perception
+
+    windows = make_examples("window", 11, 6, (90.0, 150.0), irregular=0.5)
+    zooms = make_examples("zoom", 11, 6, (90.0, 150.0), irregular=0.5)
+    assert [(ex.question, ex.given, ex.answer) for ex in windows] == [
+        (ex.question, ex.given, ex.answer) for ex in zooms
+    ]
+    assert all(ex.episode and not ex.images and not ex.image_times and ex.video is None for ex in windows)
+    assert all(ex.images for ex in zooms)
+    trained: list[str] = []
+    batcher_call = perception._Batcher.__call__
+
+    def spy(self, batch):
+        trained.append(batch[0].skill)
+        return batcher_call(self, batch)
+
+    monkeypatch.setattr(perception._Batcher, "__call__", spy)
+    cfg = ReadingProbeConfig(
+        model=MICRO, copy_steps=1, window_steps=2, reading_steps=1, steps=0, batch_size=2, heldout=2,
+        eval_every=10,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    assert trained[:4] == ["copy", "window", "window", "symbol"]
+    assert {"window", "window/words", "window/times", "window/call"} <= set(result["heldout"])
+    with pytest.raises(ConfigError, match="window_steps"):
+        PerceptionConfig(window_steps=-1)
