@@ -30,8 +30,9 @@ scored on videos no training example came from:
   it." and the call with those times): one look back along the listing and two copied times. Always
   listed as frames. Scored as ``select`` is (``zoom/words``, ``zoom/times``, ``zoom/call``);
 - ``window``: ``zoom`` without its frames: the crop's lines and the listing as text, the same close
-  crop as the answer. The look back along the listing needs no pixels, and a text turn is a third
-  of a crop turn's length, so it is drilled on its own (``window_steps``) as ``copy`` drills copying.
+  crop as the answer. The look back along the listing needs no pixels, and the turn without its
+  frames is under half as long (~375 tokens, ~810 with them), so it is drilled on its own
+  (``window_steps``) as ``copy`` drills copying.
   Its held-out examples are ``zoom``'s, frames removed: the two scores differ only by the frames;
 - ``copy``: no frames; a text list of 8-16 items at random times ("24.0 bar; 63.0 no; 109.0 a green
   cross at the centre; ...") written out again. Every answer token is a copy from the context: the
