@@ -1,6 +1,7 @@
 """``medscope recipe CONFIG --seed S``: the testbed recipe from nothing (docs/agents.md, "Testbed recipe");
 ``medscope recipe-probe``: the reading probe (docs/results.md, "Reading probe"); ``medscope
-recipe-summary OUT``: the seeds of a recipe as one mean ± std table.
+recipe-summary OUT``: the seeds of a recipe as one mean ± std table; ``medscope recipe-listings SEED_DIR
+STAGE``: the listings of a stage's held-out episodes, counted step by step.
 
 torch is imported only when the command runs.
 """
@@ -51,6 +52,22 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_listings(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from medscope_gym.agents.recipe.listings import listing_scores
+    from medscope_gym.agents.rollout.trajectory import load_trajectories
+    from medscope_gym.suite import Suite
+
+    seed_dir = Path(args.seed_dir)
+    heldout = seed_dir / "data" / "heldout"
+    samples = {s.id: s for s in Suite.from_spec(str(heldout))}
+    trajectories = load_trajectories(seed_dir / args.stage / "eval" / "trajectories", frames=False)
+    print(json.dumps(listing_scores(trajectories, samples), indent=2))
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, train_commands: argparse._SubParsersAction) -> None:
     """Add ``recipe`` at the top level."""
     recipe = commands.add_parser(
@@ -70,3 +87,10 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     )
     summary.add_argument("out", help="the recipe's out folder (holding seed-S/)")
     summary.set_defaults(func=_cmd_summary)
+    listings = commands.add_parser(
+        "recipe-listings",
+        help="the listings and close crops of a stage's held-out episodes, scored against the captions",
+    )
+    listings.add_argument("seed_dir", help="one seed's folder of a recipe run (OUT/seed-S)")
+    listings.add_argument("stage", nargs="?", default="stage-2-vcot", help="the stage's folder")
+    listings.set_defaults(func=_cmd_listings)

@@ -82,8 +82,14 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
     preview listing counts on the first turn only (its frames are the preview); a crop listing on a
     turn whose observation was a crop. ``close``: every close crop written after a crop listing,
     ``exact`` when both times are the window on the true listing (none when no shown frame holds the
-    symbol), ``items`` the share of the two times right. Kinds with nothing written are left out."""
+    symbol), ``items`` the share of the two times right. Kinds with nothing written are left out.
+
+    Where a step goes wrong, ``crop`` adds ``on_screen`` (crop listings of frames of which one shows
+    the symbol) and ``named`` (of those, listings naming a symbol anywhere); ``close`` adds
+    ``after_named`` (close crops after a listing that names a symbol at times it wrote well) and
+    ``own`` (of those, close crops that are the window on the agent's own listing, right or wrong)."""
     found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in SCORED_KINDS}
+    counts = {"on_screen": 0, "named": 0, "after_named": 0, "own": 0}
     for trajectory in trajectories:
         sample = samples[trajectory.sample_id]
         for k, turn in enumerate(trajectory.turns):
@@ -94,13 +100,20 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
                     continue
                 truth = true_listing(sample, times, kind)
                 items, right_items = written.split("; "), truth.split("; ")
+                own = _own_window(items) if kind == "crop" else None
+                if kind == "crop" and any(label != "no" for label in _true_labels(sample, times, kind)):
+                    counts["on_screen"] += 1
+                    counts["named"] += any(_label(item) != "no" for item in items)
                 hits = sum(a == b for a, b in zip(items, right_items))
                 found[kind].append((written == truth, hits / len(right_items)))
                 window = _close_crop(turn.action_text) if kind == "crop" else None
                 if window is not None:
                     right = close_window(times, _true_labels(sample, times, "crop")) or (None, None)
                     found["close"].append((window == right, sum(a == b for a, b in zip(window, right)) / 2))
-    return {
+                    if own is not None:
+                        counts["after_named"] += 1
+                        counts["own"] += window == own
+    scores: dict[str, Any] = {
         kind: {
             "written": len(rows),
             "exact": float(np.mean([e for e, _ in rows])),
@@ -109,3 +122,23 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
         for kind, rows in found.items()
         if rows
     }
+    for kind, keys in (("crop", ("on_screen", "named")), ("close", ("after_named", "own"))):
+        if kind in scores:
+            scores[kind].update({key: counts[key] for key in keys})
+    return scores
+
+
+def _own_window(items: list[str]) -> tuple[float, float] | None:
+    """The close crop an agent's own crop listing calls for ("30.0 no; 30.5 a red ring ..."): the
+    window from its item before the first that names something to the item after the last; None when
+    it names nothing or an item is not "time label"."""
+    try:
+        times = [float(item.split(" ", 1)[0]) for item in items]
+    except ValueError:
+        return None
+    return close_window(times, [_label(item) for item in items])
+
+
+def _label(item: str) -> str:
+    """What a listing's item says its frame shows (after the time; "no" when nothing follows it)."""
+    return item.split(" ", 1)[1] if " " in item else "no"

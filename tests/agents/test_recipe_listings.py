@@ -16,15 +16,14 @@ from medscope_gym.chat import even_subsample
 from medscope_gym.envs.clinvideo import ClinVideoEnv
 from medscope_gym.suite import Suite
 
+_PLAN = testbed.TestbedConfig(3, 60, 70, 11, templates=testbed.MAIN_TEMPLATES, per_video=1, splits=(0, 0, 1))
+
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """The search reference's episodes on a small testbed suite, each turn with the times it was shown."""
     root = tmp_path_factory.mktemp("listings") / "suite"
-    plan = testbed.TestbedConfig(
-        3, 60, 70, 11, templates=testbed.MAIN_TEMPLATES, per_video=1, splits=(0, 0, 1)
-    )
-    testbed.build_testbed_suite(root, plan)
+    testbed.build_testbed_suite(root, _PLAN)
     suite = Suite.from_spec(str(root), split="test")
     env, oracle = ClinVideoEnv(suite), SearchingOracle(list_crops=16)
     episodes = []
@@ -67,8 +66,29 @@ def test_a_close_crop_from_the_wrong_frame_is_scored_wrong(searched):
     turns = list(episode.turns)
     turns[k] = dataclasses.replace(turns[k], action_text=moved)
     scores = listing_scores([dataclasses.replace(episode, turns=turns)], samples)
-    assert scores["close"] == {"written": 1, "exact": 0.0, "items": 0.5}
+    assert scores["close"] == {"written": 1, "exact": 0.0, "items": 0.5, "after_named": 1, "own": 0}
     assert scores["crop"]["exact"] == 1.0  # the listing itself is still right
+    assert listing_scores([episode], samples)["close"]["own"] == 1
+
+
+def test_a_listing_of_all_no_is_counted_where_the_symbol_is_on_screen(searched):
+    """``crop``'s ``on_screen`` / ``named`` and ``close``'s ``after_named`` / ``own``: the reference
+    lists only crops that show the symbol, and names it; a listing blanked to "no" is counted as
+    missing it, and the close crop after it follows from no listing of the agent's."""
+    episodes, samples = searched
+    scores = listing_scores(episodes, samples)
+    assert scores["crop"]["on_screen"] == scores["crop"]["named"] == scores["crop"]["written"]
+    assert scores["close"]["after_named"] == scores["close"]["own"] == scores["close"]["written"]
+    episode = next(ep for ep in episodes if any("I look closely at" in t.action_text for t in ep.turns))
+    k = next(i for i, t in enumerate(episode.turns) if "I look closely at" in t.action_text)
+    text = episode.turns[k].action_text
+    listing = text.split("The crop frames: ")[1].split(". I look")[0]
+    blank = "; ".join(f"{item.split(' ', 1)[0]} no" for item in listing.split("; "))
+    turns = list(episode.turns)
+    turns[k] = dataclasses.replace(turns[k], action_text=text.replace(listing, blank))
+    blanked = listing_scores([dataclasses.replace(episode, turns=turns)], samples)
+    assert blanked["crop"]["on_screen"] >= 1 and blanked["crop"]["named"] == blanked["crop"]["on_screen"] - 1
+    assert blanked["close"]["after_named"] == blanked["close"]["written"] - 1
 
 
 def test_a_wrong_item_costs_its_share(searched):
@@ -116,3 +136,18 @@ def test_stage_one_zoom_turns_are_the_references_own(searched):
         window = close_window([float(t) for t, _ in items], [label for _, label in items])
         assert window == (float(match.group(4)), float(match.group(5)))
         assert (match.group(2), match.group(3)) == (f"{window[0]:.1f}", f"{window[1]:.1f}")
+
+
+def test_listings_command_scores_a_seeds_held_out_episodes(searched, tmp_path, capsys):
+    """``medscope recipe-listings SEED_DIR``: the held-out suite under ``data/heldout`` and a stage's
+    saved episodes under ``STAGE/eval/trajectories``, scored as :func:`listing_scores` scores them."""
+    import json
+
+    from medscope_gym.agents.rollout.trajectory import save_trajectories
+    from medscope_gym.cli import main
+
+    episodes, samples = searched
+    testbed.build_testbed_suite(tmp_path / "data" / "heldout", _PLAN)  # the fixture's suite again
+    save_trajectories(tmp_path / "stage-2-vcot" / "eval" / "trajectories", episodes)
+    assert main(["recipe-listings", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(listing_scores(episodes, samples)))
