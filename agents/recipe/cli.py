@@ -56,15 +56,11 @@ def _cmd_listings(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from medscope_gym.agents.recipe.listings import listing_scores
-    from medscope_gym.agents.rollout.trajectory import load_trajectories
-    from medscope_gym.suite import Suite
+    from medscope_gym.agents.recipe.listings import saved_listing_scores
 
     seed_dir = Path(args.seed_dir)
-    heldout = seed_dir / "data" / "heldout"
-    samples = {s.id: s for s in Suite.from_spec(str(heldout))}
-    trajectories = load_trajectories(seed_dir / args.stage / "eval" / "trajectories", frames=False)
-    print(json.dumps(listing_scores(trajectories, samples), indent=2))
+    scores = saved_listing_scores(seed_dir / args.stage / "eval", seed_dir / "data" / "heldout")
+    print(json.dumps(scores, indent=2))
     return 0
 
 

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medscope_gym.agents.rollout.trajectory import Trajectory
+from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories
 from medscope_gym.agents.scripted import CLOSE_LOOK, close_window, frame_listing
 from medscope_gym.protocol import parse_turn
-from medscope_gym.suite import Sample
+from medscope_gym.suite import Sample, Suite
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
 
-__all__ = ["LISTING_KINDS", "SCORED_KINDS", "listing_scores", "true_listing"]
+__all__ = ["LISTING_KINDS", "SCORED_KINDS", "listing_scores", "saved_listing_scores", "true_listing"]
 
 LISTING_KINDS: tuple[str, ...] = ("preview", "crop")
 #: What :func:`listing_scores` reports: the listings, and ``close``, the close crop after a crop listing.
@@ -126,6 +127,13 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
         if kind in scores:
             scores[kind].update({key: counts[key] for key in keys})
     return scores
+
+
+def saved_listing_scores(evaluated: str | Path, heldout: str | Path) -> dict[str, Any]:
+    """:func:`listing_scores` of the episodes an evaluation saved under ``evaluated/trajectories``, on
+    the samples of the suite folder ``heldout``."""
+    samples = {s.id: s for s in Suite.from_spec(str(heldout))}
+    return listing_scores(load_trajectories(Path(evaluated) / "trajectories", frames=False), samples)
 
 
 def _own_window(items: list[str]) -> tuple[float, float] | None:

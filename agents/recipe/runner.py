@@ -260,12 +260,9 @@ def _listings(evaluated: Path, heldout: Path) -> dict[str, float]:
     """The agent's preview and crop listings in its held-out episodes, scored against the captions
     (agents/recipe/listings.py): ``listing_preview`` / ``listing_crop`` exact, ``…_items`` per item;
     ``listing_close``: the close crops after crop listings, both times right."""
-    from medscope_gym.agents.recipe.listings import SCORED_KINDS, listing_scores
-    from medscope_gym.agents.rollout.trajectory import load_trajectories
-    from medscope_gym.suite import Suite
+    from medscope_gym.agents.recipe.listings import SCORED_KINDS, saved_listing_scores
 
-    samples = {s.id: s for split in ("val", "test") for s in Suite.from_spec(str(heldout), split=split)}
-    scores = listing_scores(load_trajectories(evaluated / "trajectories"), samples)
+    scores = saved_listing_scores(evaluated, heldout)
     return {
         f"listing_{kind}{suffix}": round(scores[kind][key], 4) if kind in scores else None
         for kind in SCORED_KINDS

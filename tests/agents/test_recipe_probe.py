@@ -301,8 +301,6 @@ def test_select_gives_the_listing_and_trains_the_step_after_it(tiny_dir):
 def test_copy_writes_the_questions_list_out_again_and_comes_first(monkeypatch):
     """``copy``: a text list (no frames) written out again, times at random up to the longest video;
     ``copy_steps`` of it come before the reading phase and are scored."""
-    import medscope_gym.agents.recipe.perception as perception
-
     lists = make_examples("copy", 3, 20, (90.0, 150.0))
     assert len({ex.answer for ex in lists}) == 20
     for ex in lists:
@@ -312,14 +310,7 @@ def test_copy_writes_the_questions_list_out_again_and_comes_first(monkeypatch):
         assert 8 <= len(times) <= 16 and times == sorted(times) and max(times) < 150.0
     labels = [item.split(" ", 1)[1] for ex in lists for item in ex.answer.split("; ")]
     assert {"bar", "no"} <= set(labels) and any(label.endswith("at the centre") for label in labels)
-    trained: list[str] = []
-    batcher_call = perception._Batcher.__call__
-
-    def spy(self, batch):
-        trained.append(batch[0].skill)  # training batches first, then the held-out scores
-        return batcher_call(self, batch)
-
-    monkeypatch.setattr(perception._Batcher, "__call__", spy)
+    trained = _batched_skills(monkeypatch)
     cfg = ReadingProbeConfig(
         model=MICRO, copy_steps=2, reading_steps=1, steps=1, batch_size=2, heldout=2, eval_every=4
     )
@@ -444,6 +435,22 @@ def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss()
     assert float(laid(model)) > 0
 
 
+def _batched_skills(monkeypatch) -> list[str]:
+    """The skill of each batch Stage I's batcher makes from now on: training batches first, then the
+    held-out scores."""
+    import medscope_gym.agents.recipe.perception as perception
+
+    trained: list[str] = []
+    batcher_call = perception._Batcher.__call__
+
+    def spy(self, batch):
+        trained.append(batch[0].skill)
+        return batcher_call(self, batch)
+
+    monkeypatch.setattr(perception._Batcher, "__call__", spy)
+    return trained
+
+
 def _counting(batch, log):
     def wrapped():
         examples = batch()
@@ -483,8 +490,6 @@ def test_zoom_gives_the_crop_listing_and_trains_the_close_crop(tiny_dir):
 def test_window_is_zoom_without_its_frames_and_comes_after_the_copy_drill(monkeypatch):
     """``window``: ``zoom``'s turns with the frames removed (the same draws from a seed, so its held-out
     examples are ``zoom``'s); ``window_steps`` of it come after the copy drill, before the reading."""
-    import medscope_gym.agents.recipe.perception as perception
-
     windows = make_examples("window", 11, 6, (90.0, 150.0), irregular=0.5)
     zooms = make_examples("zoom", 11, 6, (90.0, 150.0), irregular=0.5)
     assert [(ex.question, ex.given, ex.answer) for ex in windows] == [
@@ -492,14 +497,7 @@ def test_window_is_zoom_without_its_frames_and_comes_after_the_copy_drill(monkey
     ]
     assert all(ex.episode and not ex.images and not ex.image_times and ex.video is None for ex in windows)
     assert all(ex.images for ex in zooms)
-    trained: list[str] = []
-    batcher_call = perception._Batcher.__call__
-
-    def spy(self, batch):
-        trained.append(batch[0].skill)
-        return batcher_call(self, batch)
-
-    monkeypatch.setattr(perception._Batcher, "__call__", spy)
+    trained = _batched_skills(monkeypatch)
     cfg = ReadingProbeConfig(
         model=MICRO, copy_steps=1, window_steps=2, reading_steps=1, steps=0, batch_size=2, heldout=2,
         eval_every=10,
