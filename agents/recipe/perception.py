@@ -34,6 +34,11 @@ scored on videos no training example came from:
   frames is under half as long (~375 tokens, ~810 with them), so it is drilled on its own
   (``window_steps``) as ``copy`` drills copying.
   Its held-out examples are ``zoom``'s, frames removed: the two scores differ only by the frames;
+- ``answer``: the step after the close crop, in its turn: the question as the env asks it, the close
+  crop's frames with the env's lines, and the reference's last turn as the answer ("The crop shows a
+  red ring at the centre. That is option B, red ring." and ``<answer>B</answer>``; for a grounding
+  question the interval, from the frames that show the symbol). Scored per kind of answer
+  (``answer/choice``, ``answer/interval``);
 - ``copy``: no frames; a text list of 8-16 items at random times ("24.0 bar; 63.0 no; 109.0 a green
   cross at the centre; ...") written out again. Every answer token is a copy from the context: the
   drill for what ``select`` and the listings need and a model from scratch cannot do
@@ -45,17 +50,20 @@ length. After the copy drill, ``window_steps`` of ``window``, then reading: ``re
 ``symbol`` alone. A model from scratch
 learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in
 a mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md).
-Then ``listing_steps`` of the listings alone: a listing, too, is learned suddenly and late. Then the
-mix. The chat layout is the episodes' own (each image followed by its time, ``at t s``), so what is
-learned here carries over.
+Then ``listing_steps`` of the listings alone (``listing_shares`` weights them): a listing, too, is
+learned suddenly and late. Then the mix. The chat
+layout is the episodes' own (each image followed by its time, ``at t s``), so what is learned here
+carries over.
 ``medscope recipe-probe`` trains these skills alone, from scratch (docs/results.md, "Reading probe").
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +93,7 @@ PERCEPTION_SKILLS: tuple[str, ...] = (
     "copy",
     "zoom",
     "window",
+    "answer",
 )
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
@@ -120,13 +129,21 @@ class PerceptionConfig(Config):
     window_steps: int = 0
     """Optimizer steps on ``window`` alone after the copy drill: a crop listing given as text, the close
     crop around its symbol as the answer (``zoom``'s step without the frames). In the listing phase,
-    ``zoom`` shared with three other skills was not learned (docs/results.md, "v9")."""
+    ``zoom`` shared with three other skills was not learned (docs/results.md, "v9"). Without it,
+    seed 0's Stage I learned every skill but ``zoom`` better (docs/results.md, "After v10")."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     listing_steps: int = 0
     """Optimizer steps on the listing skills alone after the reading phase, before the mix:
     ``highlights``, ``crop`` when ``crops_as_frames`` (its answer is then a listing too), and
-    ``select`` and ``zoom`` when they are among ``skills`` (the steps after the listings)."""
+    ``select``, ``zoom`` and ``answer`` when they are among ``skills`` (the steps after the listings
+    and after the close crop)."""
+    listing_shares: dict[str, float] = field(default_factory=dict)
+    """Relative share of each listing-phase skill (``{"crop": 3.0}``; 1 for any not named). v10's
+    Stage I, the crop listing sharing the phase four ways, named the symbol in 0.55 and 0.30 of the
+    held-out crops it wrote itself; 600 more steps of it alone took both to 0.93 and wiped out
+    ``select``, ``zoom`` and the preview listing (docs/results.md, "After v10"): the crop listing
+    needs more of the phase, the others their share of it."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
     learning_rate: float = 5e-4
@@ -177,6 +194,14 @@ class PerceptionConfig(Config):
     heldout_duration: tuple[float, float] | None = None
     """Shortest and longest held-out video, seconds (None: ``duration``): e.g. longer than the training
     videos, to see whether a skill carries over to other lengths."""
+    generated: int = 0
+    """Held-out crop listings in the episode layout (``crop@episode``'s first examples) written by the
+    model greedily, untaught, once at the end, and scored: ``crop@episode/generated`` (the listing
+    exactly right) and ``crop@episode/generated-named`` (it names the crop's symbol on some frame).
+    Teacher-forced scores hide what a listing does on its own: a model that writes "no" for every
+    frame is right on ~85% of the items, and one wrong label early changes what follows
+    (docs/results.md, "After v10"). Needs ``crops_as_frames`` and ``episode_layout`` > 0; 40 examples take
+    under a minute on one core."""
     ranked: bool = False
     """Score an answer naming a symbol by whether its caption is the likeliest of the twelve, not by
     exact match: reading, apart from the answer format (a Stage II model answers in the protocol's)."""
@@ -190,6 +215,7 @@ class PerceptionConfig(Config):
         check(
             self,
             non_negative_int,
+            "generated",
             "steps",
             "warmup_steps",
             "copy_steps",
@@ -208,6 +234,17 @@ class PerceptionConfig(Config):
             value = getattr(self, name)
             if value is not None and not 0 < value[0] <= value[1]:
                 raise ConfigError(f"PerceptionConfig.{name} must be (shortest, longest), got {value}")
+        crop_scored = "crop" in self.skills or self.listing_steps > 0
+        if self.generated and not (self.crops_as_frames and self.episode_layout > 0 and crop_scored):
+            raise ConfigError(
+                "PerceptionConfig.generated scores crop@episode listings: it needs crops_as_frames, "
+                f"episode_layout > 0 and crop trained (got {self.crops_as_frames}, {self.episode_layout}, "
+                f"skills {list(self.skills)}, listing_steps {self.listing_steps})"
+            )
+        self.listing_shares = {str(k): float(v) for k, v in self.listing_shares.items()}
+        bad = {k: v for k, v in self.listing_shares.items() if k not in PERCEPTION_SKILLS or not v > 0}
+        if bad:
+            raise ConfigError(f"PerceptionConfig.listing_shares: skills with shares > 0, got {bad}")
         for name in ("irregular_times", "episode_layout", "even_first"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"PerceptionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -289,6 +326,59 @@ def _first_turn(video, seed: int, times: np.ndarray, rng: np.random.Generator) -
     return question, reference.act([0], [{}], [{"tool_log": []}])[0]
 
 
+def _between_previews(shown: np.ndarray, k: int) -> np.ndarray:
+    """Frame indices of the crop between preview frames ``k - 1`` and ``k`` (``shown``: the preview's
+    frame indices), at most 16, evenly spread, as the env thins a long crop."""
+    idx = np.arange(shown[k - 1], shown[k] + 1)
+    return idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
+
+
+def _last_turn(video, seed: int, rng: np.random.Generator):
+    """One of ``video``'s testbed questions at random and the close crop the search reference makes for
+    it (from the listed frame before its symbol to the frame after, in the coarse crop between the
+    preview frames around it): the user text (the question as the env asks it, the crop's line and
+    budget line), the close crop's frames and times, the reference's last turn, which names the
+    symbol and answers, and the kind of answer ("choice", "interval"). The frames are None when the
+    coarse crop's frames miss the symbol."""
+    from medscope_gym.agents.scripted import SearchingOracle, close_window
+    from medscope_gym.envs.clinvideo import budget_text
+    from medscope_gym.prompts import question_text
+    from medscope_gym.suite.templates import balance_answer_positions
+    from medscope_gym.synthetic.testbed import (
+        MAIN_TEMPLATES,
+        TESTBED_TOOLS,
+        TestbedConfig,
+        preview_frames,
+        render_frames,
+        testbed_questions,
+    )
+    from medscope_gym.tools import crop_text, sample_times
+
+    asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+    # the correct option at a random letter, as the suites place it
+    (sample,) = balance_answer_positions([asked[int(rng.integers(len(asked)))]], rng)
+    ev = video.events[sample.extra["query"]["event"]]
+    shown = preview_frames(video.num_frames, video.fps)
+    coarse = _between_previews(shown, int(np.searchsorted(shown, ev.start_frame)))
+    labels = ["symbol" if ev.start_frame <= f < ev.end_frame else "no" for f in coarse]
+    question = question_text(sample, video.duration)
+    window = close_window((coarse / video.fps).tolist(), labels)
+    if window is None:
+        return question, None, [], "", sample.answer_type
+    a, b = window
+    times = sample_times(a, b, TESTBED_TOOLS.crop_fps, TESTBED_TOOLS.crop_max_frames)
+    idx = np.unique(np.clip(np.floor(times * video.fps + 1e-9), 0, video.num_frames - 1).astype(int))
+    stamps = idx / video.fps
+    turn = int(rng.integers(2, 5))  # the close crop comes second to fourth
+    lines = f"{question}\n{crop_text(a, b, stamps)}\n{budget_text(turn, 5, 5 - turn)}"
+    reference = SearchingOracle(decimals=1)
+    reference.begin(0, {"video_times": shown / video.fps}, {"duration": video.duration}, sample)
+    # past every crop of its plan, the reference answers
+    ok = [{"name": "crop_video", "ok": True}] * 99
+    answer = reference.act([0], [{}], [{"tool_log": ok}])[0]
+    return lines, render_frames(video, idx), stamps.tolist(), answer, sample.answer_type
+
+
 def make_examples(
     skill: str,
     first_seed: int,
@@ -357,6 +447,13 @@ def make_examples(
             out.append(
                 _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text, kind)
             )
+        elif skill == "answer":
+            question, clip, shown_times, answer, kind = _last_turn(video, seed, rng)
+            if clip is None:  # no listed frame of the coarse crop shows the symbol: no close crop
+                continue
+            out.append(
+                _Example(skill, list(clip), shown_times, None, None, question, answer, kind, episode=True)
+            )
         elif skill in ("crop", "zoom", "window"):  # a crop between the preview frames around a symbol
             shown = preview_frames(video.num_frames, video.fps)
             k = int(np.searchsorted(shown, ev.start_frame))
@@ -367,8 +464,7 @@ def make_examples(
                 first = shown[k - 1] - int(rng.integers(0, width + 1))
                 idx = _irregular(rng, first, min(video.num_frames - 1, first + 3 * width), 16)
             else:
-                idx = np.arange(shown[k - 1], shown[k] + 1)
-                idx = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
+                idx = _between_previews(shown, k)
             clip = render_frames(video, idx) if skill != "window" else []
             if as_frames:
                 labels = [
@@ -620,6 +716,19 @@ def _items_right(
     return [*out, (time_ok, rest_ok)]
 
 
+def _items(answer: str) -> list[str]:
+    """A listing answer's items, each "time label" ("30.5 a red ring at the centre"; "" where a part
+    has no time), without the text around the listing."""
+    found = (re.search(r"\d+(?:\.\d+)? .+$", part.split(". ")[0].rstrip(".")) for part in answer.split("; "))
+    return [item.group(0) if item else "" for item in found]
+
+
+def _shows(answer: str) -> list[bool]:
+    """Per item of a listing answer ("30.0 no; 30.5 a red ring at the centre; ..."), whether its frame
+    shows something (a symbol, the bar): the items a listing of "no" alone gets wrong."""
+    return [" " in item and item.split(" ", 1)[1] != "no" for item in _items(answer)]
+
+
 def _after_listing(tokenizer: Any, ids: list[int], answer: str) -> int | None:
     """Index of the first answer token after a first turn's listing (the interval the reference picks
     and its call), or None when the answer is a listing alone."""
@@ -658,7 +767,9 @@ def _accuracy(
     per kind of answer where a skill has several (``frames/symbol`` is the reading alone), and for a
     listing ("0.5 no; 8.5 bar; ...") ``skill/items``: the share of its items exactly right, which
     moves long before a whole 16-item listing does, split into ``skill/times`` (the copied time right)
-    and ``skill/labels`` (what the frame shows right); for a whole first turn (``first_turn``)
+    and ``skill/labels`` (what the frame shows right), and ``skill/shown``: the labels of the frames
+    that show something (a symbol, the bar), which a listing of "no" alone gets wrong; for a whole
+    first turn (``first_turn``)
     ``skill/after``: the share whose tokens after the listing (interval and call) are all right; for
     ``select``, ``select/words``, ``select/times`` and ``select/call`` (:func:`_pick_parts`).
     ``ranked``: an answer naming a symbol counts as right when the true caption is the likeliest of
@@ -668,6 +779,7 @@ def _accuracy(
     model.eval()
     right: list[bool] = []
     items: list[tuple[bool, bool]] = []
+    shown: list[bool] = []
     after: list[bool] = []
     picks: dict[str, list[bool]] = {}
     sep = batcher.tokenizer.convert_tokens_to_ids(";")
@@ -683,7 +795,11 @@ def _accuracy(
             for ex, t, p in zip(batch, target, pred):
                 wanted, got = t[t != -100].tolist(), p[t != -100].tolist()
                 if "; " in ex.answer:
-                    items += _items_right(wanted, got, sep, spaced)
+                    scored = _items_right(wanted, got, sep, spaced)
+                    items += scored
+                    shows = _shows(ex.answer)
+                    if len(shows) == len(scored):
+                        shown += [label for (_, label), show in zip(scored, shows) if show]
                 cut = _after_listing(batcher.tokenizer, wanted, ex.answer)
                 if cut is not None:
                     after.append(wanted[cut:] == got[cut:])
@@ -703,6 +819,8 @@ def _accuracy(
         scores[f"{skill}/items"] = float(np.mean([a and b for a, b in items]))
         scores[f"{skill}/times"] = float(np.mean([a for a, _ in items]))
         scores[f"{skill}/labels"] = float(np.mean([b for _, b in items]))
+    if shown:
+        scores[f"{skill}/shown"] = float(np.mean(shown))
     if after:
         scores[f"{skill}/after"] = float(np.mean(after))
     for part, hits in picks.items():
@@ -713,6 +831,40 @@ def _accuracy(
             hits = [r for r, ex in zip(right, examples) if ex.kind == kind]
             scores[f"{skill}/{kind}"] = float(np.mean(hits))
     return scores
+
+
+def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Example]) -> dict[str, float]:
+    """Each example's answer written by the model greedily after its prompt, untaught:
+    ``{skill}/generated``, the share that begins with the whole answer, and ``{skill}/generated-named``,
+    the share that names what the answer's frames show (the symbol) somewhere."""
+    import torch
+
+    model.eval()
+    exact, named = [], []
+    with torch.no_grad():
+        for ex in examples:
+            enc, labels = batcher([ex])
+            answer = (labels[0] != -100).nonzero()
+            start = int(answer[0])
+            prompt = {
+                k: v[:, :start] if k in ("input_ids", "attention_mask", "mm_token_type_ids") else v
+                for k, v in enc.items()
+            }
+            out = model.generate(**prompt, max_new_tokens=len(answer) + 4, do_sample=False)
+            text = batcher.tokenizer.decode(out[0, start:], skip_special_tokens=False)
+            shown = {
+                part.split(" ", 1)[1] for part, show in zip(_items(ex.answer), _shows(ex.answer)) if show
+            }
+            exact.append(text.startswith(ex.answer))
+            named.append(any(caption in text for caption in shown))
+    model.train()
+    return {f"{skill}/generated": float(np.mean(exact)), f"{skill}/generated-named": float(np.mean(named))}
+
+
+def _shares(steps: int, skills: tuple[str, ...], per_step: dict[str, float]) -> dict[str, int]:
+    """Examples of each skill in ``steps`` steps that draw ``per_step[skill]`` of a batch each, rounded
+    up (the phase's examples are shuffled together and cut to its steps)."""
+    return {skill: math.ceil(steps * per_step[skill] - 1e-9) for skill in skills}
 
 
 def train_perception(
@@ -755,21 +907,22 @@ def train_perception(
     )
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
-    # the steps after the listings (the preview's: select; a crop's: zoom), learned as late
-    listing += tuple(s for s in ("select", "zoom") if s in cfg.skills)
+    # the steps after the listings (the preview's: select; a crop's: zoom; the close crop's: answer),
+    # learned as late
+    listing += tuple(s for s in ("select", "zoom", "answer") if s in cfg.skills)
+    weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
+    weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
     even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
     for phase, steps in ((0, even), (1, cfg.listing_steps - even)):
         if steps == 0:
             continue
-        share = -(-steps * cfg.batch_size // len(listing))
-        first = -(-even * cfg.batch_size // len(listing)) if phase else 0  # the videos go on, unrepeated
         listed = [
             ex
             for i, skill in enumerate(listing)
             for ex in make_examples(
                 skill,
-                stream + 600_000 + 100_000 * i + first,
-                share,
+                stream + 600_000 + 100_000 * i + (_shares(even, listing, weights)[skill] if phase else 0),
+                _shares(steps, listing, weights)[skill],
                 cfg.duration,
                 cfg.crops_as_frames,
                 cfg.irregular_times if phase else 0.0,
@@ -849,6 +1002,11 @@ def train_perception(
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})
             shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             print(f"perception: step {step + 1} loss {value:.3f} held-out {shown}", flush=True)
+    if cfg.generated:
+        written = _generated(model, batcher, "crop@episode", heldout["crop@episode"][: cfg.generated])
+        curve[-1].update(written)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in written.items())
+        print(f"perception: held-out listings written untaught {shown}", flush=True)
     model.eval()
     return {
         "heldout": {k: v for k, v in curve[-1].items() if k not in ("step", "loss")},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -507,3 +508,157 @@ def test_window_is_zoom_without_its_frames_and_comes_after_the_copy_drill(monkey
     assert {"window", "window/words", "window/times", "window/call"} <= set(result["heldout"])
     with pytest.raises(ConfigError, match="window_steps"):
         PerceptionConfig(window_steps=-1)
+
+
+def test_items_that_show_something_are_told_from_no():
+    """``_shows``: per item of a listing, whether its frame shows a symbol or the bar, whatever text the
+    listing sits in (the reasoning's opening, the close crop after it)."""
+    from medscope_gym.agents.recipe.perception import _items, _shows
+
+    crop = "<think>The crop frames: 30.0 no; 31.5 a red ring at the centre; 33.0 no. I look closely at 30.0"
+    assert _items(crop) == ["30.0 no", "31.5 a red ring at the centre", "33.0 no"]
+    assert _shows(crop) == [False, True, False]
+    assert _shows("0.5 no; 8.5 bar; 16.5 bar; 24.5 no") == [False, True, True, False]
+    assert _shows("The second highlighted interval is 8.5-24.5 s, so I crop it.") == [True]
+
+
+class _Teacher:
+    """A stand-in model whose greedy prediction at every position is the next token of its input (the
+    answer, teacher-forced), each token in ``swap`` predicted as its value instead."""
+
+    def __init__(self, swap: dict[int, int] | None = None) -> None:
+        self.swap = swap or {}
+
+    def __call__(self, input_ids, **_):
+        import torch
+
+        nxt = torch.roll(input_ids, -1, dims=1)
+        for token, instead in self.swap.items():
+            nxt[nxt == token] = instead
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(nxt, int(input_ids.max()) + 1).float())
+
+    def eval(self):
+        return self
+
+    train = eval
+
+
+def test_labels_of_frames_that_show_something_are_scored_apart(tiny_dir):
+    """``crop/shown``: the labels of the frames that show the symbol. A model that writes "no" where
+    the symbol is ("a red ring ...") is right on most labels and on none of these."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _accuracy, _Batcher, _shows
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    batcher = _Batcher(processor)
+    examples = make_examples("crop", 7, 3, (90.0, 120.0), crops_as_frames=True)
+    assert all(any(_shows(ex.answer)) for ex in examples)
+    perfect = _accuracy(_Teacher(), batcher, "crop", examples)
+    assert perfect["crop"] == perfect["crop/shown"] == perfect["crop/labels"] == 1.0
+    a, no = (processor.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (" a", " no"))
+    blind = _accuracy(_Teacher({a: no}), batcher, "crop", examples)  # "no" begun where a symbol is
+    assert blind["crop/shown"] == 0.0 and blind["crop"] == 0.0
+    assert blind["crop/labels"] > 0.6 and blind["crop/times"] == 1.0
+
+
+class _Writer:
+    """A stand-in model whose ``generate`` writes the given texts after the prompt, one per call."""
+
+    def __init__(self, tokenizer, texts: list[str]) -> None:
+        self.tokenizer, self.texts = tokenizer, list(texts)
+
+    def generate(self, input_ids, **_):
+        import torch
+
+        written = self.tokenizer(self.texts.pop(0), add_special_tokens=False)["input_ids"]
+        return torch.cat([input_ids, torch.tensor([written])], dim=1)
+
+    def eval(self):
+        return self
+
+    train = eval
+
+
+def test_written_listings_are_scored_whole_and_by_the_symbol_they_name(tiny_dir):
+    """``_generated``: a listing written untaught is right only as a whole; ``generated-named`` asks
+    only whether it names the crop's symbol, wherever."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher, _generated
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    examples = make_examples("crop", 7, 3, (90.0, 120.0), crops_as_frames=True, episode=1.0)
+    answers = [ex.answer for ex in examples]
+    caption = re.search(r"a \w+ \w+ at the centre", answers[1]).group(0)
+    shifted = answers[1].replace(f"{caption}; ", "no; ", 1).replace("no; ", f"{caption}; ", 2)
+    blind = re.sub(r"a \w+ \w+ at the centre", "no", answers[2])
+    writer = _Writer(processor.tokenizer, [answers[0] + " I look closely", shifted, blind])
+    scores = _generated(writer, _Batcher(processor), "crop@episode", examples)
+    assert scores == {"crop@episode/generated": 1 / 3, "crop@episode/generated-named": 2 / 3}
+
+
+def test_probe_writes_the_held_out_crop_listings_once_at_the_end():
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=1, batch_size=1, heldout=3, generated=2, eval_every=100,
+        skills=("crop",), crops_as_frames=True, episode_layout=0.5,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    assert {"crop@episode/generated", "crop@episode/generated-named"} <= set(result["heldout"])
+    assert "crop@episode/generated" in result["curve"][-1]
+    assert result["heldout"]["crop@episode/generated"] <= result["heldout"]["crop@episode/generated-named"]
+    with pytest.raises(ConfigError, match="generated"):
+        PerceptionConfig(generated=2, skills=("crop",))  # no crops as frames, no episode layout
+
+
+def test_answer_shows_the_close_crop_and_answers_the_question_from_its_frames():
+    """``answer``: the close crop's turn (the question, the crop's frames and lines); the answer names
+    the symbol those frames show and answers with its option letter, or with the interval its frames
+    show it in."""
+    answers = make_examples("answer", 11, 24, (90.0, 150.0))
+    assert len(answers) == 24 and all(ex.episode and ex.kind in ("choice", "interval") for ex in answers)
+    letters = set()
+    for ex in answers:
+        assert len(ex.images) == len(ex.image_times) <= 16
+        assert np.allclose(np.diff(ex.image_times), 0.5)  # every frame of the close crop at the tools' rate
+        shown = [t for frame, t in zip(ex.images, ex.image_times) if _shows_symbol(frame)]
+        assert shown and shown[0] > ex.image_times[0]  # from a listed frame before the symbol
+        assert f"crop_video [{ex.image_times[0]:.1f} s," in ex.question and "tool calls left" in ex.question
+        caption = re.search(r"The crop shows (a \w+ \w+) at the centre\.", ex.answer)
+        assert caption is not None and ex.answer.endswith("</answer>")
+        symbol = caption.group(1).removeprefix("a ")
+        given = re.search(r"<answer>(.+)</answer>", ex.answer).group(1)
+        if ex.kind == "choice":
+            assert f"\n{given}. {symbol}\n" in ex.question
+            assert f"That is option {given}, {symbol}." in ex.answer
+            letters.add(given)
+        else:
+            assert f"When is the {symbol} on screen?" in ex.question
+            start, end = json.loads(given)
+            assert abs(start - shown[0]) <= 0.5 and abs(end - (shown[-1] + 0.5)) <= 0.5
+    assert len(letters) >= 3  # the correct option is not always the first
+
+
+def test_answer_is_trained_in_the_listing_phase_when_among_the_skills(monkeypatch):
+    batched = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=0, listing_steps=4, batch_size=4, heldout=2, eval_every=100,
+        skills=("answer",), crops_as_frames=True,
+    )  # fmt: skip
+    scores = run_reading_probe(cfg)["heldout"]
+    assert "answer" in batched[:4]  # a training batch (held-out batches come after)
+    assert {"answer", "answer/choice", "answer/interval"} <= set(scores)
+
+
+def test_listing_shares_weight_the_listing_phase(monkeypatch):
+    trained = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, listing_steps=8, steps=0, batch_size=1, heldout=1, eval_every=100,
+        skills=("symbol",), crops_as_frames=True, listing_shares={"crop": 3},
+    )  # fmt: skip
+    run_reading_probe(cfg)
+    assert sorted(trained[:8]) == ["crop"] * 6 + ["highlights"] * 2
+    with pytest.raises(ConfigError, match="listing_shares"):
+        PerceptionConfig(listing_shares={"crop": 0})
+    with pytest.raises(ConfigError, match="listing_shares"):
+        PerceptionConfig(listing_shares={"smell": 1})
