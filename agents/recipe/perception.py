@@ -346,13 +346,13 @@ def _last_turn(video, seed: int, rng: np.random.Generator):
     from medscope_gym.suite.templates import balance_answer_positions
     from medscope_gym.synthetic.testbed import (
         MAIN_TEMPLATES,
-        TESTBED_TOOLS,
         TestbedConfig,
+        crop_frames,
         preview_frames,
         render_frames,
         testbed_questions,
     )
-    from medscope_gym.tools import crop_text, sample_times
+    from medscope_gym.tools import crop_text
 
     asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
     # the correct option at a random letter, as the suites place it
@@ -366,8 +366,7 @@ def _last_turn(video, seed: int, rng: np.random.Generator):
     if window is None:
         return question, None, [], "", sample.answer_type
     a, b = window
-    times = sample_times(a, b, TESTBED_TOOLS.crop_fps, TESTBED_TOOLS.crop_max_frames)
-    idx = np.unique(np.clip(np.floor(times * video.fps + 1e-9), 0, video.num_frames - 1).astype(int))
+    idx = crop_frames(video.num_frames, video.fps, a, b)
     stamps = idx / video.fps
     turn = int(rng.integers(2, 5))  # the close crop comes second to fourth
     lines = f"{question}\n{crop_text(a, b, stamps)}\n{budget_text(turn, 5, 5 - turn)}"
@@ -723,10 +722,16 @@ def _items(answer: str) -> list[str]:
     return [item.group(0) if item else "" for item in found]
 
 
+def _shown_label(item: str) -> str | None:
+    """What an item's frame shows when it shows something (a symbol's caption, "bar"), else None."""
+    label = item.split(" ", 1)[1] if " " in item else "no"
+    return None if label == "no" else label
+
+
 def _shows(answer: str) -> list[bool]:
     """Per item of a listing answer ("30.0 no; 30.5 a red ring at the centre; ..."), whether its frame
     shows something (a symbol, the bar): the items a listing of "no" alone gets wrong."""
-    return [" " in item and item.split(" ", 1)[1] != "no" for item in _items(answer)]
+    return [_shown_label(item) is not None for item in _items(answer)]
 
 
 def _after_listing(tokenizer: Any, ids: list[int], answer: str) -> int | None:
@@ -852,9 +857,7 @@ def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Exampl
             }
             out = model.generate(**prompt, max_new_tokens=len(answer) + 4, do_sample=False)
             text = batcher.tokenizer.decode(out[0, start:], skip_special_tokens=False)
-            shown = {
-                part.split(" ", 1)[1] for part, show in zip(_items(ex.answer), _shows(ex.answer)) if show
-            }
+            shown = {_shown_label(item) for item in _items(ex.answer)} - {None}
             exact.append(text.startswith(ex.answer))
             named.append(any(caption in text for caption in shown))
     model.train()
@@ -916,13 +919,15 @@ def train_perception(
     for phase, steps in ((0, even), (1, cfg.listing_steps - even)):
         if steps == 0:
             continue
+        counts = _shares(steps, listing, weights)
+        first = _shares(even, listing, weights) if phase else dict.fromkeys(listing, 0)  # videos go on
         listed = [
             ex
             for i, skill in enumerate(listing)
             for ex in make_examples(
                 skill,
-                stream + 600_000 + 100_000 * i + (_shares(even, listing, weights)[skill] if phase else 0),
-                _shares(steps, listing, weights)[skill],
+                stream + 600_000 + 100_000 * i + first[skill],
+                counts[skill],
                 cfg.duration,
                 cfg.crops_as_frames,
                 cfg.irregular_times if phase else 0.0,

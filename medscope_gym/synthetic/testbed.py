@@ -195,10 +195,22 @@ class TestbedVideo:
         return tuple(Caption(round(c.start, 3), round(c.end, 3), c.text) for c in out)
 
 
+def _frames_at(times: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+    """Indices of the frames on screen at ``times`` (each once, in order), as the env's video reads them."""
+    return np.unique(np.clip(np.floor(times * fps + 1e-9).astype(np.int64), 0, num_frames - 1))
+
+
 def preview_frames(num_frames: int, fps: float, tools: ToolConfig = TESTBED_TOOLS) -> np.ndarray:
     """Indices of the frames the env's preview shows (``sample_times`` on the tools' preview grid)."""
     times = sample_times(0.0, num_frames / fps, tools.preview_fps, tools.preview_max_frames)
-    return np.unique(np.clip(np.floor(times * fps + 1e-9).astype(np.int64), 0, num_frames - 1))
+    return _frames_at(times, num_frames, fps)
+
+
+def crop_frames(
+    num_frames: int, fps: float, start: float, end: float, tools: ToolConfig = TESTBED_TOOLS
+) -> np.ndarray:
+    """Indices of the frames ``crop_video(start, end)`` shows (``sample_times`` on the tools' crop grid)."""
+    return _frames_at(sample_times(start, end, tools.crop_fps, tools.crop_max_frames), num_frames, fps)
 
 
 def generate_testbed_video(seed: int, duration_s: float, fps: float = 2.0, events: tuple[int, int] = (3, 4)):
