@@ -34,6 +34,7 @@ __all__ = [
     "RandomPolicy",
     "SCRIPTED_POLICIES",
     "SearchingOracle",
+    "CLOSE_FROM",
     "CLOSE_LOOK",
     "CROP_LISTING",
     "PREVIEW_LISTING",
@@ -155,6 +156,9 @@ PREVIEW_LISTING = "The preview frames: "
 CROP_LISTING = "The crop frames: "
 #: How it names its close crop after a crop listing (:func:`close_look`).
 CLOSE_LOOK = "I look closely at "
+#: Where a close crop after a crop listing starts (:func:`close_window`): at the listed frame ``before``
+#: the first that shows something, or at that ``first`` frame itself.
+CLOSE_FROM: tuple[str, ...] = ("before", "first")
 
 
 class SearchingOracle(Policy):
@@ -183,7 +187,8 @@ class SearchingOracle(Policy):
     (``FrameConfig.crops_as_frames``): after a crop the reference lists those frames with what each
     shows ("The crop frames: 30.0 no; 31.5 a red ring at the centre; ..."), and its close crop runs
     from the frame before the first that shows the symbol to the frame after the last, times it was
-    shown, instead of the evidence's own (which no frame may show exactly).
+    shown, instead of the evidence's own (which no frame may show exactly); ``close_from="first"``
+    starts it at the first frame that shows the symbol (:func:`close_window`).
     """
 
     name = "searching_oracle"
@@ -195,11 +200,15 @@ class SearchingOracle(Policy):
         unmarked: str = "nothing highlighted",
         max_turns: int = 5,
         list_crops: int = 0,
+        close_from: str = "before",
     ) -> None:
+        if close_from not in CLOSE_FROM:
+            raise ValueError(f"SearchingOracle: close_from must be one of {CLOSE_FROM}, got {close_from!r}")
         self.decimals = decimals
         self.unmarked = unmarked
         self.max_turns = max_turns
         self.list_crops = list_crops
+        self.close_from = close_from
         self._state: dict[int, dict[str, Any]] = {}
 
     def begin(
@@ -324,20 +333,30 @@ class SearchingOracle(Policy):
         times = times[even_subsample(len(times), self.list_crops)]  # as ChatEncoder thins a crop
         inside = _inside(sample, start, end)
         labels = [inside if inside and sample.caption_at(float(t)) == inside else "no" for t in times]
-        window = close_window(times, labels)
+        window = close_window(times, labels, self.close_from)
         if window is None:
             return None
         return f"{CROP_LISTING}{frame_listing(times, labels)}.", window
 
 
-def close_window(times: Sequence[float], labels: Sequence[str]) -> tuple[float, float] | None:
+def close_window(
+    times: Sequence[float], labels: Sequence[str], start: str = "before"
+) -> tuple[float, float] | None:
     """From the listed frame before the first that shows something ("no" shows nothing) to the frame
     after the last: the close crop :class:`SearchingOracle` makes after a crop listing, every time one
-    the model was shown. None when no frame shows anything."""
+    the model was shown. None when no frame shows anything.
+
+    ``start="first"`` starts at the first frame that shows something instead. Its time is written
+    right beside that frame's label, and the end's is the time right after the last label; the frame
+    before the first is found only by looking back. The recipe's tiny model wrote the end right and
+    the start one or more frames too early (docs/results.md, "Close crop from the first frame")."""
+    if start not in CLOSE_FROM:
+        raise ValueError(f"close_window: start must be one of {CLOSE_FROM}, got {start!r}")
     hits = [i for i, label in enumerate(labels) if label != "no"]
     if not hits:
         return None
-    a, b = times[max(hits[0] - 1, 0)], times[min(hits[-1] + 1, len(times) - 1)]
+    first = hits[0] if start == "first" else max(hits[0] - 1, 0)
+    a, b = times[first], times[min(hits[-1] + 1, len(times) - 1)]
     return round(float(a), 3), round(float(b), 3)
 
 

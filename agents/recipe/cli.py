@@ -59,7 +59,9 @@ def _cmd_listings(args: argparse.Namespace) -> int:
     from medscope_gym.agents.recipe.listings import saved_listing_scores
 
     seed_dir = Path(args.seed_dir)
-    scores = saved_listing_scores(seed_dir / args.stage / "eval", seed_dir / "data" / "heldout")
+    recipe = seed_dir / "recipe.json"  # the run's settings: where its close crops start
+    close_from = json.loads(recipe.read_text()).get("close_from", "before") if recipe.is_file() else "before"
+    scores = saved_listing_scores(seed_dir / args.stage / "eval", seed_dir / "data" / "heldout", close_from)
     print(json.dumps(scores, indent=2))
     return 0
 

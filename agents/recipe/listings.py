@@ -77,7 +77,9 @@ def _close_crop(text: str) -> tuple[float, float] | None:
         return None
 
 
-def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sample]) -> dict[str, Any]:
+def listing_scores(
+    trajectories: Iterable[Trajectory], samples: Mapping[str, Sample], close_from: str = "before"
+) -> dict[str, Any]:
     """Per kind: ``written`` (listings the agent wrote), ``exact`` (share exactly right) and ``items``
     (share of the true items written right, in place), over every listing in ``trajectories``. A
     preview listing counts on the first turn only (its frames are the preview); a crop listing on a
@@ -88,7 +90,8 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
     Where a step goes wrong, ``crop`` adds ``on_screen`` (crop listings of frames of which one shows
     the symbol) and ``named`` (of those, listings naming a symbol anywhere); ``close`` adds
     ``after_named`` (close crops after a listing that names a symbol at times it wrote well) and
-    ``own`` (of those, close crops that are the window on the agent's own listing, right or wrong)."""
+    ``own`` (of those, close crops that are the window on the agent's own listing, right or wrong).
+    ``close_from``: where the run's close crops start (:func:`~medscope_gym.agents.scripted.close_window`)."""
     found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in SCORED_KINDS}
     counts = {"on_screen": 0, "named": 0, "after_named": 0, "own": 0}
     for trajectory in trajectories:
@@ -101,7 +104,7 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
                     continue
                 truth = true_listing(sample, times, kind)
                 items, right_items = written.split("; "), truth.split("; ")
-                own = _own_window(items) if kind == "crop" else None
+                own = _own_window(items, close_from) if kind == "crop" else None
                 if kind == "crop" and any(label != "no" for label in _true_labels(sample, times, kind)):
                     counts["on_screen"] += 1
                     counts["named"] += any(_label(item) != "no" for item in items)
@@ -109,7 +112,8 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
                 found[kind].append((written == truth, hits / len(right_items)))
                 window = _close_crop(turn.action_text) if kind == "crop" else None
                 if window is not None:
-                    right = close_window(times, _true_labels(sample, times, "crop")) or (None, None)
+                    truth_labels = _true_labels(sample, times, "crop")
+                    right = close_window(times, truth_labels, close_from) or (None, None)
                     found["close"].append((window == right, sum(a == b for a, b in zip(window, right)) / 2))
                     if own is not None:
                         counts["after_named"] += 1
@@ -129,14 +133,17 @@ def listing_scores(trajectories: Iterable[Trajectory], samples: Mapping[str, Sam
     return scores
 
 
-def saved_listing_scores(evaluated: str | Path, heldout: str | Path) -> dict[str, Any]:
+def saved_listing_scores(
+    evaluated: str | Path, heldout: str | Path, close_from: str = "before"
+) -> dict[str, Any]:
     """:func:`listing_scores` of the episodes an evaluation saved under ``evaluated/trajectories``, on
     the samples of the suite folder ``heldout``."""
     samples = {s.id: s for s in Suite.from_spec(str(heldout))}
-    return listing_scores(load_trajectories(Path(evaluated) / "trajectories", frames=False), samples)
+    trajectories = load_trajectories(Path(evaluated) / "trajectories", frames=False)
+    return listing_scores(trajectories, samples, close_from)
 
 
-def _own_window(items: list[str]) -> tuple[float, float] | None:
+def _own_window(items: list[str], close_from: str = "before") -> tuple[float, float] | None:
     """The close crop an agent's own crop listing calls for ("30.0 no; 30.5 a red ring ..."): the
     window from its item before the first that names something to the item after the last; None when
     it names nothing or an item is not "time label"."""
@@ -144,7 +151,7 @@ def _own_window(items: list[str]) -> tuple[float, float] | None:
         times = [float(item.split(" ", 1)[0]) for item in items]
     except ValueError:
         return None
-    return close_window(times, [_label(item) for item in items])
+    return close_window(times, [_label(item) for item in items], close_from)
 
 
 def _label(item: str) -> str:

@@ -56,6 +56,7 @@ def _sft_defaults(cfg: RecipeConfig) -> dict[str, Any]:
     # eval_limit 0: the recipe scores every stage itself, on its held-out suite
     return {
         "decimals": 1,
+        "close_from": cfg.close_from,
         "threads": cfg.threads,
         "seed": cfg.seed,
         "progress": False,
@@ -189,6 +190,7 @@ def _perception_config(cfg: RecipeConfig):
         "threads": cfg.threads,
         "duration": cfg.stage_one_duration,
         "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
+        "close_from": cfg.close_from,
         **cfg.perception,
     }
     return PerceptionConfig.from_dict(settings, source="recipe perception")
@@ -244,7 +246,7 @@ def _run_stage(
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
     row = {**_row(summary), "train_s": round(train_s, 1)}
     if stage != "answer_only":
-        row.update(_listings(folder / "eval", suites["heldout"]))
+        row.update(_listings(folder / "eval", suites["heldout"], cfg.close_from))
     if "heldout-reading" in suites and stage != "answer_only":  # Stage II and III
         reading = _evaluate(cfg, str(final), suites["heldout-reading"], folder / "eval-reading")
         row["reading_accuracy"] = reading["overall"].get("accuracy")
@@ -256,13 +258,13 @@ def _run_stage(
     return final
 
 
-def _listings(evaluated: Path, heldout: Path) -> dict[str, float]:
+def _listings(evaluated: Path, heldout: Path, close_from: str = "before") -> dict[str, float]:
     """The agent's preview and crop listings in its held-out episodes, scored against the captions
     (agents/recipe/listings.py): ``listing_preview`` / ``listing_crop`` exact, ``…_items`` per item;
     ``listing_close``: the close crops after crop listings, both times right."""
     from medscope_gym.agents.recipe.listings import SCORED_KINDS, saved_listing_scores
 
-    scores = saved_listing_scores(evaluated, heldout)
+    scores = saved_listing_scores(evaluated, heldout, close_from)
     return {
         f"listing_{kind}{suffix}": round(scores[kind][key], 4) if kind in scores else None
         for kind in SCORED_KINDS
@@ -290,6 +292,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         irregular=stage_one.irregular_times,
         episode=stage_one.episode_layout,
         first_turn=stage_one.first_turn,
+        close_from=stage_one.close_from,
         system_prompt=policy_system_prompt(start),
     )
 

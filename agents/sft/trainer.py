@@ -88,9 +88,10 @@ class RecoveringOracle(Policy):
         crop_to_preview: bool = False,
         search: bool = False,
         list_crops: int = 0,
+        close_from: str = "before",
     ) -> None:
         self.inner: Policy = (
-            SearchingOracle(decimals=decimals, list_crops=list_crops)
+            SearchingOracle(decimals=decimals, list_crops=list_crops, close_from=close_from)
             if search
             else OraclePolicy(decimals=decimals, tools=tools, crop_to_preview=crop_to_preview)
         )
@@ -178,6 +179,7 @@ def build_reference_data(
     reference: str = "oracle",
     progress: bool = False,
     crop_to_preview: bool = False,
+    close_from: str = "before",
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them.
 
@@ -186,7 +188,8 @@ def build_reference_data(
     (:class:`medscope_gym.agents.sft.dagger.ModelThenReference`); episodes the model ends itself are dropped.
     ``first_repeat`` offsets the env seeds so that several calls play distinct episodes. ``progress``
     shows a bar over the episodes. ``crop_to_preview``: the oracle crops between the preview frames
-    around the evidence (:class:`~medscope_gym.agents.scripted.OraclePolicy`).
+    around the evidence (:class:`~medscope_gym.agents.scripted.OraclePolicy`). ``close_from``: where
+    the search reference's close crop starts (:func:`~medscope_gym.agents.scripted.close_window`).
     """
     from transformers import AutoProcessor
 
@@ -216,6 +219,7 @@ def build_reference_data(
             crop_to_preview=crop_to_preview,
             search=reference == "search",
             list_crops=policy_cfg.frames.max_crop_frames if policy_cfg.frames.crops_as_frames else 0,
+            close_from=close_from,
         )
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)
@@ -293,6 +297,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
         reference=cfg.reference,
         progress=cfg.progress,
         crop_to_preview=cfg.crop_to_preview,
+        close_from=cfg.close_from,
     )
     if cfg.on_policy_repeats > 0:
         on_policy = build_reference_data(
@@ -312,6 +317,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
             reference=cfg.reference,
             progress=cfg.progress,
             crop_to_preview=cfg.crop_to_preview,
+            close_from=cfg.close_from,
         )
         print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
         trajectories += on_policy

@@ -27,3 +27,19 @@ def test_perception_duration_overrides_and_round_trips():
 def test_bad_perception_duration_is_refused(bad):
     with pytest.raises(ConfigError, match="perception_duration"):
         RecipeConfig(perception_duration=bad)
+
+
+def test_close_from_reaches_stage_one_its_rehearsal_and_stage_two():
+    """One setting says where every close crop starts: Stage I's examples, their rehearsal (laid out
+    as Stage I's) and the search reference Stage II imitates."""
+    from medscope_gym.agents.recipe.runner import _perception_config, _sft_defaults
+    from medscope_gym.agents.sft.config import SFTConfig
+
+    cfg = RecipeConfig(close_from="first", frames={"crops_as_frames": True})
+    assert _perception_config(cfg).close_from == "first"
+    assert SFTConfig.from_dict({**_sft_defaults(cfg), "model": "m", "suite": "s", "out": "o"}).close_from == "first"
+    assert _perception_config(RecipeConfig()).close_from == "before"
+    with pytest.raises(ConfigError, match="close_from"):
+        RecipeConfig(close_from="after")
+    with pytest.raises(ConfigError, match="close_from"):
+        SFTConfig(model="m", suite="s", out="o", close_from="after")

@@ -19,13 +19,11 @@ from medscope_gym.suite import Suite
 _PLAN = testbed.TestbedConfig(3, 60, 70, 11, templates=testbed.MAIN_TEMPLATES, per_video=1, splits=(0, 0, 1))
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory):
+def _search(root, close_from: str = "before"):
     """The search reference's episodes on a small testbed suite, each turn with the times it was shown."""
-    root = tmp_path_factory.mktemp("listings") / "suite"
     testbed.build_testbed_suite(root, _PLAN)
     suite = Suite.from_spec(str(root), split="test")
-    env, oracle = ClinVideoEnv(suite), SearchingOracle(list_crops=16)
+    env, oracle = ClinVideoEnv(suite), SearchingOracle(list_crops=16, close_from=close_from)
     episodes = []
     for sample in suite:
         obs, info = env.reset(options={"sample_id": sample.id})
@@ -46,6 +44,17 @@ def searched(tmp_path_factory):
     return episodes, {s.id: s for s in suite}
 
 
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    return _search(tmp_path_factory.mktemp("listings") / "suite")
+
+
+@pytest.fixture(scope="module")
+def searched_first(tmp_path_factory):
+    """The same episodes with close crops from the first frame that shows the symbol."""
+    return _search(tmp_path_factory.mktemp("listings-first") / "suite", close_from="first")
+
+
 def test_the_references_listings_are_all_right(searched):
     episodes, samples = searched
     scores = listing_scores(episodes, samples)
@@ -53,6 +62,33 @@ def test_the_references_listings_are_all_right(searched):
     assert scores["crop"]["written"] >= len(episodes) and scores["crop"]["exact"] == 1.0
     assert scores["close"]["written"] >= len(episodes) // 2
     assert scores["close"] == {**scores["close"], "exact": 1.0, "items": 1.0}
+
+
+def test_close_crops_are_scored_by_the_runs_own_rule(searched, searched_first):
+    """A run whose close crops start at the first frame that shows the symbol is scored by that rule:
+    all right by it, and (the frame before differing) not by the default one; the crop listings are
+    the same either way."""
+    episodes, samples = searched_first
+    first = listing_scores(episodes, samples, close_from="first")
+    assert first["close"] == {**first["close"], "exact": 1.0, "items": 1.0}
+    assert first["close"]["own"] == first["close"]["after_named"] == first["close"]["written"]
+    before = listing_scores(episodes, samples)
+    assert before["close"]["exact"] < 1.0 and before["close"]["own"] < before["close"]["written"]
+    assert before["crop"] == first["crop"] == listing_scores(*searched)["crop"]
+
+
+def test_close_window_starts_before_or_at_the_first_frame_that_shows_something():
+    from medscope_gym.agents.scripted import close_window
+
+    times, labels = [1.0, 2.5, 4.0, 5.5, 7.0], ["no", "no", "a red ring", "a red ring", "no"]
+    assert close_window(times, labels) == (2.5, 7.0)
+    assert close_window(times, labels, "first") == (4.0, 7.0)
+    assert close_window(times, ["a red ring", "no", "no", "no", "a red ring"], "before") == (1.0, 7.0)
+    assert close_window(times, ["no"] * 5, "first") is None
+    with pytest.raises(ValueError, match="start must be one of"):
+        close_window(times, labels, "after")
+    with pytest.raises(ValueError, match="close_from must be one of"):
+        SearchingOracle(close_from="last")
 
 
 def test_a_close_crop_from_the_wrong_frame_is_scored_wrong(searched):
@@ -115,9 +151,11 @@ def test_true_listing_reads_the_captions(searched):
     assert true_listing(sample, [0.0], "crop") == "0.0 no"
 
 
-def test_stage_one_zoom_turns_are_the_references_own(searched):
+@pytest.mark.parametrize("close_from", ["before", "first"])
+def test_stage_one_zoom_turns_are_the_references_own(searched, searched_first, close_from):
     """The turn Stage I's ``zoom`` trains (a crop listing, then the close crop) is written as the search
-    reference writes it after the crop that holds the evidence: the same sentence, the same window."""
+    reference writes it after the crop that holds the evidence: the same sentence, the same window,
+    under either rule for where the close crop starts."""
     from medscope_gym.agents.recipe.perception import make_examples
     from medscope_gym.agents.scripted import CROP_LISTING, close_window
 
@@ -126,14 +164,15 @@ def test_stage_one_zoom_turns_are_the_references_own(searched):
         r'<tool_call>\{"name": "crop_video", "arguments": \{"start_time": (\S+), "end_time": (\S+)\}\}'
         r"</tool_call>"
     )
-    episodes, _ = searched
+    episodes, _ = searched if close_from == "before" else searched_first
     zooms = [m for ep in episodes for turn in ep.turns if (m := pattern.fullmatch(turn.action_text))]
     assert len(zooms) >= len(episodes) // 2
-    trained = [pattern.fullmatch(ex.given + ex.answer) for ex in make_examples("zoom", 7, 6, (60.0, 70.0))]
+    drawn = make_examples("zoom", 7, 6, (60.0, 70.0), close_from=close_from)
+    trained = [pattern.fullmatch(ex.given + ex.answer) for ex in drawn]
     for match in zooms + trained:
         assert match is not None
         items = [item.split(" ", 1) for item in match.group(1).split("; ")]
-        window = close_window([float(t) for t, _ in items], [label for _, label in items])
+        window = close_window([float(t) for t, _ in items], [label for _, label in items], close_from)
         assert window == (float(match.group(4)), float(match.group(5)))
         assert (match.group(2), match.group(3)) == (f"{window[0]:.1f}", f"{window[1]:.1f}")
 
@@ -151,3 +190,20 @@ def test_listings_command_scores_a_seeds_held_out_episodes(searched, tmp_path, c
     save_trajectories(tmp_path / "stage-2-vcot" / "eval" / "trajectories", episodes)
     assert main(["recipe-listings", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(listing_scores(episodes, samples)))
+
+
+def test_listings_command_scores_close_crops_by_the_runs_recipe(searched_first, tmp_path, capsys):
+    """The seed folder's ``recipe.json`` says where the run's close crops start."""
+    import json
+
+    from medscope_gym.agents.rollout.trajectory import save_trajectories
+    from medscope_gym.cli import main
+
+    episodes, samples = searched_first
+    testbed.build_testbed_suite(tmp_path / "data" / "heldout", _PLAN)
+    save_trajectories(tmp_path / "stage-2-vcot" / "eval" / "trajectories", episodes)
+    (tmp_path / "recipe.json").write_text(json.dumps({"close_from": "first"}))
+    assert main(["recipe-listings", str(tmp_path)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["close"]["exact"] == 1.0
+    assert scores == json.loads(json.dumps(listing_scores(episodes, samples, close_from="first")))

@@ -403,6 +403,8 @@ def test_bad_perception_config_is_refused():
         PerceptionConfig(learning_rate=0.0)
     with pytest.raises(ConfigError, match="skills"):
         PerceptionConfig(skills=("smell",))
+    with pytest.raises(ConfigError, match="close_from"):
+        PerceptionConfig(close_from="after")
 
 
 def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss():
@@ -636,6 +638,21 @@ def test_answer_shows_the_close_crop_and_answers_the_question_from_its_frames():
             start, end = json.loads(given)
             assert abs(start - shown[0]) <= 0.5 and abs(end - (shown[-1] + 0.5)) <= 0.5
     assert len(letters) >= 3  # the correct option is not always the first
+
+
+def test_close_crops_from_the_first_frame_start_where_the_symbol_is_shown():
+    """``close_from="first"``: ``answer``'s close crop opens on the symbol, and ``zoom``'s answer (as its
+    rehearsal draws it) starts at the first listed frame that names the symbol."""
+    for ex in make_examples("answer", 11, 8, (90.0, 150.0), close_from="first"):
+        shown = [t for frame, t in zip(ex.images, ex.image_times) if _shows_symbol(frame)]
+        assert shown and shown[0] == ex.image_times[0]
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_processor
+
+    processor = build_processor(TinyModelConfig(**{**MICRO, "vocab_size": 0}))
+    rehearsal = Rehearsal(processor, ("zoom",), batch_size=4, crops_as_frames=True, close_from="first")
+    for ex in rehearsal.batch():
+        first_named = re.search(r"(\d+\.\d) a \w+ \w+ at the centre", ex.given).group(1)
+        assert ex.answer.startswith(f" I look closely at {first_named}-")
 
 
 def test_answer_is_trained_in_the_listing_phase_when_among_the_skills(monkeypatch):
