@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from medscope_gym.agents.policy import Policy
 from medscope_gym.chat import even_subsample, time_text
+from medscope_gym.config import Config
+from medscope_gym.errors import ConfigError
 from medscope_gym.protocol import format_answer, format_tool_call
 from medscope_gym.suite import Sample
 from medscope_gym.suite.labels import ORDINALS, ordinal
@@ -161,6 +164,31 @@ CLOSE_LOOK = "I look closely at "
 CLOSE_FROM: tuple[str, ...] = ("before", "first")
 
 
+@dataclass(frozen=True)
+class SearchStyle(Config):
+    """How :class:`SearchingOracle` writes the steps after a crop listing, where a small model copying
+    it has to look back in its context (docs/agents.md, "Search reference"). The defaults are the
+    reference's original script."""
+
+    close_from: str = "before"
+    """Where the close crop starts: "before", the listed frame before the first that shows the
+    symbol, or "first", that frame (:func:`close_window`)."""
+    choice_text: bool = False
+    """Answer a choice question with the option's text (the symbol just named: ``<answer>red
+    ring</answer>``), which the judge accepts as that option, instead of its letter. The letter stands
+    before the text in the question, and finding it means looking back from the text."""
+    list_close: bool = False
+    """List the close crop's frames before answering, as after a coarse crop. An interval answer then
+    runs from the first listed frame that shows the symbol to the first after it that does not (or the
+    crop's end), times the model can copy, instead of the ground truth it cannot see. The two agree
+    when the close crop shows every frame from before the symbol to after it; with ``close_from``
+    "first" the symbol may begin up to one coarse frame before the close crop."""
+
+    def __post_init__(self) -> None:
+        if self.close_from not in CLOSE_FROM:
+            raise ConfigError(f"SearchStyle.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
+
+
 class SearchingOracle(Policy):
     """A reference that acts only on what it was shown: it finds the marked stretches of the preview,
     crops the one the question names, or searches them in order, and answers from what the crop shows.
@@ -187,8 +215,9 @@ class SearchingOracle(Policy):
     (``FrameConfig.crops_as_frames``): after a crop the reference lists those frames with what each
     shows ("The crop frames: 30.0 no; 31.5 a red ring at the centre; ..."), and its close crop runs
     from the frame before the first that shows the symbol to the frame after the last, times it was
-    shown, instead of the evidence's own (which no frame may show exactly); ``close_from="first"``
-    starts it at the first frame that shows the symbol (:func:`close_window`).
+    shown, instead of the evidence's own (which no frame may show exactly). ``style``
+    (:class:`SearchStyle`) changes where that close crop starts, whether a choice is answered by its
+    letter or its text, and whether the close crop is listed too before the answer.
     """
 
     name = "searching_oracle"
@@ -200,15 +229,13 @@ class SearchingOracle(Policy):
         unmarked: str = "nothing highlighted",
         max_turns: int = 5,
         list_crops: int = 0,
-        close_from: str = "before",
+        style: SearchStyle | None = None,
     ) -> None:
-        if close_from not in CLOSE_FROM:
-            raise ValueError(f"SearchingOracle: close_from must be one of {CLOSE_FROM}, got {close_from!r}")
         self.decimals = decimals
         self.unmarked = unmarked
         self.max_turns = max_turns
         self.list_crops = list_crops
-        self.close_from = close_from
+        self.style = style or SearchStyle()
         self._state: dict[int, dict[str, Any]] = {}
 
     def begin(
@@ -276,7 +303,7 @@ class SearchingOracle(Policy):
         )
         if crops == len(order) and st["fine"] is not None:
             if listed is not None:
-                text, (a, b) = listed
+                text, (a, b), _ = listed
                 think = close_look(text, a, b)
             else:
                 a, b = st["fine"]
@@ -287,13 +314,7 @@ class SearchingOracle(Policy):
                 )
             return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
         if crops >= len(order):
-            seen = _inside(sample, *order[-1])
-            think = (
-                f"The crop shows {seen}.{_option_named(sample)}"
-                if seen
-                else _seen(sample, sum(order[-1]) / 2)
-            )
-            return format_answer(_oracle_answer(sample, self.decimals), think=think)
+            return self._answer(sample, obs, info, order[-1], closed=crops > len(order))
         a, b = (round(x, 3) for x in order[crops])
         if crops == 0:
             if st["runs"]:
@@ -323,20 +344,64 @@ class SearchingOracle(Policy):
             )
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
 
+    def _answer(
+        self,
+        sample: Sample,
+        obs: dict[str, Any],
+        info: dict[str, Any],
+        coarse: tuple[float, float],
+        closed: bool,
+    ) -> str:
+        """The last turn: what the crop showed, then the answer (``closed``: after the close crop, whose
+        frames ``obs`` holds; the style may list them and answer an interval from the listing: from the
+        first frame that shows the symbol to the first after it that does not, or to the crop's end,
+        which no frame of a crop shows)."""
+        seen = _inside(sample, *coarse)
+        if not seen:
+            return format_answer(_oracle_answer(sample, self.decimals), think=_seen(sample, sum(coarse) / 2))
+        answer = _oracle_answer(sample, self.decimals)
+        crop_end = next(
+            (
+                float(entry["interval"][1])
+                for entry in reversed(info.get("tool_log", ()))
+                if entry.get("name") == "crop_video" and entry.get("ok") and "interval" in entry
+            ),
+            None,
+        )
+        listed = (
+            self._crop_listing(sample, obs, *coarse, crop_end=crop_end)
+            if self.style.list_close and closed
+            else None
+        )
+        think = f"{listed[0]} " if listed is not None else ""
+        if sample.answer_type == "interval" and listed is not None:
+            a, b = listed[2]
+            answer = f"[{time_text(a)}, {time_text(b)}]"  # the listing's own times
+        if sample.answer_type == "choice" and self.style.choice_text and sample.options:
+            answer = sample.options[ord(sample.answer.strip()) - ord("A")]
+            think += f"The crop shows {seen}."
+        else:
+            think += f"The crop shows {seen}.{_option_named(sample)}"
+        return format_answer(answer, think=think)
+
     def _crop_listing(
-        self, sample: Sample, obs: dict[str, Any], start: float, end: float
-    ) -> tuple[str, tuple[float, float]] | None:
+        self, sample: Sample, obs: dict[str, Any], start: float, end: float, crop_end: float | None = None
+    ) -> tuple[str, tuple[float, float], tuple[float, float]] | None:
         """The crop's shown frames listed with what each shows (the caption strictly inside the crop
-        window, else "no"), and the window from the frame before the first that shows it to the frame
-        after the last: every time in it is one the model was shown. None when no frame shows it."""
+        window ``start``-``end``, else "no"), the close crop's window (:func:`close_window` as the style
+        starts it: every time in it is one the model was shown) and the span from the first frame that
+        shows it to the first after it that does not (``crop_end``, the crop's own end, when none
+        does). None when no frame shows it."""
         times = np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1)
         times = times[even_subsample(len(times), self.list_crops)]  # as ChatEncoder thins a crop
         inside = _inside(sample, start, end)
         labels = [inside if inside and sample.caption_at(float(t)) == inside else "no" for t in times]
-        window = close_window(times, labels, self.close_from)
+        window = close_window(times, labels, self.style.close_from)
         if window is None:
             return None
-        return f"{CROP_LISTING}{frame_listing(times, labels)}.", window
+        after = [] if crop_end is None or crop_end <= times[-1] else [crop_end]
+        span = close_window([*times, *after], [*labels, *["no"] * len(after)], "first")
+        return f"{CROP_LISTING}{frame_listing(times, labels)}.", window, span
 
 
 def close_window(

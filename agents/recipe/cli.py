@@ -12,6 +12,7 @@ import argparse
 
 from medscope_gym.agents.recipe.config import RecipeConfig
 from medscope_gym.agents.recipe.probe import ReadingProbeConfig
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.config import add_config_arguments, config_from_args
 
 __all__ = ["register"]
@@ -60,7 +61,8 @@ def _cmd_listings(args: argparse.Namespace) -> int:
 
     seed_dir = Path(args.seed_dir)
     recipe = seed_dir / "recipe.json"  # the run's settings: where its close crops start
-    close_from = json.loads(recipe.read_text()).get("close_from", "before") if recipe.is_file() else "before"
+    search = json.loads(recipe.read_text()).get("search", {}) if recipe.is_file() else {}
+    close_from = SearchStyle.from_dict(search, f"{recipe}: search").close_from
     scores = saved_listing_scores(seed_dir / args.stage / "eval", seed_dir / "data" / "heldout", close_from)
     print(json.dumps(scores, indent=2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from medscope_gym.agents.scripted import CLOSE_FROM
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.config import Config, check, positive_float, positive_int
 from medscope_gym.errors import ConfigError
 
@@ -79,11 +79,10 @@ class RecipeConfig(Config):
     come from this config."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """GRPOConfig fields of Stage III (GA-GRPO from Stage II)."""
-    close_from: str = "before"
-    """Where the close crop after a crop listing starts, in Stage I's ``zoom`` and ``answer``, their
-    rehearsal, Stage II's search reference and the listings' scores: "before" (the listed frame before
-    the first that shows the symbol) or "first" (that frame;
-    :func:`~medscope_gym.agents.scripted.close_window`)."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """:class:`~medscope_gym.agents.scripted.SearchStyle` fields: how the search reference writes the
+    close crop and the answer after a crop listing, in Stage I's ``zoom`` and ``answer``, their
+    rehearsal, Stage II's reference and the listings' scores (empty: its original script)."""
     baselines: tuple[str, ...] = ("no_tools", "random", "search", "oracle", "uniform")
     """Baselines scored on the held-out questions ("uniform": the uniform-frames baseline)."""
 
@@ -114,8 +113,7 @@ class RecipeConfig(Config):
                     f"rehearsal: fields are skills (required), batch_size, weight; got "
                     f"{sorted(self.rehearsal)}"
                 )
-        if self.close_from not in CLOSE_FROM:
-            raise ConfigError(f"close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
+        SearchStyle.from_dict(self.search, "RecipeConfig.search")  # checks the fields early
         bad = [b for b in self.baselines if b not in ("no_tools", "random", "search", "oracle", "uniform")]
         if bad:
             raise ConfigError(f"unknown baseline(s) {bad}; known: no_tools, random, search, oracle, uniform")

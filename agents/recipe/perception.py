@@ -69,7 +69,7 @@ from typing import Any
 
 import numpy as np
 
-from medscope_gym.agents.scripted import CLOSE_FROM
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.config import Config, check, non_negative_int, positive_float, positive_int
 from medscope_gym.errors import ConfigError
 
@@ -203,10 +203,10 @@ class PerceptionConfig(Config):
     frame is right on ~85% of the items, and one wrong label early changes what follows
     (docs/results.md, "After v10"). Needs ``crops_as_frames`` and ``episode_layout`` > 0; 40 examples take
     under a minute on one core."""
-    close_from: str = "before"
-    """Where the close crop of ``zoom`` and ``answer`` starts: "before", the listed frame before the first
-    that shows the symbol, or "first", that frame (:func:`~medscope_gym.agents.scripted.close_window`;
-    the search reference of Stage II must start it the same way)."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """:class:`~medscope_gym.agents.scripted.SearchStyle` fields: how ``zoom``'s close crop and
+    ``answer``'s turn are written (empty: the search reference's original script; Stage II's search
+    reference must use the same)."""
     ranked: bool = False
     """Score an answer naming a symbol by whether its caption is the likeliest of the twelve, not by
     exact match: reading, apart from the answer format (a Stage II model answers in the protocol's)."""
@@ -246,10 +246,7 @@ class PerceptionConfig(Config):
                 f"episode_layout > 0 and crop trained (got {self.crops_as_frames}, {self.episode_layout}, "
                 f"skills {list(self.skills)}, listing_steps {self.listing_steps})"
             )
-        if self.close_from not in CLOSE_FROM:
-            raise ConfigError(
-                f"PerceptionConfig.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}"
-            )
+        SearchStyle.from_dict(self.search, "PerceptionConfig.search")  # checks the fields early
         self.listing_shares = {str(k): float(v) for k, v in self.listing_shares.items()}
         bad = {k: v for k, v in self.listing_shares.items() if k not in PERCEPTION_SKILLS or not v > 0}
         if bad:
@@ -342,14 +339,14 @@ def _between_previews(shown: np.ndarray, k: int) -> np.ndarray:
     return idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 16)).round().astype(int))]
 
 
-def _last_turn(video, seed: int, rng: np.random.Generator, close_from: str = "before"):
+def _last_turn(video, seed: int, rng: np.random.Generator, style: SearchStyle | None = None):
     """One of ``video``'s testbed questions at random and the close crop the search reference makes for
     it (from the listed frame before its symbol to the frame after, in the coarse crop between the
     preview frames around it): the user text (the question as the env asks it, the crop's line and
     budget line), the close crop's frames and times, the reference's last turn, which names the
     symbol and answers, and the kind of answer ("choice", "interval"). The frames are None when the
-    coarse crop's frames miss the symbol. ``close_from``: where the close crop starts
-    (:func:`~medscope_gym.agents.scripted.close_window`)."""
+    coarse crop's frames miss the symbol. ``style``: how the search reference starts its close crop
+    and writes its answer (:class:`~medscope_gym.agents.scripted.SearchStyle`)."""
     from medscope_gym.agents.scripted import SearchingOracle, close_window
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
@@ -372,7 +369,8 @@ def _last_turn(video, seed: int, rng: np.random.Generator, close_from: str = "be
     coarse = _between_previews(shown, int(np.searchsorted(shown, ev.start_frame)))
     labels = ["symbol" if ev.start_frame <= f < ev.end_frame else "no" for f in coarse]
     question = question_text(sample, video.duration)
-    window = close_window((coarse / video.fps).tolist(), labels, close_from)
+    style = style or SearchStyle()
+    window = close_window((coarse / video.fps).tolist(), labels, style.close_from)
     if window is None:
         return question, None, [], "", sample.answer_type
     a, b = window
@@ -380,11 +378,11 @@ def _last_turn(video, seed: int, rng: np.random.Generator, close_from: str = "be
     stamps = idx / video.fps
     turn = int(rng.integers(2, 5))  # the close crop comes second to fourth
     lines = f"{question}\n{crop_text(a, b, stamps)}\n{budget_text(turn, 5, 5 - turn)}"
-    reference = SearchingOracle(decimals=1)
+    reference = SearchingOracle(decimals=1, list_crops=16, style=style)
     reference.begin(0, {"video_times": shown / video.fps}, {"duration": video.duration}, sample)
-    # past every crop of its plan, the reference answers
-    ok = [{"name": "crop_video", "ok": True}] * 99
-    answer = reference.act([0], [{}], [{"tool_log": ok}])[0]
+    # past every crop of its plan (the close crop's frames shown), the reference answers
+    ok = [{"name": "crop_video", "ok": True}] * 98 + [{"name": "crop_video", "ok": True, "interval": [a, b]}]
+    answer = reference.act([0], [{"video_times": stamps}], [{"tool_log": ok}])[0]
     return lines, render_frames(video, idx), stamps.tolist(), answer, sample.answer_type
 
 
@@ -397,15 +395,16 @@ def make_examples(
     irregular: float = 0.0,
     episode: float = 0.0,
     first_turn: bool = False,
-    close_from: str = "before",
+    style: SearchStyle | None = None,
 ) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
     the frames listed, as Stage II's reference lists them then; ``irregular``: the share of listings
     whose frames are drawn at random times (``PerceptionConfig.irregular_times``); ``episode``: the
     share of listings laid out as in an episode (``PerceptionConfig.episode_layout``); ``first_turn``:
-    such a preview example answered with the search reference's whole first turn; ``close_from``: where
-    ``zoom``'s and ``answer``'s close crop starts (:func:`~medscope_gym.agents.scripted.close_window`)."""
+    such a preview example answered with the search reference's whole first turn; ``style``: how the
+    search reference writes ``zoom``'s close crop and ``answer``'s turn
+    (:class:`~medscope_gym.agents.scripted.SearchStyle`)."""
     from medscope_gym.agents.scripted import (
         CROP_LISTING,
         PREVIEW_LISTING,
@@ -459,7 +458,7 @@ def make_examples(
                 _Example(skill, list(frames), times[idx].tolist(), None, None, _QUESTIONS[skill], text, kind)
             )
         elif skill == "answer":
-            question, clip, shown_times, answer, kind = _last_turn(video, seed, rng, close_from)
+            question, clip, shown_times, answer, kind = _last_turn(video, seed, rng, style)
             if clip is None:  # no listed frame of the coarse crop shows the symbol: no close crop
                 continue
             out.append(
@@ -484,7 +483,7 @@ def make_examples(
                 listing = frame_listing(times[idx], labels)
                 shown_times = times[idx].tolist()
                 laid = looks or bool(episode and layouts.random() < episode)
-                window = close_window(shown_times, labels, close_from)
+                window = close_window(shown_times, labels, (style or SearchStyle()).close_from)
                 if looks and window is None:  # no frame of a random window shows the symbol
                     continue
                 given = ""
@@ -626,9 +625,9 @@ class Rehearsal:
     Stage II's episodes spend two or three imitated tokens per turn on what the frames showed; trained
     on them alone at its higher learning rate, the reading Stage I taught erodes (docs/results.md, v4).
     A rehearsal batch per step keeps a gradient on it. ``train_sft(cfg, auxiliary=Rehearsal(...))``.
-    ``irregular``, ``episode``, ``first_turn``, ``close_from`` and ``system_prompt`` lay the examples
+    ``irregular``, ``episode``, ``first_turn``, ``style`` and ``system_prompt`` lay the examples
     out as Stage I did (``PerceptionConfig.irregular_times``, ``episode_layout``, ``first_turn`` and
-    ``close_from``).
+    ``search``).
     """
 
     def __init__(
@@ -645,7 +644,7 @@ class Rehearsal:
         episode: float = 0.0,
         system_prompt: str | None = None,
         first_turn: bool = False,
-        close_from: str = "before",
+        style: SearchStyle | None = None,
     ) -> None:
         unknown = [s for s in skills if s not in PERCEPTION_SKILLS]
         if unknown or not skills:
@@ -655,7 +654,7 @@ class Rehearsal:
         self.batcher = _Batcher(processor, system_prompt)
         self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
         self.irregular, self.episode, self.first_turn = irregular, episode, first_turn
-        self.duration, self.crops_as_frames, self.close_from = duration, crops_as_frames, close_from
+        self.duration, self.crops_as_frames, self.style = duration, crops_as_frames, style
         # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
         self._next_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
         self._pool: dict[str, list[_Example]] = {s: [] for s in skills}
@@ -677,7 +676,7 @@ class Rehearsal:
                 self.irregular,
                 self.episode,
                 self.first_turn,
-                self.close_from,
+                self.style,
             )
             self._next_seed[skill] += count  # one video per example
         batch, self._pool[skill] = pool[: self.batch_size], pool[self.batch_size :]
@@ -895,6 +894,7 @@ def train_perception(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     batcher = _Batcher(processor, system_prompt)
+    style = SearchStyle.from_dict(cfg.search, "PerceptionConfig.search")
     per_skill = -(-cfg.steps * cfg.batch_size // len(cfg.skills))
     rng = np.random.default_rng([cfg.seed, 17])
     stream = 1_000_000 * (cfg.seed + 1)
@@ -910,7 +910,7 @@ def train_perception(
             cfg.irregular_times,
             cfg.episode_layout,
             cfg.first_turn,
-            cfg.close_from,
+            style,
         )
     ]
     # the copy phase first, then the window drill, the reading phase, the listing phase, each in its own
@@ -923,7 +923,7 @@ def train_perception(
         cfg.duration,
         cfg.crops_as_frames,
         cfg.irregular_times,
-        close_from=cfg.close_from,
+        style=style,
     )
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
@@ -950,7 +950,7 @@ def train_perception(
                 cfg.irregular_times if phase else 0.0,
                 cfg.episode_layout,
                 cfg.first_turn,
-                cfg.close_from,
+                style,
             )
         ]
         lead += [listed[j] for j in rng.permutation(len(listed))][: steps * cfg.batch_size]
@@ -972,7 +972,7 @@ def train_perception(
             cfg.heldout,
             cfg.heldout_duration or cfg.duration,
             cfg.crops_as_frames,
-            close_from=cfg.close_from,
+            style=style,
         )
         for skill in scored
     }

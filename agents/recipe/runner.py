@@ -26,6 +26,7 @@ from typing import Any
 
 from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.recipe.config import RecipeConfig
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.atomic import atomic_write_text
 
 __all__ = ["COLUMNS", "STAGES", "run_recipe", "uniform_frames_baseline"]
@@ -56,7 +57,7 @@ def _sft_defaults(cfg: RecipeConfig) -> dict[str, Any]:
     # eval_limit 0: the recipe scores every stage itself, on its held-out suite
     return {
         "decimals": 1,
-        "close_from": cfg.close_from,
+        "search": cfg.search,
         "threads": cfg.threads,
         "seed": cfg.seed,
         "progress": False,
@@ -190,7 +191,7 @@ def _perception_config(cfg: RecipeConfig):
         "threads": cfg.threads,
         "duration": cfg.stage_one_duration,
         "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
-        "close_from": cfg.close_from,
+        "search": cfg.search,
         **cfg.perception,
     }
     return PerceptionConfig.from_dict(settings, source="recipe perception")
@@ -246,7 +247,9 @@ def _run_stage(
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
     row = {**_row(summary), "train_s": round(train_s, 1)}
     if stage != "answer_only":
-        row.update(_listings(folder / "eval", suites["heldout"], cfg.close_from))
+        row.update(
+            _listings(folder / "eval", suites["heldout"], SearchStyle.from_dict(cfg.search).close_from)
+        )
     if "heldout-reading" in suites and stage != "answer_only":  # Stage II and III
         reading = _evaluate(cfg, str(final), suites["heldout-reading"], folder / "eval-reading")
         row["reading_accuracy"] = reading["overall"].get("accuracy")
@@ -292,7 +295,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         irregular=stage_one.irregular_times,
         episode=stage_one.episode_layout,
         first_turn=stage_one.first_turn,
-        close_from=stage_one.close_from,
+        style=SearchStyle.from_dict(stage_one.search),
         system_prompt=policy_system_prompt(start),
     )
 

@@ -7,10 +7,10 @@ fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from medscope_gym.agents.scripted import CLOSE_FROM
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.agents.training.models import LORA_TARGETS
 from medscope_gym.agents.vlm.policy import VLMPolicyConfig
 from medscope_gym.config import (
@@ -60,10 +60,10 @@ class SFTConfig(Config):
     :class:`~medscope_gym.agents.scripted.SearchingOracle`, every choice derivable from what it was
     shown) or "answer_only" (the correct answer right after the preview, no tool call: the answer-only
     model of ``medscope recipe``)."""
-    close_from: str = "before"
-    """Where the "search" reference's close crop after a crop listing starts: "before" (the listed frame
-    before the first that shows the symbol) or "first" (that frame itself), see
-    :func:`~medscope_gym.agents.scripted.close_window`."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """:class:`~medscope_gym.agents.scripted.SearchStyle` fields of the "search" reference (how it
+    writes the close crop and the answer after a crop listing; empty: its original script), e.g.
+    ``{close_from: first, choice_text: true}``."""
     on_policy_repeats: int = 0
     """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
     turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery
@@ -152,5 +152,4 @@ class SFTConfig(Config):
             raise ConfigError(
                 f"reference must be 'oracle', 'answer_only' or 'search', got {self.reference!r}"
             )
-        if self.close_from not in CLOSE_FROM:
-            raise ConfigError(f"close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
+        SearchStyle.from_dict(self.search, "SFTConfig.search")  # checks the fields early

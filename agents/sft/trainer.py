@@ -39,7 +39,7 @@ import numpy as np
 from medscope_gym.agents.policy import Policy
 from medscope_gym.agents.rollout.batching import trajectory_batch
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories, save_trajectories
-from medscope_gym.agents.scripted import OraclePolicy, SearchingOracle
+from medscope_gym.agents.scripted import OraclePolicy, SearchingOracle, SearchStyle
 from medscope_gym.agents.sft.config import SFTConfig
 from medscope_gym.agents.training.accelerator import seed_everything, setup_accelerator
 from medscope_gym.agents.training.checkpoints import (
@@ -88,10 +88,10 @@ class RecoveringOracle(Policy):
         crop_to_preview: bool = False,
         search: bool = False,
         list_crops: int = 0,
-        close_from: str = "before",
+        style: SearchStyle | None = None,
     ) -> None:
         self.inner: Policy = (
-            SearchingOracle(decimals=decimals, list_crops=list_crops, close_from=close_from)
+            SearchingOracle(decimals=decimals, list_crops=list_crops, style=style)
             if search
             else OraclePolicy(decimals=decimals, tools=tools, crop_to_preview=crop_to_preview)
         )
@@ -179,7 +179,7 @@ def build_reference_data(
     reference: str = "oracle",
     progress: bool = False,
     crop_to_preview: bool = False,
-    close_from: str = "before",
+    style: SearchStyle | None = None,
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them.
 
@@ -188,8 +188,9 @@ def build_reference_data(
     (:class:`medscope_gym.agents.sft.dagger.ModelThenReference`); episodes the model ends itself are dropped.
     ``first_repeat`` offsets the env seeds so that several calls play distinct episodes. ``progress``
     shows a bar over the episodes. ``crop_to_preview``: the oracle crops between the preview frames
-    around the evidence (:class:`~medscope_gym.agents.scripted.OraclePolicy`). ``close_from``: where
-    the search reference's close crop starts (:func:`~medscope_gym.agents.scripted.close_window`).
+    around the evidence (:class:`~medscope_gym.agents.scripted.OraclePolicy`). ``style``: how the
+    search reference writes its steps after a crop listing
+    (:class:`~medscope_gym.agents.scripted.SearchStyle`).
     """
     from transformers import AutoProcessor
 
@@ -219,7 +220,7 @@ def build_reference_data(
             crop_to_preview=crop_to_preview,
             search=reference == "search",
             list_crops=policy_cfg.frames.max_crop_frames if policy_cfg.frames.crops_as_frames else 0,
-            close_from=close_from,
+            style=style,
         )
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)
@@ -297,7 +298,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
         reference=cfg.reference,
         progress=cfg.progress,
         crop_to_preview=cfg.crop_to_preview,
-        close_from=cfg.close_from,
+        style=SearchStyle.from_dict(cfg.search, "SFTConfig.search"),
     )
     if cfg.on_policy_repeats > 0:
         on_policy = build_reference_data(
@@ -317,7 +318,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
             reference=cfg.reference,
             progress=cfg.progress,
             crop_to_preview=cfg.crop_to_preview,
-            close_from=cfg.close_from,
+            style=SearchStyle.from_dict(cfg.search, "SFTConfig.search"),
         )
         print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
         trajectories += on_policy

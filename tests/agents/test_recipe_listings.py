@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import numpy as np
@@ -11,19 +12,21 @@ import pytest
 import medscope_gym.synthetic.testbed as testbed
 from medscope_gym.agents.recipe.listings import listing_scores, true_listing
 from medscope_gym.agents.rollout.trajectory import MediaInputs, Trajectory, TurnRecord
-from medscope_gym.agents.scripted import SearchingOracle
+from medscope_gym.agents.scripted import SearchingOracle, SearchStyle
 from medscope_gym.chat import even_subsample
 from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.errors import ConfigError
 from medscope_gym.suite import Suite
 
 _PLAN = testbed.TestbedConfig(3, 60, 70, 11, templates=testbed.MAIN_TEMPLATES, per_video=1, splits=(0, 0, 1))
 
 
-def _search(root, close_from: str = "before"):
+def _search(root, style: SearchStyle | None = None):
     """The search reference's episodes on a small testbed suite, each turn with the times it was shown."""
     testbed.build_testbed_suite(root, _PLAN)
     suite = Suite.from_spec(str(root), split="test")
-    env, oracle = ClinVideoEnv(suite), SearchingOracle(list_crops=16, close_from=close_from)
+    env = ClinVideoEnv(suite)
+    oracle = SearchingOracle(list_crops=16, style=style)
     episodes = []
     for sample in suite:
         obs, info = env.reset(options={"sample_id": sample.id})
@@ -52,7 +55,7 @@ def searched(tmp_path_factory):
 @pytest.fixture(scope="module")
 def searched_first(tmp_path_factory):
     """The same episodes with close crops from the first frame that shows the symbol."""
-    return _search(tmp_path_factory.mktemp("listings-first") / "suite", close_from="first")
+    return _search(tmp_path_factory.mktemp("listings-first") / "suite", SearchStyle(close_from="first"))
 
 
 def test_the_references_listings_are_all_right(searched):
@@ -77,6 +80,35 @@ def test_close_crops_are_scored_by_the_runs_own_rule(searched, searched_first):
     assert before["crop"] == first["crop"] == listing_scores(*searched)["crop"]
 
 
+def test_a_listed_close_crop_and_a_choice_by_its_text_still_answer_right(tmp_path, searched):
+    """``list_close``: the answer turn lists the close crop's frames and takes an interval's times from
+    that listing; ``choice_text``: a choice is answered with the option's text. Every answer is still
+    judged right, and the interval is the one the listing shows."""
+    from medscope_gym.judges import score_answer
+
+    style = SearchStyle(close_from="first", choice_text=True, list_close=True)
+    episodes, samples = _search(tmp_path / "suite", style)
+    kinds = set()
+    for episode in episodes:
+        sample, last = samples[episode.sample_id], episode.turns[-1].action_text
+        answer = re.search(r"<answer>(.+)</answer>", last).group(1)
+        assert score_answer(sample, answer).score == 1.0
+        if "I look closely at" not in episode.turns[-2].action_text:
+            continue  # no close crop (the episode's turns ran out first)
+        listing = re.search(r"The crop frames: (.+?)\. The crop shows", last).group(1)
+        items = [item.split(" ", 1) for item in listing.split("; ")]
+        named = [float(t) for t, label in items if label != "no"]
+        if sample.answer_type == "interval":
+            start, end = json.loads(answer)
+            assert start == named[0] and end > named[-1]
+        else:
+            assert answer == sample.options[ord(sample.answer) - ord("A")] and "option" not in last
+        kinds.add(sample.answer_type)
+    assert kinds == {"choice", "interval"}
+    plain = [ep.turns[-1].action_text for ep in searched[0]]
+    assert not any("The crop frames" in text for text in plain)  # the default style lists no close crop
+
+
 def test_close_window_starts_before_or_at_the_first_frame_that_shows_something():
     from medscope_gym.agents.scripted import close_window
 
@@ -87,8 +119,8 @@ def test_close_window_starts_before_or_at_the_first_frame_that_shows_something()
     assert close_window(times, ["no"] * 5, "first") is None
     with pytest.raises(ValueError, match="start must be one of"):
         close_window(times, labels, "after")
-    with pytest.raises(ValueError, match="close_from must be one of"):
-        SearchingOracle(close_from="last")
+    with pytest.raises(ConfigError, match="close_from must be one of"):
+        SearchStyle(close_from="last")
 
 
 def test_a_close_crop_from_the_wrong_frame_is_scored_wrong(searched):
@@ -167,7 +199,7 @@ def test_stage_one_zoom_turns_are_the_references_own(searched, searched_first, c
     episodes, _ = searched if close_from == "before" else searched_first
     zooms = [m for ep in episodes for turn in ep.turns if (m := pattern.fullmatch(turn.action_text))]
     assert len(zooms) >= len(episodes) // 2
-    drawn = make_examples("zoom", 7, 6, (60.0, 70.0), close_from=close_from)
+    drawn = make_examples("zoom", 7, 6, (60.0, 70.0), style=SearchStyle(close_from=close_from))
     trained = [pattern.fullmatch(ex.given + ex.answer) for ex in drawn]
     for match in zooms + trained:
         assert match is not None
@@ -202,7 +234,7 @@ def test_listings_command_scores_close_crops_by_the_runs_recipe(searched_first, 
     episodes, samples = searched_first
     testbed.build_testbed_suite(tmp_path / "data" / "heldout", _PLAN)
     save_trajectories(tmp_path / "stage-2-vcot" / "eval" / "trajectories", episodes)
-    (tmp_path / "recipe.json").write_text(json.dumps({"close_from": "first"}))
+    (tmp_path / "recipe.json").write_text(json.dumps({"search": {"close_from": "first"}}))
     assert main(["recipe-listings", str(tmp_path)]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["close"]["exact"] == 1.0

@@ -11,6 +11,7 @@ import pytest
 
 from medscope_gym.agents.recipe.perception import PerceptionConfig, Rehearsal, make_examples
 from medscope_gym.agents.recipe.probe import ReadingProbeConfig, run_reading_probe
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.cli import main
 from medscope_gym.errors import ConfigError
 from medscope_gym.synthetic.testbed import SYMBOL_COLORS, SYMBOLS, generate_testbed_video, preview_frames
@@ -355,9 +356,9 @@ def test_even_listings_come_first_then_irregular_ones(monkeypatch):
     calls = []
     real = perception.make_examples
 
-    def spy(skill, first_seed, count, *args):
+    def spy(skill, first_seed, count, *args, **kwargs):
         calls.append((skill, first_seed, count, args[2] if len(args) > 2 else 0.0))
-        return real(skill, first_seed, count, *args)
+        return real(skill, first_seed, count, *args, **kwargs)
 
     monkeypatch.setattr(perception, "make_examples", spy)
     cfg = ReadingProbeConfig(
@@ -404,7 +405,9 @@ def test_bad_perception_config_is_refused():
     with pytest.raises(ConfigError, match="skills"):
         PerceptionConfig(skills=("smell",))
     with pytest.raises(ConfigError, match="close_from"):
-        PerceptionConfig(close_from="after")
+        PerceptionConfig(search={"close_from": "after"})
+    with pytest.raises(ConfigError, match="unknown SearchStyle field"):
+        PerceptionConfig(search={"close": "first"})
 
 
 def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss():
@@ -641,18 +644,42 @@ def test_answer_shows_the_close_crop_and_answers_the_question_from_its_frames():
 
 
 def test_close_crops_from_the_first_frame_start_where_the_symbol_is_shown():
-    """``close_from="first"``: ``answer``'s close crop opens on the symbol, and ``zoom``'s answer (as its
-    rehearsal draws it) starts at the first listed frame that names the symbol."""
-    for ex in make_examples("answer", 11, 8, (90.0, 150.0), close_from="first"):
+    """``SearchStyle(close_from="first")``: ``answer``'s close crop opens on the symbol, and ``zoom``'s
+    answer (as its rehearsal draws it) starts at the first listed frame that names the symbol."""
+    first = SearchStyle(close_from="first")
+    for ex in make_examples("answer", 11, 8, (90.0, 150.0), style=first):
         shown = [t for frame, t in zip(ex.images, ex.image_times) if _shows_symbol(frame)]
         assert shown and shown[0] == ex.image_times[0]
     from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_processor
 
     processor = build_processor(TinyModelConfig(**{**MICRO, "vocab_size": 0}))
-    rehearsal = Rehearsal(processor, ("zoom",), batch_size=4, crops_as_frames=True, close_from="first")
+    rehearsal = Rehearsal(processor, ("zoom",), batch_size=4, crops_as_frames=True, style=first)
     for ex in rehearsal.batch():
         first_named = re.search(r"(\d+\.\d) a \w+ \w+ at the centre", ex.given).group(1)
         assert ex.answer.startswith(f" I look closely at {first_named}-")
+
+
+def test_answer_in_a_style_that_lists_the_close_crop_and_answers_a_choice_by_its_text():
+    """``SearchStyle(list_close=True, choice_text=True)``: ``answer`` lists every close-crop frame it
+    shows, answers an interval with the listing's own times (the first frame that shows the symbol, and
+    the first after it that does not, or the crop's end) and a choice with the symbol's name."""
+    style = SearchStyle(close_from="first", choice_text=True, list_close=True)
+    kinds = set()
+    for ex in make_examples("answer", 11, 12, (90.0, 150.0), style=style):
+        listing = re.search(r"<think>The crop frames: (.+?)\. The crop shows (a \w+ \w+) at", ex.answer)
+        assert listing is not None, ex.answer
+        items = [item.split(" ", 1) for item in listing.group(1).split("; ")]
+        assert [float(t) for t, _ in items] == pytest.approx(ex.image_times)
+        shown = [t for frame, t in zip(ex.images, ex.image_times) if _shows_symbol(frame)]
+        assert [float(t) for t, label in items if label != "no"] == pytest.approx(shown)
+        given = re.search(r"<answer>(.+)</answer>", ex.answer).group(1)
+        if ex.kind == "interval":
+            start, end = json.loads(given)
+            assert start == pytest.approx(shown[0]) and end == pytest.approx(shown[-1] + 0.5)
+        else:
+            assert given == listing.group(2).removeprefix("a ") and "option" not in ex.answer
+        kinds.add(ex.kind)
+    assert kinds == {"choice", "interval"}
 
 
 def test_answer_is_trained_in_the_listing_phase_when_among_the_skills(monkeypatch):
