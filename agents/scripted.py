@@ -414,7 +414,7 @@ def close_window(
     ``start="first"`` starts at the first frame that shows something instead. Its time is written
     right beside that frame's label, and the end's is the time right after the last label; the frame
     before the first is found only by looking back. The recipe's tiny model wrote the end right and
-    the start one or more frames too early (docs/results.md, "Close crop from the first frame")."""
+    the start one or more frames too early (docs/results.md, "Search reference styles")."""
     if start not in CLOSE_FROM:
         raise ValueError(f"close_window: start must be one of {CLOSE_FROM}, got {start!r}")
     hits = [i for i, label in enumerate(labels) if label != "no"]

@@ -104,6 +104,9 @@ _QUESTIONS = {
     "copy": "Write this list out again, item by item:",
 }
 _CROP_LISTING = "What does each frame of this crop show?"
+#: A close crop's times as the search reference writes them, and what its answer turn says it saw.
+_CLOSE_TIMES = re.compile(r"I look closely at (\S+)-(\S+) s")
+_READ = re.compile(r"The crop shows (a .+? at the centre)")
 #: Turns and tool calls of the recipe's episodes (ClinVideoEnv's defaults), for the budget line.
 _ENV_TURNS = 5
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
@@ -198,7 +201,9 @@ class PerceptionConfig(Config):
     generated: int = 0
     """Held-out crop listings in the episode layout (``crop@episode``'s first examples) written by the
     model greedily, untaught, once at the end, and scored: ``crop@episode/generated`` (the listing
-    exactly right) and ``crop@episode/generated-named`` (it names the crop's symbol on some frame).
+    exactly right) and ``crop@episode/generated-named`` (it names the crop's symbol on some frame);
+    likewise ``zoom``'s close crops and ``answer``'s last turns when those are scored
+    (``zoom/generated``, ``answer/generated``).
     Teacher-forced scores hide what a listing does on its own: a model that writes "no" for every
     frame is right on ~85% of the items, and one wrong label early changes what follows
     (docs/results.md, "After v10"). Needs ``crops_as_frames`` and ``episode_layout`` > 0; 40 examples take
@@ -854,12 +859,15 @@ def _accuracy(
 
 def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Example]) -> dict[str, float]:
     """Each example's answer written by the model greedily after its prompt, untaught:
-    ``{skill}/generated``, the share that begins with the whole answer, and ``{skill}/generated-named``,
-    the share that names what the answer's frames show (the symbol) somewhere."""
+    ``{skill}/generated``, the share that begins with the whole answer, and, where an answer has them,
+    the parts: ``-named`` (a listing names what its frames show, the symbol, somewhere), ``-start`` and
+    ``-end`` (a close crop's times, "I look closely at 30.0-33.5 s"), ``-read`` (the answer turn's
+    "The crop shows a red ring ..." right), and per kind of answer (``-choice``, ``-interval``)."""
     import torch
 
     model.eval()
-    exact, named = [], []
+    exact: list[bool] = []
+    parts: dict[str, list[bool]] = {}
     with torch.no_grad():
         for ex in examples:
             enc, labels = batcher([ex])
@@ -873,9 +881,23 @@ def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Exampl
             text = batcher.tokenizer.decode(out[0, start:], skip_special_tokens=False)
             shown = {_shown_label(item) for item in _items(ex.answer)} - {None}
             exact.append(text.startswith(ex.answer))
-            named.append(any(caption in text for caption in shown))
+            if shown:
+                parts.setdefault("named", []).append(any(caption in text for caption in shown))
+            if want := _CLOSE_TIMES.search(ex.answer):
+                got = _CLOSE_TIMES.search(text)
+                parts.setdefault("start", []).append(bool(got) and got.group(1) == want.group(1))
+                parts.setdefault("end", []).append(bool(got) and got.group(2) == want.group(2))
+            if want := _READ.search(ex.answer):
+                got = _READ.search(text)
+                parts.setdefault("read", []).append(bool(got) and got.group(1) == want.group(1))
+            if ex.kind:
+                parts.setdefault(ex.kind, []).append(exact[-1])
     model.train()
-    return {f"{skill}/generated": float(np.mean(exact)), f"{skill}/generated-named": float(np.mean(named))}
+    scores = {f"{skill}/generated": float(np.mean(exact))}
+    for part, hits in parts.items():
+        if part not in ("choice", "interval") or len({ex.kind for ex in examples}) > 1:
+            scores[f"{skill}/generated-{part}"] = float(np.mean(hits))
+    return scores
 
 
 def _shares(steps: int, skills: tuple[str, ...], per_step: dict[str, float]) -> dict[str, int]:
@@ -1027,7 +1049,12 @@ def train_perception(
             shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             print(f"perception: step {step + 1} loss {value:.3f} held-out {shown}", flush=True)
     if cfg.generated:
-        written = _generated(model, batcher, "crop@episode", heldout["crop@episode"][: cfg.generated])
+        written = {
+            k: v
+            for skill in ("crop@episode", "zoom", "answer")
+            if skill in heldout
+            for k, v in _generated(model, batcher, skill, heldout[skill][: cfg.generated]).items()
+        }
         curve[-1].update(written)
         shown = ", ".join(f"{k} {v:.3f}" for k, v in written.items())
         print(f"perception: held-out listings written untaught {shown}", flush=True)

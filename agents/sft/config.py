@@ -63,7 +63,7 @@ class SFTConfig(Config):
     search: dict[str, Any] = field(default_factory=dict)
     """:class:`~medscope_gym.agents.scripted.SearchStyle` fields of the "search" reference (how it
     writes the close crop and the answer after a crop listing; empty: its original script), e.g.
-    ``{close_from: first, choice_text: true}``."""
+    ``{"close_from": "first", "choice_text": true}``."""
     on_policy_repeats: int = 0
     """Extra episodes per sample that the start model (``model``) opens itself for 1..``on_policy_turns``
     turns before the oracle takes over; only the oracle's turns are imitated (DAgger-style recovery

@@ -602,13 +602,43 @@ def test_written_listings_are_scored_whole_and_by_the_symbol_they_name(tiny_dir)
     assert scores == {"crop@episode/generated": 1 / 3, "crop@episode/generated-named": 2 / 3}
 
 
+def test_written_close_crops_and_answers_are_scored_by_part(tiny_dir):
+    """A close crop written with its start wrong scores on ``-end`` only; an answer turn that reads the
+    symbol right but gives the wrong letter scores on ``-read`` only, and each kind is scored apart."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher, _generated
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    batcher = _Batcher(processor)
+    zooms = make_examples("zoom", 7, 2, (90.0, 120.0))
+    early = re.sub(r"at (\S+)-", "at 1.0-", zooms[1].answer)  # the start one frame off, say
+    scores = _generated(_Writer(processor.tokenizer, [zooms[0].answer, early]), batcher, "zoom", zooms)
+    assert scores == {"zoom/generated": 0.5, "zoom/generated-start": 0.5, "zoom/generated-end": 1.0}
+    answers = make_examples("answer", 11, 6, (90.0, 150.0))
+    choice = next(ex for ex in answers if ex.kind == "choice")
+    interval = next(ex for ex in answers if ex.kind == "interval")
+    letter = re.search(r"<answer>(\w)</answer>", choice.answer).group(1)
+    wrong = choice.answer.replace(f"option {letter}", "option Z").replace(f">{letter}<", ">Z<")
+    texts = [wrong, interval.answer]
+    scores = _generated(_Writer(processor.tokenizer, texts), batcher, "answer", [choice, interval])
+    assert scores == {
+        "answer/generated": 0.5,
+        "answer/generated-read": 1.0,
+        "answer/generated-choice": 0.0,
+        "answer/generated-interval": 1.0,
+    }
+
+
 def test_probe_writes_the_held_out_crop_listings_once_at_the_end():
     cfg = ReadingProbeConfig(
         model=MICRO, steps=1, batch_size=1, heldout=3, generated=2, eval_every=100,
-        skills=("crop",), crops_as_frames=True, episode_layout=0.5,
+        skills=("crop", "zoom"), crops_as_frames=True, episode_layout=0.5,
     )  # fmt: skip
     result = run_reading_probe(cfg)
     assert {"crop@episode/generated", "crop@episode/generated-named"} <= set(result["heldout"])
+    assert "zoom/generated" in result["heldout"]  # the close crop written too; it lists no frames
+    assert "zoom/generated-named" not in result["heldout"] and "answer/generated" not in result["heldout"]
     assert "crop@episode/generated" in result["curve"][-1]
     assert result["heldout"]["crop@episode/generated"] <= result["heldout"]["crop@episode/generated-named"]
     with pytest.raises(ConfigError, match="generated"):
