@@ -91,7 +91,9 @@ def listing_scores(
     the symbol) and ``named`` (of those, listings naming a symbol anywhere); ``close`` adds
     ``after_named`` (close crops after a listing that names a symbol at times it wrote well) and
     ``own`` (of those, close crops that are the window on the agent's own listing, right or wrong).
-    ``close_from``: where the run's close crops start (:func:`~medscope_gym.agents.scripted.close_window`)."""
+    ``close_from``: where the run's close crops start (:func:`~medscope_gym.agents.scripted.close_window`).
+    A listing of the close crop before the answer (``SearchStyle.list_close``) counts as a crop listing.
+    """
     found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in SCORED_KINDS}
     counts = {"on_screen": 0, "named": 0, "after_named": 0, "own": 0}
     for trajectory in trajectories:

@@ -1042,7 +1042,12 @@ def train_perception(
         if step == 0:
             first_loss = value
         if log is not None:
-            log.log(step + 1, {"train/loss": value, "train/lr": sched.get_last_lr()[0]})
+            # the elapsed time per step shows what each phase costs (frames, sequence lengths)
+            elapsed = round(time.perf_counter() - t0, 2)
+            log.log(
+                step + 1,
+                {"train/loss": value, "train/lr": sched.get_last_lr()[0], "train/elapsed_s": elapsed},
+            )
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             scores = score()
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})

@@ -61,6 +61,9 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
             json.loads(line) for line in (root / stage / "run" / "metrics.jsonl").read_text().splitlines()
         ]
         assert [row["train/auxiliary_loss"] > 0 for row in logged if "train/loss" in row] == [True, True]
+    perception = (root / "stage-1-perception" / "run" / "metrics.jsonl").read_text().splitlines()
+    elapsed = [json.loads(line)["train/elapsed_s"] for line in perception]  # what each phase costs
+    assert len(elapsed) >= 1 and elapsed == sorted(elapsed) and elapsed[0] > 0
     capsys.readouterr()
 
     for key in ("answer_only", "vcot", "grpo"):  # sampled too, at the configured temperature
