@@ -712,6 +712,27 @@ def test_answer_in_a_style_that_lists_the_close_crop_and_answers_a_choice_by_its
     assert kinds == {"choice", "interval"}
 
 
+def test_stage_one_draws_every_close_crop_in_the_configured_style(monkeypatch):
+    """``PerceptionConfig.search``: the mix, the listing phase and the held-out examples all get it."""
+    from medscope_gym.agents.recipe import perception
+
+    styles = []
+    real = perception.make_examples
+
+    def spy(skill, *args, **kwargs):
+        if skill == "zoom":
+            styles.append(kwargs.get("style", args[7] if len(args) > 7 else None))
+        return real(skill, *args, **kwargs)
+
+    monkeypatch.setattr(perception, "make_examples", spy)
+    cfg = ReadingProbeConfig(
+        model=MICRO, steps=1, listing_steps=1, batch_size=2, heldout=1, eval_every=100, skills=("zoom",),
+        crops_as_frames=True, search={"close_from": "first"},
+    )  # fmt: skip
+    run_reading_probe(cfg)
+    assert len(styles) == 3 and all(style == SearchStyle(close_from="first") for style in styles)
+
+
 def test_answer_is_trained_in_the_listing_phase_when_among_the_skills(monkeypatch):
     batched = _batched_skills(monkeypatch)
     cfg = ReadingProbeConfig(
