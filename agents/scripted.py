@@ -377,8 +377,10 @@ class SearchingOracle(Policy):
         if sample.answer_type == "interval" and listed is not None:
             a, b = listed[2]
             answer = f"[{time_text(a)}, {time_text(b)}]"  # the listing's own times
-        if sample.answer_type == "choice" and self.style.choice_text and sample.options:
-            answer = sample.options[ord(sample.answer.strip()) - ord("A")]
+        letter = sample.answer.strip()
+        index = ord(letter) - ord("A") if sample.answer_type == "choice" and len(letter) == 1 else -1
+        if self.style.choice_text and 0 <= index < len(sample.options or ()):
+            answer = sample.options[index]
             think += f"The crop shows {seen}."
         else:
             think += f"The crop shows {seen}.{_option_named(sample)}"
