@@ -166,9 +166,9 @@ CLOSE_FROM: tuple[str, ...] = ("before", "first")
 
 @dataclass(frozen=True)
 class SearchStyle(Config):
-    """How :class:`SearchingOracle` writes the steps after a crop listing, where a small model copying
-    it has to look back in its context (docs/agents.md, "Search reference"). The defaults are the
-    reference's original script."""
+    """How :class:`SearchingOracle` writes the steps after a crop listing, which a small model copying
+    it finds hard (docs/agents.md, "Search reference"). The defaults are the reference's original
+    script."""
 
     close_from: str = "before"
     """Where the close crop starts: "before", the listed frame before the first that shows the
@@ -413,10 +413,9 @@ def close_window(
     after the last: the close crop :class:`SearchingOracle` makes after a crop listing, every time one
     the model was shown. None when no frame shows anything.
 
-    ``start="first"`` starts at the first frame that shows something instead. Its time is written
-    right beside that frame's label, and the end's is the time right after the last label; the frame
-    before the first is found only by looking back. The recipe's tiny model wrote the end right and
-    the start one or more frames too early (docs/results.md, "Search reference styles")."""
+    ``start="first"`` starts at the first frame that shows something instead: its time stands right in
+    front of that frame's label. The recipe's tiny model writes the end right and the start wrong
+    under either rule (docs/results.md, "Search reference styles")."""
     if start not in CLOSE_FROM:
         raise ValueError(f"close_window: start must be one of {CLOSE_FROM}, got {start!r}")
     hits = [i for i, label in enumerate(labels) if label != "no"]
