@@ -113,10 +113,15 @@ class RecipeConfig(Config):
                     f"rehearsal: fields are skills (required), batch_size, weight; got "
                     f"{sorted(self.rehearsal)}"
                 )
-        SearchStyle.from_dict(self.search, "RecipeConfig.search")  # checks the fields early
+        self.style  # noqa: B018 (checks the search fields early)
         bad = [b for b in self.baselines if b not in ("no_tools", "random", "search", "oracle", "uniform")]
         if bad:
             raise ConfigError(f"unknown baseline(s) {bad}; known: no_tools, random, search, oracle, uniform")
+
+    @property
+    def style(self) -> SearchStyle:
+        """``search`` as a :class:`~medscope_gym.agents.scripted.SearchStyle`."""
+        return SearchStyle.from_dict(self.search, "RecipeConfig.search")
 
     @property
     def stage_one_duration(self) -> tuple[float, float]:

@@ -251,7 +251,7 @@ class PerceptionConfig(Config):
                 f"episode_layout > 0 and crop trained (got {self.crops_as_frames}, {self.episode_layout}, "
                 f"skills {list(self.skills)}, listing_steps {self.listing_steps})"
             )
-        SearchStyle.from_dict(self.search, "PerceptionConfig.search")  # checks the fields early
+        self.style  # noqa: B018 (checks the search fields early)
         self.listing_shares = {str(k): float(v) for k, v in self.listing_shares.items()}
         bad = {k: v for k, v in self.listing_shares.items() if k not in PERCEPTION_SKILLS or not v > 0}
         if bad:
@@ -259,6 +259,11 @@ class PerceptionConfig(Config):
         for name in ("irregular_times", "episode_layout", "even_first"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"PerceptionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+
+    @property
+    def style(self) -> SearchStyle:
+        """``search`` as a :class:`~medscope_gym.agents.scripted.SearchStyle`."""
+        return SearchStyle.from_dict(self.search, "PerceptionConfig.search")
 
 
 @dataclass
@@ -430,6 +435,7 @@ def make_examples(
     from medscope_gym.tools import crop_text
     from medscope_gym.video.resize import resize_frames
 
+    style = style or SearchStyle()
     drawn = PERCEPTION_SKILLS.index(_drawn_as(skill))
     rng = np.random.default_rng([first_seed, drawn])
     layouts = np.random.default_rng([first_seed, drawn, 1])  # videos stay the same
@@ -488,7 +494,7 @@ def make_examples(
                 listing = frame_listing(times[idx], labels)
                 shown_times = times[idx].tolist()
                 laid = looks or bool(episode and layouts.random() < episode)
-                window = close_window(shown_times, labels, (style or SearchStyle()).close_from)
+                window = close_window(shown_times, labels, style.close_from)
                 if looks and window is None:  # no frame of a random window shows the symbol
                     continue
                 given = ""
@@ -916,7 +922,7 @@ def train_perception(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     batcher = _Batcher(processor, system_prompt)
-    style = SearchStyle.from_dict(cfg.search, "PerceptionConfig.search")
+    style = cfg.style
     per_skill = -(-cfg.steps * cfg.batch_size // len(cfg.skills))
     rng = np.random.default_rng([cfg.seed, 17])
     stream = 1_000_000 * (cfg.seed + 1)

@@ -26,7 +26,6 @@ from typing import Any
 
 from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.recipe.config import RecipeConfig
-from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.atomic import atomic_write_text
 
 __all__ = ["COLUMNS", "STAGES", "run_recipe", "uniform_frames_baseline"]
@@ -247,9 +246,7 @@ def _run_stage(
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
     row = {**_row(summary), "train_s": round(train_s, 1)}
     if stage != "answer_only":
-        row.update(
-            _listings(folder / "eval", suites["heldout"], SearchStyle.from_dict(cfg.search).close_from)
-        )
+        row.update(_listings(folder / "eval", suites["heldout"], cfg.style.close_from))
     if "heldout-reading" in suites and stage != "answer_only":  # Stage II and III
         reading = _evaluate(cfg, str(final), suites["heldout-reading"], folder / "eval-reading")
         row["reading_accuracy"] = reading["overall"].get("accuracy")
@@ -295,7 +292,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         irregular=stage_one.irregular_times,
         episode=stage_one.episode_layout,
         first_turn=stage_one.first_turn,
-        style=SearchStyle.from_dict(stage_one.search),
+        style=stage_one.style,
         system_prompt=policy_system_prompt(start),
     )
 

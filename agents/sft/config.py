@@ -152,4 +152,9 @@ class SFTConfig(Config):
             raise ConfigError(
                 f"reference must be 'oracle', 'answer_only' or 'search', got {self.reference!r}"
             )
-        SearchStyle.from_dict(self.search, "SFTConfig.search")  # checks the fields early
+        self.style  # noqa: B018 (checks the search fields early)
+
+    @property
+    def style(self) -> SearchStyle:
+        """``search`` as a :class:`~medscope_gym.agents.scripted.SearchStyle`."""
+        return SearchStyle.from_dict(self.search, "SFTConfig.search")

@@ -298,7 +298,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
         reference=cfg.reference,
         progress=cfg.progress,
         crop_to_preview=cfg.crop_to_preview,
-        style=SearchStyle.from_dict(cfg.search, "SFTConfig.search"),
+        style=cfg.style,
     )
     if cfg.on_policy_repeats > 0:
         on_policy = build_reference_data(
@@ -318,7 +318,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
             reference=cfg.reference,
             progress=cfg.progress,
             crop_to_preview=cfg.crop_to_preview,
-            style=SearchStyle.from_dict(cfg.search, "SFTConfig.search"),
+            style=cfg.style,
         )
         print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
         trajectories += on_policy
