@@ -40,6 +40,7 @@ __all__ = [
     "CLOSE_FROM",
     "CLOSE_LOOK",
     "CROP_LISTING",
+    "FIRST_MARK",
     "PREVIEW_LISTING",
     "close_look",
     "close_window",
@@ -162,6 +163,9 @@ CLOSE_LOOK = "I look closely at "
 #: Where a close crop after a crop listing starts (:func:`close_window`): at the listed frame ``before``
 #: the first that shows something, or at that ``first`` frame itself.
 CLOSE_FROM: tuple[str, ...] = ("before", "first")
+#: The word a crop listing writes in front of the first frame that shows something
+#: (``SearchStyle.mark_first``: "30.0 no; first 30.5 a red ring at the centre; ...").
+FIRST_MARK = "first"
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,19 @@ class SearchStyle(Config):
     crop's end), times the model can copy, instead of the ground truth it cannot see. The two agree
     when the close crop shows every frame from before the symbol to after it; with ``close_from``
     "first" the symbol may begin up to one coarse frame before the close crop."""
+    mark_first: bool = False
+    """Write :data:`FIRST_MARK` in front of the time of a crop listing's first frame that shows the
+    symbol ("30.0 no; first 30.5 a red ring ..."). A model writes each token seeing only those before
+    it, so a time cannot tell from itself that the label after it is the first symbol; a time right
+    after a word used nowhere else in the listing can be found and copied by that word."""
 
     def __post_init__(self) -> None:
         if self.close_from not in CLOSE_FROM:
             raise ConfigError(f"SearchStyle.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
+
+    def crop_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
+        """A crop's frames listed in this style (:func:`frame_listing`, marked when ``mark_first``)."""
+        return frame_listing(times, labels, FIRST_MARK if self.mark_first else None)
 
 
 class SearchingOracle(Policy):
@@ -403,7 +416,7 @@ class SearchingOracle(Policy):
             return None
         after = [] if crop_end is None or crop_end <= times[-1] else [crop_end]
         span = close_window([*times, *after], [*labels, *["no"] * len(after)], "first")
-        return f"{CROP_LISTING}{frame_listing(times, labels)}.", window, span
+        return f"{CROP_LISTING}{self.style.crop_listing(times, labels)}.", window, span
 
 
 def close_window(
@@ -432,14 +445,19 @@ def close_look(listing: str, start: float, end: float) -> str:
     return f"{listing} {CLOSE_LOOK}{time_text(start)}-{time_text(end)} s, the frames around it."
 
 
-def frame_listing(times: Sequence[float], labels: Sequence[str]) -> str:
-    """Every shown frame's time and what it shows, in order: ``"0.5 no; 6.5 bar; 12.5 no"``.
+def frame_listing(times: Sequence[float], labels: Sequence[str], mark: str | None = None) -> str:
+    """Every shown frame's time and what it shows, in order: ``"0.5 no; 6.5 bar; 12.5 no"``; ``mark``
+    stands in front of the first item that shows something (``"0.5 no; first 6.5 bar; 12.5 no"``).
 
     One judgement per frame, each beside the time it copies. Listing only the marked frames' times
     asks a small model to find the frames and gather their times in one step; from scratch, the
     recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
     "Listing probe")."""
-    return "; ".join(f"{time_text(t)} {label}" for t, label in zip(times, labels, strict=True))
+    items = [f"{time_text(t)} {label}" for t, label in zip(times, labels, strict=True)]
+    first = next((i for i, label in enumerate(labels) if label != "no"), None)
+    if mark is not None and first is not None:
+        items[first] = f"{mark} {items[first]}"
+    return "; ".join(items)
 
 
 def _inside(sample: Sample, start: float, end: float) -> str | None:

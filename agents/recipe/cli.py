@@ -60,10 +60,10 @@ def _cmd_listings(args: argparse.Namespace) -> int:
     from medscope_gym.agents.recipe.listings import saved_listing_scores
 
     seed_dir = Path(args.seed_dir)
-    recipe = seed_dir / "recipe.json"  # the run's settings: where its close crops start
+    recipe = seed_dir / "recipe.json"  # the run's settings: how its listings and close crops are written
     search = json.loads(recipe.read_text()).get("search", {}) if recipe.is_file() else {}
-    close_from = SearchStyle.from_dict(search, f"{recipe}: search").close_from
-    scores = saved_listing_scores(seed_dir / args.stage / "eval", seed_dir / "data" / "heldout", close_from)
+    style = SearchStyle.from_dict(search, f"{recipe}: search")
+    scores = saved_listing_scores(seed_dir / args.stage / "eval", seed_dir / "data" / "heldout", style)
     print(json.dumps(scores, indent=2))
     return 0
 

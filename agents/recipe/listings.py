@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories
-from medscope_gym.agents.scripted import CLOSE_LOOK, close_window, frame_listing
+from medscope_gym.agents.scripted import CLOSE_LOOK, FIRST_MARK, SearchStyle, close_window, frame_listing
 from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample, Suite
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
@@ -52,10 +52,14 @@ def _true_labels(sample: Sample, times: Iterable[float], kind: str) -> list[str]
     return labels
 
 
-def true_listing(sample: Sample, times: Iterable[float], kind: str) -> str:
-    """The listing of the frames at ``times`` that the sample's captions make true (:func:`_true_labels`)."""
+def true_listing(sample: Sample, times: Iterable[float], kind: str, style: SearchStyle | None = None) -> str:
+    """The listing of the frames at ``times`` that the sample's captions make true (:func:`_true_labels`),
+    a crop's as ``style`` writes it (:meth:`~medscope_gym.agents.scripted.SearchStyle.crop_listing`)."""
     times = list(times)
-    return frame_listing(times, _true_labels(sample, times, kind))
+    labels = _true_labels(sample, times, kind)
+    if kind == "crop":
+        return (style or SearchStyle()).crop_listing(times, labels)
+    return frame_listing(times, labels)
 
 
 def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
@@ -78,7 +82,7 @@ def _close_crop(text: str) -> tuple[float, float] | None:
 
 
 def listing_scores(
-    trajectories: Iterable[Trajectory], samples: Mapping[str, Sample], close_from: str = "before"
+    trajectories: Iterable[Trajectory], samples: Mapping[str, Sample], style: SearchStyle | None = None
 ) -> dict[str, Any]:
     """Per kind: ``written`` (listings the agent wrote), ``exact`` (share exactly right) and ``items``
     (share of the true items written right, in place), over every listing in ``trajectories``. A
@@ -91,9 +95,11 @@ def listing_scores(
     the symbol) and ``named`` (of those, listings naming a symbol anywhere); ``close`` adds
     ``after_named`` (close crops after a listing that names a symbol at times it wrote well) and
     ``own`` (of those, close crops that are the window on the agent's own listing, right or wrong).
-    ``close_from``: where the run's close crops start (:func:`~medscope_gym.agents.scripted.close_window`).
-    A listing of the close crop before the answer (``SearchStyle.list_close``) counts as a crop listing.
+    ``style``: how the run's reference writes crop listings and where its close crops start
+    (:class:`~medscope_gym.agents.scripted.SearchStyle`). A listing of the close crop before the answer
+    (``SearchStyle.list_close``) counts as a crop listing.
     """
+    style = style or SearchStyle()
     found: dict[str, list[tuple[bool, float]]] = {kind: [] for kind in SCORED_KINDS}
     counts = {"on_screen": 0, "named": 0, "after_named": 0, "own": 0}
     for trajectory in trajectories:
@@ -104,9 +110,9 @@ def listing_scores(
                 times = _shown_times(trajectory, k)
                 if (kind == "preview") != (k == 0) or not len(times):
                     continue
-                truth = true_listing(sample, times, kind)
+                truth = true_listing(sample, times, kind, style)
                 items, right_items = written.split("; "), truth.split("; ")
-                own = _own_window(items, close_from) if kind == "crop" else None
+                own = _own_window(items, style.close_from) if kind == "crop" else None
                 if kind == "crop" and any(label != "no" for label in _true_labels(sample, times, kind)):
                     counts["on_screen"] += 1
                     counts["named"] += any(_label(item) != "no" for item in items)
@@ -115,7 +121,7 @@ def listing_scores(
                 window = _close_crop(turn.action_text) if kind == "crop" else None
                 if window is not None:
                     truth_labels = _true_labels(sample, times, "crop")
-                    right = close_window(times, truth_labels, close_from) or (None, None)
+                    right = close_window(times, truth_labels, style.close_from) or (None, None)
                     found["close"].append((window == right, sum(a == b for a, b in zip(window, right)) / 2))
                     if own is not None:
                         counts["after_named"] += 1
@@ -136,21 +142,21 @@ def listing_scores(
 
 
 def saved_listing_scores(
-    evaluated: str | Path, heldout: str | Path, close_from: str = "before"
+    evaluated: str | Path, heldout: str | Path, style: SearchStyle | None = None
 ) -> dict[str, Any]:
     """:func:`listing_scores` of the episodes an evaluation saved under ``evaluated/trajectories``, on
     the samples of the suite folder ``heldout``."""
     samples = {s.id: s for s in Suite.from_spec(str(heldout))}
     trajectories = load_trajectories(Path(evaluated) / "trajectories", frames=False)
-    return listing_scores(trajectories, samples, close_from)
+    return listing_scores(trajectories, samples, style)
 
 
 def _own_window(items: list[str], close_from: str = "before") -> tuple[float, float] | None:
     """The close crop an agent's own crop listing calls for ("30.0 no; 30.5 a red ring ..."): the
     window from its item before the first that names something to the item after the last; None when
-    it names nothing or an item is not "time label"."""
+    it names nothing or an item is not "time label" (or "first time label", :data:`FIRST_MARK`)."""
     try:
-        times = [float(item.split(" ", 1)[0]) for item in items]
+        times = [float(_unmarked(item).split(" ", 1)[0]) for item in items]
     except ValueError:
         return None
     return close_window(times, [_label(item) for item in items], close_from)
@@ -158,4 +164,10 @@ def _own_window(items: list[str], close_from: str = "before") -> tuple[float, fl
 
 def _label(item: str) -> str:
     """What a listing's item says its frame shows (after the time; "no" when nothing follows it)."""
+    item = _unmarked(item)
     return item.split(" ", 1)[1] if " " in item else "no"
+
+
+def _unmarked(item: str) -> str:
+    """A listing's item without the word that marks the first frame showing something."""
+    return item.removeprefix(f"{FIRST_MARK} ")

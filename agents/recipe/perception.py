@@ -491,7 +491,7 @@ def make_examples(
                 labels = [
                     symbol_caption(ev.symbol) if ev.start_frame <= f < ev.end_frame else "no" for f in idx
                 ]
-                listing = frame_listing(times[idx], labels)
+                listing = style.crop_listing(times[idx], labels)
                 shown_times = times[idx].tolist()
                 laid = looks or bool(episode and layouts.random() < episode)
                 window = close_window(shown_times, labels, style.close_from)

@@ -26,6 +26,7 @@ from typing import Any
 
 from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.recipe.config import RecipeConfig
+from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.atomic import atomic_write_text
 
 __all__ = ["COLUMNS", "STAGES", "run_recipe", "uniform_frames_baseline"]
@@ -246,7 +247,7 @@ def _run_stage(
     summary = _evaluate(cfg, str(final), suites["heldout"], folder / "eval")
     row = {**_row(summary), "train_s": round(train_s, 1)}
     if stage != "answer_only":
-        row.update(_listings(folder / "eval", suites["heldout"], cfg.style.close_from))
+        row.update(_listings(folder / "eval", suites["heldout"], cfg.style))
     if "heldout-reading" in suites and stage != "answer_only":  # Stage II and III
         reading = _evaluate(cfg, str(final), suites["heldout-reading"], folder / "eval-reading")
         row["reading_accuracy"] = reading["overall"].get("accuracy")
@@ -258,13 +259,13 @@ def _run_stage(
     return final
 
 
-def _listings(evaluated: Path, heldout: Path, close_from: str = "before") -> dict[str, float]:
+def _listings(evaluated: Path, heldout: Path, style: SearchStyle) -> dict[str, float]:
     """The agent's preview and crop listings in its held-out episodes, scored against the captions
     (agents/recipe/listings.py): ``listing_preview`` / ``listing_crop`` exact, ``…_items`` per item;
     ``listing_close``: the close crops after crop listings, both times right."""
     from medscope_gym.agents.recipe.listings import SCORED_KINDS, saved_listing_scores
 
-    scores = saved_listing_scores(evaluated, heldout, close_from)
+    scores = saved_listing_scores(evaluated, heldout, style)
     return {
         f"listing_{kind}{suffix}": round(scores[kind][key], 4) if kind in scores else None
         for kind in SCORED_KINDS

@@ -72,7 +72,7 @@ def test_close_crops_are_scored_by_the_runs_own_rule(searched, searched_first):
     all right by it, and (the frame before differing) not by the default one; the crop listings are
     the same either way."""
     episodes, samples = searched_first
-    first = listing_scores(episodes, samples, close_from="first")
+    first = listing_scores(episodes, samples, SearchStyle(close_from="first"))
     assert first["close"] == {**first["close"], "exact": 1.0, "items": 1.0}
     assert first["close"]["own"] == first["close"]["after_named"] == first["close"]["written"]
     before = listing_scores(episodes, samples)
@@ -107,6 +107,44 @@ def test_a_listed_close_crop_and_a_choice_by_its_text_still_answer_right(tmp_pat
     assert kinds == {"choice", "interval"}
     plain = [ep.turns[-1].action_text for ep in searched[0]]
     assert not any("The crop frames" in text for text in plain)  # the default style lists no close crop
+
+
+def test_a_marked_listing_puts_its_word_before_the_first_frame_that_shows_something():
+    from medscope_gym.agents.scripted import FIRST_MARK, frame_listing
+
+    times, labels = [1.0, 2.5, 4.0, 5.5], ["no", "a red ring", "a red ring", "no"]
+    marked = SearchStyle(mark_first=True).crop_listing(times, labels)
+    assert marked == f"1.0 no; {FIRST_MARK} 2.5 a red ring; 4.0 a red ring; 5.5 no"
+    assert (
+        SearchStyle().crop_listing(times, labels)
+        == frame_listing(times, labels)
+        == marked.replace("first ", "")
+    )
+    assert frame_listing(times, ["no"] * 4, FIRST_MARK) == "1.0 no; 2.5 no; 4.0 no; 5.5 no"
+
+
+def test_marked_crop_listings_are_scored_by_the_runs_style(tmp_path, searched):
+    """``mark_first``: the reference's crop listings (after a coarse crop and, with ``list_close``,
+    before the answer) carry the mark once each where a frame shows the symbol; scored in the run's
+    style they are all right, and the close crop read from the agent's own marked listing is its own
+    window. Scored without the mark they are not exact, and their items are the plain listings' items."""
+    style = SearchStyle(close_from="first", list_close=True, mark_first=True)
+    episodes, samples = _search(tmp_path / "suite", style)
+    marked = [
+        m
+        for ep in episodes
+        for t in ep.turns
+        for m in re.findall(r"The crop frames: (.+?)\.(?=\s|<)", t.action_text)
+    ]
+    named = [m for m in marked if any(not item.endswith(" no") for item in m.split("; "))]
+    assert named and all(m.count("first ") == 1 for m in named)
+    assert all("; first " in m or m.startswith("first ") for m in named)
+    scores = listing_scores(episodes, samples, style)
+    assert scores["crop"] == {**scores["crop"], "exact": 1.0, "items": 1.0}
+    assert scores["close"] == {**scores["close"], "exact": 1.0, "items": 1.0}
+    assert scores["close"]["own"] == scores["close"]["after_named"] == scores["close"]["written"] > 0
+    unmarked = listing_scores(episodes, samples, dataclasses.replace(style, mark_first=False))
+    assert unmarked["crop"]["exact"] < 1.0 and unmarked["close"] == scores["close"]
 
 
 def test_close_window_starts_before_or_at_the_first_frame_that_shows_something():
@@ -209,6 +247,24 @@ def test_stage_one_zoom_turns_are_the_references_own(searched, searched_first, c
         assert (match.group(2), match.group(3)) == (f"{window[0]:.1f}", f"{window[1]:.1f}")
 
 
+def test_stage_one_marks_the_crop_listings_it_trains_in_a_marked_style():
+    """With ``mark_first`` every crop listing Stage I trains (``crop``'s answer, ``zoom``'s given
+    listing) carries the mark once, and ``zoom``'s close crop starts at the time right after it."""
+    from medscope_gym.agents.recipe.perception import make_examples
+
+    style = SearchStyle(close_from="first", mark_first=True)
+    crops = make_examples("crop", 7, 6, (60.0, 70.0), crops_as_frames=True, episode=0.5, style=style)
+    zooms = make_examples("zoom", 7, 6, (60.0, 70.0), style=style)
+    for ex in crops:
+        assert ex.answer.count("first ") == 1
+    for ex in zooms:
+        (marked,) = re.findall(r"first (\S+) a", ex.given)
+        assert re.search(rf"I look closely at {re.escape(marked)}-", ex.answer)
+    assert not any(
+        "first " in ex.answer for ex in make_examples("crop", 7, 6, (60.0, 70.0), crops_as_frames=True)
+    )
+
+
 def test_listings_command_scores_a_seeds_held_out_episodes(searched, tmp_path, capsys):
     """``medscope recipe-listings SEED_DIR``: the held-out suite under ``data/heldout`` and a stage's
     saved episodes under ``STAGE/eval/trajectories``, scored as :func:`listing_scores` scores them."""
@@ -238,4 +294,6 @@ def test_listings_command_scores_close_crops_by_the_runs_recipe(searched_first, 
     assert main(["recipe-listings", str(tmp_path)]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["close"]["exact"] == 1.0
-    assert scores == json.loads(json.dumps(listing_scores(episodes, samples, close_from="first")))
+    assert scores == json.loads(
+        json.dumps(listing_scores(episodes, samples, style=SearchStyle(close_from="first")))
+    )
