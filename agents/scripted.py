@@ -192,6 +192,11 @@ class SearchStyle(Config):
     symbol ("30.0 no; first 30.5 a red ring ..."). A model writes each token seeing only those before
     it, so a time cannot tell from itself that the label after it is the first symbol; a time right
     after a word used nowhere else in the listing can be found and copied by that word."""
+    rank_stretches: bool = False
+    """Write each marked stretch's rank ("first", "second", ...) in front of the time of its first frame
+    in the preview listing ("0.5 no; first 6.5 bar; 12.5 bar; 19.5 no; second 25.5 bar"). The crop of
+    "the second highlighted interval" then starts at the time after the question's own word, and the
+    first stretch's start is no longer the first of several identical "bar" items."""
 
     def __post_init__(self) -> None:
         if self.close_from not in CLOSE_FROM:
@@ -199,7 +204,12 @@ class SearchStyle(Config):
 
     def crop_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
         """A crop's frames listed in this style (:func:`frame_listing`, marked when ``mark_first``)."""
-        return frame_listing(times, labels, FIRST_MARK if self.mark_first else None)
+        return frame_listing(times, labels, (FIRST_MARK,) if self.mark_first else ())
+
+    def preview_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
+        """The preview's frames listed in this style (:func:`frame_listing`, ranked when
+        ``rank_stretches``)."""
+        return frame_listing(times, labels, ORDINALS if self.rank_stretches else ())
 
 
 class SearchingOracle(Policy):
@@ -332,7 +342,7 @@ class SearchingOracle(Policy):
         if crops == 0:
             if st["runs"]:
                 labels = ["bar" if m else "no" for m in st["marked"]]
-                think = f"{PREVIEW_LISTING}{frame_listing(st['preview'], labels)}. "
+                think = f"{PREVIEW_LISTING}{self.style.preview_listing(st['preview'], labels)}. "
                 k = st["runs"].index((a, b))
                 if st["named"]:
                     think += (
@@ -445,18 +455,19 @@ def close_look(listing: str, start: float, end: float) -> str:
     return f"{listing} {CLOSE_LOOK}{time_text(start)}-{time_text(end)} s, the frames around it."
 
 
-def frame_listing(times: Sequence[float], labels: Sequence[str], mark: str | None = None) -> str:
-    """Every shown frame's time and what it shows, in order: ``"0.5 no; 6.5 bar; 12.5 no"``; ``mark``
-    stands in front of the first item that shows something (``"0.5 no; first 6.5 bar; 12.5 no"``).
+def frame_listing(times: Sequence[float], labels: Sequence[str], marks: Sequence[str] = ()) -> str:
+    """Every shown frame's time and what it shows, in order: ``"0.5 no; 6.5 bar; 12.5 no"``. ``marks[k]``
+    stands in front of the first item of the k-th run of items that show something
+    (``("first",)``: ``"0.5 no; first 6.5 bar; 12.5 no"``).
 
     One judgement per frame, each beside the time it copies. Listing only the marked frames' times
     asks a small model to find the frames and gather their times in one step; from scratch, the
     recipe's tiny model never got such a list exactly right, and learned this one (docs/results.md,
     "Listing probe")."""
     items = [f"{time_text(t)} {label}" for t, label in zip(times, labels, strict=True)]
-    first = next((i for i, label in enumerate(labels) if label != "no"), None)
-    if mark is not None and first is not None:
-        items[first] = f"{mark} {items[first]}"
+    starts = [i for i, label in enumerate(labels) if label != "no" and (i == 0 or labels[i - 1] == "no")]
+    for mark, i in zip(marks, starts):
+        items[i] = f"{mark} {items[i]}"
     return "; ".join(items)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories
-from medscope_gym.agents.scripted import CLOSE_LOOK, FIRST_MARK, SearchStyle, close_window, frame_listing
+from medscope_gym.agents.scripted import CLOSE_LOOK, SearchStyle, close_window
 from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample, Suite
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
@@ -36,6 +36,8 @@ SCORED_KINDS: tuple[str, ...] = (*LISTING_KINDS, "close")
 #: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
 _LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
 _UNMARKED = "nothing highlighted"
+#: A word in front of an item's time: the mark of a run's first frame.
+_MARK = re.compile(r"^[a-z]+ (?=\d)")
 _SYMBOL_CAPTIONS = frozenset(symbol_caption(s) for s in SYMBOLS)
 
 
@@ -57,9 +59,8 @@ def true_listing(sample: Sample, times: Iterable[float], kind: str, style: Searc
     a crop's as ``style`` writes it (:meth:`~medscope_gym.agents.scripted.SearchStyle.crop_listing`)."""
     times = list(times)
     labels = _true_labels(sample, times, kind)
-    if kind == "crop":
-        return (style or SearchStyle()).crop_listing(times, labels)
-    return frame_listing(times, labels)
+    style = style or SearchStyle()
+    return style.crop_listing(times, labels) if kind == "crop" else style.preview_listing(times, labels)
 
 
 def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
@@ -154,7 +155,7 @@ def saved_listing_scores(
 def _own_window(items: list[str], close_from: str = "before") -> tuple[float, float] | None:
     """The close crop an agent's own crop listing calls for ("30.0 no; 30.5 a red ring ..."): the
     window from its item before the first that names something to the item after the last; None when
-    it names nothing or an item is not "time label" (or "first time label", :data:`FIRST_MARK`)."""
+    it names nothing or an item is not "time label" (or "mark time label", :func:`_unmarked`)."""
     try:
         times = [float(_unmarked(item).split(" ", 1)[0]) for item in items]
     except ValueError:
@@ -169,5 +170,6 @@ def _label(item: str) -> str:
 
 
 def _unmarked(item: str) -> str:
-    """A listing's item without the word that marks the first frame showing something."""
-    return item.removeprefix(f"{FIRST_MARK} ")
+    """A listing's item without the word in front of its time that marks a run's first frame
+    (``SearchStyle.mark_first``, ``rank_stretches``: "first 30.5 a red ring" is "30.5 a red ring")."""
+    return _MARK.sub("", item)

@@ -106,6 +106,8 @@ _QUESTIONS = {
 _CROP_LISTING = "What does each frame of this crop show?"
 #: A close crop's times as the search reference writes them, and what its answer turn says it saw.
 _CLOSE_TIMES = re.compile(r"I look closely at (\S+)-(\S+) s")
+#: A crop call's two times, where a turn has no close crop (``select``'s first crop).
+_CALL_TIMES = re.compile(r'"start_time": ([^,]+), "end_time": ([^}]+)\}')
 _READ = re.compile(r"The crop shows (a .+? at the centre)")
 #: Turns and tool calls of the recipe's episodes (ClinVideoEnv's defaults), for the budget line.
 _ENV_TURNS = 5
@@ -202,8 +204,8 @@ class PerceptionConfig(Config):
     """Held-out crop listings in the episode layout (``crop@episode``'s first examples) written by the
     model greedily, untaught, once at the end, and scored: ``crop@episode/generated`` (the listing
     exactly right) and ``crop@episode/generated-named`` (it names the crop's symbol on some frame);
-    likewise ``zoom``'s close crops and ``answer``'s last turns when those are scored
-    (``zoom/generated``, ``answer/generated``).
+    likewise ``select``'s first crops, ``zoom``'s close crops and ``answer``'s last turns when those
+    are scored (``select/generated``, ``zoom/generated``, ``answer/generated``).
     Teacher-forced scores hide what a listing does on its own: a model that writes "no" for every
     frame is right on ~85% of the items, and one wrong label early changes what follows
     (docs/results.md, "After v10"). Needs ``crops_as_frames`` and ``episode_layout`` > 0; 40 examples take
@@ -326,9 +328,12 @@ def _copy_example(rng: np.random.Generator, duration: tuple[float, float]) -> _E
     return _Example("copy", [], [], None, None, f"{_QUESTIONS['copy']}\n{listing}", listing)
 
 
-def _first_turn(video, seed: int, times: np.ndarray, rng: np.random.Generator) -> tuple[str, str]:
+def _first_turn(
+    video, seed: int, times: np.ndarray, rng: np.random.Generator, style: SearchStyle
+) -> tuple[str, str]:
     """One of ``video``'s testbed questions at random, as the env opens an episode with the preview
-    frames at ``times`` (the user text), and the search reference's first turn on those frames."""
+    frames at ``times`` (the user text), and the search reference's first turn on those frames, in
+    ``style``."""
     from medscope_gym.agents.scripted import SearchingOracle
     from medscope_gym.prompts import question_text
     from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
@@ -337,7 +342,7 @@ def _first_turn(video, seed: int, times: np.ndarray, rng: np.random.Generator) -
     asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
     sample = asked[int(rng.integers(len(asked)))]
     question = f"{question_text(sample, video.duration)}\n{preview_text(video.duration, times)}"
-    reference = SearchingOracle()
+    reference = SearchingOracle(style=style)
     reference.begin(0, {"video_times": times}, {"duration": video.duration}, sample)
     return question, reference.act([0], [{}], [{"tool_log": []}])[0]
 
@@ -420,7 +425,6 @@ def make_examples(
         PREVIEW_LISTING,
         close_look,
         close_window,
-        frame_listing,
     )
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.protocol import format_tool_call
@@ -539,12 +543,12 @@ def make_examples(
                 answer = f"{times[shown[k - 1]]:.1f}-{times[shown[k]]:.1f} s"
                 question = f"Between which preview frames is the {ordinal(j)} highlighted interval?"
             else:
-                answer = frame_listing(
+                answer = style.preview_listing(
                     times[shown], ["bar" if _highlighted(video, f) else "no" for f in shown]
                 )
                 question = _QUESTIONS["highlights"]
             if laid:  # the episode's own first turn
-                question, turn = _first_turn(video, seed, times[shown], layouts)
+                question, turn = _first_turn(video, seed, times[shown], layouts, style)
                 answer = f"<think>{PREVIEW_LISTING}{answer}."
                 # at irregular times the evidence may fall in no run of "bar" frames: then the
                 # reference lists nothing, a listing example keeps the listing alone, and there is
@@ -867,8 +871,9 @@ def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Exampl
     """Each example's answer written by the model greedily after its prompt, untaught:
     ``{skill}/generated``, the share that begins with the whole answer, and, where an answer has them,
     the parts: ``-named`` (a listing names what its frames show, the symbol, somewhere), ``-start`` and
-    ``-end`` (a close crop's times, "I look closely at 30.0-33.5 s"), ``-read`` (the answer turn's
-    "The crop shows a red ring ..." right), and per kind of answer (``-choice``, ``-interval``)."""
+    ``-end`` (a close crop's times, "I look closely at 30.0-33.5 s", else the crop call's), ``-read``
+    (the answer turn's "The crop shows a red ring ..." right), and per kind of answer (``-choice``,
+    ``-interval``)."""
     import torch
 
     model.eval()
@@ -889,8 +894,9 @@ def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Exampl
             exact.append(text.startswith(ex.answer))
             if shown:
                 parts.setdefault("named", []).append(any(caption in text for caption in shown))
-            if want := _CLOSE_TIMES.search(ex.answer):
-                got = _CLOSE_TIMES.search(text)
+            times = _CLOSE_TIMES if _CLOSE_TIMES.search(ex.answer) else _CALL_TIMES
+            if want := times.search(ex.answer):
+                got = times.search(text)
                 parts.setdefault("start", []).append(bool(got) and got.group(1) == want.group(1))
                 parts.setdefault("end", []).append(bool(got) and got.group(2) == want.group(2))
             if want := _READ.search(ex.answer):
@@ -1062,7 +1068,7 @@ def train_perception(
     if cfg.generated:
         written = {
             k: v
-            for skill in ("crop@episode", "zoom", "answer")
+            for skill in ("crop@episode", "select", "zoom", "answer")
             if skill in heldout
             for k, v in _generated(model, batcher, skill, heldout[skill][: cfg.generated]).items()
         }

@@ -123,6 +123,39 @@ def test_a_marked_listing_puts_its_word_before_the_first_frame_that_shows_someth
     assert frame_listing(times, ["no"] * 4, FIRST_MARK) == "1.0 no; 2.5 no; 4.0 no; 5.5 no"
 
 
+def test_a_ranked_preview_listing_names_each_stretch_where_it_begins():
+    times = [0.5, 6.5, 12.5, 18.5, 24.5, 30.5]
+    labels = ["bar", "bar", "no", "no", "bar", "no"]
+    assert SearchStyle(rank_stretches=True).preview_listing(times, labels) == (
+        "first 0.5 bar; 6.5 bar; 12.5 no; 18.5 no; second 24.5 bar; 30.5 no"
+    )
+    assert SearchStyle(mark_first=True).preview_listing(times, labels) == SearchStyle().preview_listing(
+        times, labels
+    )
+
+
+def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path):
+    """``rank_stretches``: the reference's first turn ranks each stretch in its preview listing, and the
+    stretch it crops first begins right after the rank word its reasoning names; its listings score
+    exact in the run's style, and the agent's own close crops are read through the marks."""
+    style = SearchStyle(close_from="first", mark_first=True, rank_stretches=True)
+    episodes, samples = _search(tmp_path / "suite", style)
+    picked = 0
+    for episode in episodes:
+        first = episode.turns[0].action_text
+        ranked = re.search(r"The preview frames: (.+?)\.(?=\s)", first)
+        said = re.search(r"(?:The|I crop the) (\w+) highlighted interval(?: is|,) (\S+)-", first)
+        if ranked is None or said is None:
+            continue  # nothing marked in the preview: the reference crops where the evidence is
+        rank, start = said.groups()
+        assert f"{rank} {start} bar" in ranked.group(1)
+        picked += 1
+    assert picked >= len(episodes) // 2
+    scores = listing_scores(episodes, samples, style)
+    assert scores["preview"] == {"written": len(episodes), "exact": 1.0, "items": 1.0}
+    assert scores["crop"]["exact"] == scores["close"]["exact"] == 1.0
+
+
 def test_marked_crop_listings_are_scored_by_the_runs_style(tmp_path, searched):
     """``mark_first``: the reference's crop listings (after a coarse crop and, with ``list_close``,
     before the answer) carry the mark once each where a frame shows the symbol; scored in the run's
@@ -263,6 +296,24 @@ def test_stage_one_marks_the_crop_listings_it_trains_in_a_marked_style():
     assert not any(
         "first " in ex.answer for ex in make_examples("crop", 7, 6, (60.0, 70.0), crops_as_frames=True)
     )
+
+
+def test_stage_one_ranks_the_preview_listings_it_trains_in_a_ranked_style():
+    """With ``rank_stretches`` Stage I's preview listings (``highlights``' answers, ``select``'s given
+    listing) rank every stretch, and ``select``'s crop starts at the time after the rank it names."""
+    from medscope_gym.agents.recipe.perception import make_examples
+
+    style = SearchStyle(rank_stretches=True)
+    for ex in make_examples(
+        "highlights", 7, 6, (200.0, 300.0), crops_as_frames=True, episode=0.5, style=style
+    ):
+        runs = re.findall(
+            r"(?:^|no; )(\w* ?)\d+\.\d bar", ex.answer.removeprefix("<think>The preview frames: ")
+        )
+        assert runs and [rank.strip() for rank in runs] == ["first", "second", "third", "fourth"][: len(runs)]
+    for ex in make_examples("select", 7, 6, (200.0, 300.0), crops_as_frames=True, style=style):
+        rank, start = re.search(r"(\w+) highlighted interval(?: is|,) (\S+)-", ex.answer).groups()
+        assert f"{rank} {start} bar" in ex.given
 
 
 def test_listings_command_scores_a_seeds_held_out_episodes(searched, tmp_path, capsys):

@@ -630,6 +630,21 @@ def test_written_close_crops_and_answers_are_scored_by_part(tiny_dir):
     }
 
 
+def test_written_first_crops_are_scored_by_their_calls_times(tiny_dir):
+    """``select``'s turn has no close crop: its ``-start`` and ``-end`` are the crop call's two times."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import _Batcher, _generated
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    selects = make_examples("select", 7, 2, (200.0, 300.0), crops_as_frames=True)
+    late = re.sub(r'"end_time": [^}]+\}', '"end_time": 1.0}', selects[1].answer)
+    scores = _generated(
+        _Writer(processor.tokenizer, [selects[0].answer, late]), _Batcher(processor), "select", selects
+    )
+    assert scores == {"select/generated": 0.5, "select/generated-start": 1.0, "select/generated-end": 0.5}
+
+
 def test_probe_writes_the_held_out_crop_listings_once_at_the_end():
     cfg = ReadingProbeConfig(
         model=MICRO, steps=1, batch_size=1, heldout=3, generated=2, eval_every=100,
