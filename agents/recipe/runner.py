@@ -86,7 +86,7 @@ def run_recipe(cfg: RecipeConfig) -> dict[str, Any]:
             start_of["grpo"] = final
     if "baselines" in cfg.stages:
         _run_baselines(cfg, root, suites, results)
-    _rescore(root, results)
+    _rescore(root, results, cfg.style)
     if cfg.sampled_temperature is not None:
         _run_sampled(cfg, root, suites, results)
     _write_results(cfg, root, results)
@@ -352,9 +352,9 @@ def _eval_folder(root: Path, key: str) -> Path:
     return root / _FOLDERS[key] / "eval" if key in _FOLDERS else root / "baselines" / key
 
 
-def _rescore(root: Path, results: dict) -> None:
+def _rescore(root: Path, results: dict, style: SearchStyle) -> None:
     """Rows missing a column (metrics added since they were scored) are recomputed from their saved
-    episodes; nothing is replayed."""
+    episodes, their listings in the run's ``style``; nothing is replayed."""
     from medscope_gym.agents.evaluate import summarise_trajectories
     from medscope_gym.agents.rollout.trajectory import load_trajectories
 
@@ -365,7 +365,7 @@ def _rescore(root: Path, results: dict) -> None:
         if not all(c in row for c in COLUMNS):
             row.update(_row(summarise_trajectories(load_trajectories(saved))))
         if key in ("vcot", "grpo") and "listing_preview" not in row:
-            row.update(_listings(saved.parent, root / "data" / "heldout"))
+            row.update(_listings(saved.parent, root / "data" / "heldout", style))
 
 
 def _run_sampled(cfg: RecipeConfig, root: Path, suites: dict[str, Path], results: dict) -> None:
