@@ -191,7 +191,9 @@ class SearchStyle(Config):
     """Write :data:`FIRST_MARK` in front of the time of a crop listing's first frame that shows the
     symbol ("30.0 no; first 30.5 a red ring ..."). A model writes each token seeing only those before
     it, so a time cannot tell from itself that the label after it is the first symbol; a time right
-    after a word used nowhere else in the listing can be found and copied by that word."""
+    after a word used nowhere else in the listing can be found and copied by that word. But the
+    writer must decide on the word before it lists that frame: the recipe's tiny model, trained on
+    it from the start, never wrote it (docs/results.md, "Marked listings")."""
     rank_stretches: bool = False
     """Write each marked stretch's rank ("first", "second", ...) in front of the time of its first frame
     in the preview listing ("0.5 no; first 6.5 bar; 12.5 bar; 19.5 no; second 25.5 bar"). The crop of
