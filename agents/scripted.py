@@ -194,6 +194,11 @@ class SearchStyle(Config):
     after a word used nowhere else in the listing can be found and copied by that word. But the
     writer must decide on the word before it lists that frame: the recipe's tiny model, trained on
     it from the start, never wrote it (docs/results.md, "Marked listings")."""
+    mark_after: bool = False
+    """Write :data:`FIRST_MARK` and the time again *after* the label of a crop listing's first frame
+    that shows the symbol ("30.0 no; 30.5 a red ring at the centre, first 30.5; 31.0 a red ring ...").
+    Unlike ``mark_first``, the writer decides on it from what it has already written (this label, and
+    "no" or nothing before it), and the close crop can still copy the time after the word."""
     rank_stretches: bool = False
     """Write each marked stretch's rank ("first", "second", ...) in front of the time of its first frame
     in the preview listing ("0.5 no; first 6.5 bar; 12.5 bar; 19.5 no; second 25.5 bar"). The crop of
@@ -203,10 +208,14 @@ class SearchStyle(Config):
     def __post_init__(self) -> None:
         if self.close_from not in CLOSE_FROM:
             raise ConfigError(f"SearchStyle.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
+        if self.mark_first and self.mark_after:
+            raise ConfigError("SearchStyle: mark_first and mark_after place one mark two ways; set one")
 
     def crop_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
-        """A crop's frames listed in this style (:func:`frame_listing`, marked when ``mark_first``)."""
-        return frame_listing(times, labels, (FIRST_MARK,) if self.mark_first else ())
+        """A crop's frames listed in this style (:func:`frame_listing`, marked when ``mark_first`` or
+        ``mark_after``)."""
+        marks = (FIRST_MARK,) if self.mark_first or self.mark_after else ()
+        return frame_listing(times, labels, marks, after=self.mark_after)
 
     def preview_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
         """The preview's frames listed in this style (:func:`frame_listing`, ranked when
@@ -457,10 +466,13 @@ def close_look(listing: str, start: float, end: float) -> str:
     return f"{listing} {CLOSE_LOOK}{time_text(start)}-{time_text(end)} s, the frames around it."
 
 
-def frame_listing(times: Sequence[float], labels: Sequence[str], marks: Sequence[str] = ()) -> str:
+def frame_listing(
+    times: Sequence[float], labels: Sequence[str], marks: Sequence[str] = (), after: bool = False
+) -> str:
     """Every shown frame's time and what it shows, in order: ``"0.5 no; 6.5 bar; 12.5 no"``. ``marks[k]``
     stands in front of the first item of the k-th run of items that show something
-    (``("first",)``: ``"0.5 no; first 6.5 bar; 12.5 no"``).
+    (``("first",)``: ``"0.5 no; first 6.5 bar; 12.5 no"``); with ``after``, it follows that item's
+    label, with the time again (``"0.5 no; 6.5 bar, first 6.5; 12.5 no"``).
 
     One judgement per frame, each beside the time it copies. Listing only the marked frames' times
     asks a small model to find the frames and gather their times in one step; from scratch, the
@@ -469,7 +481,7 @@ def frame_listing(times: Sequence[float], labels: Sequence[str], marks: Sequence
     items = [f"{time_text(t)} {label}" for t, label in zip(times, labels, strict=True)]
     starts = [i for i, label in enumerate(labels) if label != "no" and (i == 0 or labels[i - 1] == "no")]
     for mark, i in zip(marks, starts):
-        items[i] = f"{mark} {items[i]}"
+        items[i] = f"{items[i]}, {mark} {time_text(times[i])}" if after else f"{mark} {items[i]}"
     return "; ".join(items)
 
 

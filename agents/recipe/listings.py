@@ -36,8 +36,9 @@ SCORED_KINDS: tuple[str, ...] = (*LISTING_KINDS, "close")
 #: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
 _LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
 _UNMARKED = "nothing highlighted"
-#: A word in front of an item's time: the mark of a run's first frame.
-_MARK = re.compile(r"^[a-z]+ (?=\d)")
+#: A word in front of an item's time, or a word and the time again after its label: the mark of a
+#: run's first frame.
+_MARK = re.compile(r"^[a-z]+ (?=\d)|, [a-z]+ \d+(?:\.\d+)?$")
 _SYMBOL_CAPTIONS = frozenset(symbol_caption(s) for s in SYMBOLS)
 
 
@@ -171,5 +172,6 @@ def _label(item: str) -> str:
 
 def _unmarked(item: str) -> str:
     """A listing's item without the word in front of its time that marks a run's first frame
-    (``SearchStyle.mark_first``, ``rank_stretches``: "first 30.5 a red ring" is "30.5 a red ring")."""
+    (``SearchStyle.mark_first``, ``rank_stretches``: "first 30.5 a red ring" is "30.5 a red ring";
+    ``mark_after``: "30.5 a red ring, first 30.5" too)."""
     return _MARK.sub("", item)

@@ -123,6 +123,26 @@ def test_a_marked_listing_puts_its_word_before_the_first_frame_that_shows_someth
     assert frame_listing(times, ["no"] * 4, FIRST_MARK) == "1.0 no; 2.5 no; 4.0 no; 5.5 no"
 
 
+def test_a_mark_after_the_label_repeats_the_time_and_scores_like_the_mark_before(tmp_path):
+    """``mark_after``: the first frame that shows the symbol is listed with its label, then the mark
+    and its time again; the reference's episodes score exact in that style, and the close crop starts
+    at the time after the mark."""
+    style = SearchStyle(close_from="first", list_close=True, mark_after=True)
+    times, labels = [1.0, 2.5, 4.0], ["no", "a red ring", "a red ring"]
+    assert style.crop_listing(times, labels) == "1.0 no; 2.5 a red ring, first 2.5; 4.0 a red ring"
+    with pytest.raises(ConfigError, match="mark_first and mark_after"):
+        SearchStyle(mark_first=True, mark_after=True)
+    episodes, samples = _search(tmp_path / "suite", style)
+    closes = [t.action_text for ep in episodes for t in ep.turns if "I look closely at" in t.action_text]
+    assert closes
+    for text in closes:
+        marked = re.search(r", first (\d+(?:\.\d+)?)\b", text).group(1)
+        assert re.search(rf"I look closely at {re.escape(marked)}-", text)
+    scores = listing_scores(episodes, samples, style)
+    assert scores["crop"] == {**scores["crop"], "exact": 1.0, "items": 1.0}
+    assert scores["close"]["exact"] == 1.0 and scores["close"]["own"] == scores["close"]["written"]
+
+
 def test_a_ranked_preview_listing_names_each_stretch_where_it_begins():
     times = [0.5, 6.5, 12.5, 18.5, 24.5, 30.5]
     labels = ["bar", "bar", "no", "no", "bar", "no"]
