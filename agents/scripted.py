@@ -163,8 +163,8 @@ CLOSE_LOOK = "I look closely at "
 #: Where a close crop after a crop listing starts (:func:`close_window`): at the listed frame ``before``
 #: the first that shows something, or at that ``first`` frame itself.
 CLOSE_FROM: tuple[str, ...] = ("before", "first")
-#: The word a crop listing writes in front of the first frame that shows something
-#: (``SearchStyle.mark_first``: "30.0 no; first 30.5 a red ring at the centre; ...").
+#: The word a crop listing writes at the first frame that shows something (``SearchStyle.mark_first``:
+#: "30.0 no; first 30.5 a red ring at the centre; ..."; ``mark_after``: "30.5 a red ring ..., first 30.5").
 FIRST_MARK = "first"
 
 
@@ -203,7 +203,9 @@ class SearchStyle(Config):
     """Write each marked stretch's rank ("first", "second", ...) in front of the time of its first frame
     in the preview listing ("0.5 no; first 6.5 bar; 12.5 bar; 19.5 no; second 25.5 bar"). The crop of
     "the second highlighted interval" then starts at the time after the question's own word, and the
-    first stretch's start is no longer the first of several identical "bar" items."""
+    first stretch's start is no longer the first of several identical "bar" items. The rank stands
+    where ``mark_first``'s word does, before the frame is looked at (docs/results.md, "Marked
+    listings")."""
 
     def __post_init__(self) -> None:
         if self.close_from not in CLOSE_FROM:
