@@ -46,9 +46,12 @@ __all__ = [
     "close_window",
     "frame_listing",
     "make_scripted_policy",
+    "unmarked_item",
 ]
 
 _OPTION_RE = re.compile(r"^([A-Z])\. ", re.MULTILINE)
+#: A listed item's mark: a word in front of its time, or a word and the time again after its label.
+_ITEM_MARK = re.compile(r"^[a-z]+ (?=\d)|, [a-z]+ \d+(?:\.\d+)?$")
 
 
 def _answer_form(text: str) -> tuple[str, list[str]]:
@@ -485,6 +488,12 @@ def frame_listing(
     for mark, i in zip(marks, starts):
         items[i] = f"{items[i]}, {mark} {time_text(times[i])}" if after else f"{mark} {items[i]}"
     return "; ".join(items)
+
+
+def unmarked_item(item: str) -> str:
+    """A listing's item without the mark :func:`frame_listing` writes at a run's first frame
+    (``"first 30.5 a red ring"`` and ``"30.5 a red ring, first 30.5"`` are ``"30.5 a red ring"``)."""
+    return _ITEM_MARK.sub("", item)
 
 
 def _inside(sample: Sample, start: float, end: float) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories
-from medscope_gym.agents.scripted import CLOSE_LOOK, SearchStyle, close_window
+from medscope_gym.agents.scripted import CLOSE_LOOK, SearchStyle, close_window, unmarked_item
 from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample, Suite
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
@@ -36,9 +36,6 @@ SCORED_KINDS: tuple[str, ...] = (*LISTING_KINDS, "close")
 #: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
 _LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
 _UNMARKED = "nothing highlighted"
-#: A word in front of an item's time, or a word and the time again after its label: the mark of a
-#: run's first frame.
-_MARK = re.compile(r"^[a-z]+ (?=\d)|, [a-z]+ \d+(?:\.\d+)?$")
 _SYMBOL_CAPTIONS = frozenset(symbol_caption(s) for s in SYMBOLS)
 
 
@@ -156,9 +153,10 @@ def saved_listing_scores(
 def _own_window(items: list[str], close_from: str = "before") -> tuple[float, float] | None:
     """The close crop an agent's own crop listing calls for ("30.0 no; 30.5 a red ring ..."): the
     window from its item before the first that names something to the item after the last; None when
-    it names nothing or an item is not "time label" (or "mark time label", :func:`_unmarked`)."""
+    it names nothing or an item is not "time label" (marked or not,
+    :func:`~medscope_gym.agents.scripted.unmarked_item`)."""
     try:
-        times = [float(_unmarked(item).split(" ", 1)[0]) for item in items]
+        times = [float(unmarked_item(item).split(" ", 1)[0]) for item in items]
     except ValueError:
         return None
     return close_window(times, [_label(item) for item in items], close_from)
@@ -166,12 +164,5 @@ def _own_window(items: list[str], close_from: str = "before") -> tuple[float, fl
 
 def _label(item: str) -> str:
     """What a listing's item says its frame shows (after the time; "no" when nothing follows it)."""
-    item = _unmarked(item)
+    item = unmarked_item(item)
     return item.split(" ", 1)[1] if " " in item else "no"
-
-
-def _unmarked(item: str) -> str:
-    """A listing's item without the word in front of its time that marks a run's first frame
-    (``SearchStyle.mark_first``, ``rank_stretches``: "first 30.5 a red ring" is "30.5 a red ring";
-    ``mark_after``: "30.5 a red ring, first 30.5" too)."""
-    return _MARK.sub("", item)

@@ -69,7 +69,7 @@ from typing import Any
 
 import numpy as np
 
-from medscope_gym.agents.scripted import SearchStyle
+from medscope_gym.agents.scripted import SearchStyle, unmarked_item
 from medscope_gym.config import Config, check, non_negative_int, positive_float, positive_int
 from medscope_gym.errors import ConfigError
 
@@ -109,8 +109,6 @@ _CLOSE_TIMES = re.compile(r"I look closely at (\S+)-(\S+) s")
 #: A crop call's two times, where a turn has no close crop (``select``'s first crop).
 _CALL_TIMES = re.compile(r'"start_time": ([^,]+), "end_time": ([^}]+)\}')
 _READ = re.compile(r"The crop shows (a .+? at the centre)")
-#: The mark ``SearchStyle.mark_after`` writes after a listed label: ", first 30.5".
-_MARK_AFTER = re.compile(r", [a-z]+ \d+(?:\.\d+)?$")
 #: Turns and tool calls of the recipe's episodes (ClinVideoEnv's defaults), for the budget line.
 _ENV_TURNS = 5
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
@@ -755,8 +753,9 @@ def _items(answer: str) -> list[str]:
 
 def _shown_label(item: str) -> str | None:
     """What an item's frame shows when it shows something (a symbol's caption, "bar"), else None
-    (a mark after the label, ``SearchStyle.mark_after``'s ", first 30.5", left out)."""
-    label = _MARK_AFTER.sub("", item.split(" ", 1)[1]) if " " in item else "no"
+    (the item's mark left out, :func:`~medscope_gym.agents.scripted.unmarked_item`)."""
+    item = unmarked_item(item)
+    label = item.split(" ", 1)[1] if " " in item else "no"
     return None if label == "no" else label
 
 
