@@ -209,12 +209,19 @@ class SearchStyle(Config):
     first stretch's start is no longer the first of several identical "bar" items. The rank stands
     where ``mark_first``'s word does, before the frame is looked at (docs/results.md, "Marked
     listings")."""
+    rank_after: bool = False
+    """Write each marked stretch's rank and its time again *after* the label of its first frame in the
+    preview listing ("0.5 no; 6.5 bar, first 6.5; 12.5 bar; 19.5 no; 25.5 bar, second 25.5"), as
+    ``mark_after`` does in a crop listing: the writer counts the stretches it has already listed instead
+    of deciding on the rank before it looks at the frame."""
 
     def __post_init__(self) -> None:
         if self.close_from not in CLOSE_FROM:
             raise ConfigError(f"SearchStyle.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
         if self.mark_first and self.mark_after:
             raise ConfigError("SearchStyle: mark_first and mark_after place one mark two ways; set one")
+        if self.rank_stretches and self.rank_after:
+            raise ConfigError("SearchStyle: rank_stretches and rank_after place one rank two ways; set one")
 
     def crop_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
         """A crop's frames listed in this style (:func:`frame_listing`, marked when ``mark_first`` or
@@ -224,8 +231,9 @@ class SearchStyle(Config):
 
     def preview_listing(self, times: Sequence[float], labels: Sequence[str]) -> str:
         """The preview's frames listed in this style (:func:`frame_listing`, ranked when
-        ``rank_stretches``)."""
-        return frame_listing(times, labels, ORDINALS if self.rank_stretches else ())
+        ``rank_stretches`` or ``rank_after``)."""
+        ranks = ORDINALS if self.rank_stretches or self.rank_after else ()
+        return frame_listing(times, labels, ranks, after=self.rank_after)
 
 
 class SearchingOracle(Policy):

@@ -920,6 +920,54 @@ def _shares(steps: int, skills: tuple[str, ...], per_step: dict[str, float]) -> 
     return {skill: math.ceil(steps * per_step[skill] - 1e-9) for skill in skills}
 
 
+def _listing_skills(cfg: PerceptionConfig) -> tuple[str, ...]:
+    """The listing phase's skills: the listings, then the steps after them (the preview's: select; a
+    crop's: zoom; the close crop's: answer), learned as late."""
+    listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
+    return listing + tuple(s for s in ("select", "zoom", "answer") if s in cfg.skills)
+
+
+def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
+    """The held-out examples Stage I scores: one set per skill it trains, and the listings as episodes
+    lay them out (``highlights@episode``, ``crop@episode``), all in the run's
+    :class:`~medscope_gym.agents.scripted.SearchStyle`. A listing scored against one without the marks
+    the model learned to write could never be right."""
+    style, listing = cfg.style, _listing_skills(cfg)
+    scored = tuple(
+        dict.fromkeys(
+            ("copy",) * (cfg.copy_steps > 0)
+            + ("window",) * (cfg.window_steps > 0)
+            + ("symbol",) * (cfg.reading_steps > 0)
+            + listing * (cfg.listing_steps > 0)
+            + cfg.skills
+        )
+    )
+    heldout = {
+        skill: make_examples(
+            skill,
+            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(_drawn_as(skill)),
+            cfg.heldout,
+            cfg.heldout_duration or cfg.duration,
+            cfg.crops_as_frames,
+            style=style,
+        )
+        for skill in scored
+    }
+    for skill in ("highlights", "crop"):  # the listings as episodes lay them out
+        if cfg.episode_layout > 0 and skill in scored and (skill == "highlights" or cfg.crops_as_frames):
+            heldout[f"{skill}@episode"] = make_examples(
+                skill,
+                _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
+                cfg.heldout,
+                cfg.heldout_duration or cfg.duration,
+                cfg.crops_as_frames,
+                episode=1.0,
+                first_turn=cfg.first_turn,
+                style=style,
+            )
+    return heldout
+
+
 def train_perception(
     model: Any, processor: Any, cfg: PerceptionConfig, log: Any = None, system_prompt: str | None = None
 ) -> dict[str, Any]:
@@ -962,10 +1010,7 @@ def train_perception(
         style=style,
     )
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
-    listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
-    # the steps after the listings (the preview's: select; a crop's: zoom; the close crop's: answer),
-    # learned as late
-    listing += tuple(s for s in ("select", "zoom", "answer") if s in cfg.skills)
+    listing = _listing_skills(cfg)
     weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
     weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
     even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
@@ -992,37 +1037,7 @@ def train_perception(
         lead += [listed[j] for j in rng.permutation(len(listed))][: steps * cfg.batch_size]
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
     total = cfg.copy_steps + cfg.window_steps + cfg.reading_steps + cfg.listing_steps + cfg.steps
-    scored = tuple(
-        dict.fromkeys(
-            ("copy",) * (cfg.copy_steps > 0)
-            + ("window",) * (cfg.window_steps > 0)
-            + ("symbol",) * (cfg.reading_steps > 0)
-            + listing * (cfg.listing_steps > 0)
-            + cfg.skills
-        )
-    )
-    heldout = {
-        skill: make_examples(
-            skill,
-            _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(_drawn_as(skill)),
-            cfg.heldout,
-            cfg.heldout_duration or cfg.duration,
-            cfg.crops_as_frames,
-            style=style,
-        )
-        for skill in scored
-    }
-    for skill in ("highlights", "crop"):  # the listings as episodes lay them out
-        if cfg.episode_layout > 0 and skill in scored and (skill == "highlights" or cfg.crops_as_frames):
-            heldout[f"{skill}@episode"] = make_examples(
-                skill,
-                _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
-                cfg.heldout,
-                cfg.heldout_duration or cfg.duration,
-                cfg.crops_as_frames,
-                episode=1.0,
-                first_turn=cfg.first_turn,
-            )
+    heldout = heldout_examples(cfg)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)

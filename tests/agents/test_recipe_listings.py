@@ -152,13 +152,22 @@ def test_a_ranked_preview_listing_names_each_stretch_where_it_begins():
     assert SearchStyle(mark_first=True).preview_listing(times, labels) == SearchStyle().preview_listing(
         times, labels
     )
+    assert SearchStyle(rank_after=True).preview_listing(times, labels) == (
+        "0.5 bar, first 0.5; 6.5 bar; 12.5 no; 18.5 no; 24.5 bar, second 24.5; 30.5 no"
+    )
+    with pytest.raises(ConfigError, match="rank_stretches and rank_after"):
+        SearchStyle(rank_stretches=True, rank_after=True)
 
 
-def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path):
-    """``rank_stretches``: the reference's first turn ranks each stretch in its preview listing, and the
-    stretch it crops first begins right after the rank word its reasoning names; its listings score
-    exact in the run's style, and the agent's own close crops are read through the marks."""
-    style = SearchStyle(close_from="first", mark_first=True, rank_stretches=True)
+@pytest.mark.parametrize(
+    "marks", [{"mark_first": True, "rank_stretches": True}, {"mark_after": True, "rank_after": True}]
+)
+def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path, marks):
+    """``rank_stretches`` / ``rank_after``: the reference's first turn ranks each stretch in its preview
+    listing, and the stretch it crops first begins at the time written after the rank word its
+    reasoning names; its listings score exact in the run's style, and the agent's own close crops are
+    read through the marks."""
+    style = SearchStyle(close_from="first", **marks)
     episodes, samples = _search(tmp_path / "suite", style)
     picked = 0
     for episode in episodes:
@@ -168,7 +177,7 @@ def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path)
         if ranked is None or said is None:
             continue  # nothing marked in the preview: the reference crops where the evidence is
         rank, start = said.groups()
-        assert f"{rank} {start} bar" in ranked.group(1)
+        assert (f"bar, {rank} {start}" if style.rank_after else f"{rank} {start} bar") in ranked.group(1)
         picked += 1
     assert picked >= len(episodes) // 2
     scores = listing_scores(episodes, samples, style)
@@ -318,22 +327,23 @@ def test_stage_one_marks_the_crop_listings_it_trains_in_a_marked_style():
     )
 
 
-def test_stage_one_ranks_the_preview_listings_it_trains_in_a_ranked_style():
-    """With ``rank_stretches`` Stage I's preview listings (``highlights``' answers, ``select``'s given
-    listing) rank every stretch, and ``select``'s crop starts at the time after the rank it names."""
+@pytest.mark.parametrize("after", [False, True])
+def test_stage_one_ranks_the_preview_listings_it_trains_in_a_ranked_style(after):
+    """With ``rank_stretches`` (or ``rank_after``) Stage I's preview listings (``highlights``' answers,
+    ``select``'s given listing) rank every stretch, and ``select``'s crop starts at the time written
+    with the rank it names."""
     from medscope_gym.agents.recipe.perception import make_examples
 
-    style = SearchStyle(rank_stretches=True)
+    style = SearchStyle(rank_after=True) if after else SearchStyle(rank_stretches=True)
+    ranked = r"(?:^|no; )\d+\.\d bar(?:, (\w+) \d+\.\d)?" if after else r"(?:^|no; )(\w* ?)\d+\.\d bar"
     for ex in make_examples(
         "highlights", 7, 6, (200.0, 300.0), crops_as_frames=True, episode=0.5, style=style
     ):
-        runs = re.findall(
-            r"(?:^|no; )(\w* ?)\d+\.\d bar", ex.answer.removeprefix("<think>The preview frames: ")
-        )
+        runs = re.findall(ranked, ex.answer.removeprefix("<think>The preview frames: "))
         assert runs and [rank.strip() for rank in runs] == ["first", "second", "third", "fourth"][: len(runs)]
     for ex in make_examples("select", 7, 6, (200.0, 300.0), crops_as_frames=True, style=style):
         rank, start = re.search(r"(\w+) highlighted interval(?: is|,) (\S+)-", ex.answer).groups()
-        assert f"{rank} {start} bar" in ex.given
+        assert (f"bar, {rank} {start}" if after else f"{rank} {start} bar") in ex.given
 
 
 def test_listings_command_scores_a_seeds_held_out_episodes(searched, tmp_path, capsys):
@@ -368,3 +378,32 @@ def test_listings_command_scores_close_crops_by_the_runs_recipe(searched_first, 
     assert scores == json.loads(
         json.dumps(listing_scores(episodes, samples, style=SearchStyle(close_from="first")))
     )
+
+
+def test_stage_one_scores_episode_layout_listings_in_the_runs_style():
+    """The held-out listings in the episode layout carry the run's marks and ranks, as the listings it
+    trains on do; scored against unmarked ones, a model that learned the marks could never be right."""
+    from medscope_gym.agents.recipe.perception import PerceptionConfig, heldout_examples
+
+    search = {"close_from": "first", "mark_after": True, "rank_after": True}
+    cfg = PerceptionConfig(
+        skills=("crop", "select"),
+        crops_as_frames=True,
+        episode_layout=0.5,
+        listing_steps=1,
+        heldout=6,
+        duration=(200.0, 300.0),
+        search=search,
+    )
+    heldout = heldout_examples(cfg)
+    assert {"crop@episode", "highlights@episode", "crop", "highlights", "select"} <= set(heldout)
+    for skill in ("crop@episode", "crop", "highlights@episode", "highlights"):
+        marked = [ex for ex in heldout[skill] if re.search(r", first \d+\.\d", ex.answer)]
+        assert len(marked) >= len(heldout[skill]) // 2, skill
+    plain = heldout_examples(dataclasses.replace(cfg, search={"close_from": "first"}))
+    assert [ex.answer for ex in plain["crop@episode"]] == [
+        ex.answer.replace(re.search(r", first \d+\.\d", ex.answer).group(0), "")
+        if ", first " in ex.answer
+        else ex.answer
+        for ex in heldout["crop@episode"]
+    ]
