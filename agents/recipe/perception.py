@@ -933,6 +933,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
     :class:`~medscope_gym.agents.scripted.SearchStyle`. A listing scored against one without the marks
     the model learned to write could never be right."""
     style, listing = cfg.style, _listing_skills(cfg)
+    duration = cfg.heldout_duration or cfg.duration
     scored = tuple(
         dict.fromkeys(
             ("copy",) * (cfg.copy_steps > 0)
@@ -947,7 +948,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
             skill,
             _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(_drawn_as(skill)),
             cfg.heldout,
-            cfg.heldout_duration or cfg.duration,
+            duration,
             cfg.crops_as_frames,
             style=style,
         )
@@ -959,7 +960,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
                 skill,
                 _HELDOUT_SEED + 10_000 * PERCEPTION_SKILLS.index(skill),
                 cfg.heldout,
-                cfg.heldout_duration or cfg.duration,
+                duration,
                 cfg.crops_as_frames,
                 episode=1.0,
                 first_turn=cfg.first_turn,
