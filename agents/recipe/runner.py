@@ -403,8 +403,7 @@ def uniform_frames_baseline(
 ) -> dict[str, dict[str, Any]]:
     """The uniform-frames baseline: ``frames`` frames spread evenly over the whole video, then the model.
 
-    Each episode opens with the scripted turn ``crop_video(0, duration)``, worded as the search reference's
-    close crop (``uniform.uniform_turn``), the turn its answer follows: the env samples the whole video
+    Each episode opens with the scripted turn ``crop_video(0, duration)``: the env samples the whole video
     at the crop rate (its crop frame cap evenly thinning it) and the model is shown ``frames`` of those,
     evenly spread (its ``max_crop_frames``), at crop resolution. The model then plays on greedily; the env
     allows no further tool call (``max_tool_calls=1``), so its next turn has to answer. ``frames`` is the

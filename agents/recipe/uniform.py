@@ -1,33 +1,15 @@
-"""The uniform-frames baseline's policy: a scripted whole-video crop, then the model answers.
-
-The scripted turn is worded as the search reference's close crop ("I look closely at A-B s, ..."),
-the turn after which the reference lists what it sees and answers. A model trained on the reference
-answers after that turn; worded as a first crop, the turn led a v17 Stage II model to list the frames
-and ask for a close crop the budget no longer allowed, so it never answered (docs/results.md,
-"Marked listings").
-"""
+"""The uniform-frames baseline's policy: a scripted whole-video crop, then the model answers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from medscope_gym.agents.scripted import close_look
 from medscope_gym.agents.vlm.policy import HFVLMPolicy, TokenRecordingPolicy, reference_turn
 from medscope_gym.protocol import format_tool_call
 from medscope_gym.suite import Sample
 
-__all__ = ["UNIFORM_LOOK", "UniformThenModel", "uniform_turn"]
-
-UNIFORM_LOOK = "I look at frames spread evenly over the whole video."
-
-
-def uniform_turn(duration: float) -> str:
-    """The scripted turn: ``crop_video(0, duration)``, reasoned as the reference's close crop."""
-    end = round(float(duration), 1)
-    return format_tool_call(
-        "crop_video", {"start_time": 0.0, "end_time": end}, think=close_look(UNIFORM_LOOK, 0.0, end)
-    )
+__all__ = ["UniformThenModel"]
 
 
 class UniformThenModel(TokenRecordingPolicy):
@@ -55,7 +37,12 @@ class UniformThenModel(TokenRecordingPolicy):
         for i, slot in enumerate(slots):
             duration = self._scripted.pop(slot, None)
             if duration is not None:
-                out[i] = reference_turn(self.encoder, uniform_turn(duration))
+                text = format_tool_call(
+                    "crop_video",
+                    {"start_time": 0, "end_time": round(duration, 1)},
+                    think="I look at frames spread evenly over the whole video.",
+                )
+                out[i] = reference_turn(self.encoder, text)
         rows = [i for i in range(len(slots)) if out[i] is None]
         if rows:
             generated = self.model.generate_turns(
