@@ -19,6 +19,7 @@ own resume), Stage I (a few minutes) starts over. The table is rewritten after e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -336,6 +337,7 @@ def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], resul
                 suites["heldout"],
                 max(1, round(frames)),
                 out,
+                crops=2 if cfg.vcot.get("reference") == "search" else 1,
                 threads=cfg.threads,
                 limit=cfg.eval_limit,
                 seed=cfg.seed,
@@ -396,19 +398,22 @@ def uniform_frames_baseline(
     frames: int,
     out: Path,
     *,
+    crops: int = 1,
     threads: int | None = 1,
     limit: int | None = None,
     seed: int = 0,
     max_new_tokens: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The uniform-frames baseline: ``frames`` frames spread evenly over the whole video, then the model.
+    """The uniform-frames baseline: about ``frames`` frames spread evenly over the whole video, then the
+    model answers.
 
-    Each episode opens with the scripted turn ``crop_video(0, duration)``: the env samples the whole video
-    at the crop rate (its crop frame cap evenly thinning it) and the model is shown ``frames`` of those,
-    evenly spread (its ``max_crop_frames``), at crop resolution. The model then plays on greedily; the env
-    allows no further tool call (``max_tool_calls=1``), so its next turn has to answer. ``frames`` is the
-    trained agent's mean number of tool frames, so both look at as many frames: the agent where it chose,
-    the baseline evenly.
+    Each episode opens with ``crops`` scripted ``crop_video`` calls whose frames interleave into one
+    even grid over the video (:func:`~medscope_gym.agents.recipe.uniform.interleaved_crops`; the env
+    caps each crop at ``round(frames / crops)`` frames). ``crops`` is where the model answers: 1 for a
+    model that answers after one look, 2 for one trained on the search reference, which answers after
+    its close crop. The env then allows no further tool call, so the model's next turn (greedy) has to
+    answer. ``frames`` is the trained agent's mean number of tool frames, so both look at as many
+    frames: the agent where it chose, the baseline evenly.
     """
     from medscope_gym.agents.evaluate import summarise_trajectories
     from medscope_gym.agents.recipe.uniform import UniformThenModel
@@ -417,6 +422,7 @@ def uniform_frames_baseline(
     from medscope_gym.agents.vlm.policy import HFVLMPolicy, VLMPolicyConfig
     from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
+    from medscope_gym.tools import ToolConfig
 
     if threads is not None:
         import torch
@@ -424,14 +430,16 @@ def uniform_frames_baseline(
         torch.set_num_threads(threads)
     loaded = Suite.load(suite)
     ids = [s.id for s in loaded if s.split in ("val", "test")][:limit]
+    per_crop = max(1, round(frames / crops))
     config = VLMPolicyConfig.load(model) or VLMPolicyConfig()
-    config.frames.max_crop_frames = int(frames)
+    config.frames.max_crop_frames = max(config.frames.max_crop_frames, per_crop)  # the env caps each crop
     config.sampling.temperature = 0.0
     config.seed = seed
     if max_new_tokens is not None:
         config.sampling.max_new_tokens = max_new_tokens
-    policy = UniformThenModel(HFVLMPolicy.from_pretrained(model, config=config))
-    envs = make_vector_env(lambda: ClinVideoEnv(loaded, max_tool_calls=1), min(4, len(ids)))
+    policy = UniformThenModel(HFVLMPolicy.from_pretrained(model, config=config), crops, per_crop)
+    tools = dataclasses.replace(ToolConfig.from_any(loaded.tool_settings()), crop_max_frames=per_crop)
+    envs = make_vector_env(lambda: ClinVideoEnv(loaded, tools=tools, max_tool_calls=crops), min(4, len(ids)))
     try:
         trajectories = rollout(policy, envs, sample_requests(ids, seed=seed))
     finally:
@@ -440,7 +448,10 @@ def uniform_frames_baseline(
     save_trajectories(out / "trajectories", trajectories)
     atomic_write_text(
         out / "metrics.json",
-        json.dumps({"policy": f"uniform:{frames}:{model}", "suite": str(suite), "summary": summary}, indent=2)
+        json.dumps(
+            {"policy": f"uniform:{crops}x{per_crop}:{model}", "suite": str(suite), "summary": summary},
+            indent=2,
+        )
         + "\n",
     )
     return summary
