@@ -46,6 +46,7 @@ __all__ = [
     "close_window",
     "frame_listing",
     "make_scripted_policy",
+    "named_rank",
     "unmarked_item",
 ]
 
@@ -306,7 +307,7 @@ class SearchingOracle(Policy):
         start, end = sample.evidence[0] if sample.evidence else (0.0, duration)
         centre = (start + end) / 2
         target = next((k for k, (a, b) in enumerate(runs) if a <= centre <= b and b > a), None)
-        named = _named_rank(sample.question)
+        named = named_rank(sample.question)
         if target is None:  # nothing to search: the crop OraclePolicy(crop_to_preview=True) makes
             order = (
                 [_between_preview_frames(preview, start, end, duration)] if len(preview) else [(start, end)]
@@ -512,7 +513,7 @@ def _inside(sample: Sample, start: float, end: float) -> str | None:
     return None
 
 
-def _named_rank(question: str) -> int | None:
+def named_rank(question: str) -> int | None:
     """0 for "the first highlighted ...", 1 for "the second ...": the rank a question names, if any."""
     match = re.search(r"\bthe (\w+) highlighted\b", question)
     if match and match.group(1) in ORDINALS:

@@ -10,7 +10,10 @@ the preview listing, the crop listing, or what follows them (docs/agents.md, "Te
 
 What follows a crop listing is scored too: the close crop the agent calls after it ("I look closely at
 33.5-37.5 s"), right when its two times are the reference's window on the true listing (from the frame
-before the first that shows the symbol to the frame after the last).
+before the first that shows the symbol to the frame after the last). So is what follows the preview
+listing: the first crop, right when it is the reference's own first crop on the same preview frames
+(:func:`first_crop_scores`), with the questions that name a later highlighted interval ("the third
+highlighted interval") counted apart, since those need the stretches counted.
 """
 
 from __future__ import annotations
@@ -23,12 +26,26 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.rollout.trajectory import Trajectory, load_trajectories
-from medscope_gym.agents.scripted import CLOSE_LOOK, SearchStyle, close_window, unmarked_item
+from medscope_gym.agents.scripted import (
+    CLOSE_LOOK,
+    SearchingOracle,
+    SearchStyle,
+    close_window,
+    named_rank,
+    unmarked_item,
+)
 from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample, Suite
 from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
 
-__all__ = ["LISTING_KINDS", "SCORED_KINDS", "listing_scores", "saved_listing_scores", "true_listing"]
+__all__ = [
+    "LISTING_KINDS",
+    "SCORED_KINDS",
+    "first_crop_scores",
+    "listing_scores",
+    "saved_listing_scores",
+    "true_listing",
+]
 
 LISTING_KINDS: tuple[str, ...] = ("preview", "crop")
 #: What :func:`listing_scores` reports: the listings, and ``close``, the close crop after a crop listing.
@@ -69,8 +86,11 @@ def _shown_times(trajectory: Trajectory, turn: int) -> np.ndarray:
 
 def _close_crop(text: str) -> tuple[float, float] | None:
     """The window of a turn's ``crop_video`` call, if the turn is a close crop after a crop listing."""
-    if CLOSE_LOOK not in text:
-        return None
+    return _crop_call(text) if CLOSE_LOOK in text else None
+
+
+def _crop_call(text: str) -> tuple[float, float] | None:
+    """The window of a turn's ``crop_video`` call (None: no such call, or its times unreadable)."""
     call = parse_turn(text).tool_call
     if call is None or call.name != "crop_video":
         return None
@@ -140,14 +160,66 @@ def listing_scores(
     return scores
 
 
+def first_crop_scores(
+    trajectories: Iterable[Trajectory],
+    samples: Mapping[str, Sample],
+    style: SearchStyle | None = None,
+    decimals: int | None = 1,
+) -> dict[str, Any]:
+    """The first turn's crop against the search reference's first crop on the same preview frames.
+
+    ``written``: episodes whose first turn calls ``crop_video``; ``exact``: share of those equal to the
+    reference's (written in ``style``, with ``decimals`` as the recipe's SFT stages write it);
+    ``zero_length``: crops whose two times are one. ``ranked``: crops for questions that name the
+    second or a later highlighted interval, of which ``ranked_exact`` are the reference's and
+    ``ranked_on_first`` crop the *first* stretch instead (the preview's first run of marked frames):
+    an agent that does not count the stretches it listed. Empty when no first crop was written.
+    """
+    style = style or SearchStyle()
+    rows: list[bool] = []
+    counts = {"zero_length": 0, "ranked": 0, "ranked_exact": 0, "ranked_on_first": 0}
+    for trajectory in trajectories:
+        sample = samples[trajectory.sample_id]
+        times = np.sort(_shown_times(trajectory, 0)) if trajectory.turns else np.array([])
+        window = _crop_call(trajectory.turns[0].action_text) if len(times) else None
+        if window is None:
+            continue
+        reference = SearchingOracle(decimals=decimals, style=style)
+        reference.begin(0, {"video_times": times}, {"duration": sample.duration}, sample)
+        expected = _crop_call(reference.act([0], [{}], [{"tool_log": []}])[0])
+        rows.append(window == expected)
+        counts["zero_length"] += window[0] == window[1]
+        rank = named_rank(sample.question)
+        if rank is not None and rank > 0:
+            counts["ranked"] += 1
+            counts["ranked_exact"] += window == expected
+            counts["ranked_on_first"] += window == _first_stretch(sample, times)
+    if not rows:
+        return {}
+    return {"written": len(rows), "exact": float(np.mean(rows)), **counts}
+
+
+def _first_stretch(sample: Sample, times: np.ndarray) -> tuple[float, float] | None:
+    """The first run of consecutive preview frames that show the bar: (its first time, its last)."""
+    marked = [label == "bar" for label in _true_labels(sample, times, "preview")]
+    if not any(marked):
+        return None
+    start = marked.index(True)
+    end = marked.index(False, start) if False in marked[start:] else len(marked)
+    return float(times[start]), float(times[end - 1])
+
+
 def saved_listing_scores(
     evaluated: str | Path, heldout: str | Path, style: SearchStyle | None = None
 ) -> dict[str, Any]:
     """:func:`listing_scores` of the episodes an evaluation saved under ``evaluated/trajectories``, on
-    the samples of the suite folder ``heldout``."""
+    the samples of the suite folder ``heldout``, with ``first_crop`` (:func:`first_crop_scores`) when
+    any first turn crops."""
     samples = {s.id: s for s in Suite.from_spec(str(heldout))}
     trajectories = load_trajectories(Path(evaluated) / "trajectories", frames=False)
-    return listing_scores(trajectories, samples, style)
+    scores = listing_scores(trajectories, samples, style)
+    first = first_crop_scores(trajectories, samples, style)
+    return {**scores, "first_crop": first} if first else scores
 
 
 def _own_window(items: list[str], close_from: str = "before") -> tuple[float, float] | None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import medscope_gym.synthetic.testbed as testbed
-from medscope_gym.agents.recipe.listings import listing_scores, true_listing
+from medscope_gym.agents.recipe.listings import first_crop_scores, listing_scores, true_listing
 from medscope_gym.agents.rollout.trajectory import MediaInputs, Trajectory, TurnRecord
 from medscope_gym.agents.scripted import SearchingOracle, SearchStyle
 from medscope_gym.chat import even_subsample
@@ -358,7 +358,8 @@ def test_listings_command_scores_a_seeds_held_out_episodes(searched, tmp_path, c
     testbed.build_testbed_suite(tmp_path / "data" / "heldout", _PLAN)  # the fixture's suite again
     save_trajectories(tmp_path / "stage-2-vcot" / "eval" / "trajectories", episodes)
     assert main(["recipe-listings", str(tmp_path)]) == 0
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(listing_scores(episodes, samples)))
+    expected = {**listing_scores(episodes, samples), "first_crop": first_crop_scores(episodes, samples)}
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(expected))
 
 
 def test_listings_command_scores_close_crops_by_the_runs_recipe(searched_first, tmp_path, capsys):
@@ -375,9 +376,12 @@ def test_listings_command_scores_close_crops_by_the_runs_recipe(searched_first, 
     assert main(["recipe-listings", str(tmp_path)]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["close"]["exact"] == 1.0
-    assert scores == json.loads(
-        json.dumps(listing_scores(episodes, samples, style=SearchStyle(close_from="first")))
-    )
+    style = SearchStyle(close_from="first")
+    expected = {
+        **listing_scores(episodes, samples, style),
+        "first_crop": first_crop_scores(episodes, samples, style),
+    }
+    assert scores == json.loads(json.dumps(expected))
 
 
 def test_stage_one_scores_episode_layout_listings_in_the_runs_style():
@@ -407,3 +411,57 @@ def test_stage_one_scores_episode_layout_listings_in_the_runs_style():
         else ex.answer
         for ex in heldout["crop@episode"]
     ]
+
+
+def test_first_crops_are_scored_against_the_references_and_ranked_questions_apart(searched):
+    """The reference's own first crops are all right; an agent that crops the first highlighted
+    stretch whatever rank the question names, or writes one time twice, is caught by both counts."""
+    from medscope_gym.agents.scripted import named_rank
+    from medscope_gym.protocol import format_tool_call
+
+    episodes, samples = searched
+    ranked = [e for e in episodes if (named_rank(samples[e.sample_id].question) or 0) > 0]
+    assert ranked  # the fixture asks for the second and third highlighted intervals
+    right = first_crop_scores(episodes, samples)
+    assert right == {
+        "written": len(episodes),
+        "exact": 1.0,
+        "zero_length": 0,
+        "ranked": len(ranked),
+        "ranked_exact": len(ranked),
+        "ranked_on_first": 0,
+    }
+
+    def crop(start: float, end: float) -> str:
+        return format_tool_call("crop_video", {"start_time": start, "end_time": end}, think="I crop it.")
+
+    def first_stretch(episode) -> tuple[float, float]:
+        times = episode.turns[0].media.image_times
+        listing = true_listing(samples[episode.sample_id], times, "preview")
+        labels = [item.split(" ")[1] for item in listing.split("; ")]
+        start = end = labels.index("bar")
+        while end + 1 < len(labels) and labels[end + 1] == "bar":  # the first run of marked frames
+            end += 1
+        return float(times[start]), float(times[end])
+
+    counting_wrong = []
+    for episode in episodes:
+        turns = list(episode.turns)
+        if episode in ranked:
+            turns[0] = dataclasses.replace(turns[0], action_text=crop(*first_stretch(episode)))
+        counting_wrong.append(dataclasses.replace(episode, turns=turns))
+    scores = first_crop_scores(counting_wrong, samples)
+    assert scores["ranked_on_first"] == scores["ranked"] == len(ranked) and scores["ranked_exact"] == 0
+    assert scores["exact"] == pytest.approx(1 - len(ranked) / len(episodes))
+
+    twice = dataclasses.replace(
+        episodes[0], turns=[dataclasses.replace(episodes[0].turns[0], action_text=crop(4.5, 4.5))]
+    )
+    assert first_crop_scores([twice], samples) == {
+        "written": 1,
+        "exact": 0.0,
+        "zero_length": 1,
+        "ranked": 0,
+        "ranked_exact": 0,
+        "ranked_on_first": 0,
+    }
