@@ -139,6 +139,19 @@ class PerceptionConfig(Config):
     seed 0's Stage I learned every skill but ``zoom`` better (docs/results.md, "After v10")."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
+    reading_until: float | None = None
+    """Held-out ``symbol`` accuracy the reading phase must reach before the listings start (None: the
+    phase is ``reading_steps`` long). Checked when those steps end; below it, reading goes on for
+    ``reading_chunk`` more steps on fresh videos, checked again after each chunk, up to
+    ``reading_max_steps`` in all, and the learning-rate schedule stretches over the added steps. A
+    model from scratch learns the shapes suddenly, at a time that depends on the seed: v17's 600
+    steps took seed 0's ``symbol`` to 1.000 and seeds 1 and 2 to 0.600 and 0.583, and those two never
+    learned the crop listing (docs/results.md, "v17 on three seeds"). A seed that reaches it in
+    ``reading_steps`` trains exactly as without it."""
+    reading_chunk: int = 200
+    """Steps added to the reading phase at a time while ``reading_until`` is not reached."""
+    reading_max_steps: int = 1800
+    """Most steps the reading phase takes with ``reading_until`` (its ``reading_steps`` included)."""
     listing_steps: int = 0
     """Optimizer steps on the listing skills alone after the reading phase, before the mix:
     ``highlights``, ``crop`` when ``crops_as_frames`` (its answer is then a listing too), and
@@ -235,6 +248,18 @@ class PerceptionConfig(Config):
             "reading_steps",
             "listing_steps",
         )
+        check(self, positive_int, "reading_chunk", "reading_max_steps")
+        if self.reading_until is not None:
+            if not 0.0 < self.reading_until <= 1.0 or self.reading_steps == 0:
+                raise ConfigError(
+                    "PerceptionConfig.reading_until is a held-out symbol accuracy in (0, 1] checked after "
+                    f"reading_steps > 0; got {self.reading_until!r} with reading_steps {self.reading_steps}"
+                )
+            if self.reading_max_steps < self.reading_steps:
+                raise ConfigError(
+                    f"PerceptionConfig.reading_max_steps ({self.reading_max_steps}) is below reading_steps "
+                    f"({self.reading_steps})"
+                )
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -1011,6 +1036,7 @@ def train_perception(
         style=style,
     )
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
+    reading_end = cfg.copy_steps + cfg.window_steps + cfg.reading_steps  # where the listings start
     listing = _listing_skills(cfg)
     weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
     weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
@@ -1042,7 +1068,7 @@ def train_perception(
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
+    sched = torch.optim.lr_scheduler.LambdaLR(  # reads ``total`` at each step: reading may add steps
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total))
     )
     torch.manual_seed(cfg.seed)
@@ -1059,7 +1085,10 @@ def train_perception(
     t0 = time.perf_counter()
     if total == 0:  # nothing to train: score the model as it is (``medscope recipe-probe --checkpoint``)
         curve.append({"step": 0, "loss": None, **score()})
-    for step in range(total):
+    read_extra = 0
+    step = -1
+    while step + 1 < total:
+        step += 1
         batch = train[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         enc, labels = batcher(batch)
         loss = model(**enc, labels=labels).loss
@@ -1078,6 +1107,15 @@ def train_perception(
                 step + 1,
                 {"train/loss": value, "train/lr": sched.get_last_lr()[0], "train/elapsed_s": elapsed},
             )
+        if cfg.reading_until is not None and step + 1 == reading_end:
+            more = _more_reading(model, batcher, cfg, heldout["symbol"], read_extra)
+            if more:
+                at = reading_end * cfg.batch_size
+                first = stream + 500_000 + (cfg.reading_steps + read_extra) * cfg.batch_size  # fresh videos
+                train[at:at] = make_examples("symbol", first, more * cfg.batch_size, cfg.duration)
+                read_extra += more
+                reading_end += more
+                total += more
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             scores = score()
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})
@@ -1097,9 +1135,31 @@ def train_perception(
     return {
         "heldout": {k: v for k, v in curve[-1].items() if k not in ("step", "loss")},
         "curve": curve,
+        "reading_steps": cfg.reading_steps + read_extra,
         "first_loss": round(first_loss, 4),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _more_reading(
+    model: Any, batcher: _Batcher, cfg: PerceptionConfig, held: list[_Example], done: int
+) -> int:
+    """Steps to add to the reading phase: ``cfg.reading_chunk`` (or what ``reading_max_steps`` leaves)
+    while held-out ``symbol`` is below ``cfg.reading_until``; 0 once it is reached or the cap is."""
+    training = model.training
+    read = _accuracy(model, batcher, "symbol", held, cfg.ranked)["symbol"]
+    model.train(training)  # the check leaves training as it was
+    more = (
+        min(cfg.reading_chunk, cfg.reading_max_steps - cfg.reading_steps - done)
+        if read < cfg.reading_until
+        else 0
+    )
+    verdict = f"reading goes on for {more} steps" if more else "the listings start"
+    print(
+        f"perception: reading check after {cfg.reading_steps + done} steps: symbol {read:.3f}; {verdict}",
+        flush=True,
+    )
+    return more
 
 
 def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig) -> dict[str, Any]:

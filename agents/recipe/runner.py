@@ -176,6 +176,7 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
     result = run_perception(start, run, _perception_config(cfg))
     results["rows"]["perception"] = {
         "heldout": result["heldout"],
+        "reading_steps": result["reading_steps"],  # more than configured where ``reading_until`` added some
         "train_s": round(time.perf_counter() - t0, 1),
     }
     _write_results(cfg, root, results)

@@ -771,3 +771,50 @@ def test_listing_shares_weight_the_listing_phase(monkeypatch):
         PerceptionConfig(listing_shares={"crop": 0})
     with pytest.raises(ConfigError, match="listing_shares"):
         PerceptionConfig(listing_shares={"smell": 1})
+
+
+def test_reading_goes_on_in_chunks_until_the_symbol_is_read_or_the_cap(capsys):
+    """``reading_until``: below it after ``reading_steps``, reading goes on ``reading_chunk`` steps at a
+    time up to ``reading_max_steps``; the phases after it move back by as many steps."""
+    cfg = ReadingProbeConfig(
+        model=MICRO,
+        reading_steps=1,
+        reading_until=1.0,
+        reading_chunk=1,
+        reading_max_steps=3,
+        steps=1,
+        batch_size=2,
+        heldout=2,
+        eval_every=100,
+    )
+    result = run_reading_probe(cfg)
+    out = capsys.readouterr().out
+    assert result["reading_steps"] == 3
+    assert [row["step"] for row in result["curve"]] == [4]  # 3 reading steps, then 1 of the mix
+    for done in (1, 2):
+        assert re.search(
+            rf"reading check after {done} steps: symbol [\d.]+; reading goes on for 1 steps", out
+        )
+    assert re.search(r"reading check after 3 steps: symbol [\d.]+; the listings start", out)
+
+
+def test_a_reading_check_that_adds_no_steps_leaves_training_as_it_was():
+    base = {"model": MICRO, "reading_steps": 2, "steps": 1, "batch_size": 2, "heldout": 2, "eval_every": 100}
+    plain = run_reading_probe(ReadingProbeConfig(**base))
+    capped = run_reading_probe(ReadingProbeConfig(**base, reading_until=1.0, reading_max_steps=2))
+    assert capped["reading_steps"] == plain["reading_steps"] == 2
+    assert capped["curve"] == plain["curve"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"reading_until": 0.9}, "reading_steps > 0"),
+        ({"reading_until": 1.5, "reading_steps": 10}, "in \\(0, 1\\]"),
+        ({"reading_until": 0.9, "reading_steps": 10, "reading_max_steps": 5}, "below reading_steps"),
+        ({"reading_chunk": 0}, "reading_chunk"),
+    ],
+)
+def test_reading_until_is_checked_early(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        PerceptionConfig(**fields)
