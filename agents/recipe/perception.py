@@ -1085,7 +1085,7 @@ def train_perception(
     t0 = time.perf_counter()
     if total == 0:  # nothing to train: score the model as it is (``medscope recipe-probe --checkpoint``)
         curve.append({"step": 0, "loss": None, **score()})
-    read_extra = 0
+    read_extra = 0  # steps the reading check added (``reading_until``): ``total`` grows by as many
     step = -1
     while step + 1 < total:
         step += 1
