@@ -46,6 +46,7 @@ __all__ = [
     "close_window",
     "frame_listing",
     "make_scripted_policy",
+    "marked_stretches",
     "named_rank",
     "unmarked_item",
 ]
@@ -298,12 +299,7 @@ class SearchingOracle(Policy):
         marked = [
             i for i, t in enumerate(preview) if sample.caption_at(float(t)) not in (None, self.unmarked)
         ]
-        runs: list[tuple[float, float]] = []
-        for i in marked:  # consecutive marked preview frames form one stretch
-            if runs and i - 1 in marked:
-                runs[-1] = (runs[-1][0], float(preview[i]))
-            else:
-                runs.append((float(preview[i]), float(preview[i])))
+        runs = marked_stretches(preview, [i in marked for i in range(len(preview))])
         start, end = sample.evidence[0] if sample.evidence else (0.0, duration)
         centre = (start + end) / 2
         target = next((k for k, (a, b) in enumerate(runs) if a <= centre <= b and b > a), None)
@@ -452,6 +448,18 @@ class SearchingOracle(Policy):
         after = [] if crop_end is None or crop_end <= times[-1] else [crop_end]
         span = close_window([*times, *after], [*labels, *["no"] * len(after)], "first")
         return f"{CROP_LISTING}{self.style.crop_listing(times, labels)}.", window, span
+
+
+def marked_stretches(times: Sequence[float], marked: Sequence[bool]) -> list[tuple[float, float]]:
+    """Each run of consecutive marked frames as (its first time, its last): the highlighted stretches
+    :class:`SearchingOracle` reads off a preview listing."""
+    runs: list[tuple[float, float]] = []
+    for i, (t, on) in enumerate(zip(times, marked)):
+        if on and i > 0 and marked[i - 1]:
+            runs[-1] = (runs[-1][0], float(t))
+        elif on:
+            runs.append((float(t), float(t)))
+    return runs
 
 
 def close_window(

@@ -31,6 +31,7 @@ from medscope_gym.agents.scripted import (
     SearchingOracle,
     SearchStyle,
     close_window,
+    marked_stretches,
     named_rank,
     unmarked_item,
 )
@@ -202,11 +203,7 @@ def first_crop_scores(
 def _first_stretch(sample: Sample, times: np.ndarray) -> tuple[float, float] | None:
     """The first run of consecutive preview frames that show the bar: (its first time, its last)."""
     marked = [label == "bar" for label in _true_labels(sample, times, "preview")]
-    if not any(marked):
-        return None
-    start = marked.index(True)
-    end = marked.index(False, start) if False in marked[start:] else len(marked)
-    return float(times[start]), float(times[end - 1])
+    return next(iter(marked_stretches(times, marked)), None)
 
 
 def saved_listing_scores(
