@@ -48,6 +48,8 @@ __all__ = [
     "make_scripted_policy",
     "marked_stretches",
     "named_rank",
+    "option_text",
+    "oracle_answer",
     "unmarked_item",
 ]
 
@@ -138,7 +140,7 @@ class OraclePolicy(Policy):
             end = min(math.ceil(end * scale - 1e-9) / scale, math.floor(st["duration"] * scale) / scale)
         if not self.tools:  # answer-only reference: the right answer straight after the preview
             return format_answer(
-                _oracle_answer(sample, self.decimals),
+                oracle_answer(sample, self.decimals),
                 think="The preview and the question settle it; I answer without looking closer.",
             )
         if "crop_video" not in done:
@@ -156,7 +158,7 @@ class OraclePolicy(Policy):
                 {"timestamp": centre},
                 think=f"The crop shows the relevant moment; I check the frame at {centre:.1f} s in detail.",
             )
-        return format_answer(_oracle_answer(sample, self.decimals), think=_seen(sample, centre))
+        return format_answer(oracle_answer(sample, self.decimals), think=_seen(sample, centre))
 
 
 #: How the search reference opens its first turn's reasoning, before the preview's frame listing.
@@ -402,8 +404,8 @@ class SearchingOracle(Policy):
         which no frame of a crop shows)."""
         seen = _inside(sample, *coarse)
         if not seen:
-            return format_answer(_oracle_answer(sample, self.decimals), think=_seen(sample, sum(coarse) / 2))
-        answer = _oracle_answer(sample, self.decimals)
+            return format_answer(oracle_answer(sample, self.decimals), think=_seen(sample, sum(coarse) / 2))
+        answer = oracle_answer(sample, self.decimals)
         crop_end = next(
             (
                 float(entry["interval"][1])
@@ -421,10 +423,9 @@ class SearchingOracle(Policy):
         if sample.answer_type == "interval" and listed is not None:
             a, b = listed[2]
             answer = f"[{time_text(a)}, {time_text(b)}]"  # the listing's own times
-        letter = sample.answer.strip()
-        index = ord(letter) - ord("A") if sample.answer_type == "choice" and len(letter) == 1 else -1
-        if self.style.choice_text and 0 <= index < len(sample.options or ()):
-            answer = sample.options[index]
+        text = option_text(sample)
+        if self.style.choice_text and text is not None:
+            answer = text
             think += f"The crop shows {seen}."
         else:
             think += f"The crop shows {seen}.{_option_named(sample)}"
@@ -564,7 +565,17 @@ def _option_named(sample: Sample) -> str:
     return ""
 
 
-def _oracle_answer(sample: Sample, decimals: int | None = None) -> str:
+def option_text(sample: Sample) -> str | None:
+    """The text of a choice question's right option (``SearchStyle.choice_text`` answers with it);
+    None for other questions."""
+    letter = sample.answer.strip()
+    index = ord(letter) - ord("A") if sample.answer_type == "choice" and len(letter) == 1 else -1
+    return sample.options[index] if 0 <= index < len(sample.options or ()) else None
+
+
+def oracle_answer(sample: Sample, decimals: int | None = None) -> str:
+    """The ground-truth answer as the oracle writes it: a choice's letter, or ``[start, end]`` rounded
+    to ``decimals``."""
     if sample.answer_type == "interval":
         s, e = sample.answer_interval
         if decimals is not None:

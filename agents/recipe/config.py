@@ -77,6 +77,13 @@ class RecipeConfig(Config):
     :class:`~medscope_gym.agents.recipe.perception.Rehearsal` keyword arguments: ``skills`` (required
     when set), ``batch_size``, ``weight``. Empty: no rehearsal. Video durations, crop layout and seed
     come from this config."""
+    uniform: dict[str, Any] = field(default_factory=dict)
+    """SFTConfig fields of the uniform-frames model: Stage I fine-tuned, as the answer-only model is,
+    to answer after one scripted crop of evenly spread frames, as many as the trained agent's tool
+    frames (SFT's "uniform" reference; the recipe sets ``reference``, ``uniform_crops`` and
+    ``uniform_frames``). The uniform-frames baseline then scores it. Empty: the baseline scores Stage
+    II's model on such frames instead, which a model trained on the search reference does not answer
+    from (docs/results.md, "The uniform-frames baseline")."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """GRPOConfig fields of Stage III (GA-GRPO from Stage II)."""
     search: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +120,9 @@ class RecipeConfig(Config):
                     f"rehearsal: fields are skills (required), batch_size, weight; got "
                     f"{sorted(self.rehearsal)}"
                 )
+        set_here = sorted({"reference", "uniform_crops", "uniform_frames"} & set(self.uniform))
+        if set_here:
+            raise ConfigError(f"uniform: {', '.join(set_here)} are set by the recipe, not the config")
         self.style  # noqa: B018 (checks the search fields early)
         bad = [b for b in self.baselines if b not in ("no_tools", "random", "search", "oracle", "uniform")]
         if bad:

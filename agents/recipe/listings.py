@@ -37,7 +37,7 @@ from medscope_gym.agents.scripted import (
 )
 from medscope_gym.protocol import parse_turn
 from medscope_gym.suite import Sample, Suite
-from medscope_gym.synthetic.testbed import SYMBOLS, symbol_caption
+from medscope_gym.synthetic.testbed import NOTHING_HIGHLIGHTED, SYMBOLS, symbol_caption
 
 __all__ = [
     "LISTING_KINDS",
@@ -53,7 +53,6 @@ LISTING_KINDS: tuple[str, ...] = ("preview", "crop")
 SCORED_KINDS: tuple[str, ...] = (*LISTING_KINDS, "close")
 #: A listing inside an assistant turn: up to the full stop that ends it (a time's "." is followed by a digit).
 _LISTING = re.compile(r"The (preview|crop) frames: (.+?)\.(?=\s|<|$)")
-_UNMARKED = "nothing highlighted"
 _SYMBOL_CAPTIONS = frozenset(symbol_caption(s) for s in SYMBOLS)
 
 
@@ -64,7 +63,7 @@ def _true_labels(sample: Sample, times: Iterable[float], kind: str) -> list[str]
     for t in times:
         caption = sample.caption_at(float(t))
         if kind == "preview":
-            labels.append("no" if caption in (None, _UNMARKED) else "bar")
+            labels.append("no" if caption in (None, NOTHING_HIGHLIGHTED) else "bar")
         else:
             labels.append(caption if caption in _SYMBOL_CAPTIONS else "no")
     return labels

@@ -9,7 +9,8 @@ Layout of ``OUT/seed-S/``::
     stage-2-vcot/run, /eval                Stage II: visual-CoT SFT (crop, frame, answer) from Stage I
     answer-only/run, /eval                 the same SFT without tool calls, from Stage I
     stage-3-grpo/run, /eval                Stage III: GA-GRPO from Stage II
-    baselines/<name>/metrics.json          no_tools, random, search, oracle, uniform-frames
+    uniform-frames/run                     the uniform-frames model (``uniform:`` set), from Stage I
+    baselines/<name>/metrics.json          no_tools, random, search, oracle, uniform (uniform frames)
     results.json, results.md, curves.png
 
 A stage whose ``run/final/`` and ``eval/metrics.json`` (Stage I: ``run/perception.json``) exist is
@@ -39,7 +40,7 @@ COLUMNS = tuple(c for c in TABLE_COLUMNS if c not in ("episodes", "turns", "rewa
 ROWS = (
     ("no_tools", "question/preview only (`no_tools`)"),
     ("random", "random tools (`random`)"),
-    ("uniform", "uniform frames + Stage II model"),
+    ("uniform", "uniform frames"),
     ("answer_only", "answer-only SFT"),
     ("vcot", "Stage II: visual-CoT SFT"),
     ("grpo", "Stage III: GA-GRPO"),
@@ -327,18 +328,27 @@ def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], resul
         if name in results["rows"] and (out / "metrics.json").is_file():
             continue
         t0 = time.perf_counter()
+        extra: dict[str, Any] = {}
         if name == "uniform":
             agent = next((s for s in ("grpo", "vcot") if s in results["rows"]), None)
             if agent is None:
                 print("recipe: the uniform-frames baseline needs a finished vcot or grpo stage; skipped")
                 continue
-            frames = results["rows"][agent]["frames_seen"] - _preview_frames(suites["heldout"])
+            frames = max(1, round(results["rows"][agent]["frames_seen"] - _preview_frames(suites["heldout"])))
+            if cfg.uniform:
+                model, crops, train_s = _train_uniform_model(cfg, root, suites, frames)
+                extra = {"uniform_model": "trained", "train_s": train_s}
+            else:
+                model = str(root / _FOLDERS["vcot"] / "run" / "final")
+                crops = 2 if cfg.vcot.get("reference") == "search" else 1
+                extra = {"uniform_model": "vcot"}
+            t0 = time.perf_counter()
             summary = uniform_frames_baseline(
-                str(root / _FOLDERS["vcot"] / "run" / "final"),
+                model,
                 suites["heldout"],
-                max(1, round(frames)),
+                frames,
                 out,
-                crops=2 if cfg.vcot.get("reference") == "search" else 1,
+                crops=crops,
                 threads=cfg.threads,
                 limit=cfg.eval_limit,
                 seed=cfg.seed,
@@ -346,9 +356,37 @@ def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], resul
             )
         else:
             summary = _evaluate(cfg, name, suites["heldout"], out)
-        results["rows"][name] = {**_row(summary), "eval_s": round(time.perf_counter() - t0, 1)}
+        results["rows"][name] = {**_row(summary), **extra, "eval_s": round(time.perf_counter() - t0, 1)}
         _write_results(cfg, root, results)
         _print_stage(name, summary)
+
+
+def _train_uniform_model(
+    cfg: RecipeConfig, root: Path, suites: dict[str, Path], frames: int
+) -> tuple[str, int, float]:
+    """The uniform-frames model: Stage I fine-tuned, as the answer-only model is, on the training
+    questions answered after one scripted crop of ``frames`` evenly spread frames (SFT's "uniform"
+    reference; ``cfg.uniform`` sets the rest). Returns its final checkpoint, its scripted crops and
+    its training seconds (0 when it had finished earlier)."""
+    from medscope_gym.agents.sft.config import SFTConfig
+    from medscope_gym.agents.sft.trainer import train_sft
+
+    run = root / "uniform-frames" / "run"
+    t0 = time.perf_counter()
+    if not (run / "final").is_dir():
+        start = _final_of(root, "perception")
+        sft = {
+            **_sft_defaults(cfg),
+            "model": str(start),
+            "out": str(run),
+            "suite": str(suites["train"]),
+            "reference": "uniform",
+            "uniform_crops": 1,
+            "uniform_frames": frames,
+            **cfg.uniform,
+        }
+        train_sft(SFTConfig.from_dict(sft, source="recipe uniform"), auxiliary=_rehearsal(cfg, start))
+    return str(run / "final"), 1, round(time.perf_counter() - t0, 1)
 
 
 def _eval_folder(root: Path, key: str) -> Path:
@@ -495,11 +533,22 @@ def _table_row(label: str, row: dict[str, Any]) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+def _label(key: str, label: str, row: dict[str, Any]) -> str:
+    """A row's label; the uniform-frames row says which model answered."""
+    model = row.get("uniform_model") if key == "uniform" else None
+    suffix = {"trained": ", model trained on them", "vcot": " + Stage II model"}
+    return label + suffix.get(model, "") if model else label
+
+
 def format_results(results: dict[str, Any]) -> str:
     """The Markdown table: one row per stage/baseline that has run, the columns of ``COLUMNS``."""
     head = "| row | " + " | ".join(COLUMNS) + " | reading | train s |"
     lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
-    lines += [_table_row(label, results["rows"][key]) for key, label in ROWS if key in results["rows"]]
+    lines += [
+        _table_row(_label(key, label, results["rows"][key]), results["rows"][key])
+        for key, label in ROWS
+        if key in results["rows"]
+    ]
     sampled = [(label, results["rows"][key]["sampled"]) for key, label in ROWS
                if "sampled" in results["rows"].get(key, {})]  # fmt: skip
     if sampled:

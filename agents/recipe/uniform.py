@@ -2,9 +2,11 @@
 whole video, then the model answers.
 
 A model imitates the turns it was trained on, so the evenly spread frames have to arrive where its
-answer turn comes: a model trained on the search reference answers after its *second* crop (coarse,
-then close), so the baseline scripts two crops there, the last one worded as the reference's close
-crop (docs/agents.md, "Testbed recipe").
+answer turn comes. The recipe's uniform-frames model, trained on
+:class:`~medscope_gym.agents.uniform_frames.UniformReference`, answers after the same scripted crops;
+a model trained on the search reference answers after its *second* crop (coarse, then close), so
+for it the baseline scripts two crops there, the last one worded as the reference's close crop
+(docs/agents.md, "Testbed recipe").
 """
 
 from __future__ import annotations
@@ -12,30 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from medscope_gym.agents.scripted import CLOSE_LOOK
+from medscope_gym.agents.uniform_frames import interleaved_crops, uniform_crop_calls
 from medscope_gym.agents.vlm.policy import HFVLMPolicy, TokenRecordingPolicy, reference_turn
-from medscope_gym.chat import time_text
-from medscope_gym.protocol import format_tool_call
 from medscope_gym.suite import Sample
 
 __all__ = ["UniformThenModel", "interleaved_crops"]
-
-_SPREAD = "I look at frames spread evenly over the whole video."
-
-
-def interleaved_crops(duration: float, crops: int, per_crop: int) -> list[tuple[float, float]]:
-    """``crops`` intervals whose ``per_crop`` evenly spaced frames each (both ends included, as a crop
-    thins its frames) interleave into ``crops * per_crop`` frames evenly spread over ``[0, duration]``.
-
-    With h = duration / (crops * per_crop - 1), crop k runs from k·h to duration − (crops − 1 − k)·h:
-    its frames fall at k·h, k·h + crops·h, ..., so crop 0 takes every ``crops``-th point of the even
-    grid, crop 1 the next, and so on.
-    """
-    if crops < 1 or per_crop < 1:
-        raise ValueError(f"interleaved_crops: crops and per_crop must be >= 1, got {crops}, {per_crop}")
-    total = crops * per_crop
-    step = duration / (total - 1) if total > 1 else 0.0
-    return [(round(k * step, 1), round(duration - (crops - 1 - k) * step, 1)) for k in range(crops)]
 
 
 class UniformThenModel(TokenRecordingPolicy):
@@ -60,15 +43,7 @@ class UniformThenModel(TokenRecordingPolicy):
         self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
     ) -> None:
         super().begin(slot, obs, info, sample)
-        windows = interleaved_crops(float(info["duration"]), self.crops, self.per_crop)
-        turns = []
-        for k, (a, b) in enumerate(windows):
-            close = self.crops > 1 and k == len(windows) - 1
-            think = (
-                f"{CLOSE_LOOK}{time_text(a)}-{time_text(b)} s, the frames around it." if close else _SPREAD
-            )
-            turns.append(format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think))
-        self._scripted[slot] = turns
+        self._scripted[slot] = uniform_crop_calls(float(info["duration"]), self.crops, self.per_crop)
 
     def _produce(self, slots: Sequence[int], observations, infos):
         out: list[Any] = [None] * len(slots)

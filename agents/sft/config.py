@@ -24,7 +24,10 @@ from medscope_gym.config import (
 )
 from medscope_gym.errors import ConfigError
 
-__all__ = ["SFTConfig"]
+__all__ = ["REFERENCES", "SFTConfig"]
+
+#: The reference policies SFT imitates (``SFTConfig.reference``).
+REFERENCES: tuple[str, ...] = ("oracle", "search", "answer_only", "uniform")
 
 
 @dataclass
@@ -58,8 +61,15 @@ class SFTConfig(Config):
     """Reference policy: "oracle" (crop the evidence, get_frame, answer), "search" (list the marked
     preview frames, crop the named stretch or search them in order, crop the evidence closely, answer:
     :class:`~medscope_gym.agents.scripted.SearchingOracle`, every choice derivable from what it was
-    shown) or "answer_only" (the correct answer right after the preview, no tool call: the answer-only
-    model of ``medscope recipe``)."""
+    shown), "answer_only" (the correct answer right after the preview, no tool call: the answer-only
+    model of ``medscope recipe``) or "uniform" (scripted crops of evenly spread frames, not imitated,
+    then those frames listed and the correct answer: the recipe's uniform-frames model,
+    :class:`~medscope_gym.agents.uniform_frames.UniformReference`)."""
+    uniform_crops: int = 1
+    """Scripted crops of the "uniform" reference; their frames interleave into one even grid."""
+    uniform_frames: int = 16
+    """Frames of each scripted crop of the "uniform" reference (the env caps each crop at this many,
+    and the policy is shown them all)."""
     search: dict[str, Any] = field(default_factory=dict)
     """:class:`~medscope_gym.agents.scripted.SearchStyle` fields of the "search" reference (how it
     writes the close crop and the answer after a crop listing; empty: its original script), e.g.
@@ -140,6 +150,8 @@ class SFTConfig(Config):
             "lora_alpha",
             "save_every",
             "log_every",
+            "uniform_crops",
+            "uniform_frames",
         )
         check(self, non_negative_int, "on_policy_repeats", "warmup_steps", "keep_checkpoints", "eval_limit")
         check(self, non_negative_int, "decimals", "limit", optional=True)
@@ -148,10 +160,8 @@ class SFTConfig(Config):
         check(self, non_negative_float, "evidence_jitter", "weight_decay", "max_grad_norm")
         check(self, non_negative_float, "on_policy_temperature", optional=True)
         check(self, positive_float, "learning_rate")
-        if self.reference not in ("oracle", "answer_only", "search"):
-            raise ConfigError(
-                f"reference must be 'oracle', 'answer_only' or 'search', got {self.reference!r}"
-            )
+        if self.reference not in REFERENCES:
+            raise ConfigError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
         self.style  # noqa: B018 (checks the search fields early)
 
     @property

@@ -180,6 +180,7 @@ def build_reference_data(
     progress: bool = False,
     crop_to_preview: bool = False,
     style: SearchStyle | None = None,
+    uniform: tuple[int, int] = (1, 16),
 ) -> list[Trajectory]:
     """Oracle rollouts through the env on ``split``, tokenised as the policy will see them.
 
@@ -190,14 +191,18 @@ def build_reference_data(
     shows a bar over the episodes. ``crop_to_preview``: the oracle crops between the preview frames
     around the evidence (:class:`~medscope_gym.agents.scripted.OraclePolicy`). ``style``: how the
     search reference writes its steps after a crop listing
-    (:class:`~medscope_gym.agents.scripted.SearchStyle`).
+    (:class:`~medscope_gym.agents.scripted.SearchStyle`). ``uniform``: (crops, frames per crop) of the
+    "uniform" reference; its env caps each crop at that many frames and allows only those crops
+    (``policy_cfg`` must show them all: ``frames.max_crop_frames`` at least frames per crop).
     """
     from transformers import AutoProcessor
 
     from medscope_gym.agents.rollout.engine import EpisodeRequest, make_vector_env, rollout
+    from medscope_gym.agents.uniform_frames import UniformReference
     from medscope_gym.agents.vlm.policy import ReferencePolicy
     from medscope_gym.envs.clinvideo import ClinVideoEnv
     from medscope_gym.suite import Suite
+    from medscope_gym.tools import ToolConfig
 
     loaded = Suite.from_spec(suite, split=split)
     if limit is not None:
@@ -209,19 +214,32 @@ def build_reference_data(
         for r in range(first_repeat, first_repeat + repeats)
         for i, s in enumerate(loaded)
     ]
-    envs = make_vector_env(lambda: ClinVideoEnv(loaded), min(num_envs, len(requests)))
+    env_kwargs: dict[str, Any] = {}
+    if reference == "uniform":
+        crops, per_crop = uniform
+        if policy_cfg.frames.max_crop_frames < per_crop:
+            raise ValueError(
+                f"the uniform reference crops {per_crop} frames but the policy is shown at most "
+                f"{policy_cfg.frames.max_crop_frames} (frames.max_crop_frames)"
+            )
+        tools = ToolConfig.from_any(loaded.tool_settings())
+        env_kwargs = {"tools": dataclasses.replace(tools, crop_max_frames=per_crop), "max_tool_calls": crops}
+    envs = make_vector_env(lambda: ClinVideoEnv(loaded, **env_kwargs), min(num_envs, len(requests)))
     try:
-        oracle = RecoveringOracle(
-            recovery_rate,
-            seed + first_repeat,
-            evidence_jitter,
-            decimals,
-            tools=reference != "answer_only",
-            crop_to_preview=crop_to_preview,
-            search=reference == "search",
-            list_crops=policy_cfg.frames.max_crop_frames if policy_cfg.frames.crops_as_frames else 0,
-            style=style,
-        )
+        if reference == "uniform":
+            oracle: Policy = UniformReference(*uniform, decimals=decimals, style=style)
+        else:
+            oracle = RecoveringOracle(
+                recovery_rate,
+                seed + first_repeat,
+                evidence_jitter,
+                decimals,
+                tools=reference != "answer_only",
+                crop_to_preview=crop_to_preview,
+                search=reference == "search",
+                list_crops=policy_cfg.frames.max_crop_frames if policy_cfg.frames.crops_as_frames else 0,
+                style=style,
+            )
         if model_turns <= 0:
             return rollout(ReferencePolicy(oracle, encoder), envs, requests, progress=progress)
         from medscope_gym.agents.sft.dagger import ModelThenReference
@@ -299,6 +317,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
         progress=cfg.progress,
         crop_to_preview=cfg.crop_to_preview,
         style=cfg.style,
+        uniform=(cfg.uniform_crops, cfg.uniform_frames),
     )
     if cfg.on_policy_repeats > 0:
         on_policy = build_reference_data(
@@ -319,6 +338,7 @@ def _reference_trajectories(cfg: SFTConfig, policy_cfg: VLMPolicyConfig, data_di
             progress=cfg.progress,
             crop_to_preview=cfg.crop_to_preview,
             style=cfg.style,
+            uniform=(cfg.uniform_crops, cfg.uniform_frames),
         )
         print(f"sft: {len(on_policy)} on-policy episodes opened by {cfg.model} (its turns not imitated)")
         trajectories += on_policy
@@ -341,6 +361,8 @@ def train_sft(cfg: SFTConfig, auxiliary: Callable[[Any], Any] | None = None) -> 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy_cfg = cfg.policy or VLMPolicyConfig.load(cfg.model) or VLMPolicyConfig()
+    if cfg.reference == "uniform":  # the model is shown every frame of the reference's crops
+        policy_cfg.frames.max_crop_frames = max(policy_cfg.frames.max_crop_frames, cfg.uniform_frames)
     cfg.policy = policy_cfg
     accelerator, _ = setup_accelerator(cfg.device, grad_accum=cfg.grad_accum, threads=cfg.threads)
     main = accelerator.is_main_process

@@ -49,8 +49,10 @@ from medscope_gym.tools import ToolConfig, sample_times
 
 __all__ = [
     "MAIN_TEMPLATES",
+    "NOTHING_HIGHLIGHTED",
     "PERCEPTION_TEMPLATES",
     "SYMBOL_COLORS",
+    "SYMBOL_FREE_CAPTIONS",
     "SYMBOL_SHAPES",
     "SYMBOLS",
     "symbol_caption",
@@ -92,6 +94,12 @@ _TEMPLATE_TASKS = {
 }
 _INTERVAL_HINT = "Answer with [start, end] in seconds."
 _HIGHLIGHT = "highlighted interval (white bar at the top)"
+#: The dense captions of every stretch without a highlight.
+NOTHING_HIGHLIGHTED = "nothing highlighted"
+_HIGHLIGHT_BEGINS = "a highlighted interval begins; no symbol yet"
+_HIGHLIGHT_ENDS = "the symbol has gone; the highlight ends"
+#: Every dense caption that names no symbol: a frame under any other caption shows one.
+SYMBOL_FREE_CAPTIONS = (NOTHING_HIGHLIGHTED, _HIGHLIGHT_BEGINS, _HIGHLIGHT_ENDS)
 #: The tool budget every testbed suite ships in its tools.json: the preview is coarse in time (16 frames)
 #: and in pixels (32×32); crops and frames are at the video's full rate and resolution.
 TESTBED_TOOLS = ToolConfig(
@@ -185,13 +193,13 @@ class TestbedVideo:
         for ev in self.events:
             h0, h1 = ev.highlight
             if h0 > t:
-                out.append(Caption(t, h0, "nothing highlighted"))
-            out.append(Caption(h0, ev.start, "a highlighted interval begins; no symbol yet"))
+                out.append(Caption(t, h0, NOTHING_HIGHLIGHTED))
+            out.append(Caption(h0, ev.start, _HIGHLIGHT_BEGINS))
             out.append(Caption(ev.start, ev.end, symbol_caption(ev.symbol)))
-            out.append(Caption(ev.end, h1, "the symbol has gone; the highlight ends"))
+            out.append(Caption(ev.end, h1, _HIGHLIGHT_ENDS))
             t = h1
         if t < self.duration:
-            out.append(Caption(t, self.duration, "nothing highlighted"))
+            out.append(Caption(t, self.duration, NOTHING_HIGHLIGHTED))
         return tuple(Caption(round(c.start, 3), round(c.end, 3), c.text) for c in out)
 
 

@@ -56,7 +56,17 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
             root / stage / "eval" / "metrics.json"
         ).is_file()
     assert (root / "curves.png").is_file()
-    for stage in ("stage-2-vcot", "answer-only"):  # Stage I rehearsed beside both SFT stages
+    # the uniform-frames baseline: a model trained from Stage I to answer after one crop of evenly
+    # spread frames, as many as the agent's tool frames, scored on such a crop
+    uniform = json.loads((root / "baselines" / "uniform" / "metrics.json").read_text())
+    assert uniform["policy"].endswith(str(root / "uniform-frames" / "run" / "final"))
+    trained = json.loads((root / "uniform-frames" / "run" / "config.json").read_text())
+    assert trained["reference"] == "uniform" and trained["model"].endswith("stage-1-perception/run/final")
+    frames = round(results["rows"]["grpo"]["frames_seen"] - 16)
+    assert uniform["policy"].startswith(f"uniform:1x{max(1, frames)}:")
+    assert results["rows"]["uniform"]["uniform_model"] == "trained"
+    assert "uniform frames, model trained on them" in (root / "results.md").read_text()
+    for stage in ("stage-2-vcot", "answer-only", "uniform-frames"):  # Stage I rehearsed beside the SFTs
         logged = [
             json.loads(line) for line in (root / stage / "run" / "metrics.jsonl").read_text().splitlines()
         ]

@@ -44,3 +44,20 @@ def test_the_search_style_reaches_stage_one_and_stage_two():
         RecipeConfig(search={"close_from": "after"})
     with pytest.raises(ConfigError, match="SFTConfig.search.+list_close"):
         SFTConfig(model="m", suite="s", out="o", search={"list_close": "yes"})
+
+
+def test_the_uniform_model_takes_sft_fields_but_not_those_the_recipe_sets():
+    assert RecipeConfig(uniform={"max_steps": 10}).uniform == {"max_steps": 10}
+    with pytest.raises(ConfigError, match="uniform: reference, uniform_frames are set by the recipe"):
+        RecipeConfig(uniform={"reference": "oracle", "uniform_frames": 8})
+
+
+def test_sft_knows_the_uniform_reference_and_checks_its_counts():
+    from medscope_gym.agents.sft.config import SFTConfig
+
+    cfg = SFTConfig(model="m", out="o", reference="uniform", uniform_crops=2, uniform_frames=12)
+    assert (cfg.uniform_crops, cfg.uniform_frames) == (2, 12)
+    with pytest.raises(ConfigError, match="uniform_frames"):
+        SFTConfig(model="m", out="o", reference="uniform", uniform_frames=0)
+    with pytest.raises(ConfigError, match="reference must be one of"):
+        SFTConfig(model="m", out="o", reference="uniformly")
