@@ -77,6 +77,8 @@ __all__ = [
     "PERCEPTION_SKILLS",
     "PerceptionConfig",
     "Rehearsal",
+    "backward_step",
+    "listing_skills",
     "make_examples",
     "run_perception",
     "policy_system_prompt",
@@ -165,6 +167,11 @@ class PerceptionConfig(Config):
     needs more of the phase, the others their share of it."""
     batch_size: int = 8
     """Examples per step, each from a fresh video."""
+    micro_batches: int = 1
+    """Forward/backward passes per step: the step's examples sorted by length and split into this many
+    groups, each loss weighted by its share of the step's answer tokens. The gradient is the one
+    batch's, up to float rounding, with less padding: examples of different skills differ in length by
+    up to 2x (``python -m benchmarks.perception_step`` measures the time). 1: one padded batch."""
     learning_rate: float = 5e-4
     """Peak AdamW learning rate (``warmup_steps`` of linear warm-up, then linear decay to 0)."""
     warmup_steps: int = 20
@@ -236,7 +243,7 @@ class PerceptionConfig(Config):
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
         if self.heldout_duration is not None:
             self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
-        check(self, positive_int, "batch_size", "heldout", "eval_every")
+        check(self, positive_int, "batch_size", "micro_batches", "heldout", "eval_every")
         check(
             self,
             non_negative_int,
@@ -945,7 +952,7 @@ def _shares(steps: int, skills: tuple[str, ...], per_step: dict[str, float]) -> 
     return {skill: math.ceil(steps * per_step[skill] - 1e-9) for skill in skills}
 
 
-def _listing_skills(cfg: PerceptionConfig) -> tuple[str, ...]:
+def listing_skills(cfg: PerceptionConfig) -> tuple[str, ...]:
     """The listing phase's skills: the listings, then the steps after them (the preview's: select; a
     crop's: zoom; the close crop's: answer), learned as late."""
     listing = ("highlights", "crop") if cfg.crops_as_frames else ("highlights",)
@@ -957,7 +964,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
     lay them out (``highlights@episode``, ``crop@episode``), all in the run's
     :class:`~medscope_gym.agents.scripted.SearchStyle`. A listing scored against one without the marks
     the model learned to write could never be right."""
-    style, listing = cfg.style, _listing_skills(cfg)
+    style, listing = cfg.style, listing_skills(cfg)
     duration = cfg.heldout_duration or cfg.duration
     scored = tuple(
         dict.fromkeys(
@@ -1037,7 +1044,7 @@ def train_perception(
     )
     lead += make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
     reading_end = cfg.copy_steps + cfg.window_steps + cfg.reading_steps  # where the listings start
-    listing = _listing_skills(cfg)
+    listing = listing_skills(cfg)
     weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
     weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
     even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
@@ -1090,14 +1097,11 @@ def train_perception(
     while step + 1 < total:
         step += 1
         batch = train[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        enc, labels = batcher(batch)
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
+        value = backward_step(model, batcher, batch, cfg.micro_batches)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
-        value = float(loss.detach())
         if step == 0:
             first_loss = value
         if log is not None:
@@ -1139,6 +1143,31 @@ def train_perception(
         "first_loss": round(first_loss, 4),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def backward_step(model: Any, batcher: _Batcher, batch: list[_Example], micro_batches: int = 1) -> float:
+    """Backpropagate the mean answer-token loss of ``batch`` into ``model``'s gradients; returns it.
+
+    With ``micro_batches`` > 1 the examples go through the model in that many groups of similar length
+    (each padded only to its own longest), each group's mean loss weighted by its share of the batch's
+    answer tokens, so the summed gradient is the whole batch's (``PerceptionConfig.micro_batches``).
+    """
+    enc, labels = batcher(batch)
+    if micro_batches <= 1 or len(batch) < 2:
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        return float(loss.detach())
+    order = np.argsort(enc["attention_mask"].sum(1).numpy(), kind="stable")
+    answer_tokens = int((labels[:, 1:] != -100).sum())  # the model's loss shifts labels by one
+    size = -(-len(batch) // micro_batches)
+    total = 0.0
+    for start in range(0, len(batch), size):
+        enc, labels = batcher([batch[i] for i in order[start : start + size]])
+        share = int((labels[:, 1:] != -100).sum()) / max(1, answer_tokens)
+        loss = model(**enc, labels=labels).loss * share
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def _more_reading(

@@ -24,14 +24,17 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.recipe.config import RecipeConfig
 from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.atomic import atomic_write_text
 
-__all__ = ["COLUMNS", "STAGES", "run_recipe", "uniform_frames_baseline"]
+if TYPE_CHECKING:
+    from medscope_gym.agents.recipe.perception import PerceptionConfig
+
+__all__ = ["COLUMNS", "STAGES", "perception_config", "run_recipe", "uniform_frames_baseline"]
 
 STAGES = ("perception", "vcot", "answer_only", "grpo", "baselines")
 #: The results table's metrics: ``medscope eval``'s columns less the per-episode bookkeeping.
@@ -174,7 +177,7 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
         print("recipe: perception finished earlier, skipped")
         return final
     t0 = time.perf_counter()
-    result = run_perception(start, run, _perception_config(cfg))
+    result = run_perception(start, run, perception_config(cfg))
     results["rows"]["perception"] = {
         "heldout": result["heldout"],
         "reading_steps": result["reading_steps"],  # more than configured where ``reading_until`` added some
@@ -184,7 +187,7 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
     return final
 
 
-def _perception_config(cfg: RecipeConfig):
+def perception_config(cfg: RecipeConfig) -> PerceptionConfig:
     """Stage I's settings: ``cfg.perception`` on the recipe's seed, threads, Stage I lengths and crop
     layout (the rehearsal lays its examples out the same way)."""
     from medscope_gym.agents.recipe.perception import PerceptionConfig
@@ -284,7 +287,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
 
     from medscope_gym.agents.recipe.perception import Rehearsal, policy_system_prompt
 
-    stage_one = _perception_config(cfg)  # laid out as Stage I's examples
+    stage_one = perception_config(cfg)  # laid out as Stage I's examples
     return Rehearsal(
         AutoProcessor.from_pretrained(start),
         tuple(cfg.rehearsal["skills"]),

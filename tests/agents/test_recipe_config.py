@@ -32,14 +32,14 @@ def test_bad_perception_duration_is_refused(bad):
 def test_the_search_style_reaches_stage_one_and_stage_two():
     """One setting says how the search reference writes its close crop and answer: Stage I's examples
     (and their rehearsal, laid out as Stage I's) and the reference Stage II imitates."""
-    from medscope_gym.agents.recipe.runner import _perception_config, _sft_defaults
+    from medscope_gym.agents.recipe.runner import perception_config, _sft_defaults
     from medscope_gym.agents.sft.config import SFTConfig
 
     style = {"close_from": "first", "choice_text": True}
     cfg = RecipeConfig(search=style, frames={"crops_as_frames": True})
-    assert _perception_config(cfg).search == style
+    assert perception_config(cfg).search == style
     assert SFTConfig.from_dict({**_sft_defaults(cfg), "model": "m", "suite": "s", "out": "o"}).search == style
-    assert _perception_config(RecipeConfig()).search == {}
+    assert perception_config(RecipeConfig()).search == {}
     with pytest.raises(ConfigError, match="RecipeConfig.search.+close_from"):
         RecipeConfig(search={"close_from": "after"})
     with pytest.raises(ConfigError, match="SFTConfig.search.+list_close"):

@@ -441,6 +441,36 @@ def test_rehearsal_takes_the_skills_in_turn_from_fresh_videos_and_gives_a_loss()
     assert float(laid(model)) > 0
 
 
+def test_micro_batches_give_the_whole_batchs_loss_and_gradient():
+    """Length-sorted micro-batches, each weighted by its answer tokens: the one batch's gradient."""
+    import torch
+
+    from medscope_gym.agents.recipe.perception import _Batcher, backward_step
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+
+    tiny = TinyModelConfig(**{**MICRO, "vocab_size": 0})
+    processor = build_processor(tiny)
+    model = build_model(processor.tokenizer, tiny)
+    batch = make_examples("crop", 5, 3, (60.0, 90.0), crops_as_frames=True, irregular=1.0)
+    batch += make_examples("symbol", 6, 2, (60.0, 90.0)) + make_examples("copy", 7, 2, (60.0, 90.0))
+    lengths = {len(ex.answer) for ex in batch}
+    assert len(lengths) > 2  # examples of several lengths: the groups differ in padding
+
+    def gradient(micro: int) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        loss = backward_step(model, _Batcher(processor), batch, micro)
+        return loss, [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+
+    whole, reference = gradient(1)
+    for micro in (2, 3, 7):
+        loss, grads = gradient(micro)
+        assert loss == pytest.approx(whole, rel=1e-5)
+        assert len(grads) == len(reference)
+        assert all(torch.allclose(g, r, atol=1e-6, rtol=1e-4) for g, r in zip(grads, reference))
+    with pytest.raises(ConfigError, match="micro_batches"):
+        PerceptionConfig(micro_batches=0)
+
+
 def _batched_skills(monkeypatch) -> list[str]:
     """The skill of each batch Stage I's batcher makes from now on: training batches first, then the
     held-out scores."""
