@@ -32,7 +32,7 @@ def test_bad_perception_duration_is_refused(bad):
 def test_the_search_style_reaches_stage_one_and_stage_two():
     """One setting says how the search reference writes its close crop and answer: Stage I's examples
     (and their rehearsal, laid out as Stage I's) and the reference Stage II imitates."""
-    from medscope_gym.agents.recipe.runner import perception_config, _sft_defaults
+    from medscope_gym.agents.recipe.runner import _sft_defaults, perception_config
     from medscope_gym.agents.sft.config import SFTConfig
 
     style = {"close_from": "first", "choice_text": True}
