@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from medscope_gym.agents.recipe.config import RecipeConfig
-from medscope_gym.agents.recipe.perception import _Batcher, backward_step, listing_skills, make_examples
+from medscope_gym.agents.recipe.perception import ExampleBatcher, backward_step, listing_skills, make_examples
 from medscope_gym.agents.recipe.runner import perception_config
 from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
 
@@ -70,7 +70,7 @@ def compare_micro_batches(
     tiny = TinyModelConfig(**{"seed": seed, **cfg.model})
     processor = build_processor(tiny)
     model = build_model(processor.tokenizer, tiny).train()
-    batcher = _Batcher(processor)
+    batcher = ExampleBatcher(processor)
     batches = listing_batches(cfg, steps, seed)
     seconds: dict[int, list[float]] = {m: [] for m in settings}
     max_diff = {m: 0.0 for m in settings}

@@ -18,7 +18,7 @@ def step_inputs():
 
     from benchmarks.perception_step import listing_batches
     from medscope_gym.agents.recipe.config import RecipeConfig
-    from medscope_gym.agents.recipe.perception import _Batcher
+    from medscope_gym.agents.recipe.perception import ExampleBatcher
     from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
 
     torch.set_num_threads(1)
@@ -26,7 +26,11 @@ def step_inputs():
     cfg = RecipeConfig.from_yaml(MICRO, perception={**micro.perception, "batch_size": 8})
     tiny = TinyModelConfig(**cfg.model)
     processor = build_processor(tiny)
-    return build_model(processor.tokenizer, tiny).train(), _Batcher(processor), listing_batches(cfg, 1)[0]
+    return (
+        build_model(processor.tokenizer, tiny).train(),
+        ExampleBatcher(processor),
+        listing_batches(cfg, 1)[0],
+    )
 
 
 @pytest.mark.parametrize("micro", [1, 2, 4])

@@ -74,6 +74,7 @@ from medscope_gym.config import Config, check, non_negative_int, positive_float,
 from medscope_gym.errors import ConfigError
 
 __all__ = [
+    "ExampleBatcher",
     "PERCEPTION_SKILLS",
     "PerceptionConfig",
     "Rehearsal",
@@ -610,7 +611,7 @@ def make_examples(
     return out
 
 
-class _Batcher:
+class ExampleBatcher:
     """Examples as chat text plus processor tensors, labels on the answer tokens only."""
 
     def __init__(self, processor: Any, system_prompt: str | None = None) -> None:
@@ -698,7 +699,7 @@ class Rehearsal:
             raise ConfigError(f"rehearsal skills: unknown {unknown}; known: {', '.join(PERCEPTION_SKILLS)}")
         if batch_size < 1 or weight <= 0:
             raise ConfigError(f"rehearsal needs batch_size >= 1 and weight > 0, got {batch_size}, {weight}")
-        self.batcher = _Batcher(processor, system_prompt)
+        self.batcher = ExampleBatcher(processor, system_prompt)
         self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
         self.irregular, self.episode, self.first_turn = irregular, episode, first_turn
         self.duration, self.crops_as_frames, self.style = duration, crops_as_frames, style
@@ -737,7 +738,7 @@ class Rehearsal:
         return self.weight * model(**enc, labels=labels.to(device)).loss
 
 
-def _ranked(model: Any, batcher: _Batcher, ex: _Example) -> bool:
+def _ranked(model: Any, batcher: ExampleBatcher, ex: _Example) -> bool:
     """Whether, of the twelve symbols' captions, the model finds the true one likeliest after ``ex``'s
     prompt: reading, whatever format the model has since learned to answer in."""
     import dataclasses
@@ -829,7 +830,7 @@ def _pick_parts(tokenizer: Any, ids: list[int], answer: str) -> list[str]:
 
 
 def _accuracy(
-    model: Any, batcher: _Batcher, skill: str, examples: list[_Example], ranked: bool = False
+    model: Any, batcher: ExampleBatcher, skill: str, examples: list[_Example], ranked: bool = False
 ) -> dict[str, float]:
     """Exact match of every answer token, teacher-forced, greedy: ``{skill: acc}``, plus ``skill/kind``
     per kind of answer where a skill has several (``frames/symbol`` is the reading alone), and for a
@@ -901,7 +902,7 @@ def _accuracy(
     return scores
 
 
-def _generated(model: Any, batcher: _Batcher, skill: str, examples: list[_Example]) -> dict[str, float]:
+def _generated(model: Any, batcher: ExampleBatcher, skill: str, examples: list[_Example]) -> dict[str, float]:
     """Each example's answer written by the model greedily after its prompt, untaught:
     ``{skill}/generated``, the share that begins with the whole answer, and, where an answer has them,
     the parts: ``-named`` (a listing names what its frames show, the symbol, somewhere), ``-start`` and
@@ -1010,7 +1011,7 @@ def train_perception(
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    batcher = _Batcher(processor, system_prompt)
+    batcher = ExampleBatcher(processor, system_prompt)
     style = cfg.style
     per_skill = -(-cfg.steps * cfg.batch_size // len(cfg.skills))
     rng = np.random.default_rng([cfg.seed, 17])
@@ -1145,7 +1146,9 @@ def train_perception(
     }
 
 
-def backward_step(model: Any, batcher: _Batcher, batch: list[_Example], micro_batches: int = 1) -> float:
+def backward_step(
+    model: Any, batcher: ExampleBatcher, batch: list[_Example], micro_batches: int = 1
+) -> float:
     """Backpropagate the mean answer-token loss of ``batch`` into ``model``'s gradients; returns it.
 
     With ``micro_batches`` > 1 the examples go through the model in that many groups of similar length
@@ -1171,7 +1174,7 @@ def backward_step(model: Any, batcher: _Batcher, batch: list[_Example], micro_ba
 
 
 def _more_reading(
-    model: Any, batcher: _Batcher, cfg: PerceptionConfig, held: list[_Example], done: int
+    model: Any, batcher: ExampleBatcher, cfg: PerceptionConfig, held: list[_Example], done: int
 ) -> int:
     """Steps to add to the reading phase: ``cfg.reading_chunk`` (or what ``reading_max_steps`` leaves)
     while held-out ``symbol`` is below ``cfg.reading_until``; 0 once it is reached or the cap is."""

@@ -208,7 +208,7 @@ def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
     not ended (the episode's reasoning goes on after the listing)."""
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher
+    from medscope_gym.agents.recipe.perception import ExampleBatcher
     from medscope_gym.agents.scripted import CROP_LISTING, PREVIEW_LISTING
 
     plain = make_examples("highlights", 7, 4, (90.0, 150.0))
@@ -220,7 +220,7 @@ def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
         assert "\nQuestion: " in b.question and b.question.endswith(
             f"16 frames from {a.image_times[0]:.1f} s to {a.image_times[-1]:.1f} s."
         )
-    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
+    batcher = ExampleBatcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
     enc, labels = batcher(laid[:1] + plain[:1])
     text = batcher.tokenizer.decode(enc["input_ids"][0])
     assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
@@ -267,12 +267,12 @@ def _given_is_shown_not_trained(tiny_dir, examples) -> None:
     tokens are labelled; some are at irregular times, some at even ones."""
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher
+    from medscope_gym.agents.recipe.perception import ExampleBatcher
 
     gaps = [np.diff(ex.image_times) for ex in examples]
     irregular = sum(bool(g.max() - g.min() > 1.0) for g in gaps)
     assert 0 < irregular < len(examples)
-    batcher = _Batcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
+    batcher = ExampleBatcher(AutoProcessor.from_pretrained(tiny_dir), system_prompt="Be brief.")
     enc, labels = batcher(examples[:2])
     for i, ex in enumerate(examples[:2]):
         assert batcher.tokenizer.decode(labels[i][labels[i] != -100]) == ex.answer
@@ -445,7 +445,7 @@ def test_micro_batches_give_the_whole_batchs_loss_and_gradient():
     """Length-sorted micro-batches, each weighted by its answer tokens: the one batch's gradient."""
     import torch
 
-    from medscope_gym.agents.recipe.perception import _Batcher, backward_step
+    from medscope_gym.agents.recipe.perception import ExampleBatcher, backward_step
     from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
 
     tiny = TinyModelConfig(**{**MICRO, "vocab_size": 0})
@@ -458,7 +458,7 @@ def test_micro_batches_give_the_whole_batchs_loss_and_gradient():
 
     def gradient(micro: int) -> tuple[float, list[torch.Tensor]]:
         model.zero_grad()
-        loss = backward_step(model, _Batcher(processor), batch, micro)
+        loss = backward_step(model, ExampleBatcher(processor), batch, micro)
         return loss, [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
 
     whole, reference = gradient(1)
@@ -477,13 +477,13 @@ def _batched_skills(monkeypatch) -> list[str]:
     import medscope_gym.agents.recipe.perception as perception
 
     trained: list[str] = []
-    batcher_call = perception._Batcher.__call__
+    batcher_call = perception.ExampleBatcher.__call__
 
     def spy(self, batch):
         trained.append(batch[0].skill)
         return batcher_call(self, batch)
 
-    monkeypatch.setattr(perception._Batcher, "__call__", spy)
+    monkeypatch.setattr(perception.ExampleBatcher, "__call__", spy)
     return trained
 
 
@@ -582,10 +582,10 @@ def test_labels_of_frames_that_show_something_are_scored_apart(tiny_dir):
     the symbol is ("a red ring ...") is right on most labels and on none of these."""
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _accuracy, _Batcher, _shows
+    from medscope_gym.agents.recipe.perception import ExampleBatcher, _accuracy, _shows
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
-    batcher = _Batcher(processor)
+    batcher = ExampleBatcher(processor)
     examples = make_examples("crop", 7, 3, (90.0, 120.0), crops_as_frames=True)
     assert all(any(_shows(ex.answer)) for ex in examples)
     perfect = _accuracy(_Teacher(), batcher, "crop", examples)
@@ -619,7 +619,7 @@ def test_written_listings_are_scored_whole_and_by_the_symbol_they_name(tiny_dir)
     only whether it names the crop's symbol, wherever."""
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher, _generated
+    from medscope_gym.agents.recipe.perception import ExampleBatcher, _generated
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
     examples = make_examples("crop", 7, 3, (90.0, 120.0), crops_as_frames=True, episode=1.0)
@@ -628,7 +628,7 @@ def test_written_listings_are_scored_whole_and_by_the_symbol_they_name(tiny_dir)
     shifted = answers[1].replace(f"{caption}; ", "no; ", 1).replace("no; ", f"{caption}; ", 2)
     blind = re.sub(r"a \w+ \w+ at the centre", "no", answers[2])
     writer = _Writer(processor.tokenizer, [answers[0] + " I look closely", shifted, blind])
-    scores = _generated(writer, _Batcher(processor), "crop@episode", examples)
+    scores = _generated(writer, ExampleBatcher(processor), "crop@episode", examples)
     assert scores == {"crop@episode/generated": 1 / 3, "crop@episode/generated-named": 2 / 3}
 
 
@@ -637,10 +637,10 @@ def test_written_close_crops_and_answers_are_scored_by_part(tiny_dir):
     symbol right but gives the wrong letter scores on ``-read`` only, and each kind is scored apart."""
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher, _generated
+    from medscope_gym.agents.recipe.perception import ExampleBatcher, _generated
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
-    batcher = _Batcher(processor)
+    batcher = ExampleBatcher(processor)
     zooms = make_examples("zoom", 7, 2, (90.0, 120.0))
     early = re.sub(r"at (\S+)-", "at 1.0-", zooms[1].answer)  # the start one frame off, say
     scores = _generated(_Writer(processor.tokenizer, [zooms[0].answer, early]), batcher, "zoom", zooms)
@@ -664,13 +664,13 @@ def test_written_first_crops_are_scored_by_their_calls_times(tiny_dir):
     """``select``'s turn has no close crop: its ``-start`` and ``-end`` are the crop call's two times."""
     from transformers import AutoProcessor
 
-    from medscope_gym.agents.recipe.perception import _Batcher, _generated
+    from medscope_gym.agents.recipe.perception import ExampleBatcher, _generated
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
     selects = make_examples("select", 7, 2, (200.0, 300.0), crops_as_frames=True)
     late = re.sub(r'"end_time": [^}]+\}', '"end_time": 1.0}', selects[1].answer)
     scores = _generated(
-        _Writer(processor.tokenizer, [selects[0].answer, late]), _Batcher(processor), "select", selects
+        _Writer(processor.tokenizer, [selects[0].answer, late]), ExampleBatcher(processor), "select", selects
     )
     assert scores == {"select/generated": 0.5, "select/generated-start": 1.0, "select/generated-end": 0.5}
 
