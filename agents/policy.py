@@ -60,6 +60,16 @@ class Policy(abc.ABC):
         """The finished episode's turn records in ``slot`` (only when ``records_turns``)."""
         raise NotImplementedError(f"{type(self).__name__} does not record turns (records_turns is False)")
 
+    def episode_sample(self, sample: Sample | None) -> Sample:
+        """``sample``, which a policy that ``uses_ground_truth`` is given at :meth:`begin`; a clear error
+        when the caller did not pass it."""
+        if sample is None:
+            raise ValueError(
+                f"policy {self.name!r} reads the ground truth and needs the episode's sample "
+                "(the runner passes env.unwrapped.current_sample)"
+            )
+        return sample
+
     def imitate_last(self, slot: int) -> bool:
         """Whether the turn just produced in ``slot`` is one to learn from (False: a deliberate mistake)."""
         return True

@@ -108,8 +108,7 @@ class OraclePolicy(Policy):
     def begin(
         self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
     ) -> None:
-        if sample is None:
-            raise ValueError("the oracle needs the episode's sample (the runner passes current_sample)")
+        sample = self.episode_sample(sample)
         times = np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1)
         self._state[slot] = {"sample": sample, "duration": float(info["duration"]), "preview": np.sort(times)}
 
@@ -292,10 +291,7 @@ class SearchingOracle(Policy):
     def begin(
         self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
     ) -> None:
-        if sample is None:
-            raise ValueError(
-                "the searching oracle needs the episode's sample (the runner passes current_sample)"
-            )
+        sample = self.episode_sample(sample)
         preview = np.sort(np.asarray(obs.get("video_times", ()), dtype=np.float64).reshape(-1))
         duration = float(info["duration"])
         marked = [

@@ -96,10 +96,7 @@ class UniformReference(Policy):
     def begin(
         self, slot: int, obs: dict[str, Any], info: dict[str, Any], sample: Sample | None = None
     ) -> None:
-        if sample is None:
-            raise ValueError(
-                "the uniform-frames reference needs the episode's sample (the runner passes current_sample)"
-            )
+        sample = self.episode_sample(sample)
         calls = uniform_crop_calls(float(info["duration"]), self.crops, self.per_crop)
         self._state[slot] = {"sample": sample, "calls": calls, "times": [], "scripted": False}
 

@@ -134,30 +134,18 @@ def test_sft_builds_uniform_reference_data_with_only_the_answer_as_target(tiny_d
 
     policy = VLMPolicyConfig.load(tiny_dir)
     policy.frames.max_crop_frames = 5
-    (traj,) = build_reference_data(
-        str(tiny_dir),
-        str(testbed_suite.root),
-        "test",
-        policy,
-        limit=1,
-        num_envs=1,
-        reference="uniform",
-        decimals=1,
-        uniform=(1, 5),
-    )
+
+    def build(per_crop: int):
+        return build_reference_data(
+            str(tiny_dir), str(testbed_suite.root), "test", policy, limit=1, num_envs=1, reference="uniform",
+            decimals=1, uniform=(1, per_crop),
+        )  # fmt: skip
+
+    (traj,) = build(5)
     assert [t.imitate for t in traj.turns] == [False, True]
     assert len(traj.final_info["tool_log"][0]["timestamps"]) == 5
     assert traj.reward_parts["accuracy"] == 1.0
     loss = traj.loss_mask()
     assert sum(loss) == len(traj.turns[1].action_ids)  # only the listing and the answer are learned
     with pytest.raises(ValueError, match="max_crop_frames"):
-        build_reference_data(
-            str(tiny_dir),
-            str(testbed_suite.root),
-            "test",
-            policy,
-            limit=1,
-            num_envs=1,
-            reference="uniform",
-            uniform=(1, 6),
-        )
+        build(6)
