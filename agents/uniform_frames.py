@@ -85,7 +85,8 @@ class UniformReference(Policy):
         style: SearchStyle | None = None,
         symbol_free: Collection[str] = SYMBOL_FREE_CAPTIONS,
     ) -> None:
-        interleaved_crops(1.0, crops, per_crop)  # checks both counts
+        if crops < 1 or per_crop < 1:
+            raise ValueError(f"UniformReference: crops and per_crop must be >= 1, got {crops}, {per_crop}")
         self.crops = crops
         self.per_crop = per_crop
         self.decimals = decimals

@@ -1160,6 +1160,8 @@ def backward_step(
         loss = model(**enc, labels=labels).loss
         loss.backward()
         return float(loss.detach())
+    # lengths need the processor's vision-token expansion, so the groups are processed again; that
+    # costs milliseconds against the model's second (benchmarks.perception_step times both together)
     order = np.argsort(enc["attention_mask"].sum(1).numpy(), kind="stable")
     answer_tokens = int((labels[:, 1:] != -100).sum())  # the model's loss shifts labels by one
     size = -(-len(batch) // micro_batches)

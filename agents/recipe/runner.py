@@ -339,8 +339,8 @@ def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], resul
                 continue
             frames = max(1, round(results["rows"][agent]["frames_seen"] - _preview_frames(suites["heldout"])))
             if cfg.uniform:
-                model, crops, train_s = _train_uniform_model(cfg, root, suites, frames)
-                extra = {"uniform_model": "trained", "train_s": train_s}
+                model, train_s = _train_uniform_model(cfg, root, suites, frames)
+                crops, extra = 1, {"uniform_model": "trained", "train_s": train_s}
             else:
                 model = str(root / _FOLDERS["vcot"] / "run" / "final")
                 crops = 2 if cfg.vcot.get("reference") == "search" else 1
@@ -366,11 +366,11 @@ def _run_baselines(cfg: RecipeConfig, root: Path, suites: dict[str, Path], resul
 
 def _train_uniform_model(
     cfg: RecipeConfig, root: Path, suites: dict[str, Path], frames: int
-) -> tuple[str, int, float]:
+) -> tuple[str, float]:
     """The uniform-frames model: Stage I fine-tuned, as the answer-only model is, on the training
     questions answered after one scripted crop of ``frames`` evenly spread frames (SFT's "uniform"
-    reference; ``cfg.uniform`` sets the rest). Returns its final checkpoint, its scripted crops and
-    its training seconds (0 when it had finished earlier)."""
+    reference; ``cfg.uniform`` sets the rest). Returns its final checkpoint and its training seconds
+    (0 when it had finished earlier)."""
     from medscope_gym.agents.sft.config import SFTConfig
     from medscope_gym.agents.sft.trainer import train_sft
 
@@ -389,7 +389,7 @@ def _train_uniform_model(
             **cfg.uniform,
         }
         train_sft(SFTConfig.from_dict(sft, source="recipe uniform"), auxiliary=_rehearsal(cfg, start))
-    return str(run / "final"), 1, round(time.perf_counter() - t0, 1)
+    return str(run / "final"), round(time.perf_counter() - t0, 1)
 
 
 def _eval_folder(root: Path, key: str) -> Path:
