@@ -825,7 +825,26 @@ def test_reading_goes_on_in_chunks_until_the_symbol_is_read_or_the_cap(capsys):
         assert re.search(
             rf"reading check after {done} steps: symbol [\d.]+; reading goes on for 1 steps", out
         )
-    assert re.search(r"reading check after 3 steps: symbol [\d.]+; the listings start", out)
+    assert re.search(r"reading check after 3 steps: symbol [\d.]+; the reading phase ends", out)
+
+
+def test_reading_first_reads_before_the_drills_and_checks_where_reading_ends(monkeypatch, capsys):
+    """``reading_first``: the reading phase (and what ``reading_until`` adds to it) comes before the copy
+    and window drills, and the check runs when reading ends, not after the drills."""
+    trained = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, reading_first=True, reading_steps=1, reading_until=1.0, reading_chunk=1,
+        reading_max_steps=2, copy_steps=2, window_steps=1, steps=0, batch_size=2, heldout=2,
+        eval_every=100, crops_as_frames=True,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    out = capsys.readouterr().out
+    assert result["reading_steps"] == 2
+    # a reading step, its check (a held-out batch), the added reading step, its check, then the drills
+    assert trained[:7] == ["symbol"] * 4 + ["copy", "copy", "window"]
+    assert "reading check after 1 steps" in out and "reading check after 2 steps" in out
+    assert result["curve"][-1]["step"] == 5
+    assert {"copy", "window", "symbol"} <= set(result["heldout"])
 
 
 def test_a_reading_check_that_adds_no_steps_leaves_training_as_it_was():
