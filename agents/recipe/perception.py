@@ -135,6 +135,17 @@ class PerceptionConfig(Config):
     """Optimizer steps on ``copy`` alone before everything else: text lists written out again, so the
     model learns to copy from its context (the times of a listing, the question's ordinal, the call's
     times) where only a few tokens of each later example ask for it."""
+    copy_until: float | None = None
+    """Held-out ``copy/items`` (the share of list items written out right) the copy drill must reach
+    before the next phase starts (None: the drill is ``copy_steps`` long). Checked and extended like
+    ``reading_until``, ``copy_chunk`` steps at a time up to ``copy_max_steps``, on fresh lists. Copying,
+    like reading, is learned suddenly and at a step that depends on the seed: after 3,000 steps v17r's
+    seed 1 wrote 0.967 of the items right and its seed 2 0.601 (docs/results.md, "v18: reading
+    first"). A seed that reaches it in ``copy_steps`` trains exactly as without it."""
+    copy_chunk: int = 200
+    """Steps added to the copy drill at a time while ``copy_until`` is not reached."""
+    copy_max_steps: int = 6000
+    """Most steps the copy drill takes with ``copy_until`` (its ``copy_steps`` included)."""
     window_steps: int = 0
     """Optimizer steps on ``window`` alone after the copy drill: a crop listing given as text, the close
     crop around its symbol as the answer (``zoom``'s step without the frames). In the listing phase,
@@ -262,17 +273,20 @@ class PerceptionConfig(Config):
             "reading_steps",
             "listing_steps",
         )
-        check(self, positive_int, "reading_chunk", "reading_max_steps")
-        if self.reading_until is not None:
-            if not 0.0 < self.reading_until <= 1.0 or self.reading_steps == 0:
+        check(self, positive_int, "reading_chunk", "reading_max_steps", "copy_chunk", "copy_max_steps")
+        for phase, score in (("reading", "symbol accuracy"), ("copy", "copy/items share")):
+            until, steps = getattr(self, f"{phase}_until"), getattr(self, f"{phase}_steps")
+            if until is None:
+                continue
+            if not 0.0 < until <= 1.0 or steps == 0:
                 raise ConfigError(
-                    "PerceptionConfig.reading_until is a held-out symbol accuracy in (0, 1] checked after "
-                    f"reading_steps > 0; got {self.reading_until!r} with reading_steps {self.reading_steps}"
+                    f"PerceptionConfig.{phase}_until is a held-out {score} in (0, 1] checked after "
+                    f"{phase}_steps > 0; got {until!r} with {phase}_steps {steps}"
                 )
-            if self.reading_max_steps < self.reading_steps:
+            if getattr(self, f"{phase}_max_steps") < steps:
                 raise ConfigError(
-                    f"PerceptionConfig.reading_max_steps ({self.reading_max_steps}) is below reading_steps "
-                    f"({self.reading_steps})"
+                    f"PerceptionConfig.{phase}_max_steps ({getattr(self, f'{phase}_max_steps')}) is below "
+                    f"{phase}_steps ({steps})"
                 )
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
@@ -1039,8 +1053,35 @@ def train_perception(
     ]
     # the copy phase first, then the window drill, the reading phase (or the reading phase before both:
     # ``reading_first``), the listing phase, each in its own order, then the mix shuffled
-    drills = make_examples("copy", stream + 400_000, cfg.copy_steps * cfg.batch_size, cfg.duration)
-    drills += make_examples(  # the copy drill uses no videos; these sit below the reading phase's
+    waits = {  # the phases that may go on until a held-out score is reached, and their example streams
+        "copy": _Wait(
+            "copy",
+            "copy/items",
+            cfg.copy_until,
+            cfg.copy_steps,
+            cfg.copy_chunk,
+            cfg.copy_max_steps,
+            stream + 400_000,
+            "copying goes on",
+            "the copy drill ends",
+        ),
+        "symbol": _Wait(
+            "reading",
+            "symbol",
+            cfg.reading_until,
+            cfg.reading_steps,
+            cfg.reading_chunk,
+            cfg.reading_max_steps,
+            stream + 500_000,
+            "reading goes on",
+            "the reading phase ends",
+        ),
+    }
+    drills = {
+        skill: make_examples(skill, wait.first, wait.steps * cfg.batch_size, cfg.duration)
+        for skill, wait in waits.items()
+    }
+    drills["window"] = make_examples(  # the copy drill uses no videos; these sit below the reading phase's
         "window",
         stream + 450_000,
         cfg.window_steps * cfg.batch_size,
@@ -1049,10 +1090,12 @@ def train_perception(
         cfg.irregular_times,
         style=style,
     )
-    reading = make_examples("symbol", stream + 500_000, cfg.reading_steps * cfg.batch_size, cfg.duration)
-    lead = reading + drills if cfg.reading_first else drills + reading
-    # the step the reading phase ends at, where ``reading_until`` checks it
-    reading_end = cfg.reading_steps + (0 if cfg.reading_first else cfg.copy_steps + cfg.window_steps)
+    order = ("symbol", "copy", "window") if cfg.reading_first else ("copy", "window", "symbol")
+    lead = [ex for skill in order for ex in drills[skill]]
+    steps_of = {"copy": cfg.copy_steps, "window": cfg.window_steps, "symbol": cfg.reading_steps}
+    ends = dict(
+        zip(order, np.cumsum([steps_of[skill] for skill in order]).tolist())
+    )  # each phase's last step
     listing = listing_skills(cfg)
     weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
     weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
@@ -1101,7 +1144,6 @@ def train_perception(
     t0 = time.perf_counter()
     if total == 0:  # nothing to train: score the model as it is (``medscope recipe-probe --checkpoint``)
         curve.append({"step": 0, "loss": None, **score()})
-    read_extra = 0  # steps the reading check added (``reading_until``): ``total`` grows by as many
     step = -1
     while step + 1 < total:
         step += 1
@@ -1120,14 +1162,17 @@ def train_perception(
                 step + 1,
                 {"train/loss": value, "train/lr": sched.get_last_lr()[0], "train/elapsed_s": elapsed},
             )
-        if cfg.reading_until is not None and step + 1 == reading_end:
-            more = _more_reading(model, batcher, cfg, heldout["symbol"], read_extra)
+        for skill, wait in waits.items():  # ``reading_until``, ``copy_until``: the phase may go on
+            if wait.until is None or step + 1 != ends[skill]:
+                continue
+            more = _more_steps(model, batcher, skill, wait, heldout[skill], cfg.ranked)
             if more:
-                at = reading_end * cfg.batch_size
-                first = stream + 500_000 + (cfg.reading_steps + read_extra) * cfg.batch_size  # fresh videos
-                train[at:at] = make_examples("symbol", first, more * cfg.batch_size, cfg.duration)
-                read_extra += more
-                reading_end += more
+                at = ends[skill] * cfg.batch_size
+                first = wait.first + (wait.steps + wait.added) * cfg.batch_size  # fresh examples
+                train[at:at] = make_examples(skill, first, more * cfg.batch_size, cfg.duration)
+                wait.added += more
+                for later in order[order.index(skill) :]:
+                    ends[later] += more
                 total += more
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             scores = score()
@@ -1148,7 +1193,8 @@ def train_perception(
     return {
         "heldout": {k: v for k, v in curve[-1].items() if k not in ("step", "loss")},
         "curve": curve,
-        "reading_steps": cfg.reading_steps + read_extra,
+        "reading_steps": cfg.reading_steps + waits["symbol"].added,
+        "copy_steps": cfg.copy_steps + waits["copy"].added,
         "first_loss": round(first_loss, 4),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -1183,22 +1229,37 @@ def backward_step(
     return total
 
 
-def _more_reading(
-    model: Any, batcher: ExampleBatcher, cfg: PerceptionConfig, held: list[_Example], done: int
+@dataclass
+class _Wait:
+    """A phase of one skill that goes on, ``chunk`` steps at a time up to ``cap`` in all, until held-out
+    ``score`` reaches ``until`` (``PerceptionConfig.reading_until``, ``copy_until``)."""
+
+    name: str
+    score: str
+    until: float | None
+    steps: int
+    chunk: int
+    cap: int
+    first: int
+    """Seed of the phase's first example; the added ones follow on."""
+    going_on: str
+    ending: str
+    added: int = 0
+
+
+def _more_steps(
+    model: Any, batcher: ExampleBatcher, skill: str, wait: _Wait, held: list[_Example], ranked: bool
 ) -> int:
-    """Steps to add to the reading phase: ``cfg.reading_chunk`` (or what ``reading_max_steps`` leaves)
-    while held-out ``symbol`` is below ``cfg.reading_until``; 0 once it is reached or the cap is."""
+    """Steps to add to ``wait``'s phase: ``wait.chunk`` (or what ``wait.cap`` leaves) while held-out
+    ``wait.score`` (of ``skill`` on ``held``) is below ``wait.until``; 0 once it is reached or the cap is."""
     training = model.training
-    read = _accuracy(model, batcher, "symbol", held, cfg.ranked)["symbol"]
+    value = _accuracy(model, batcher, skill, held, ranked)[wait.score]
     model.train(training)  # the check leaves training as it was
-    more = (
-        min(cfg.reading_chunk, cfg.reading_max_steps - cfg.reading_steps - done)
-        if read < cfg.reading_until
-        else 0
-    )
-    verdict = f"reading goes on for {more} steps" if more else "the reading phase ends"
+    more = min(wait.chunk, wait.cap - wait.steps - wait.added) if value < wait.until else 0
+    verdict = f"{wait.going_on} for {more} steps" if more else wait.ending
     print(
-        f"perception: reading check after {cfg.reading_steps + done} steps: symbol {read:.3f}; {verdict}",
+        f"perception: {wait.name} check after {wait.steps + wait.added} steps: {wait.score} {value:.3f}; "
+        f"{verdict}",
         flush=True,
     )
     return more

@@ -847,6 +847,25 @@ def test_reading_first_reads_before_the_drills_and_checks_where_reading_ends(mon
     assert {"copy", "window", "symbol"} <= set(result["heldout"])
 
 
+def test_the_copy_drill_goes_on_until_it_copies_and_the_reading_after_it_moves_back(monkeypatch, capsys):
+    """``copy_until``: checked on held-out ``copy/items`` when the drill ends; below it the drill goes on
+    with fresh lists, and the phases after it (here reading, with its own check) start later."""
+    trained = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, copy_steps=1, copy_until=1.0, copy_chunk=2, copy_max_steps=3, reading_steps=1,
+        reading_until=1.0, reading_max_steps=1, steps=0, batch_size=2, heldout=2, eval_every=100,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    out = capsys.readouterr().out
+    assert result["copy_steps"] == 3 and result["reading_steps"] == 1
+    assert re.search(r"copy check after 1 steps: copy/items [\d.]+; copying goes on for 2 steps", out)
+    assert re.search(r"copy check after 3 steps: copy/items [\d.]+; the copy drill ends", out)
+    assert re.search(r"reading check after 1 steps: symbol [\d.]+; the reading phase ends", out)
+    # a copy step, its check, two more, the check, then reading (held-out batches follow)
+    assert trained[:6] == ["copy", "copy", "copy", "copy", "copy", "symbol"]
+    assert result["curve"][-1]["step"] == 4
+
+
 def test_a_reading_check_that_adds_no_steps_leaves_training_as_it_was():
     base = {"model": MICRO, "reading_steps": 2, "steps": 1, "batch_size": 2, "heldout": 2, "eval_every": 100}
     plain = run_reading_probe(ReadingProbeConfig(**base))
@@ -862,6 +881,10 @@ def test_a_reading_check_that_adds_no_steps_leaves_training_as_it_was():
         ({"reading_until": 1.5, "reading_steps": 10}, "in \\(0, 1\\]"),
         ({"reading_until": 0.9, "reading_steps": 10, "reading_max_steps": 5}, "below reading_steps"),
         ({"reading_chunk": 0}, "reading_chunk"),
+        ({"copy_until": 0.9}, "copy_steps > 0"),
+        ({"copy_until": 0.0, "copy_steps": 10}, "in \\(0, 1\\]"),
+        ({"copy_until": 0.9, "copy_steps": 10, "copy_max_steps": 5}, "below copy_steps"),
+        ({"copy_chunk": 0}, "copy_chunk"),
     ],
 )
 def test_reading_until_is_checked_early(fields, message):
