@@ -1055,26 +1055,26 @@ def train_perception(
     # ``reading_first``), the listing phase, each in its own order, then the mix shuffled
     waits = {  # the phases that may go on until a held-out score is reached, and their example streams
         "copy": _Wait(
-            "copy",
-            "copy/items",
-            cfg.copy_until,
-            cfg.copy_steps,
-            cfg.copy_chunk,
-            cfg.copy_max_steps,
-            stream + 400_000,
-            "copying goes on",
-            "the copy drill ends",
+            name="copy",
+            score="copy/items",
+            until=cfg.copy_until,
+            steps=cfg.copy_steps,
+            chunk=cfg.copy_chunk,
+            cap=cfg.copy_max_steps,
+            first=stream + 400_000,
+            going_on="copying goes on",
+            ending="the copy drill ends",
         ),
         "symbol": _Wait(
-            "reading",
-            "symbol",
-            cfg.reading_until,
-            cfg.reading_steps,
-            cfg.reading_chunk,
-            cfg.reading_max_steps,
-            stream + 500_000,
-            "reading goes on",
-            "the reading phase ends",
+            name="reading",
+            score="symbol",
+            until=cfg.reading_until,
+            steps=cfg.reading_steps,
+            chunk=cfg.reading_chunk,
+            cap=cfg.reading_max_steps,
+            first=stream + 500_000,
+            going_on="reading goes on",
+            ending="the reading phase ends",
         ),
     }
     drills = {
@@ -1093,9 +1093,8 @@ def train_perception(
     order = ("symbol", "copy", "window") if cfg.reading_first else ("copy", "window", "symbol")
     lead = [ex for skill in order for ex in drills[skill]]
     steps_of = {"copy": cfg.copy_steps, "window": cfg.window_steps, "symbol": cfg.reading_steps}
-    ends = dict(
-        zip(order, np.cumsum([steps_of[skill] for skill in order]).tolist())
-    )  # each phase's last step
+    # the step each phase ends at, where its check (``reading_until``, ``copy_until``) runs
+    ends = dict(zip(order, np.cumsum([steps_of[skill] for skill in order]).tolist()))
     listing = listing_skills(cfg)
     weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
     weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
