@@ -172,6 +172,13 @@ class PerceptionConfig(Config):
     """Steps added to the reading phase at a time while ``reading_until`` is not reached."""
     reading_max_steps: int = 1800
     """Most steps the reading phase takes with ``reading_until`` (its ``reading_steps`` included)."""
+    rehearse_earlier: int = 0
+    """Examples of each step, in every drill after the first and in the listing phase, that rehearse the
+    drills before it (``symbol``, ``copy``, ``window``, whichever came earlier, one skill per step in
+    turn), fresh ones from a stream of their own, in place of as many of the phase's own. Each phase
+    wipes out what the one before it taught: reading, the copy drill's copying (0.967 → 0.040 of the
+    items, v17r seed 1); the copy drill, reading (held-out ``symbol`` 1.000 → 0.000, v18 seed 2); and
+    the listing phase then has to learn both again (docs/results.md, "v18: reading first"). 0: none."""
     listing_steps: int = 0
     """Optimizer steps on the listing skills alone after the reading phase, before the mix:
     ``highlights``, ``crop`` when ``crops_as_frames`` (its answer is then a listing too), and
@@ -288,6 +295,11 @@ class PerceptionConfig(Config):
                     f"PerceptionConfig.{phase}_max_steps ({getattr(self, f'{phase}_max_steps')}) is below "
                     f"{phase}_steps ({steps})"
                 )
+        if not 0 <= self.rehearse_earlier < self.batch_size:
+            raise ConfigError(
+                f"PerceptionConfig.rehearse_earlier takes that many of a step's {self.batch_size} examples "
+                f"(batch_size); it must be in [0, batch_size), got {self.rehearse_earlier}"
+            )
         check(self, positive_int, "threads", optional=True)
         check(self, positive_float, "learning_rate")
         unknown = [s for s in self.skills if s not in PERCEPTION_SKILLS]
@@ -728,10 +740,11 @@ class Rehearsal:
         self._pool: dict[str, list[_Example]] = {s: [] for s in skills}
         self._calls = 0
 
-    def batch(self) -> list[_Example]:
-        """The next ``batch_size`` examples: one skill per call, the skills in turn."""
-        skill = self.skills[self._calls % len(self.skills)]
-        self._calls += 1
+    def batch(self, skill: str | None = None) -> list[_Example]:
+        """The next ``batch_size`` examples of ``skill`` (None: one skill per call, the skills in turn)."""
+        if skill is None:
+            skill = self.skills[self._calls % len(self.skills)]
+            self._calls += 1
         pool = self._pool[skill]
         if len(pool) < self.batch_size:  # examples in chunks: a video per example, made as needed
             count = max(64, self.batch_size)
@@ -1095,6 +1108,29 @@ def train_perception(
     steps_of = {"copy": cfg.copy_steps, "window": cfg.window_steps, "symbol": cfg.reading_steps}
     # the step each phase ends at, where its check (``reading_until``, ``copy_until``) runs
     ends = dict(zip(order, np.cumsum([steps_of[skill] for skill in order]).tolist()))
+    drilled = tuple(skill for skill in order if steps_of[skill] > 0)
+    keep = (  # ``rehearse_earlier``: the drills before a phase, from a stream of their own
+        Rehearsal(
+            processor,
+            drilled,
+            batch_size=cfg.rehearse_earlier,
+            duration=cfg.duration,
+            crops_as_frames=cfg.crops_as_frames,
+            seed=cfg.seed + 1000,  # not the stream a recipe's rehearsal beside Stage II draws (its seed)
+            irregular=cfg.irregular_times,
+            style=style,
+        )
+        if cfg.rehearse_earlier and len(drilled) > 0
+        else None
+    )
+
+    def earlier(step: int) -> tuple[str, ...]:
+        """The drills before ``step``'s phase (none in the first drill and the mix)."""
+        current = next((skill for skill in drilled if step < ends[skill]), None)
+        if current is not None:
+            return drilled[: drilled.index(current)]
+        return drilled if step < ends[order[-1]] + cfg.listing_steps else ()
+
     listing = listing_skills(cfg)
     weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
     weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
@@ -1147,6 +1183,8 @@ def train_perception(
     while step + 1 < total:
         step += 1
         batch = train[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        if keep is not None and (before := earlier(step)):
+            batch = batch[: cfg.batch_size - cfg.rehearse_earlier] + keep.batch(before[step % len(before)])
         value = backward_step(model, batcher, batch, cfg.micro_batches)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -866,6 +866,32 @@ def test_the_copy_drill_goes_on_until_it_copies_and_the_reading_after_it_moves_b
     assert result["curve"][-1]["step"] == 4
 
 
+def test_rehearse_earlier_keeps_the_drills_before_each_phase_in_its_steps(monkeypatch):
+    """``rehearse_earlier``: the first drill trains alone; each later drill and the listing phase give
+    that many examples of every step to the drills before them, in turn; the mix gives none."""
+    import medscope_gym.agents.recipe.perception as perception
+
+    batches: list[list[str]] = []
+    batcher_call = perception.ExampleBatcher.__call__
+
+    def spy(self, batch):
+        batches.append([ex.skill for ex in batch])
+        return batcher_call(self, batch)
+
+    monkeypatch.setattr(perception.ExampleBatcher, "__call__", spy)
+    cfg = ReadingProbeConfig(
+        model=MICRO, reading_first=True, reading_steps=1, copy_steps=2, listing_steps=2, steps=1,
+        skills=("symbol",), rehearse_earlier=1, batch_size=2, heldout=1, eval_every=100,
+    )  # fmt: skip
+    run_reading_probe(cfg)
+    assert batches[:3] == [["symbol", "symbol"], ["copy", "symbol"], ["copy", "symbol"]]
+    assert [b[1] for b in batches[3:5]] == ["copy", "symbol"]  # listing steps 4, 5: the drills in turn
+    assert batches[3][0] in ("highlights", "crop") and batches[4][0] in ("highlights", "crop")
+    assert batches[5] == ["symbol", "symbol"]  # the mix: its own examples only
+    with pytest.raises(ConfigError, match="rehearse_earlier"):
+        PerceptionConfig(rehearse_earlier=8, batch_size=8)
+
+
 def test_a_reading_check_that_adds_no_steps_leaves_training_as_it_was():
     base = {"model": MICRO, "reading_steps": 2, "steps": 1, "batch_size": 2, "heldout": 2, "eval_every": 100}
     plain = run_reading_probe(ReadingProbeConfig(**base))
