@@ -1066,29 +1066,22 @@ def train_perception(
     ]
     # the copy phase first, then the window drill, the reading phase (or the reading phase before both:
     # ``reading_first``), the listing phase, each in its own order, then the mix shuffled
-    waits = {  # the phases that may go on until a held-out score is reached, and their example streams
-        "copy": _Wait(
-            name="copy",
-            score="copy/items",
-            until=cfg.copy_until,
-            steps=cfg.copy_steps,
-            chunk=cfg.copy_chunk,
-            cap=cfg.copy_max_steps,
-            first=stream + 400_000,
-            going_on="copying goes on",
-            ending="the copy drill ends",
-        ),
-        "symbol": _Wait(
-            name="reading",
-            score="symbol",
-            until=cfg.reading_until,
-            steps=cfg.reading_steps,
-            chunk=cfg.reading_chunk,
-            cap=cfg.reading_max_steps,
-            first=stream + 500_000,
-            going_on="reading goes on",
-            ending="the reading phase ends",
-        ),
+    waits = {  # the phases that may go on until a held-out score is reached (``{phase}_until``)
+        skill: _Wait(
+            name=phase,
+            score=score,
+            until=getattr(cfg, f"{phase}_until"),
+            steps=getattr(cfg, f"{phase}_steps"),
+            chunk=getattr(cfg, f"{phase}_chunk"),
+            cap=getattr(cfg, f"{phase}_max_steps"),
+            first=stream + offset,  # the phase's example stream
+            going_on=going_on,
+            ending=ending,
+        )
+        for skill, phase, score, offset, going_on, ending in (
+            ("copy", "copy", "copy/items", 400_000, "copying goes on", "the copy drill ends"),
+            ("symbol", "reading", "symbol", 500_000, "reading goes on", "the reading phase ends"),
+        )
     }
     drills = {
         skill: make_examples(skill, wait.first, wait.steps * cfg.batch_size, cfg.duration)
