@@ -290,10 +290,10 @@ class PerceptionConfig(Config):
                     f"PerceptionConfig.{phase}_until is a held-out {score} in (0, 1] checked after "
                     f"{phase}_steps > 0; got {until!r} with {phase}_steps {steps}"
                 )
-            if getattr(self, f"{phase}_max_steps") < steps:
+            cap = getattr(self, f"{phase}_max_steps")
+            if cap < steps:
                 raise ConfigError(
-                    f"PerceptionConfig.{phase}_max_steps ({getattr(self, f'{phase}_max_steps')}) is below "
-                    f"{phase}_steps ({steps})"
+                    f"PerceptionConfig.{phase}_max_steps ({cap}) is below {phase}_steps ({steps})"
                 )
         if not 0 <= self.rehearse_earlier < self.batch_size:
             raise ConfigError(
@@ -1098,7 +1098,7 @@ def train_perception(
     )
     order = ("symbol", "copy", "window") if cfg.reading_first else ("copy", "window", "symbol")
     lead = [ex for skill in order for ex in drills[skill]]
-    steps_of = {"copy": cfg.copy_steps, "window": cfg.window_steps, "symbol": cfg.reading_steps}
+    steps_of = {"window": cfg.window_steps, **{skill: wait.steps for skill, wait in waits.items()}}
     # the step each phase ends at, where its check (``reading_until``, ``copy_until``) runs
     ends = dict(zip(order, np.cumsum([steps_of[skill] for skill in order]).tolist()))
     drilled = tuple(skill for skill in order if steps_of[skill] > 0)
