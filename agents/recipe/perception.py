@@ -207,6 +207,9 @@ class PerceptionConfig(Config):
     """Held-out examples per skill, scored every ``eval_every`` steps and at the end."""
     eval_every: int = 200
     """Steps between held-out scores."""
+    save_every: int = 600
+    """Steps between Stage I's checkpoints (``checkpoint-N`` in its run folder, the latest kept), from
+    which a killed run resumes exactly where it was (0: none). A step is ~0.2–1.5 s on one CPU core."""
     duration: tuple[float, float] = (90.0, 150.0)
     """Shortest and longest training video, seconds (held-out videos: the same range)."""
     seed: int = 0
@@ -279,6 +282,7 @@ class PerceptionConfig(Config):
             "window_steps",
             "reading_steps",
             "listing_steps",
+            "save_every",
         )
         check(self, positive_int, "reading_chunk", "reading_max_steps", "copy_chunk", "copy_max_steps")
         for phase, score in (("reading", "symbol accuracy"), ("copy", "copy/items share")):
@@ -736,9 +740,25 @@ class Rehearsal:
         self.irregular, self.episode, self.first_turn = irregular, episode, first_turn
         self.duration, self.crops_as_frames, self.style = duration, crops_as_frames, style
         # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
-        self._next_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
+        self._first_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
+        self._made = dict.fromkeys(skills, 0)
         self._pool: dict[str, list[_Example]] = {s: [] for s in skills}
         self._calls = 0
+        self._chunk = max(64, batch_size)  # examples are made in chunks: a video per example
+
+    def _make(self, skill: str, made: int) -> list[_Example]:
+        """The chunk of ``skill``'s examples that starts ``made`` examples into its stream."""
+        return make_examples(
+            skill,
+            self._first_seed[skill] + made,  # one video per example
+            self._chunk,
+            self.duration,
+            self.crops_as_frames,
+            self.irregular,
+            self.episode,
+            self.first_turn,
+            self.style,
+        )
 
     def batch(self, skill: str | None = None) -> list[_Example]:
         """The next ``batch_size`` examples of ``skill`` (None: one skill per call, the skills in turn)."""
@@ -746,22 +766,28 @@ class Rehearsal:
             skill = self.skills[self._calls % len(self.skills)]
             self._calls += 1
         pool = self._pool[skill]
-        if len(pool) < self.batch_size:  # examples in chunks: a video per example, made as needed
-            count = max(64, self.batch_size)
-            pool += make_examples(
-                skill,
-                self._next_seed[skill],
-                count,
-                self.duration,
-                self.crops_as_frames,
-                self.irregular,
-                self.episode,
-                self.first_turn,
-                self.style,
-            )
-            self._next_seed[skill] += count  # one video per example
+        if len(pool) < self.batch_size:
+            pool += self._make(skill, self._made[skill])
+            self._made[skill] += self._chunk
         batch, self._pool[skill] = pool[: self.batch_size], pool[self.batch_size :]
         return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where each skill's stream stands, as JSON: a resumed Stage I hands out the same examples next."""
+        return {
+            "calls": self._calls,
+            "made": dict(self._made),
+            "left": {s: len(p) for s, p in self._pool.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from a :meth:`state_dict`, making again the chunks the unused examples came from."""
+        self._calls = int(state["calls"])
+        for skill in self.skills:
+            made, left = int(state["made"][skill]), int(state["left"][skill])
+            start = (made - left) // self._chunk * self._chunk  # the chunk of the first unused example
+            pool = [ex for at in range(start, made, self._chunk) for ex in self._make(skill, at)]
+            self._made[skill], self._pool[skill] = made, pool[len(pool) - left :]
 
     def __call__(self, model: Any) -> Any:
         """``weight`` × the mean answer-token loss of the next batch, on ``model``'s device."""
@@ -1036,11 +1062,26 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
 
 
 def train_perception(
-    model: Any, processor: Any, cfg: PerceptionConfig, log: Any = None, system_prompt: str | None = None
+    model: Any,
+    processor: Any,
+    cfg: PerceptionConfig,
+    log: Any = None,
+    system_prompt: str | None = None,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place on ``cfg``'s examples; returns the held-out scores and the curve.
-    ``system_prompt``: the policy's, which episode-layout examples open with (``cfg.episode_layout``)."""
+    ``system_prompt``: the policy's, which episode-layout examples open with (``cfg.episode_layout``).
+    ``out``: where a ``checkpoint-N`` is written every ``cfg.save_every`` steps (the latest kept); given
+    the ``out`` of a run that was killed, training resumes from its latest checkpoint, weights included,
+    and goes on as that run would have."""
     import torch
+
+    from medscope_gym.agents.training.checkpoints import (
+        TrainerState,
+        latest_checkpoint,
+        load_checkpoint,
+        save_checkpoint,
+    )
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -1117,6 +1158,18 @@ def train_perception(
         else None
     )
 
+    def extend(skill: str, more: int) -> None:
+        """``more`` steps of fresh examples at the end of ``skill``'s phase; the phases after it move back."""
+        nonlocal total
+        wait = waits[skill]
+        at = ends[skill] * cfg.batch_size
+        first = wait.first + (wait.steps + wait.added) * cfg.batch_size  # the phase's stream goes on
+        train[at:at] = make_examples(skill, first, more * cfg.batch_size, cfg.duration)
+        wait.chunks.append(more)
+        for later in order[order.index(skill) :]:
+            ends[later] += more
+        total += more
+
     def earlier(step: int) -> tuple[str, ...]:
         """The drills before ``step``'s phase (none in the first drill and the mix)."""
         current = next((skill for skill in drilled if step < ends[skill]), None)
@@ -1159,6 +1212,8 @@ def train_perception(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total))
     )
     torch.manual_seed(cfg.seed)
+    # what a resumed run must match: every setting but the threads and the checkpoint interval
+    settings = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in _RESUME_FREE}
 
     def score() -> dict[str, float]:
         return {
@@ -1168,11 +1223,33 @@ def train_perception(
         }
 
     curve: list[dict[str, Any]] = []
-    first_loss = float("nan")
-    t0 = time.perf_counter()
+    first_loss, done, elapsed = float("nan"), 0, 0.0
+    checkpoint = latest_checkpoint(out) if out is not None and cfg.save_every else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, opt, sched, examples_per_step=cfg.batch_size)
+        extra = state.extra or {}
+        if extra.get("config") != settings:
+            changed = sorted(
+                k
+                for k in {*settings, *extra.get("config", {})}
+                if settings.get(k) != extra.get("config", {}).get(k)
+            )
+            raise ConfigError(
+                f"{checkpoint}: Stage I's checkpoint was written with other settings ({', '.join(changed)}); "
+                "resume with the settings it was started with, or delete the checkpoint to start over"
+            )
+        model.load_state_dict(type(model).from_pretrained(checkpoint / "model").state_dict())
+        for skill in order:  # the waiting phases' added steps, in the order they were added
+            for more in extra["chunks"].get(skill, []) if skill in waits else []:
+                extend(skill, more)
+        if keep is not None:
+            keep.load_state_dict(extra["rehearsal"])
+        curve, first_loss, elapsed, done = extra["curve"], extra["first_loss"], extra["seconds"], state.step
+        print(f"perception: resumed from {checkpoint} at step {done} of {total}", flush=True)
+    t0 = time.perf_counter() - elapsed
     if total == 0:  # nothing to train: score the model as it is (``medscope recipe-probe --checkpoint``)
         curve.append({"step": 0, "loss": None, **score()})
-    step = -1
+    step = done - 1
     while step + 1 < total:
         step += 1
         batch = train[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -1197,18 +1274,23 @@ def train_perception(
                 continue
             more = _more_steps(model, batcher, skill, wait, heldout[skill], cfg.ranked)
             if more:
-                at = ends[skill] * cfg.batch_size
-                first = wait.first + (wait.steps + wait.added) * cfg.batch_size  # fresh examples
-                train[at:at] = make_examples(skill, first, more * cfg.batch_size, cfg.duration)
-                wait.added += more
-                for later in order[order.index(skill) :]:
-                    ends[later] += more
-                total += more
+                extend(skill, more)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             scores = score()
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})
             shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             print(f"perception: step {step + 1} loss {value:.3f} held-out {shown}", flush=True)
+        if out is not None and cfg.save_every and (step + 1) % cfg.save_every == 0:
+            extra = {
+                "config": settings,
+                "chunks": {skill: wait.chunks for skill, wait in waits.items()},
+                "rehearsal": keep.state_dict() if keep is not None else None,
+                "curve": curve,
+                "first_loss": first_loss,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            state = TrainerState(step + 1, (step + 1) * cfg.batch_size, max_steps=total, extra=extra)
+            save_checkpoint(out, state, model=model, optimizer=opt, scheduler=sched, lora=False, keep=1)
     if cfg.generated:
         written = {
             k: v
@@ -1259,6 +1341,10 @@ def backward_step(
     return total
 
 
+_RESUME_FREE = ("threads", "save_every")
+"""Settings a resumed Stage I may change: they do not change what it trains."""
+
+
 @dataclass
 class _Wait:
     """A phase of one skill that goes on, ``chunk`` steps at a time up to ``cap`` in all, until held-out
@@ -1274,7 +1360,12 @@ class _Wait:
     """Seed of the phase's first example; the added ones follow on."""
     going_on: str
     ending: str
-    added: int = 0
+    chunks: list[int] = field(default_factory=list)
+    """The steps added so far, one entry per check that added some."""
+
+    @property
+    def added(self) -> int:
+        return sum(self.chunks)
 
 
 def _more_steps(
@@ -1297,20 +1388,29 @@ def _more_steps(
 
 def run_perception(model_dir: str | Path, out: str | Path, cfg: PerceptionConfig) -> dict[str, Any]:
     """Stage I from the checkpoint ``model_dir`` into ``out/final`` (written atomically with the
-    processor and the policy settings); ``out/metrics.jsonl`` and ``out/perception.json`` beside it."""
+    processor and the policy settings); ``out/metrics.jsonl`` and ``out/perception.json`` beside it.
+    A run killed midway resumes from its latest ``out/checkpoint-N`` (``cfg.save_every``)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+    from medscope_gym.agents.training.checkpoints import (
+        checkpoint_step,
+        latest_checkpoint,
+        remove_stale_temporaries,
+    )
     from medscope_gym.agents.training.metrics import MetricsLog, quiet_transformers
     from medscope_gym.atomic import atomic_write_text
 
     quiet_transformers()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir)
-    log = MetricsLog(out, tensorboard=False, name="perception")
+    checkpoint = latest_checkpoint(out) if cfg.save_every else None
+    resume_step = checkpoint_step(checkpoint) if checkpoint is not None else 0
+    log = MetricsLog(out, resume_step=resume_step, tensorboard=False, name="perception")
     try:
-        result = train_perception(model, processor, cfg, log, policy_system_prompt(model_dir))
+        result = train_perception(model, processor, cfg, log, policy_system_prompt(model_dir), out)
     finally:
         log.close()
     save_perception_model(model, processor, model_dir, out / "final")

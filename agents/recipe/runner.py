@@ -14,8 +14,8 @@ Layout of ``OUT/seed-S/``::
     results.json, results.md, curves.png
 
 A stage whose ``run/final/`` and ``eval/metrics.json`` (Stage I: ``run/perception.json``) exist is
-skipped; an SFT or GA-GRPO stage killed mid-training resumes from its latest checkpoint (the trainers'
-own resume), Stage I (a few minutes) starts over. The table is rewritten after every stage.
+skipped; a stage killed mid-training resumes from its latest checkpoint (SFT and GA-GRPO: the trainers'
+own resume; Stage I: ``PerceptionConfig.save_every``). The table is rewritten after every stage.
 """
 
 from __future__ import annotations

@@ -352,7 +352,8 @@ def train_sft(cfg: SFTConfig, auxiliary: Callable[[Any], Any] | None = None) -> 
     ``auxiliary(model)``, when given, is a second loss added to every micro-batch's (logged as
     ``train/auxiliary_loss``): the recipe rehearses Stage I's examples this way
     (:class:`medscope_gym.agents.recipe.perception.Rehearsal`). It must draw its data deterministically
-    from its own state; on resume it starts that stream afresh."""
+    from its own state; when it has ``state_dict()`` and ``load_state_dict(state)`` (JSON), its position
+    is saved with each checkpoint and a resumed run goes on from it, else its stream starts afresh."""
     import torch
     from transformers import AutoProcessor
 
@@ -396,6 +397,8 @@ def train_sft(cfg: SFTConfig, auxiliary: Callable[[Any], Any] | None = None) -> 
             resume_from, optimizer, scheduler, examples_per_step=cfg.batch_size * cfg.grad_accum
         )
         step, stream.position = state.step, state.stream_position
+        if auxiliary is not None and hasattr(auxiliary, "load_state_dict") and state.extra:
+            auxiliary.load_state_dict(state.extra["auxiliary"])
         print(f"sft: resumed from {resume_from} at step {step}")
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
@@ -403,6 +406,8 @@ def train_sft(cfg: SFTConfig, auxiliary: Callable[[Any], Any] | None = None) -> 
     pad_id = processor.tokenizer.pad_token_id
     log = MetricsLog(out, resume_step=step, tensorboard=False, name="sft") if main else None
     bar = progress_bar(cfg.progress and main, cfg.max_steps, step, "sft")
+    position = getattr(auxiliary, "state_dict", None)  # the rehearsal's place in its stream, as JSON
+    auxiliary_state = (lambda: {"auxiliary": position()}) if position is not None else None
     while step < cfg.max_steps:
         # one optimizer step: grad_accum micro-batches of batch_size trajectories, gradients summed
         losses, extra, tokens = [], [], 0
@@ -453,7 +458,9 @@ def train_sft(cfg: SFTConfig, auxiliary: Callable[[Any], Any] | None = None) -> 
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
         if main:
             unwrapped = accelerator.unwrap_model(model)
-            save_checkpoint_if_due(out, cfg, step, stream.position, unwrapped, optimizer, scheduler)
+            save_checkpoint_if_due(
+                out, cfg, step, stream.position, unwrapped, optimizer, scheduler, auxiliary_state
+            )
             plot_loss(out, out / "loss.png")
     if bar is not None:
         bar.close()

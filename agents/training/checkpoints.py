@@ -5,7 +5,8 @@ A checkpoint holds everything an exact resume needs, and nothing that runs code 
 - ``model/`` (full fine-tuning) or ``adapter/`` (LoRA): safetensors weights;
 - ``optimizer.pt``, ``scheduler.pt``: state dicts (tensors and numbers);
 - ``rng.pt``: the Python, NumPy, torch (and CUDA) generator states as tensors and numbers;
-- ``trainer_state.json``: the step, the data-stream position and the run's ``max_steps``.
+- ``trainer_state.json``: the step, the data-stream position, the run's ``max_steps`` and what else the
+  loop needs to go on exactly (``extra``: Stage I's phase lengths and curve, as JSON).
 
 Every ``.pt`` file is read with ``torch.load(weights_only=True)``: a checkpoint that holds any other
 pickled object (a crafted file whose unpickling would run code) is refused with :class:`CheckpointError`,
@@ -33,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "TrainerState",
     "checkpoint_dir",
+    "checkpoint_step",
     "latest_checkpoint",
     "load_checkpoint",
     "load_tensors",
@@ -64,10 +66,21 @@ class TrainerState:
     """Examples the data stream has handed out (:class:`~.streaming.IndexStream`.position)."""
     max_steps: int | None = None
     """The run's planned length when it was saved (informative; a resumed run may go further)."""
+    extra: dict[str, Any] | None = None
+    """The loop's own state beyond the step, as JSON (Stage I: the lengths its waiting phases reached,
+    the rehearsal's position, the held-out curve so far)."""
 
 
 def checkpoint_dir(out: str | Path, step: int) -> Path:
     return Path(out) / f"checkpoint-{step}"
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The step of a ``checkpoint-N`` folder, from its name (to trim a metrics log before loading)."""
+    match = _CKPT_RE.match(Path(checkpoint).name)
+    if match is None:
+        raise CheckpointError(f"{checkpoint}: not a checkpoint-N folder")
+    return int(match.group(1))
 
 
 def _checkpoints(out: str | Path) -> list[tuple[int, Path]]:
@@ -183,16 +196,29 @@ def load_tensors(path: str | Path) -> Any:
 
 
 def save_checkpoint_if_due(
-    out: str | Path, cfg: Any, step: int, stream_position: int, model: Any, optimizer: Any, scheduler: Any
+    out: str | Path,
+    cfg: Any,
+    step: int,
+    stream_position: int,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    extra: Any = None,
 ) -> Path | None:
     """:func:`save_checkpoint` when ``step`` is due: every ``cfg.save_every`` steps and at ``cfg.max_steps``.
 
     ``cfg`` is a trainer config (SFT or GA-GRPO): it supplies ``save_every``, ``max_steps``, ``lora`` and
-    ``keep_checkpoints``. Returns the folder written, or None when no checkpoint was due.
+    ``keep_checkpoints``. ``extra``: a callable returning :attr:`TrainerState.extra`, called only when a
+    checkpoint is due. Returns the folder written, or None when no checkpoint was due.
     """
     if step % cfg.save_every != 0 and step != cfg.max_steps:
         return None
-    state = TrainerState(step=step, stream_position=stream_position, max_steps=cfg.max_steps)
+    state = TrainerState(
+        step=step,
+        stream_position=stream_position,
+        max_steps=cfg.max_steps,
+        extra=extra() if extra is not None else None,
+    )
     return save_checkpoint(
         out,
         state,
@@ -253,6 +279,7 @@ def load_checkpoint(
         step=step,
         stream_position=int(position) if position is not None else step * examples_per_step,
         max_steps=saved.get("max_steps"),
+        extra=saved.get("extra"),
     )
     optimizer.load_state_dict(load_tensors(checkpoint / "optimizer.pt"))
     scheduler.load_state_dict(load_tensors(checkpoint / "scheduler.pt"))

@@ -916,3 +916,73 @@ def test_a_reading_check_that_adds_no_steps_leaves_training_as_it_was():
 def test_reading_until_is_checked_early(fields, message):
     with pytest.raises(ConfigError, match=message):
         PerceptionConfig(**fields)
+
+
+def test_rehearsal_resumes_its_streams_where_they_stood():
+    """``Rehearsal.state_dict``: a rehearsal restored from it hands out the examples the original would
+    have next, also when its unused examples span two of the chunks it makes them in."""
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_processor
+
+    processor = build_processor(TinyModelConfig(**{**MICRO, "vocab_size": 0}))
+    original = Rehearsal(processor, ("copy", "symbol"), batch_size=3, seed=4)
+    for _ in range(45):  # 23 copy batches (69 examples: past the first chunk of 64), 22 symbol ones
+        original.batch()
+    state = json.loads(json.dumps(original.state_dict()))
+    restored = Rehearsal(processor, ("copy", "symbol"), batch_size=3, seed=4)
+    restored.load_state_dict(state)
+    for skill in ("copy", None, None, "symbol", None):
+        a, b = original.batch(skill), restored.batch(skill)
+        assert [(x.skill, x.question, x.answer) for x in a] == [(x.skill, x.question, x.answer) for x in b]
+    assert original.state_dict() == restored.state_dict()
+
+
+def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch, capsys):
+    """``save_every``: Stage I killed after a checkpoint and run again in the same folder ends with the
+    weights, losses and held-out curve of a run never stopped, across an extended copy drill and with
+    earlier drills rehearsed; another setting in the same folder is refused by name."""
+    from safetensors.torch import load_file
+
+    from medscope_gym.agents.recipe.perception import run_perception
+    from medscope_gym.agents.training import checkpoints
+    from medscope_gym.agents.training.metrics import read_metrics
+
+    torch = pytest.importorskip("torch")
+    cfg = PerceptionConfig(
+        copy_steps=1, copy_until=1.0, copy_chunk=1, copy_max_steps=2, reading_steps=1, listing_steps=2,
+        steps=2, skills=("symbol",), rehearse_earlier=1, batch_size=2, heldout=2, eval_every=2, save_every=2,
+        seed=3,
+    )  # fmt: skip
+    straight = run_perception(tiny_dir, tmp_path / "straight", cfg)
+
+    class Killed(Exception):
+        pass
+
+    real_save = checkpoints.save_checkpoint
+
+    def save_then_die(out, state, **kwargs):
+        folder = real_save(out, state, **kwargs)
+        if state.step == 4:
+            raise Killed
+        return folder
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_perception(tiny_dir, tmp_path / "split", cfg)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    capsys.readouterr()
+    split = run_perception(tiny_dir, tmp_path / "split", cfg)
+    assert "perception: resumed from" in capsys.readouterr().out
+    assert split["copy_steps"] == straight["copy_steps"] == 2
+    assert split["curve"] == straight["curve"] and [r["step"] for r in split["curve"]] == [2, 4, 6, 7]
+
+    def losses(run):
+        return [(r["step"], r["train/loss"]) for r in read_metrics(tmp_path / run) if "train/loss" in r]
+
+    assert losses("split") == losses("straight") and [s for s, _ in losses("split")] == list(range(1, 8))
+    a, b = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("straight", "split"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [p.name for p in (tmp_path / "split").glob("checkpoint-*")] == ["checkpoint-6"]
+    with pytest.raises(ConfigError, match="checkpoint-6.*other settings \\(learning_rate\\)"):
+        run_perception(
+            tiny_dir, tmp_path / "split", PerceptionConfig(**{**cfg.to_dict(), "learning_rate": 1e-3})
+        )

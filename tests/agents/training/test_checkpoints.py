@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from medscope_gym.agents.training.checkpoints import (  # noqa: E402
     CheckpointError,
     TrainerState,
+    checkpoint_step,
     latest_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
@@ -68,7 +69,7 @@ def test_checkpoint_round_trip_restores_optimizer_scheduler_step_stream_and_rng(
     np.random.standard_normal()
     folder = save_checkpoint(
         tmp_path,
-        TrainerState(step=3, stream_position=12, max_steps=10),
+        TrainerState(step=3, stream_position=12, max_steps=10, extra={"chunks": {"copy": [200, 200]}}),
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -82,6 +83,7 @@ def test_checkpoint_round_trip_restores_optimizer_scheduler_step_stream_and_rng(
         "step": 3,
         "stream_position": 12,
         "max_steps": 10,
+        "extra": {"chunks": {"copy": [200, 200]}},
     }
     for name in ("optimizer.pt", "scheduler.pt", "rng.pt"):
         torch.load(folder / name, weights_only=True)  # plain tensors and numbers only
@@ -89,7 +91,12 @@ def test_checkpoint_round_trip_restores_optimizer_scheduler_step_stream_and_rng(
     _scramble()
     _, fresh_optimizer, fresh_scheduler = _trainable(seed=5)
     state = load_checkpoint(folder, fresh_optimizer, fresh_scheduler, examples_per_step=4)
-    assert state == TrainerState(step=3, stream_position=12, max_steps=10)
+    assert state == TrainerState(
+        step=3, stream_position=12, max_steps=10, extra={"chunks": {"copy": [200, 200]}}
+    )
+    assert checkpoint_step(folder) == 3
+    with pytest.raises(CheckpointError, match="not a checkpoint-N folder"):
+        checkpoint_step(tmp_path / "final")
     assert _draws() == expected
     assert fresh_scheduler.state_dict() == scheduler.state_dict()
     saved, loaded = optimizer.state_dict(), fresh_optimizer.state_dict()
