@@ -218,6 +218,7 @@ def _episode_logger(
 
 def _build_model(cfg: TrainConfig, venv):
     from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.logger import Logger
 
     from medscope_gym.agents.sb3.extractor import TimelineExtractor
     from medscope_gym.agents.sb3.policy import TimelinePolicy
@@ -241,7 +242,7 @@ def _build_model(cfg: TrainConfig, venv):
         "device": "cpu",
     }
     if cfg.algo == "ppo":
-        return PPO(
+        model = PPO(
             policy,
             venv,
             batch_size=cfg.batch_size,
@@ -249,7 +250,12 @@ def _build_model(cfg: TrainConfig, venv):
             clip_range=cfg.clip_range,
             **common,
         )
-    return A2C(policy, venv, **common)
+    else:
+        model = A2C(policy, venv, **common)
+    # our callback logs the episodes; SB3's default logger would leave an empty SB3-<date> folder in
+    # the system's temporary directory at every learn()
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def _save_model(model, path: Path) -> None:

@@ -73,8 +73,15 @@ def test_vectorised_envs_dummy_and_subprocess(sb3_suite):
         assert finished == 16
 
 
-def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_path):
+def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_path, monkeypatch):
+    import tempfile
+
     from stable_baselines3 import PPO
+
+    system_tmp = tmp_path / "system-tmp"  # SB3's default logger would make an SB3-<date> folder here
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
 
     # Decoding straight from the files (no frame store) keeps this test about SB3 and the numeric env.
     cfg = TrainConfig(
@@ -103,6 +110,7 @@ def test_ppo_smoke_run_writes_model_curve_and_held_out_results(sb3_suite, tmp_pa
     assert len(log) == results["train_episodes"] and {"total", "accuracy", "crop", "frame"} <= set(log[0])
     model = PPO.load(out / "model.zip", device="cpu")
     assert isinstance(model.policy, TimelinePolicy)
+    assert list(system_tmp.glob("SB3-*")) == []
 
 
 def test_the_plain_multi_input_policy_also_trains(sb3_suite, tmp_path):
