@@ -184,6 +184,19 @@ class PerceptionConfig(Config):
     ``highlights``, ``crop`` when ``crops_as_frames`` (its answer is then a listing too), and
     ``select``, ``zoom`` and ``answer`` when they are among ``skills`` (the steps after the listings
     and after the close crop)."""
+    listing_until: dict[str, float] = field(default_factory=dict)
+    """Held-out scores the listing phase must all reach before the mix starts (``{"select": 0.5}``: any
+    score of a listing skill, e.g. ``crop``, ``crop@episode/shown``; empty: the phase is
+    ``listing_steps`` long). Checked when those steps end; below, the phase goes on for
+    ``listing_chunk`` more steps of fresh examples in its shares, checked again after each chunk, up to
+    ``listing_max_steps`` in all. The listing phase's skills are learned one after another, each
+    suddenly: v18's seed 2 listed the preview only after 1,200 of its 3,000 steps and never picked
+    the interval (``select`` 0.017); 600 more listing steps from its end took ``select`` to 0.475
+    (docs/results.md, "v18: reading first")."""
+    listing_chunk: int = 200
+    """Steps added to the listing phase at a time while ``listing_until`` is not reached."""
+    listing_max_steps: int = 6000
+    """Most steps the listing phase takes with ``listing_until`` (its ``listing_steps`` included)."""
     listing_shares: dict[str, float] = field(default_factory=dict)
     """Relative share of each listing-phase skill (``{"crop": 3.0}``; 1 for any not named). v10's
     Stage I, the crop listing sharing the phase four ways, named the symbol in 0.55 and 0.30 of the
@@ -284,7 +297,16 @@ class PerceptionConfig(Config):
             "listing_steps",
             "save_every",
         )
-        check(self, positive_int, "reading_chunk", "reading_max_steps", "copy_chunk", "copy_max_steps")
+        check(
+            self,
+            positive_int,
+            "reading_chunk",
+            "reading_max_steps",
+            "copy_chunk",
+            "copy_max_steps",
+            "listing_chunk",
+            "listing_max_steps",
+        )
         for phase, score in (("reading", "symbol accuracy"), ("copy", "copy/items share")):
             until, steps = getattr(self, f"{phase}_until"), getattr(self, f"{phase}_steps")
             if until is None:
@@ -298,6 +320,24 @@ class PerceptionConfig(Config):
             if cap < steps:
                 raise ConfigError(
                     f"PerceptionConfig.{phase}_max_steps ({cap}) is below {phase}_steps ({steps})"
+                )
+        self.listing_until = {str(k): float(v) for k, v in self.listing_until.items()}
+        if self.listing_until:
+            listing = listing_skills(self)
+            scored = listing + tuple(
+                f"{skill}@episode"
+                for skill in ("highlights", "crop")
+                if skill in listing and self.episode_layout > 0
+            )
+            bad = {
+                k: v for k, v in self.listing_until.items() if k.split("/")[0] not in scored or not 0 < v <= 1
+            }
+            if bad or self.listing_steps == 0 or self.listing_max_steps < self.listing_steps:
+                raise ConfigError(
+                    "PerceptionConfig.listing_until takes held-out scores in (0, 1] of the listing skills "
+                    f"({', '.join(scored)}, e.g. 'select' or 'crop/shown'), checked after listing_steps > 0 "
+                    f"and up to listing_max_steps >= listing_steps; got {bad or self.listing_until} with "
+                    f"listing_steps {self.listing_steps}, listing_max_steps {self.listing_max_steps}"
                 )
         if not 0 <= self.rehearse_earlier < self.batch_size:
             raise ConfigError(
@@ -1107,26 +1147,23 @@ def train_perception(
     ]
     # the copy phase first, then the window drill, the reading phase (or the reading phase before both:
     # ``reading_first``), the listing phase, each in its own order, then the mix shuffled
-    waits = {  # the phases that may go on until a held-out score is reached (``{phase}_until``)
-        skill: _Wait(
+    targets_of = {"copy": {"copy/items": cfg.copy_until}, "symbol": {"symbol": cfg.reading_until}}
+    waits = {  # the phases that may go on until held-out scores are reached (``{phase}_until``)
+        key: _Wait(
             name=phase,
-            score=score,
-            until=getattr(cfg, f"{phase}_until"),
+            targets={k: v for k, v in targets_of.get(key, cfg.listing_until).items() if v is not None},
             steps=getattr(cfg, f"{phase}_steps"),
             chunk=getattr(cfg, f"{phase}_chunk"),
             cap=getattr(cfg, f"{phase}_max_steps"),
-            first=stream + offset,  # the phase's example stream
+            first=stream + offset,  # the phase's example stream (the listing phase's: one per skill)
             going_on=going_on,
             ending=ending,
         )
-        for skill, phase, score, offset, going_on, ending in (
-            ("copy", "copy", "copy/items", 400_000, "copying goes on", "the copy drill ends"),
-            ("symbol", "reading", "symbol", 500_000, "reading goes on", "the reading phase ends"),
-        )
+        for key, phase, offset, going_on, ending in _WAITING_PHASES
     }
     drills = {
-        skill: make_examples(skill, wait.first, wait.steps * cfg.batch_size, cfg.duration)
-        for skill, wait in waits.items()
+        skill: make_examples(skill, waits[skill].first, waits[skill].steps * cfg.batch_size, cfg.duration)
+        for skill in ("copy", "symbol")
     }
     drills["window"] = make_examples(  # the copy drill uses no videos; these sit below the reading phase's
         "window",
@@ -1139,9 +1176,11 @@ def train_perception(
     )
     order = ("symbol", "copy", "window") if cfg.reading_first else ("copy", "window", "symbol")
     lead = [ex for skill in order for ex in drills[skill]]
-    steps_of = {"window": cfg.window_steps, **{skill: wait.steps for skill, wait in waits.items()}}
-    # the step each phase ends at, where its check (``reading_until``, ``copy_until``) runs
-    ends = dict(zip(order, np.cumsum([steps_of[skill] for skill in order]).tolist()))
+    steps_of = {"window": cfg.window_steps, "copy": cfg.copy_steps, "symbol": cfg.reading_steps}
+    phases = (*order, "listing")
+    # the step each phase ends at, where its check (``reading_until``, ``copy_until``, ``listing_until``)
+    # runs
+    ends = dict(zip(phases, np.cumsum([*(steps_of[skill] for skill in order), cfg.listing_steps]).tolist()))
     drilled = tuple(skill for skill in order if steps_of[skill] > 0)
     keep = (  # ``rehearse_earlier``: the drills before a phase, from a stream of their own
         Rehearsal(
@@ -1158,15 +1197,49 @@ def train_perception(
         else None
     )
 
-    def extend(skill: str, more: int) -> None:
-        """``more`` steps of fresh examples at the end of ``skill``'s phase; the phases after it move back."""
+    listing = listing_skills(cfg)
+    weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
+    weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
+    listed_so_far = dict.fromkeys(listing, 0)  # each listing skill's stream goes on where it stood
+
+    def listings(steps: int, irregular: float, order_seed: Any) -> list[_Example]:
+        """``steps`` of fresh listing-phase examples in the phase's shares, shuffled by ``order_seed``."""
+        counts = _shares(steps, listing, weights)
+        made = [
+            ex
+            for i, skill in enumerate(listing)
+            for ex in make_examples(
+                skill,
+                waits["listing"].first + 100_000 * i + listed_so_far[skill],
+                counts[skill],
+                cfg.duration,
+                cfg.crops_as_frames,
+                irregular,
+                cfg.episode_layout,
+                cfg.first_turn,
+                style,
+            )
+        ]
+        for skill in listing:
+            listed_so_far[skill] += counts[skill]
+        shuffle = (
+            order_seed if isinstance(order_seed, np.random.Generator) else np.random.default_rng(order_seed)
+        )
+        return [made[j] for j in shuffle.permutation(len(made))][: steps * cfg.batch_size]
+
+    def extend(phase: str, more: int) -> None:
+        """``more`` steps of fresh examples at the end of ``phase``; the phases after it move back."""
         nonlocal total
-        wait = waits[skill]
-        at = ends[skill] * cfg.batch_size
-        first = wait.first + (wait.steps + wait.added) * cfg.batch_size  # the phase's stream goes on
-        train[at:at] = make_examples(skill, first, more * cfg.batch_size, cfg.duration)
+        wait = waits[phase]
+        at = ends[phase] * cfg.batch_size
+        if phase == "listing":  # each added chunk shuffled on its own, the mix's order left as it was
+            fresh = listings(more, cfg.irregular_times, [cfg.seed, 29, len(wait.chunks)])
+        else:
+            first = wait.first + (wait.steps + wait.added) * cfg.batch_size  # the phase's stream goes on
+            fresh = make_examples(phase, first, more * cfg.batch_size, cfg.duration)
+        train[at:at] = fresh
         wait.chunks.append(more)
-        for later in order[order.index(skill) :]:
+        for later in phases[phases.index(phase) :]:
             ends[later] += more
         total += more
 
@@ -1175,36 +1248,17 @@ def train_perception(
         current = next((skill for skill in drilled if step < ends[skill]), None)
         if current is not None:
             return drilled[: drilled.index(current)]
-        return drilled if step < ends[order[-1]] + cfg.listing_steps else ()
+        return drilled if step < ends["listing"] else ()
 
-    listing = listing_skills(cfg)
-    weights = {skill: cfg.listing_shares.get(skill, 1.0) for skill in listing}
-    weights = {skill: w * cfg.batch_size / sum(weights.values()) for skill, w in weights.items()}
     even = round(cfg.even_first * cfg.listing_steps)  # steps of even listings first, then the rest
-    for phase, steps in ((0, even), (1, cfg.listing_steps - even)):
-        if steps == 0:
-            continue
-        counts = _shares(steps, listing, weights)
-        first = _shares(even, listing, weights) if phase else dict.fromkeys(listing, 0)  # videos go on
-        listed = [
-            ex
-            for i, skill in enumerate(listing)
-            for ex in make_examples(
-                skill,
-                stream + 600_000 + 100_000 * i + first[skill],
-                counts[skill],
-                cfg.duration,
-                cfg.crops_as_frames,
-                cfg.irregular_times if phase else 0.0,
-                cfg.episode_layout,
-                cfg.first_turn,
-                style,
-            )
-        ]
-        lead += [listed[j] for j in rng.permutation(len(listed))][: steps * cfg.batch_size]
+    for part, steps in ((0, even), (1, cfg.listing_steps - even)):
+        if steps > 0:
+            lead += listings(steps, cfg.irregular_times if part else 0.0, rng)
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
     total = cfg.copy_steps + cfg.window_steps + cfg.reading_steps + cfg.listing_steps + cfg.steps
     heldout = heldout_examples(cfg)
+    if cfg.listing_until:  # a misspelt score fails now, not when the listing phase ends an hour later
+        _target_scores(model, batcher, cfg.listing_until, {k: v[:1] for k, v in heldout.items()}, cfg.ranked)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)
@@ -1239,9 +1293,9 @@ def train_perception(
                 "resume with the settings it was started with, or delete the checkpoint to start over"
             )
         model.load_state_dict(type(model).from_pretrained(checkpoint / "model").state_dict())
-        for skill in order:  # the waiting phases' added steps, in the order they were added
-            for more in extra["chunks"].get(skill, []) if skill in waits else []:
-                extend(skill, more)
+        for phase in phases:  # the waiting phases' added steps, in the order they were added
+            for more in extra["chunks"].get(phase, []) if phase in waits else []:
+                extend(phase, more)
         if keep is not None:
             keep.load_state_dict(extra["rehearsal"])
         curve, first_loss, elapsed, done = extra["curve"], extra["first_loss"], extra["seconds"], state.step
@@ -1269,12 +1323,11 @@ def train_perception(
                 step + 1,
                 {"train/loss": value, "train/lr": sched.get_last_lr()[0], "train/elapsed_s": elapsed},
             )
-        for skill, wait in waits.items():  # ``reading_until``, ``copy_until``: the phase may go on
-            if wait.until is None or step + 1 != ends[skill]:
-                continue
-            more = _more_steps(model, batcher, skill, wait, heldout[skill], cfg.ranked)
-            if more:
-                extend(skill, more)
+        for phase, wait in waits.items():  # ``{reading,copy,listing}_until``: the phase may go on
+            if wait.targets and step + 1 == ends[phase]:
+                more = _more_steps(model, batcher, wait, heldout, cfg.ranked)
+                if more:
+                    extend(phase, more)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             scores = score()
             curve.append({"step": step + 1, "loss": round(value, 4), **scores})
@@ -1307,6 +1360,7 @@ def train_perception(
         "curve": curve,
         "reading_steps": cfg.reading_steps + waits["symbol"].added,
         "copy_steps": cfg.copy_steps + waits["copy"].added,
+        "listing_steps": cfg.listing_steps + waits["listing"].added,
         "first_loss": round(first_loss, 4),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -1341,18 +1395,26 @@ def backward_step(
     return total
 
 
+_WAITING_PHASES = (  # key of the phase's end step, its settings' prefix, its stream, the check's verdicts
+    ("copy", "copy", 400_000, "copying goes on", "the copy drill ends"),
+    ("symbol", "reading", 500_000, "reading goes on", "the reading phase ends"),
+    ("listing", "listing", 600_000, "the listings go on", "the listing phase ends"),
+)
+"""The phases that may go on until held-out scores are reached (``{prefix}_until``)."""
+
 _RESUME_FREE = ("threads", "save_every")
 """Settings a resumed Stage I may change: they do not change what it trains."""
 
 
 @dataclass
 class _Wait:
-    """A phase of one skill that goes on, ``chunk`` steps at a time up to ``cap`` in all, until held-out
-    ``score`` reaches ``until`` (``PerceptionConfig.reading_until``, ``copy_until``)."""
+    """A phase that goes on, ``chunk`` steps at a time up to ``cap`` in all, until every held-out score
+    in ``targets`` is reached (``PerceptionConfig.reading_until``, ``copy_until``, ``listing_until``);
+    no targets: the phase is ``steps`` long."""
 
     name: str
-    score: str
-    until: float | None
+    targets: dict[str, float]
+    """Score name (``symbol``, ``copy/items``, ``select``, ``crop/shown``, ...) → the value to reach."""
     steps: int
     chunk: int
     cap: int
@@ -1368,19 +1430,37 @@ class _Wait:
         return sum(self.chunks)
 
 
-def _more_steps(
-    model: Any, batcher: ExampleBatcher, skill: str, wait: _Wait, held: list[_Example], ranked: bool
-) -> int:
-    """Steps to add to ``wait``'s phase: ``wait.chunk`` (or what ``wait.cap`` leaves) while held-out
-    ``wait.score`` (of ``skill`` on ``held``) is below ``wait.until``; 0 once it is reached or the cap is."""
+def _target_scores(
+    model: Any,
+    batcher: ExampleBatcher,
+    targets: dict[str, float],
+    heldout: dict[str, list[_Example]],
+    ranked: bool,
+) -> dict[str, float]:
+    """The held-out scores ``targets`` names (a score ``skill/part`` comes from ``skill``'s examples)."""
     training = model.training
-    value = _accuracy(model, batcher, skill, held, ranked)[wait.score]
-    model.train(training)  # the check leaves training as it was
-    more = min(wait.chunk, wait.cap - wait.steps - wait.added) if value < wait.until else 0
+    scores: dict[str, float] = {}
+    for skill in dict.fromkeys(name.split("/")[0] for name in targets):
+        scores.update(_accuracy(model, batcher, skill, heldout[skill], ranked))
+    model.train(training)  # a check leaves training as it was
+    unknown = sorted(set(targets) - set(scores))
+    if unknown:
+        raise ConfigError(f"PerceptionConfig: no held-out score named {unknown}; scored: {', '.join(scores)}")
+    return {name: scores[name] for name in targets}
+
+
+def _more_steps(
+    model: Any, batcher: ExampleBatcher, wait: _Wait, heldout: dict[str, list[_Example]], ranked: bool
+) -> int:
+    """Steps to add to ``wait``'s phase: ``wait.chunk`` (or what ``wait.cap`` leaves) while a held-out
+    score in ``wait.targets`` is below its target; 0 once all are reached or the cap is."""
+    values = _target_scores(model, batcher, wait.targets, heldout, ranked)
+    below = any(values[name] < target for name, target in wait.targets.items())
+    more = min(wait.chunk, wait.cap - wait.steps - wait.added) if below else 0
     verdict = f"{wait.going_on} for {more} steps" if more else wait.ending
+    shown = ", ".join(f"{name} {value:.3f}" for name, value in values.items())
     print(
-        f"perception: {wait.name} check after {wait.steps + wait.added} steps: {wait.score} {value:.3f}; "
-        f"{verdict}",
+        f"perception: {wait.name} check after {wait.steps + wait.added} steps: {shown}; {verdict}",
         flush=True,
     )
     return more

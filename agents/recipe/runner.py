@@ -180,9 +180,10 @@ def _run_perception(cfg: RecipeConfig, root: Path, start: Path, results: dict) -
     result = run_perception(start, run, perception_config(cfg))
     results["rows"]["perception"] = {
         "heldout": result["heldout"],
-        # more than configured where ``reading_until`` or ``copy_until`` added some
+        # more than configured where ``reading_until``, ``copy_until`` or ``listing_until`` added some
         "reading_steps": result["reading_steps"],
         "copy_steps": result["copy_steps"],
+        "listing_steps": result["listing_steps"],
         "train_s": round(time.perf_counter() - t0, 1),
     }
     _write_results(cfg, root, results)

@@ -28,6 +28,7 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
     assert {"copy", "symbol", "frames", "crop", "highlights", "highlights@episode", "select"} <= set(
         stage1["heldout"]
     )
+    assert (stage1["reading_steps"], stage1["copy_steps"], stage1["listing_steps"]) == (1, 1, 2)
     perception = json.loads((root / "stage-1-perception" / "run" / "perception.json").read_text())
     assert perception["heldout"] == stage1["heldout"]
     # Stage I on every length the agent meets: the shortest training to the longest held-out video

@@ -938,8 +938,8 @@ def test_rehearsal_resumes_its_streams_where_they_stood():
 
 def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch, capsys):
     """``save_every``: Stage I killed after a checkpoint and run again in the same folder ends with the
-    weights, losses and held-out curve of a run never stopped, across an extended copy drill and with
-    earlier drills rehearsed; another setting in the same folder is refused by name."""
+    weights, losses and held-out curve of a run never stopped, across an extended copy drill and listing
+    phase and with earlier drills rehearsed; another setting in the same folder is refused by name."""
     from safetensors.torch import load_file
 
     from medscope_gym.agents.recipe.perception import run_perception
@@ -949,7 +949,8 @@ def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch
     torch = pytest.importorskip("torch")
     cfg = PerceptionConfig(
         copy_steps=1, copy_until=1.0, copy_chunk=1, copy_max_steps=2, reading_steps=1, listing_steps=2,
-        steps=2, skills=("symbol",), rehearse_earlier=1, batch_size=2, heldout=2, eval_every=2, save_every=2,
+        listing_until={"select": 1.0}, listing_chunk=1, listing_max_steps=3, steps=2,
+        skills=("symbol", "select"), rehearse_earlier=1, batch_size=2, heldout=2, eval_every=2, save_every=2,
         seed=3,
     )  # fmt: skip
     straight = run_perception(tiny_dir, tmp_path / "straight", cfg)
@@ -961,7 +962,7 @@ def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch
 
     def save_then_die(out, state, **kwargs):
         folder = real_save(out, state, **kwargs)
-        if state.step == 4:
+        if state.step == 6:  # after the listing phase was extended (at step 5)
             raise Killed
         return folder
 
@@ -973,16 +974,55 @@ def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch
     split = run_perception(tiny_dir, tmp_path / "split", cfg)
     assert "perception: resumed from" in capsys.readouterr().out
     assert split["copy_steps"] == straight["copy_steps"] == 2
-    assert split["curve"] == straight["curve"] and [r["step"] for r in split["curve"]] == [2, 4, 6, 7]
+    assert split["listing_steps"] == straight["listing_steps"] == 3
+    assert split["curve"] == straight["curve"] and [r["step"] for r in split["curve"]] == [2, 4, 6, 8]
 
     def losses(run):
         return [(r["step"], r["train/loss"]) for r in read_metrics(tmp_path / run) if "train/loss" in r]
 
-    assert losses("split") == losses("straight") and [s for s, _ in losses("split")] == list(range(1, 8))
+    assert losses("split") == losses("straight") and [s for s, _ in losses("split")] == list(range(1, 9))
     a, b = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("straight", "split"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [p.name for p in (tmp_path / "split").glob("checkpoint-*")] == ["checkpoint-6"]
-    with pytest.raises(ConfigError, match="checkpoint-6.*other settings \\(learning_rate\\)"):
+    assert [p.name for p in (tmp_path / "split").glob("checkpoint-*")] == ["checkpoint-8"]
+    with pytest.raises(ConfigError, match="checkpoint-8.*other settings \\(learning_rate\\)"):
         run_perception(
             tiny_dir, tmp_path / "split", PerceptionConfig(**{**cfg.to_dict(), "learning_rate": 1e-3})
         )
+
+
+def test_the_listing_phase_goes_on_until_its_scores_are_reached(monkeypatch, capsys):
+    """``listing_until``: checked on the named held-out scores when the listing phase ends; below any of
+    them the phase goes on with fresh listing examples in its shares, up to ``listing_max_steps``, and
+    the mix starts later."""
+    trained = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, listing_steps=1, listing_until={"select": 1.0, "highlights/items": 1.0}, listing_chunk=2,
+        listing_max_steps=3, steps=1, skills=("select",), batch_size=2, heldout=2, eval_every=100,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    out = capsys.readouterr().out
+    assert result["listing_steps"] == 3 and result["curve"][-1]["step"] == 4
+    check = r"listing check after {} steps: select [\d.]+, highlights/items [\d.]+; {}"
+    assert re.search(check.format(1, "the listings go on for 2 steps"), out)
+    assert re.search(check.format(3, "the listing phase ends"), out)
+    # the names checked on one example each, the phase's step, its check (held-out select, highlights),
+    # two added steps, the check, the mix's step
+    checks = ["select", "highlights"]
+    assert trained[:2] == trained[3:5] == trained[7:9] == checks and trained[9] == "select"
+    assert {trained[2], trained[5], trained[6]} <= {"highlights", "select"}
+
+
+def test_listing_until_names_scores_of_the_listing_skills_and_is_checked_before_training(capsys):
+    with pytest.raises(ConfigError, match="listing_until.*'symbol'"):
+        PerceptionConfig(listing_steps=10, listing_until={"symbol": 0.9}, skills=("symbol", "select"))
+    with pytest.raises(ConfigError, match="listing_until.*listing_steps 0"):
+        PerceptionConfig(listing_until={"select": 0.5}, skills=("select",))
+    with pytest.raises(ConfigError, match="listing_until"):
+        PerceptionConfig(listing_steps=10, listing_until={"select": 1.5}, skills=("select",))
+    misspelt = ReadingProbeConfig(
+        model=MICRO, listing_steps=1, listing_until={"select/tims": 0.5}, steps=0, skills=("select",),
+        batch_size=2, heldout=2,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"no held-out score named \['select/tims'\]"):
+        run_reading_probe(misspelt)
+    assert "perception: step" not in capsys.readouterr().out  # refused before any training step
