@@ -1266,8 +1266,7 @@ def train_perception(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total))
     )
     torch.manual_seed(cfg.seed)
-    # what a resumed run must match: every setting but the threads and the checkpoint interval
-    settings = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in _RESUME_FREE}
+    settings = _resume_settings(cfg)  # what a resumed run must match
 
     def score() -> dict[str, float]:
         return {
@@ -1282,12 +1281,10 @@ def train_perception(
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, opt, sched, examples_per_step=cfg.batch_size)
         extra = state.extra or {}
-        if extra.get("config") != settings:
-            changed = sorted(
-                k
-                for k in {*settings, *extra.get("config", {})}
-                if settings.get(k) != extra.get("config", {}).get(k)
-            )
+        # a setting the checkpoint predates counts as its default
+        saved = _resume_settings(type(cfg).from_dict(extra.get("config", {}), source=f"{checkpoint}"))
+        changed = sorted(k for k in settings if settings[k] != saved.get(k))
+        if changed:
             raise ConfigError(
                 f"{checkpoint}: Stage I's checkpoint was written with other settings ({', '.join(changed)}); "
                 "resume with the settings it was started with, or delete the checkpoint to start over"
@@ -1404,6 +1401,11 @@ _WAITING_PHASES = (  # key of the phase's end step, its settings' prefix, its st
 
 _RESUME_FREE = ("threads", "save_every")
 """Settings a resumed Stage I may change: they do not change what it trains."""
+
+
+def _resume_settings(cfg: PerceptionConfig) -> dict[str, Any]:
+    """``cfg``'s settings as JSON, but those a resumed Stage I may change (:data:`_RESUME_FREE`)."""
+    return {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in _RESUME_FREE}
 
 
 @dataclass

@@ -988,6 +988,13 @@ def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch
         run_perception(
             tiny_dir, tmp_path / "split", PerceptionConfig(**{**cfg.to_dict(), "learning_rate": 1e-3})
         )
+    # a checkpoint from before a setting existed resumes when the setting keeps its default
+    state_file = tmp_path / "split" / "checkpoint-8" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["extra"]["config"]["even_first"]
+    state_file.write_text(json.dumps(state))
+    assert run_perception(tiny_dir, tmp_path / "split", cfg)["curve"] == straight["curve"]
+    assert "resumed from" in capsys.readouterr().out
 
 
 def test_the_listing_phase_goes_on_until_its_scores_are_reached(monkeypatch, capsys):
