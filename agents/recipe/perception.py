@@ -1281,18 +1281,25 @@ def train_perception(
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, opt, sched, examples_per_step=cfg.batch_size)
         extra = state.extra or {}
-        # a setting the checkpoint predates counts as its default
+        for phase in phases:  # the waiting phases' added steps, in the order they were added
+            for more in extra["chunks"].get(phase, []) if phase in waits else []:
+                extend(phase, more)
+        # a setting the checkpoint predates counts as its default; a waiting phase not yet checked may
+        # wait for other scores, in other chunks, up to another cap (nothing trained so far used them)
         saved = _resume_settings(type(cfg).from_dict(extra.get("config", {}), source=f"{checkpoint}"))
-        changed = sorted(k for k in settings if settings[k] != saved.get(k))
+        ahead = {
+            f"{wait.name}_{setting}"
+            for key, wait in waits.items()
+            if not wait.chunks and state.step < ends[key]
+            for setting in ("until", "chunk", "max_steps")
+        }
+        changed = sorted(k for k in settings if settings[k] != saved.get(k) and k not in ahead)
         if changed:
             raise ConfigError(
                 f"{checkpoint}: Stage I's checkpoint was written with other settings ({', '.join(changed)}); "
                 "resume with the settings it was started with, or delete the checkpoint to start over"
             )
         model.load_state_dict(type(model).from_pretrained(checkpoint / "model").state_dict())
-        for phase in phases:  # the waiting phases' added steps, in the order they were added
-            for more in extra["chunks"].get(phase, []) if phase in waits else []:
-                extend(phase, more)
         if keep is not None:
             keep.load_state_dict(extra["rehearsal"])
         curve, first_loss, elapsed, done = extra["curve"], extra["first_loss"], extra["seconds"], state.step

@@ -962,8 +962,8 @@ def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch
 
     def save_then_die(out, state, **kwargs):
         folder = real_save(out, state, **kwargs)
-        if state.step == 6:  # after the listing phase was extended (at step 5)
-            raise Killed
+        if state.step == 6 or (state.step == 4 and "early" in str(out)):  # 6: after the listing phase
+            raise Killed  # was extended (at step 5)
         return folder
 
     monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
@@ -988,6 +988,21 @@ def test_a_killed_stage_one_resumes_where_it_was(tiny_dir, tmp_path, monkeypatch
         run_perception(
             tiny_dir, tmp_path / "split", PerceptionConfig(**{**cfg.to_dict(), "learning_rate": 1e-3})
         )
+    # killed before the listing phase's check, the run may resume waiting for other scores or up to
+    # another cap; the copy drill's check has run, so its settings stay
+    with pytest.raises(Killed):
+        monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
+        run_perception(tiny_dir, tmp_path / "early", PerceptionConfig(**{**cfg.to_dict(), "save_every": 4}))
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    with pytest.raises(ConfigError, match=r"other settings \(copy_max_steps\)"):
+        run_perception(
+            tiny_dir, tmp_path / "early", PerceptionConfig(**{**cfg.to_dict(), "copy_max_steps": 3})
+        )
+    capped = run_perception(
+        tiny_dir, tmp_path / "early", PerceptionConfig(**{**cfg.to_dict(), "listing_max_steps": 2})
+    )
+    assert capped["listing_steps"] == 2 and capped["curve"][:2] == straight["curve"][:2]
+    assert [r["step"] for r in capped["curve"]] == [2, 4, 6, 7]
     # a checkpoint from before a setting existed resumes when the setting keeps its default
     state_file = tmp_path / "split" / "checkpoint-8" / "trainer_state.json"
     state = json.loads(state_file.read_text())
