@@ -214,6 +214,12 @@ class PerceptionConfig(Config):
     """Peak AdamW learning rate (``warmup_steps`` of linear warm-up, then linear decay to 0)."""
     warmup_steps: int = 20
     """Linear warm-up of the learning rate."""
+    decay_steps: int | None = None
+    """Steps at the end over which the learning rate decays linearly to 0, after staying at its peak
+    (None: it decays over all of Stage I). One decay over every phase leaves the last ones the least:
+    v18 seed 2's listing phase ended at 4e-5, and from its end 600 listing steps at 5e-5 taught the
+    pick of the interval to 0.125 of held-out first turns, at 2e-4 to 0.475 (docs/results.md, "v18:
+    reading first"). Steps the waiting phases add come before the decay."""
     skills: tuple[str, ...] = ("symbol", "frames", "crop", "preview")
     """Skills mixed in equal shares (any of :data:`PERCEPTION_SKILLS`)."""
     heldout: int = 60
@@ -297,6 +303,7 @@ class PerceptionConfig(Config):
             "listing_steps",
             "save_every",
         )
+        check(self, positive_int, "decay_steps", optional=True)
         check(
             self,
             positive_int,
@@ -1262,9 +1269,17 @@ def train_perception(
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # reads ``total`` at each step: reading may add steps
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total))
-    )
+
+    def lr_factor(s: int) -> float:
+        """Warm-up, then the peak until the last ``decay_steps`` (all: None), then down to 0 at ``total``,
+        read at each step: the waiting phases may add steps."""
+        if cfg.decay_steps is None:
+            return min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total))
+        return min(1.0, (s + 1) / warm) * max(
+            0.0, min(1.0, (total - s) / max(1, min(cfg.decay_steps, total)))
+        )
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     torch.manual_seed(cfg.seed)
     settings = _resume_settings(cfg)  # what a resumed run must match
 

@@ -1048,3 +1048,28 @@ def test_listing_until_names_scores_of_the_listing_skills_and_is_checked_before_
     with pytest.raises(ConfigError, match=r"no held-out score named \['select/tims'\]"):
         run_reading_probe(misspelt)
     assert "perception: step" not in capsys.readouterr().out  # refused before any training step
+
+
+@pytest.mark.parametrize(
+    ("decay_steps", "expected"), [(None, [3.75e-4, 2.5e-4, 1.25e-4, 0.0]), (2, [5e-4, 5e-4, 2.5e-4, 0.0])]
+)
+def test_the_learning_rate_decays_over_all_steps_or_only_the_last(decay_steps, expected):
+    """``decay_steps``: the peak learning rate until the last that many steps, then down to 0."""
+    from medscope_gym.agents.recipe.perception import train_perception
+    from medscope_gym.agents.vlm.tiny import TinyModelConfig, build_model, build_processor
+
+    tiny = TinyModelConfig(**{**MICRO, "vocab_size": 0})
+    processor = build_processor(tiny)
+    rates: list[float] = []
+    log = SimpleNamespace(log=lambda step, row: rates.append(row["train/lr"]))
+    cfg = PerceptionConfig(
+        steps=4,
+        skills=("copy",),
+        batch_size=1,
+        heldout=1,
+        eval_every=100,
+        warmup_steps=1,
+        decay_steps=decay_steps,
+    )
+    train_perception(build_model(processor.tokenizer, tiny), processor, cfg, log)
+    assert rates == pytest.approx(expected)
