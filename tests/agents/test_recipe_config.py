@@ -61,3 +61,18 @@ def test_sft_knows_the_uniform_reference_and_checks_its_counts():
         SFTConfig(model="m", out="o", reference="uniform", uniform_frames=0)
     with pytest.raises(ConfigError, match="reference must be one of"):
         SFTConfig(model="m", out="o", reference="uniformly")
+
+
+@pytest.mark.parametrize("name", ["recipe_tiny.yaml", "recipe_micro.yaml"])
+def test_shipped_recipe_configs_load_with_valid_stage_one_settings(name):
+    from pathlib import Path
+
+    from medscope_gym.agents.recipe.runner import perception_config
+    from medscope_gym.config import load_config
+
+    cfg = load_config(RecipeConfig, Path(__file__).resolve().parents[2] / "configs" / name)
+    stage_one = perception_config(cfg)  # validates the perception block (waits, shares, schedule)
+    assert stage_one.seed == cfg.seed and stage_one.batch_size >= 1
+    if name == "recipe_tiny.yaml":  # the main job's Stage I waits in all three phases
+        assert stage_one.reading_first and stage_one.listing_until == {"select": 0.5}
+        assert stage_one.copy_until == 0.9 and stage_one.decay_steps == 600
