@@ -23,7 +23,10 @@ scored on videos no training example came from:
   second highlighted interval is 89.5-98.5 s, so I crop it." and the call with those two times). It
   asks for two copies that nothing else drills: the question's ordinal, and times from the listing
   into the sentence and from the sentence into the call. Scored as a whole and per part
-  (``select/words``, ``select/times``, ``select/call``);
+  (``select/words``, ``select/times``, ``select/call``), and per what the question names
+  (``select/first``: the first highlighted interval, or none, when the reference searches from the
+  first; ``select/later``: the second to fourth). Half or more of the picks are of the first, so a
+  model that always picks it passes ``select`` 0.5; only ``select/later`` shows the question read;
 - ``zoom``: the step after a crop listing, in a crop's turn: the crop's frames and the env's lines, the
   listing given, the answer is the reference's close crop, from the listed frame before the first that
   shows the symbol to the frame after the last ("I look closely at 33.5-37.5 s, the frames around
@@ -34,6 +37,12 @@ scored on videos no training example came from:
   frames is under half as long (~375 tokens, ~810 with them), so it is drilled on its own
   (``window_steps``) as ``copy`` drills copying.
   Its held-out examples are ``zoom``'s, frames removed: the two scores differ only by the frames;
+- ``ordinal``: ``select``'s question alone, as text (no frames, no listing), answered with the
+  highlighted interval the reference crops first ("The third highlighted interval."; a grounding
+  question names none, and the search starts at the first). ``ordinal_steps`` of it come after the
+  window drill: the copy of the question's ordinal that ``select`` needs, drilled where it is the
+  answer's one decision (the same videos' questions as ``select``'s; scored ``ordinal/first`` and
+  ``ordinal/later`` as ``select`` is);
 - ``answer``: the step after the close crop, in its turn: the question as the env asks it, the close
   crop's frames with the env's lines, and the reference's last turn as the answer ("The crop shows a
   red ring at the centre. That is option B, red ring." and ``<answer>B</answer>``; for a grounding
@@ -46,7 +55,8 @@ scored on videos no training example came from:
 
 A turn of a tool episode spends ~150 imitated tokens on protocol text and two or three on what the
 frames showed. These examples spend every imitated token on reading, at a tenth of the sequence
-length. After the copy drill, ``window_steps`` of ``window``, then reading: ``reading_steps`` of
+length. After the copy drill, ``window_steps`` of ``window`` and ``ordinal_steps`` of ``ordinal``,
+then reading: ``reading_steps`` of
 ``symbol`` alone (or reading first, before the drills: ``reading_first``). A model from scratch
 learns the colours at once and the shapes only after several thousand symbol examples, suddenly; in
 a mix where a sixth of the examples are frames at a symbol, it had not by 900 steps (docs/results.md).
@@ -98,6 +108,7 @@ PERCEPTION_SKILLS: tuple[str, ...] = (
     "zoom",
     "window",
     "answer",
+    "ordinal",
 )
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
@@ -105,6 +116,7 @@ _QUESTIONS = {
     "crop": "Which symbol does this clip show?",
     "highlights": "Which preview frames show the white bar?",
     "copy": "Write this list out again, item by item:",
+    "ordinal": "Which highlighted interval does the question name, or search from?",
 }
 _CROP_LISTING = "What does each frame of this crop show?"
 #: A close crop's times as the search reference writes them, and what its answer turn says it saw.
@@ -117,7 +129,7 @@ _ENV_TURNS = 5
 #: Held-out videos: seeds no training stream draws (training streams start at 1e6 * (seed + 1)).
 _HELDOUT_SEED = 999_000_000
 #: Text drills and the skill whose examples they are, frames removed: the same draws from a seed.
-_FRAMELESS = {"window": "zoom"}
+_FRAMELESS = {"window": "zoom", "ordinal": "select"}
 
 
 def _drawn_as(skill: str) -> str:
@@ -151,6 +163,14 @@ class PerceptionConfig(Config):
     crop around its symbol as the answer (``zoom``'s step without the frames). In the listing phase,
     ``zoom`` shared with three other skills was not learned (docs/results.md, "v9"). Without it,
     seed 0's Stage I learned every skill but ``zoom`` better (docs/results.md, "After v10")."""
+    ordinal_steps: int = 0
+    """Optimizer steps on ``ordinal`` alone after the window drill, before the listing phase: an
+    episode's question as text, answered with the highlighted interval the reference crops first ("The
+    third highlighted interval."; a grounding question's search starts at the first). No Stage I had
+    taught the pick to read the question (v18kld seed 2: ``select/later`` 0.000). From that model the
+    drill is learned in 200 steps, and at even preview times the pick after 300 of it reached
+    ``select/later`` 0.692 in 300 steps, ``select`` alone 0.346 (one run each, with swings as large;
+    docs/results.md, "The question, unread")."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     reading_first: bool = False
@@ -299,6 +319,7 @@ class PerceptionConfig(Config):
             "warmup_steps",
             "copy_steps",
             "window_steps",
+            "ordinal_steps",
             "reading_steps",
             "listing_steps",
             "save_every",
@@ -394,7 +415,9 @@ class _Example:
     question: str
     answer: str
     kind: str = ""
-    """What the answer is about (``frames``: symbol / highlight / nothing), for per-kind scores."""
+    """What the answer is about, for per-kind scores (``frames``: symbol / highlight / nothing;
+    ``answer``: choice / interval; ``select``: first / later, the highlighted interval the question
+    names)."""
     episode: bool = False
     """Laid out as an episode's turn: after the system prompt, answered without ending the turn."""
     given: str = ""
@@ -538,9 +561,11 @@ def make_examples(
     (:class:`~medscope_gym.agents.scripted.SearchStyle`)."""
     from medscope_gym.agents.scripted import (
         CROP_LISTING,
+        ORDINALS,
         PREVIEW_LISTING,
         close_look,
         close_window,
+        named_rank,
     )
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.protocol import format_tool_call
@@ -651,8 +676,10 @@ def make_examples(
             shown = preview_frames(video.num_frames, video.fps)
             if skill != "preview" and irregular and rng.random() < irregular:
                 shown = _irregular(rng, 0, video.num_frames - 1, len(shown))
-            given = ""
-            laid = skill == "select" or bool(skill == "highlights" and episode and layouts.random() < episode)
+            given, kind = "", ""
+            laid = skill in ("select", "ordinal") or bool(
+                skill == "highlights" and episode and layouts.random() < episode
+            )
             if skill == "preview":
                 j = int(rng.integers(len(video.events)))
                 k = int(np.searchsorted(shown, video.events[j].start_frame))
@@ -667,14 +694,27 @@ def make_examples(
                 question, turn = _first_turn(video, seed, times[shown], layouts, style)
                 answer = f"<think>{PREVIEW_LISTING}{answer}."
                 # at irregular times the evidence may fall in no run of "bar" frames: then the
-                # reference lists nothing, a listing example keeps the listing alone, and there is
-                # no select example
-                picked = PREVIEW_LISTING in turn
-                if skill == "select":
+                # reference lists nothing. Or the stretch the question names is not the one the
+                # listing ranks so (two highlights in one run of "bar", one between frames): then it
+                # searches from the first, against the question's words, and examples of that taught
+                # the pick to ignore them (docs/results.md, "The question, unread"). Either way a
+                # listing example keeps the listing alone, and there is no select example.
+                named = named_rank(question)
+                picked = PREVIEW_LISTING in turn and (
+                    named is None or f"The {ordinal(named)} highlighted interval is" in turn
+                )
+                if skill in ("select", "ordinal"):
                     if not picked:
                         continue
                     cut = turn.find(". ", turn.find(PREVIEW_LISTING)) + 1  # the listing, given
                     given, answer = turn[:cut], turn[cut:]
+                    rank = named or 0  # no rank named: the search starts at the first
+                    kind = "later" if rank > 0 else "first"
+                    if skill == "ordinal":  # the question alone, as text
+                        asked = f"{question}\n{_QUESTIONS['ordinal']}"
+                        answer = f"The {ORDINALS[rank]} highlighted interval."
+                        out.append(_Example(skill, [], [], None, None, asked, answer, kind))
+                        continue
                 elif first_turn and picked:
                     answer = turn
             small = resize_frames(render_frames(video, shown), TESTBED_TOOLS.preview_max_pixels)
@@ -687,6 +727,7 @@ def make_examples(
                     None,
                     question,
                     answer,
+                    kind,
                     episode=laid,
                     given=given,
                 )
@@ -1014,7 +1055,7 @@ def _generated(model: Any, batcher: ExampleBatcher, skill: str, examples: list[_
     the parts: ``-named`` (a listing names what its frames show, the symbol, somewhere), ``-start`` and
     ``-end`` (a close crop's times, "I look closely at 30.0-33.5 s", else the crop call's), ``-read``
     (the answer turn's "The crop shows a red ring ..." right), and per kind of answer (``-choice``,
-    ``-interval``)."""
+    ``-interval``; ``select``'s ``-first``, ``-later``)."""
     import torch
 
     model.eval()
@@ -1047,8 +1088,9 @@ def _generated(model: Any, batcher: ExampleBatcher, skill: str, examples: list[_
                 parts.setdefault(ex.kind, []).append(exact[-1])
     model.train()
     scores = {f"{skill}/generated": float(np.mean(exact))}
+    kinds = {ex.kind for ex in examples}
     for part, hits in parts.items():
-        if part not in ("choice", "interval") or len({ex.kind for ex in examples}) > 1:
+        if part not in kinds or len(kinds) > 1:  # per kind only where there are several
             scores[f"{skill}/generated-{part}"] = float(np.mean(hits))
     return scores
 
@@ -1077,6 +1119,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
         dict.fromkeys(
             ("copy",) * (cfg.copy_steps > 0)
             + ("window",) * (cfg.window_steps > 0)
+            + ("ordinal",) * (cfg.ordinal_steps > 0)
             + ("symbol",) * (cfg.reading_steps > 0)
             + listing * (cfg.listing_steps > 0)
             + cfg.skills
@@ -1181,9 +1224,24 @@ def train_perception(
         cfg.irregular_times,
         style=style,
     )
-    order = ("symbol", "copy", "window") if cfg.reading_first else ("copy", "window", "symbol")
+    drills["ordinal"] = make_examples(  # text, drawn as select's; below the window drill's stream
+        "ordinal",
+        stream + 460_000,
+        cfg.ordinal_steps * cfg.batch_size,
+        cfg.duration,
+        cfg.crops_as_frames,
+        cfg.irregular_times,
+        style=style,
+    )
+    drill_order = ("copy", "window", "ordinal")
+    order = ("symbol", *drill_order) if cfg.reading_first else (*drill_order, "symbol")
     lead = [ex for skill in order for ex in drills[skill]]
-    steps_of = {"window": cfg.window_steps, "copy": cfg.copy_steps, "symbol": cfg.reading_steps}
+    steps_of = {
+        "window": cfg.window_steps,
+        "copy": cfg.copy_steps,
+        "ordinal": cfg.ordinal_steps,
+        "symbol": cfg.reading_steps,
+    }
     phases = (*order, "listing")
     # the step each phase ends at, where its check (``reading_until``, ``copy_until``, ``listing_until``)
     # runs
@@ -1262,10 +1320,11 @@ def train_perception(
         if steps > 0:
             lead += listings(steps, cfg.irregular_times if part else 0.0, rng)
     train = lead + [mix[j] for j in rng.permutation(len(mix))]
-    total = cfg.copy_steps + cfg.window_steps + cfg.reading_steps + cfg.listing_steps + cfg.steps
+    total = sum(steps_of.values()) + cfg.listing_steps + cfg.steps
     heldout = heldout_examples(cfg)
     if cfg.listing_until:  # a misspelt score fails now, not when the listing phase ends an hour later
-        _target_scores(model, batcher, cfg.listing_until, {k: v[:1] for k, v in heldout.items()}, cfg.ranked)
+        one_of_each_kind = {k: list({ex.kind: ex for ex in v[::-1]}.values()) for k, v in heldout.items()}
+        _target_scores(model, batcher, cfg.listing_until, one_of_each_kind, cfg.ranked)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     warm = max(1, cfg.warmup_steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from types import SimpleNamespace
@@ -545,6 +546,34 @@ def test_window_is_zoom_without_its_frames_and_comes_after_the_copy_drill(monkey
         PerceptionConfig(window_steps=-1)
 
 
+def test_ordinal_is_selects_question_alone_and_comes_after_the_window_drill(monkeypatch):
+    """``ordinal``: ``select``'s questions (the same draws from a seed), as text, answered with the
+    highlighted interval ``select``'s pick names (the first where the question names none);
+    ``ordinal_steps`` of it come after the window drill, before the reading, and are scored held-out
+    per kind as ``select`` is."""
+    ordinals = make_examples("ordinal", 7, 12, (200.0, 300.0), crops_as_frames=True)
+    selects = make_examples("select", 7, 12, (200.0, 300.0), crops_as_frames=True)
+    assert [ex.kind for ex in ordinals] == [ex.kind for ex in selects]
+    assert {ex.kind for ex in ordinals} == {"first", "later"}
+    for drill, pick in zip(ordinals, selects):
+        assert drill.question.startswith(pick.question) and drill.question.endswith("or search from?")
+        assert not (drill.images or drill.given or drill.episode) and drill.video is None
+        named = re.match(r"The (\w+) highlighted interval\.$", drill.answer).group(1)
+        assert re.search(rf"\b[Tt]he {named} highlighted interval", pick.answer)
+    trained = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, copy_steps=1, window_steps=1, ordinal_steps=2, reading_steps=1, steps=0, batch_size=2,
+        heldout=8, eval_every=10,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    assert trained[:5] == ["copy", "window", "ordinal", "ordinal", "symbol"]
+    assert {"ordinal", "ordinal/first", "ordinal/later"} <= set(result["heldout"])
+    rehearsed = Rehearsal(SimpleNamespace(tokenizer=None), ("ordinal",), batch_size=2).batch()
+    assert [ex.skill for ex in rehearsed] == ["ordinal", "ordinal"]  # beside Stage II too
+    with pytest.raises(ConfigError, match="ordinal_steps"):
+        PerceptionConfig(ordinal_steps=-1)
+
+
 def test_items_that_show_something_are_told_from_no():
     """``_shows``: per item of a listing, whether its frame shows a symbol or the bar, whatever text the
     listing sits in (the reasoning's opening, the close crop after it)."""
@@ -612,6 +641,50 @@ class _Writer:
         return self
 
     train = eval
+
+
+def test_every_pick_names_the_interval_the_question_names_at_irregular_times_too():
+    """At irregular preview times the stretch a question names may not be the one the listing ranks so;
+    the reference then searches from the first, against the question's words. Such turns are no
+    ``select`` or ``ordinal`` example: each pick names the interval the question names (the first
+    where it names none)."""
+    from medscope_gym.agents.scripted import ORDINALS, named_rank
+
+    for skill in ("select", "ordinal"):
+        examples = make_examples(skill, 7_000_000, 60, (90.0, 360.0), crops_as_frames=True, irregular=1.0)
+        assert len(examples) == 60
+        for ex in examples:
+            picked = re.search(r"\b(first|second|third|fourth) highlighted interval", ex.answer).group(1)
+            assert picked == ORDINALS[named_rank(ex.question) or 0], (ex.question, ex.answer)
+        assert {ex.kind for ex in examples} == {"first", "later"}
+
+
+def test_picks_are_scored_apart_by_the_interval_the_question_names(tiny_dir):
+    """``select/later``: the picks of the second to fourth highlighted interval. A model that always
+    picks the first (never reading the question's ordinal) passes ``select/first`` and fails these."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import ExampleBatcher, _accuracy
+    from medscope_gym.agents.scripted import named_rank
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    examples = make_examples("select", 7, 12, (200.0, 300.0), crops_as_frames=True)
+    assert {ex.kind for ex in examples} == {"first", "later"}
+    for ex in examples:  # the kind is what the question names; the reference's pick says the same
+        later = (named_rank(ex.question) or 0) > 0
+        assert (ex.kind == "later") == later == (" first highlighted" not in ex.answer)
+    tokens = processor.tokenizer
+    first = tokens(" first", add_special_tokens=False)["input_ids"]
+    assert len(first) == 1
+    always_first = {
+        tokens(f" {word}", add_special_tokens=False)["input_ids"][0]: first[0]
+        for word in ("second", "third", "fourth")
+    }
+    batcher = ExampleBatcher(processor)
+    assert _accuracy(_Teacher(), batcher, "select", examples)["select/later"] == 1.0
+    prior = _accuracy(_Teacher(always_first), batcher, "select", examples)
+    assert prior["select/first"] == 1.0 and prior["select/later"] == 0.0
+    assert prior["select"] == sum(ex.kind == "first" for ex in examples) / len(examples)
 
 
 def test_written_listings_are_scored_whole_and_by_the_symbol_they_name(tiny_dir):
@@ -1048,6 +1121,10 @@ def test_listing_until_names_scores_of_the_listing_skills_and_is_checked_before_
     with pytest.raises(ConfigError, match=r"no held-out score named \['select/tims'\]"):
         run_reading_probe(misspelt)
     assert "perception: step" not in capsys.readouterr().out  # refused before any training step
+    # a score of one kind of pick is a name too, checked on one held-out example of each kind
+    later = dataclasses.replace(misspelt, listing_until={"select/later": 0.5}, heldout=8)
+    run_reading_probe(later)
+    assert re.search(r"listing check after 1 steps: select/later [\d.]+", capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(
