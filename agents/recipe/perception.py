@@ -1215,33 +1215,27 @@ def train_perception(
         skill: make_examples(skill, waits[skill].first, waits[skill].steps * cfg.batch_size, cfg.duration)
         for skill in ("copy", "symbol")
     }
-    drills["window"] = make_examples(  # the copy drill uses no videos; these sit below the reading phase's
-        "window",
-        stream + 450_000,
-        cfg.window_steps * cfg.batch_size,
-        cfg.duration,
-        cfg.crops_as_frames,
-        cfg.irregular_times,
-        style=style,
-    )
-    drills["ordinal"] = make_examples(  # text, drawn as select's; below the window drill's stream
-        "ordinal",
-        stream + 460_000,
-        cfg.ordinal_steps * cfg.batch_size,
-        cfg.duration,
-        cfg.crops_as_frames,
-        cfg.irregular_times,
-        style=style,
-    )
-    drill_order = ("copy", "window", "ordinal")
-    order = ("symbol", *drill_order) if cfg.reading_first else (*drill_order, "symbol")
-    lead = [ex for skill in order for ex in drills[skill]]
     steps_of = {
         "window": cfg.window_steps,
         "copy": cfg.copy_steps,
         "ordinal": cfg.ordinal_steps,
         "symbol": cfg.reading_steps,
     }
+    # the text drills of framed skills' turns; the copy drill uses no videos, and these streams sit
+    # below the reading phase's
+    for skill, offset in (("window", 450_000), ("ordinal", 460_000)):
+        drills[skill] = make_examples(
+            skill,
+            stream + offset,
+            steps_of[skill] * cfg.batch_size,
+            cfg.duration,
+            cfg.crops_as_frames,
+            cfg.irregular_times,
+            style=style,
+        )
+    drill_order = ("copy", "window", "ordinal")
+    order = ("symbol", *drill_order) if cfg.reading_first else (*drill_order, "symbol")
+    lead = [ex for skill in order for ex in drills[skill]]
     phases = (*order, "listing")
     # the step each phase ends at, where its check (``reading_until``, ``copy_until``, ``listing_until``)
     # runs
