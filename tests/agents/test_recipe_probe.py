@@ -1122,9 +1122,10 @@ def test_listing_until_names_scores_of_the_listing_skills_and_is_checked_before_
         run_reading_probe(misspelt)
     assert "perception: step" not in capsys.readouterr().out  # refused before any training step
     # a score of one kind of pick is a name too, checked on one held-out example of each kind
-    later = dataclasses.replace(misspelt, listing_until={"select/later": 0.5}, heldout=8)
+    later = dataclasses.replace(misspelt, listing_until={"select/later": 1.0}, listing_max_steps=1, heldout=8)
     run_reading_probe(later)
-    assert re.search(r"listing check after 1 steps: select/later [\d.]+", capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert re.search(r"listing check after 1 steps: select/later [\d.]+; the listing phase ends", out)
 
 
 @pytest.mark.parametrize(
