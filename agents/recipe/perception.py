@@ -169,8 +169,8 @@ class PerceptionConfig(Config):
     third highlighted interval."; a grounding question's search starts at the first). No Stage I had
     taught the pick to read the question (v18kld seed 2: ``select/later`` 0.000). From that model the
     drill is learned in 200 steps, and at even preview times the pick after 300 of it reached
-    ``select/later`` 0.692 in 300 steps, ``select`` alone 0.346 (one run each, with swings as large;
-    docs/results.md, "The question, unread")."""
+    ``select/later`` 0.692 and 0.654 in 300 steps (two seeds), ``select`` alone 0.346 (one seed; the
+    scores swing as much; docs/results.md, "The question, unread")."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     reading_first: bool = False
