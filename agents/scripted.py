@@ -326,6 +326,12 @@ class SearchingOracle(Policy):
             "fine": fine,
         }
 
+    def crops_named(self, slot: int) -> bool:
+        """Whether the episode in ``slot`` crops the stretch its question names by rank straight away
+        (False where the question names none, or where the named stretch is not the one the preview
+        ranks so and the reference searches from the first instead)."""
+        return bool(self._state[slot]["named"])
+
     def act(
         self, slots: Sequence[int], observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
     ):

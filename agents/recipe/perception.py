@@ -469,10 +469,11 @@ def _copy_example(rng: np.random.Generator, duration: tuple[float, float]) -> _E
 
 def _first_turn(
     video, seed: int, times: np.ndarray, rng: np.random.Generator, style: SearchStyle
-) -> tuple[str, str]:
+) -> tuple[str, str, bool]:
     """One of ``video``'s testbed questions at random, as the env opens an episode with the preview
-    frames at ``times`` (the user text), and the search reference's first turn on those frames, in
-    ``style``."""
+    frames at ``times`` (the user text), the search reference's first turn on those frames, in
+    ``style``, and whether that turn crops the stretch the question names by rank
+    (:meth:`~medscope_gym.agents.scripted.SearchingOracle.crops_named`)."""
     from medscope_gym.agents.scripted import SearchingOracle
     from medscope_gym.prompts import question_text
     from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
@@ -483,7 +484,7 @@ def _first_turn(
     question = f"{question_text(sample, video.duration)}\n{preview_text(video.duration, times)}"
     reference = SearchingOracle(style=style)
     reference.begin(0, {"video_times": times}, {"duration": video.duration}, sample)
-    return question, reference.act([0], [{}], [{"tool_log": []}])[0]
+    return question, reference.act([0], [{}], [{"tool_log": []}])[0], reference.crops_named(0)
 
 
 def _between_previews(shown: np.ndarray, k: int) -> np.ndarray:
@@ -561,7 +562,6 @@ def make_examples(
     (:class:`~medscope_gym.agents.scripted.SearchStyle`)."""
     from medscope_gym.agents.scripted import (
         CROP_LISTING,
-        ORDINALS,
         PREVIEW_LISTING,
         close_look,
         close_window,
@@ -691,7 +691,7 @@ def make_examples(
                 )
                 question = _QUESTIONS["highlights"]
             if laid:  # the episode's own first turn
-                question, turn = _first_turn(video, seed, times[shown], layouts, style)
+                question, turn, crops_named = _first_turn(video, seed, times[shown], layouts, style)
                 answer = f"<think>{PREVIEW_LISTING}{answer}."
                 # at irregular times the evidence may fall in no run of "bar" frames: then the
                 # reference lists nothing. Or the stretch the question names is not the one the
@@ -700,9 +700,7 @@ def make_examples(
                 # the pick to ignore them (docs/results.md, "The question, unread"). Either way a
                 # listing example keeps the listing alone, and there is no select example.
                 named = named_rank(question)
-                picked = PREVIEW_LISTING in turn and (
-                    named is None or f"The {ordinal(named)} highlighted interval is" in turn
-                )
+                picked = PREVIEW_LISTING in turn and (named is None or crops_named)
                 if skill in ("select", "ordinal"):
                     if not picked:
                         continue
@@ -712,7 +710,7 @@ def make_examples(
                     kind = "later" if rank > 0 else "first"
                     if skill == "ordinal":  # the question alone, as text
                         asked = f"{question}\n{_QUESTIONS['ordinal']}"
-                        answer = f"The {ORDINALS[rank]} highlighted interval."
+                        answer = f"The {ordinal(rank)} highlighted interval."
                         out.append(_Example(skill, [], [], None, None, asked, answer, kind))
                         continue
                 elif first_turn and picked:
