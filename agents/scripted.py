@@ -41,7 +41,9 @@ __all__ = [
     "CLOSE_LOOK",
     "CROP_LISTING",
     "FIRST_MARK",
+    "NOT_ASKED",
     "PREVIEW_LISTING",
+    "STRETCHES",
     "close_look",
     "close_window",
     "frame_listing",
@@ -164,6 +166,11 @@ class OraclePolicy(Policy):
 PREVIEW_LISTING = "The preview frames: "
 #: How it opens its reasoning after a crop, before the crop's frame listing.
 CROP_LISTING = "The crop frames: "
+#: How it says a crop showed something other than what the question asks about, before it names the
+#: next highlighted interval.
+NOT_ASKED = "not what the question asks about"
+#: How it opens the list of the preview's highlighted stretches (``SearchStyle.list_stretches``).
+STRETCHES = "The highlighted intervals: "
 #: How it names its close crop after a crop listing (:func:`close_look`).
 CLOSE_LOOK = "I look closely at "
 #: Where a close crop after a crop listing starts (:func:`close_window`): at the listed frame ``before``
@@ -217,6 +224,14 @@ class SearchStyle(Config):
     preview listing ("0.5 no; 6.5 bar, first 6.5; 12.5 bar; 19.5 no; 25.5 bar, second 25.5"), as
     ``mark_after`` does in a crop listing: the writer counts the stretches it has already listed instead
     of deciding on the rank before it looks at the frame."""
+
+    list_stretches: bool = False
+    """After the preview listing, write the highlighted stretches it shows, in order (":data:`STRETCHES`
+    0.5-16.5 s; 110.0-116.0 s; 160.5-165.0 s."). Each later pick is then a copy from a short list: the
+    one the question names, or, after a crop that missed, the item after the one just cropped, found
+    by its own times. Without it that stretch has to be found among the 16 listed frames by counting
+    runs of "bar", which the recipe's tiny model did not learn (docs/results.md, "The question,
+    restated")."""
 
     def __post_init__(self) -> None:
         if self.close_from not in CLOSE_FROM:
@@ -368,6 +383,10 @@ class SearchingOracle(Policy):
             if st["runs"]:
                 labels = ["bar" if m else "no" for m in st["marked"]]
                 think = f"{PREVIEW_LISTING}{self.style.preview_listing(st['preview'], labels)}. "
+                if self.style.list_stretches:
+                    think += (
+                        f"{STRETCHES}{'; '.join(f'{time_text(x)}-{time_text(y)} s' for x, y in st['runs'])}. "
+                    )
                 k = st["runs"].index((a, b))
                 if st["named"]:
                     think += (
@@ -387,7 +406,7 @@ class SearchingOracle(Policy):
             seen = _inside(sample, *order[crops - 1]) or "no symbol"
             think = f"{listed[0]} " if listed is not None else ""
             think += (
-                f"The crop shows {seen}, not what the question asks about; the next highlighted interval "
+                f"The crop shows {seen}, {NOT_ASKED}; the next highlighted interval "
                 f"is {time_text(a)}-{time_text(b)} s."
             )
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from medscope_gym.suite.schema import Sample, option_letter
 
-__all__ = ["question_text"]
+__all__ = ["asked_text", "question_text"]
 
 
 def question_text(sample: Sample, duration: float) -> str:
@@ -27,3 +27,10 @@ def question_text(sample: Sample, duration: float) -> str:
     else:
         lines.append("Answer briefly in words.")
     return "\n".join(lines)
+
+
+def asked_text(reset_text: str) -> str:
+    """The question part of the env's reset observation text (:func:`question_text`), without the
+    preview's line it ends with (:func:`medscope_gym.tools.preview_text`): what a policy restates in
+    front of each later tool response (``FrameConfig.restate_question``)."""
+    return reset_text.rsplit("\n", 1)[0] if "\n" in reset_text else reset_text

@@ -109,6 +109,7 @@ PERCEPTION_SKILLS: tuple[str, ...] = (
     "window",
     "answer",
     "ordinal",
+    "search",
 )
 _QUESTIONS = {
     "symbol": "What is on screen in these frames?",
@@ -171,6 +172,15 @@ class PerceptionConfig(Config):
     drill is learned in 200 steps, and at even preview times the pick after 300 of it reached
     ``select/later`` 0.692 and 0.654 in 300 steps (two seeds), ``select`` alone 0.346 (one seed; the
     scores swing as much; docs/results.md, "The question, unread")."""
+    search_steps: int = 0
+    """Optimizer steps on ``search`` alone after the ordinal drill, before the listing phase: an episode
+    as text up to a crop's listing, answered with the search reference's next step, the close crop or
+    the next highlighted interval's crop. Nothing else in Stage I shows a turn that moves on, and no
+    Stage II model did: on v18kld seed 2's held-out grounding questions every episode closed in on the
+    first stretch, whatever it showed (docs/results.md, "The question, unread")."""
+    restate_question: bool = False
+    """Lay ``search``'s tool responses out with the question first, as a policy with
+    ``FrameConfig.restate_question`` is shown them (the recipe sets it from its ``frames``)."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     reading_first: bool = False
@@ -320,6 +330,7 @@ class PerceptionConfig(Config):
             "copy_steps",
             "window_steps",
             "ordinal_steps",
+            "search_steps",
             "reading_steps",
             "listing_steps",
             "save_every",
@@ -541,6 +552,62 @@ def _last_turn(video, seed: int, rng: np.random.Generator, style: SearchStyle | 
     return lines, render_frames(video, idx), stamps.tolist(), answer, sample.answer_type
 
 
+def _search_turn(
+    video, seed: int, shown: np.ndarray, rng: np.random.Generator, style: SearchStyle, restate: bool
+) -> tuple[str, str, str, str] | None:
+    """A turn after one of the search reference's crops, as text, on one of ``video``'s testbed
+    questions: the reset text (the question and the preview's line; the preview frames at indices
+    ``shown`` left out), the earlier turns, tool responses and the crop's listing (given), the
+    reference's next step (the answer) and its kind: ``close`` (the listing shows what the question
+    asks about: the close crop) or ``next`` ("not what the question asks about; the next highlighted
+    interval is ...": the next stretch's times, from the first turn's preview listing). Every question
+    is played and the kind drawn evenly where the video has both: on a grounding question the
+    reference moves on before as many stretches as precede the asked symbol's, and a choice question
+    names its stretch, so under one turn in six moves on. ``restate``: each tool response opens with
+    the question (``FrameConfig.restate_question``). None when no turn after a crop lists it."""
+    from medscope_gym.agents.scripted import CROP_LISTING, NOT_ASKED, SearchingOracle
+    from medscope_gym.envs.clinvideo import budget_text
+    from medscope_gym.prompts import question_text
+    from medscope_gym.protocol import parse_turn
+    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, crop_frames, testbed_questions
+    from medscope_gym.tools import crop_text, preview_text
+
+    preview = shown / video.fps
+    turns: dict[str, list[tuple[str, str, str]]] = {"close": [], "next": []}
+    for sample in testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed):
+        question = question_text(sample, video.duration)
+        restated = f"{question}\n" if restate else ""
+        reference = SearchingOracle(decimals=1, list_crops=16, style=style)
+        reference.begin(0, {"video_times": preview}, {"duration": video.duration}, sample)
+        history = reference.act([0], [{}], [{"tool_log": []}])[0]
+        step, crops = history, 0
+        # the first crop, then each crop of the next stretch; the close crop ends the search
+        while (call := parse_turn(step).tool_call) is not None and (crops == 0 or NOT_ASKED in step):
+            a, b = float(call.arguments["start_time"]), float(call.arguments["end_time"])
+            stamps = crop_frames(video.num_frames, video.fps, a, b) / video.fps
+            crops += 1
+            lines = f"{crop_text(a, b, stamps)}\n{budget_text(crops, _ENV_TURNS, _ENV_TURNS - crops)}"
+            history += (
+                f"<|im_end|>\n<|im_start|>user\n<tool_response>\n{restated}{lines}\n"
+                "</tool_response><|im_end|>\n<|im_start|>assistant\n"
+            )
+            ok = [{"name": "crop_video", "ok": True}] * crops
+            step = reference.act([0], [{"video_times": stamps}], [{"tool_log": ok}])[0]
+            if step.startswith(f"<think>{CROP_LISTING}") and parse_turn(step).tool_call is not None:
+                cut = step.find(". ", len(CROP_LISTING)) + 1  # the listing, given
+                kind = "next" if NOT_ASKED in step else "close"
+                turns[kind].append(
+                    (f"{question}\n{preview_text(video.duration, preview)}", history + step[:cut], step[cut:])
+                )
+            history += step
+    kinds = [kind for kind, found in turns.items() if found]
+    if not kinds:
+        return None
+    kind = kinds[int(rng.integers(len(kinds)))]
+    asked, given, answer = turns[kind][int(rng.integers(len(turns[kind])))]
+    return asked, given, answer, kind
+
+
 def make_examples(
     skill: str,
     first_seed: int,
@@ -551,6 +618,7 @@ def make_examples(
     episode: float = 0.0,
     first_turn: bool = False,
     style: SearchStyle | None = None,
+    restate: bool = False,
 ) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
@@ -559,7 +627,8 @@ def make_examples(
     share of listings laid out as in an episode (``PerceptionConfig.episode_layout``); ``first_turn``:
     such a preview example answered with the search reference's whole first turn; ``style``: how the
     search reference writes ``zoom``'s close crop and ``answer``'s turn
-    (:class:`~medscope_gym.agents.scripted.SearchStyle`)."""
+    (:class:`~medscope_gym.agents.scripted.SearchStyle`); ``restate``: ``search``'s tool responses open
+    with the question (``FrameConfig.restate_question``)."""
     from medscope_gym.agents.scripted import (
         CROP_LISTING,
         PREVIEW_LISTING,
@@ -620,6 +689,15 @@ def make_examples(
             out.append(
                 _Example(skill, list(clip), shown_times, None, None, question, answer, kind, episode=True)
             )
+        elif skill == "search":  # a turn after a crop, as text: the close crop or the next stretch
+            # the env's own, even preview: at random times a stretch of "bar" frames often misses its
+            # symbol, and the reference has no stretch to search (one turn in eight then moves on)
+            shown = preview_frames(video.num_frames, video.fps)
+            played = _search_turn(video, seed, shown, rng, style, restate)
+            if played is None:
+                continue
+            question, given, answer, kind = played
+            out.append(_Example(skill, [], [], None, None, question, answer, kind, episode=True, given=given))
         elif skill in ("crop", "zoom", "window"):  # a crop between the preview frames around a symbol
             shown = preview_frames(video.num_frames, video.fps)
             k = int(np.searchsorted(shown, ev.start_frame))
@@ -795,9 +873,9 @@ class Rehearsal:
     Stage II's episodes spend two or three imitated tokens per turn on what the frames showed; trained
     on them alone at its higher learning rate, the reading Stage I taught erodes (docs/results.md, v4).
     A rehearsal batch per step keeps a gradient on it. ``train_sft(cfg, auxiliary=Rehearsal(...))``.
-    ``irregular``, ``episode``, ``first_turn``, ``style`` and ``system_prompt`` lay the examples
-    out as Stage I did (``PerceptionConfig.irregular_times``, ``episode_layout``, ``first_turn`` and
-    ``search``).
+    ``irregular``, ``episode``, ``first_turn``, ``style``, ``restate`` and ``system_prompt`` lay the
+    examples out as Stage I did (``PerceptionConfig.irregular_times``, ``episode_layout``,
+    ``first_turn``, ``search`` and ``restate_question``).
     """
 
     def __init__(
@@ -815,6 +893,7 @@ class Rehearsal:
         system_prompt: str | None = None,
         first_turn: bool = False,
         style: SearchStyle | None = None,
+        restate: bool = False,
     ) -> None:
         unknown = [s for s in skills if s not in PERCEPTION_SKILLS]
         if unknown or not skills:
@@ -825,6 +904,7 @@ class Rehearsal:
         self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
         self.irregular, self.episode, self.first_turn = irregular, episode, first_turn
         self.duration, self.crops_as_frames, self.style = duration, crops_as_frames, style
+        self.restate = restate
         # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
         self._first_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
         self._made = dict.fromkeys(skills, 0)
@@ -844,6 +924,7 @@ class Rehearsal:
             self.episode,
             self.first_turn,
             self.style,
+            self.restate,
         )
 
     def batch(self, skill: str | None = None) -> list[_Example]:
@@ -1008,7 +1089,7 @@ def _accuracy(
             right += ((pred == target) | (target == -100)).all(dim=1).tolist()
             for ex, t, p in zip(batch, target, pred):
                 wanted, got = t[t != -100].tolist(), p[t != -100].tolist()
-                if "; " in ex.answer:
+                if "; " in ex.answer and ex.skill != "search":  # its listing is given, not answered
                     scored = _items_right(wanted, got, sep, spaced)
                     items += scored
                     shows = _shows(ex.answer)
@@ -1118,6 +1199,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
             ("copy",) * (cfg.copy_steps > 0)
             + ("window",) * (cfg.window_steps > 0)
             + ("ordinal",) * (cfg.ordinal_steps > 0)
+            + ("search",) * (cfg.search_steps > 0)
             + ("symbol",) * (cfg.reading_steps > 0)
             + listing * (cfg.listing_steps > 0)
             + cfg.skills
@@ -1131,6 +1213,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
             duration,
             cfg.crops_as_frames,
             style=style,
+            restate=cfg.restate_question,
         )
         for skill in scored
     }
@@ -1191,6 +1274,7 @@ def train_perception(
             cfg.episode_layout,
             cfg.first_turn,
             style,
+            cfg.restate_question,
         )
     ]
     # the copy phase first, then the window drill, the reading phase (or the reading phase before both:
@@ -1217,11 +1301,12 @@ def train_perception(
         "window": cfg.window_steps,
         "copy": cfg.copy_steps,
         "ordinal": cfg.ordinal_steps,
+        "search": cfg.search_steps,
         "symbol": cfg.reading_steps,
     }
     # the text drills of framed skills' turns; the copy drill uses no videos, and these streams sit
     # below the reading phase's
-    for skill, offset in (("window", 450_000), ("ordinal", 460_000)):
+    for skill, offset in (("window", 450_000), ("ordinal", 460_000), ("search", 470_000)):
         drills[skill] = make_examples(
             skill,
             stream + offset,
@@ -1230,8 +1315,9 @@ def train_perception(
             cfg.crops_as_frames,
             cfg.irregular_times,
             style=style,
+            restate=cfg.restate_question,
         )
-    drill_order = ("copy", "window", "ordinal")
+    drill_order = ("copy", "window", "ordinal", "search")
     order = ("symbol", *drill_order) if cfg.reading_first else (*drill_order, "symbol")
     lead = [ex for skill in order for ex in drills[skill]]
     phases = (*order, "listing")
@@ -1249,6 +1335,7 @@ def train_perception(
             seed=cfg.seed + 1000,  # not the stream a recipe's rehearsal beside Stage II draws (its seed)
             irregular=cfg.irregular_times,
             style=style,
+            restate=cfg.restate_question,
         )
         if cfg.rehearse_earlier and len(drilled) > 0
         else None

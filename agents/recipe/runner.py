@@ -200,6 +200,7 @@ def perception_config(cfg: RecipeConfig) -> PerceptionConfig:
         "threads": cfg.threads,
         "duration": cfg.stage_one_duration,
         "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
+        "restate_question": bool(cfg.frames.get("restate_question", False)),  # tool responses, the same
         "search": cfg.search,
         **cfg.perception,
     }
@@ -303,6 +304,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         episode=stage_one.episode_layout,
         first_turn=stage_one.first_turn,
         style=stage_one.style,
+        restate=stage_one.restate_question,
         system_prompt=policy_system_prompt(start),
     )
 

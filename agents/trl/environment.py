@@ -55,6 +55,7 @@ from medscope_gym.agents.trl.chat_template import TURN_TEXT_KEY
 from medscope_gym.agents.vlm.encoding import FrameConfig
 from medscope_gym.chat import even_subsample, frame_label
 from medscope_gym.envs.clinvideo import ClinVideoEnv
+from medscope_gym.prompts import asked_text
 from medscope_gym.suite import Suite
 
 __all__ = [
@@ -112,6 +113,7 @@ class ClinVideoToolEnv:
         self._modality = modality
         self._frames = frames or FrameConfig()
         self._sample_id: str | None = None
+        self._question = ""  # the reset text's question (``FrameConfig.restate_question``)
         self._episode = 0
         self._live_done: str | None = None  # why the live episode ended, once it has
         self._live_calls: list[dict[str, Any]] = []
@@ -133,6 +135,7 @@ class ClinVideoToolEnv:
         self._live_done = None
         self._live_calls = []
         obs, _ = self._env.reset(options={"sample_id": sample_id})
+        self._question = asked_text(str(obs.get("text", "")))
         return self._render(obs, first=True)
 
     def crop_video(self, start_time: float, end_time: float, video_path: str | None = None) -> Content:
@@ -203,6 +206,8 @@ class ClinVideoToolEnv:
     def _render(self, obs: Mapping[str, Any], first: bool) -> Content:
         """The observation as a tool result / reset text: text, or content blocks with labelled images."""
         text = str(obs.get("text", ""))
+        if not first and self._frames.restate_question:
+            text = f"{self._question}\n{text}"
         video, video_t = _frames(obs, "video"), _times(obs, "video_times")
         images, image_t = _frames(obs, "images"), _times(obs, "image_times")
         cfg = self._frames

@@ -31,6 +31,7 @@ from PIL import Image
 
 from medscope_gym.agents.rollout.trajectory import MediaInputs
 from medscope_gym.chat import Transcript, even_subsample
+from medscope_gym.prompts import asked_text
 from medscope_gym.protocol import SYSTEM_PROMPT
 
 __all__ = ["ChatEncoder", "EpisodeContext", "FrameConfig", "ObservationChunk", "TemplateError"]
@@ -67,6 +68,12 @@ class FrameConfig:
     crops_as_frames: bool = False
     """Show each ``crop_video`` result the same way: up to ``max_crop_frames`` separate frames, each
     followed by its time, so the moments a crop shows can be named and cropped again exactly."""
+    restate_question: bool = False
+    """Begin every tool response after the first observation with the question again (the reset text
+    without its preview line, :func:`~medscope_gym.prompts.asked_text`), as Minigrid repeats its
+    mission in every observation. Each later turn decides something the question settles (the next
+    stretch to search, an interval or an option as the answer), and a small model at the end of a
+    long episode does not look back to the first turn for it (docs/agents.md, "Testbed recipe")."""
 
 
 @dataclass
@@ -89,6 +96,8 @@ class EpisodeContext:
     transcript: Transcript
     rendered: str = ""
     observations: int = 0
+    question: str = ""
+    """The reset observation's question (``FrameConfig.restate_question``)."""
 
 
 def _same_media(a: MediaInputs, b: MediaInputs) -> bool:
@@ -169,7 +178,12 @@ class ChatEncoder:
         """Append ``obs`` to the episode and return the tokens of the new template delta."""
         media = self.reduce(obs, first=ctx.observations == 0)
         text = str(obs.get("text", ""))
-        ctx.transcript.add_observation(media.as_observation(text))
+        shown = text
+        if ctx.observations == 0:
+            ctx.question = asked_text(text)
+        elif self.frames.restate_question:
+            shown = f"{ctx.question}\n{text}"
+        ctx.transcript.add_observation(media.as_observation(shown))
         full = self._render(ctx.transcript, add_generation_prompt=True)
         if not full.startswith(ctx.rendered):
             raise TemplateError(

@@ -185,6 +185,40 @@ def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path,
     assert scores["crop"]["exact"] == scores["close"]["exact"] == 1.0
 
 
+def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them(tmp_path):
+    """``list_stretches``: after the preview listing the reference writes its runs of "bar" frames, in
+    order; the first crop is the one the question names (or the first), and each crop after a miss is
+    the item after the one just cropped. Listing scores are unchanged by the list."""
+    from medscope_gym.agents.scripted import NOT_ASKED, STRETCHES, marked_stretches
+    from medscope_gym.protocol import parse_turn
+
+    style = SearchStyle(close_from="first", list_stretches=True)
+    episodes, samples = _search(tmp_path / "suite", style)
+    moved = 0
+    for episode in episodes:
+        first = episode.turns[0].action_text
+        listing = re.search(r"The preview frames: (.+?)\.(?=\s)", first)
+        if listing is None:
+            continue  # nothing marked in the preview: the reference crops where the evidence is
+        items = listing.group(1).split("; ")
+        runs = marked_stretches([float(i.split()[0]) for i in items], [i.endswith("bar") for i in items])
+        written = re.search(f"{STRETCHES}(.+?)\\. ", first).group(1).split("; ")
+        stretches = [tuple(float(t) for t in w.removesuffix(" s").split("-")) for w in written]
+        assert stretches == runs
+        crops = [parse_turn(t.action_text).tool_call for t in episode.turns]
+        crops = [(c.arguments["start_time"], c.arguments["end_time"]) for c in crops if c is not None]
+        assert crops[0] in stretches
+        for k, turn in enumerate(episode.turns[1:], start=1):
+            if NOT_ASKED in turn.action_text:
+                assert stretches.index(crops[k]) == stretches.index(crops[k - 1]) + 1
+                moved += 1
+    assert moved > 0
+    plain, _ = _search(tmp_path / "plain", SearchStyle(close_from="first"))
+    assert listing_scores(episodes, samples, style) == listing_scores(
+        plain, samples, SearchStyle(close_from="first")
+    )
+
+
 def test_marked_crop_listings_are_scored_by_the_runs_style(tmp_path, searched):
     """``mark_first``: the reference's crop listings (after a coarse crop and, with ``list_close``,
     before the answer) carry the mark once each where a frame shows the symbol; scored in the run's

@@ -574,6 +574,88 @@ def test_ordinal_is_selects_question_alone_and_comes_after_the_window_drill(monk
         PerceptionConfig(ordinal_steps=-1)
 
 
+def test_search_is_an_episode_as_text_up_to_a_crop_listing_and_the_step_after_it(tiny_dir):
+    """``search``: a testbed question played by the search reference up to a turn after a crop, as the
+    chat template lays the episode out (the frames left out), the listing given; the answer is the close
+    crop where the listing shows what the question asks about, else the crop of the next stretch of
+    the first turn's preview listing. Both kinds come up; with ``restate`` every tool response opens
+    with the question."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.recipe.perception import ExampleBatcher
+    from medscope_gym.agents.scripted import NOT_ASKED, marked_stretches
+    from medscope_gym.chat import Transcript
+    from medscope_gym.protocol import parse_turn
+
+    style = SearchStyle(close_from="first", choice_text=True, list_close=True, mark_after=True)
+    searches = make_examples("search", 31, 16, (120.0, 240.0), style=style, restate=True)
+    assert {ex.kind for ex in searches} == {"next", "close"}
+    response = "<|im_end|>\n<|im_start|>user\n<tool_response>\n"
+    for ex in searches:
+        assert ex.episode and not ex.images and ex.video is None
+        question = ex.question.rsplit("\n", 1)[0]
+        turns = ex.given.split(response)
+        assert len(turns) >= 2 and all(
+            t.split("\n</tool_response>")[0].startswith(question) for t in turns[1:]
+        )
+        preview = re.search(r"The preview frames: (.*?)\. ", turns[0]).group(1).split("; ")
+        stretches = marked_stretches(
+            [float(item.split()[0]) for item in preview], [item.endswith("bar") for item in preview]
+        )
+        listing = ex.given.rsplit("The crop frames: ", 1)[1]
+        shown = set(re.findall(r"a (\w+ \w+) at the centre", listing))
+        asked = re.search(r"When is the (\w+ \w+) on screen", question)
+        crop = parse_turn(f"<think>{ex.answer}").tool_call  # the think opens in the given text
+        times = (crop.arguments["start_time"], crop.arguments["end_time"])
+        if ex.kind == "next":
+            assert asked is not None and asked.group(1) not in shown and NOT_ASKED in ex.answer
+            cropped = [(parse_turn(t.rsplit("assistant\n", 1)[-1]).tool_call.arguments) for t in turns[:-1]]
+            last = (cropped[-1]["start_time"], cropped[-1]["end_time"])
+            assert times in stretches and stretches.index(times) == stretches.index(last) + 1
+        else:
+            assert ex.answer.startswith(" I look closely at ")
+            assert asked is None or asked.group(1) in shown
+    # the template's own rendering of the same turns: the drill is the episode, frames left out
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    ex = next(ex for ex in searches if ex.kind == "next")
+    transcript = Transcript(system_prompt="Be brief.")
+    transcript.add_observation({"text": ex.question})
+    for k, part in enumerate(ex.given.split(response)):
+        if k:
+            text, part = part.split("\n</tool_response><|im_end|>\n<|im_start|>assistant\n")
+            transcript.add_observation({"text": text})
+        transcript.add_action(part)
+    messages = [
+        {"role": m["role"], "content": [b for b in m["content"] if b["type"] == "text"]}
+        for m in transcript.to_hf_messages()
+    ]
+    rendered = processor.apply_chat_template(messages, tokenize=False)
+    batcher = ExampleBatcher(processor, "Be brief.")
+    enc, labels = batcher([ex])
+    text = processor.tokenizer.decode(enc["input_ids"][0])
+    assert text == rendered.removesuffix("<|im_end|>\n") + ex.answer
+    plain = make_examples("search", 31, 16, (120.0, 240.0), style=style)
+    assert [ex.answer for ex in plain] == [ex.answer for ex in searches]
+    assert all("Question:" not in ex.given for ex in plain)
+
+
+def test_search_comes_after_the_ordinal_drill_and_is_scored_per_kind(monkeypatch):
+    trained = _batched_skills(monkeypatch)
+    cfg = ReadingProbeConfig(
+        model=MICRO, copy_steps=1, ordinal_steps=1, search_steps=2, reading_steps=1, steps=0, batch_size=2,
+        heldout=8, eval_every=10, restate_question=True,
+    )  # fmt: skip
+    result = run_reading_probe(cfg)
+    assert trained[:5] == ["copy", "ordinal", "search", "search", "symbol"]
+    assert {"search", "search/next", "search/close", "search/words", "search/call"} <= set(result["heldout"])
+    assert not {"search/items", "search/labels"} & set(result["heldout"])  # its listing is given
+    rehearsed = Rehearsal(SimpleNamespace(tokenizer=None), ("search",), batch_size=2, restate=True).batch()
+    assert [ex.skill for ex in rehearsed] == ["search", "search"]
+    assert all("Question:" in ex.given for ex in rehearsed)
+    with pytest.raises(ConfigError, match="search_steps"):
+        PerceptionConfig(search_steps=-1)
+
+
 def test_items_that_show_something_are_told_from_no():
     """``_shows``: per item of a listing, whether its frame shows a symbol or the bar, whatever text the
     listing sits in (the reasoning's opening, the close crop after it)."""

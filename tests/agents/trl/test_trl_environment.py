@@ -113,6 +113,23 @@ def test_tools_step_the_env_and_return_its_observation(trl_suite, small_frames):
     assert foreign.startswith("Error: video_path may only name")  # the env's error, not an exception
 
 
+def test_restate_question_opens_each_tool_result_with_the_question(trl_suite, small_frames):
+    """``FrameConfig.restate_question``: tool results begin with the reset text less its preview line,
+    as the VLM policy's encoder shows them; the reset itself is unchanged."""
+    import dataclasses
+
+    sample = _sample_with_trajectory(trl_suite)
+    frames = dataclasses.replace(small_frames, restate_question=True)
+    tool_env = ClinVideoToolEnv(ClinVideoEnv(trl_suite, split="train"), modality="text", frames=frames)
+    reset = tool_env.reset(sample_id=sample.id)
+    obs, _ = ClinVideoEnv(trl_suite, split="train").reset(options={"sample_id": sample.id})
+    asked = obs["text"].rsplit("\n", 1)[0]  # the preview's line is the reset text's last
+    assert reset.startswith(obs["text"]) and f"Question: {sample.question}" in asked
+    crop = tool_env.crop_video(10, 20)
+    assert crop.startswith(f"{asked}\ncrop_video [10.0 s, 20.0 s]: 10 frames")
+    assert "Preview of the whole video" not in crop
+
+
 def test_live_episode_budget_then_refusal_without_stepping(trl_suite):
     sample = _sample_with_trajectory(trl_suite)
     counting = CountingEnv(ClinVideoEnv(trl_suite, split="train", max_turns=2))

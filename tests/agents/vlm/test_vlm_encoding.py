@@ -145,3 +145,38 @@ def test_preview_as_timestamped_frames_without_the_letterbox(suite, tiny_dir):
             assert ctx.rendered.count("<|image_pad|>") == 3 and "<|vision_end|>\nat 15.0 s" in ctx.rendered
         else:
             assert media.images is None and len(media.video) == 3
+
+
+def test_restate_question_opens_every_later_tool_response_with_the_question(suite, tiny_dir):
+    """``restate_question``: each tool response after the reset begins with the reset text less its
+    preview line; the reset turn and the chunk's own ``text`` (the env's) are left as they were."""
+    from transformers import AutoProcessor
+
+    from medscope_gym.agents.vlm.encoding import ChatEncoder, FrameConfig
+    from medscope_gym.envs.clinvideo import ClinVideoEnv
+    from medscope_gym.prompts import question_text
+
+    env = ClinVideoEnv(suite)
+    obs, _ = env.reset(options={"sample_index": 0})
+    sample, duration = env.current_sample, env._ep.video.duration
+    env.close()
+    asked = question_text(sample, duration)
+    assert obs["text"].startswith(asked) and "Preview" in obs["text"].split("\n")[-1]
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    rendered = {}
+    for restate in (False, True):
+        enc = ChatEncoder(processor, FrameConfig(max_pixels=56 * 56, restate_question=restate))
+        ctx = enc.start()
+        enc.encode_observation(ctx, obs)
+        for k in range(2):
+            enc.add_action(ctx, "<think>x</think><tool_call>{}</tool_call>")
+            chunk = enc.encode_observation(ctx, {"text": f"Error: call {k} was bad"})
+            assert chunk.text == f"Error: call {k} was bad"
+        rendered[restate] = ctx.rendered
+    plain, restated = rendered[False], rendered[True]
+    assert plain.count(f"Question: {sample.question}") == 1
+    assert restated.count(f"Question: {sample.question}") == 3
+    for k in range(2):
+        assert f"<tool_response>\n{asked}\nError: call {k} was bad\n</tool_response>" in restated
+        assert f"<tool_response>\nError: call {k} was bad\n</tool_response>" in plain
+    assert restated.count("Preview of the whole video") == 1  # the preview line is not restated
