@@ -498,6 +498,17 @@ def _first_turn(
     return question, reference.act([0], [{}], [{"tool_log": []}])[0], reference.crops_named(0)
 
 
+def _questions_about(video, seed: int, event: int) -> list[str]:
+    """The testbed questions about ``video``'s event ``event`` (its symbol, or its highlighted
+    interval's rank), as the env asks them: a crop of that event's stretch is the one their search
+    closes in on."""
+    from medscope_gym.prompts import question_text
+    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
+
+    asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+    return [question_text(q, video.duration) for q in asked if q.extra["query"]["event"] == event]
+
+
 def _between_previews(shown: np.ndarray, k: int) -> np.ndarray:
     """Frame indices of the crop between preview frames ``k - 1`` and ``k`` (``shown``: the preview's
     frame indices), at most 16, evenly spread, as the env thins a long crop."""
@@ -627,8 +638,10 @@ def make_examples(
     share of listings laid out as in an episode (``PerceptionConfig.episode_layout``); ``first_turn``:
     such a preview example answered with the search reference's whole first turn; ``style``: how the
     search reference writes ``zoom``'s close crop and ``answer``'s turn
-    (:class:`~medscope_gym.agents.scripted.SearchStyle`); ``restate``: ``search``'s tool responses open
-    with the question (``FrameConfig.restate_question``)."""
+    (:class:`~medscope_gym.agents.scripted.SearchStyle`); ``restate``: a crop's turn (``search``'s tool
+    responses, and ``crop``, ``zoom`` and ``window`` laid out as an episode's) opens with the question,
+    as a policy with ``FrameConfig.restate_question`` is shown it: for ``zoom``, a question about the
+    symbol cropped, whose search closes in there."""
     from medscope_gym.agents.scripted import (
         CROP_LISTING,
         PREVIEW_LISTING,
@@ -653,6 +666,7 @@ def make_examples(
     drawn = PERCEPTION_SKILLS.index(_drawn_as(skill))
     rng = np.random.default_rng([first_seed, drawn])
     layouts = np.random.default_rng([first_seed, drawn, 1])  # videos stay the same
+    asks = np.random.default_rng([first_seed, drawn, 2])  # the restated questions: layouts stay the same
     out: list[_Example] = []
     seed = first_seed
     while len(out) < count:
@@ -662,7 +676,8 @@ def make_examples(
         video = generate_testbed_video(seed, float(rng.uniform(*duration)))
         seed += 1
         times = np.arange(video.num_frames) / video.fps  # a frame's time, as the env reports it
-        ev = video.events[int(rng.integers(len(video.events)))]
+        j = int(rng.integers(len(video.events)))
+        ev = video.events[j]
         if skill in ("symbol", "frames"):  # frames: half at a symbol, half anywhere
             centre = (
                 int(rng.integers(ev.start_frame, ev.end_frame))
@@ -725,6 +740,11 @@ def make_examples(
                     turn = int(layouts.integers(1, 4))  # the first to third crop of an episode
                     budget = budget_text(turn, _ENV_TURNS, _ENV_TURNS - turn)
                     lines = f"{crop_text(shown_times[0], shown_times[-1], times[idx])}\n{budget}"
+                    if restate:  # the question first, as the policy is shown a tool response
+                        about = _questions_about(video, seed, j)
+                        if not about:
+                            continue
+                        lines = f"{about[int(asks.integers(len(about)))]}\n{lines}"
                     answer = f"<think>{CROP_LISTING}{listing}."
                     if looks and window is not None:  # the listing given, the close crop after it
                         (a, b), given = window, answer

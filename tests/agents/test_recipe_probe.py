@@ -639,6 +639,26 @@ def test_search_is_an_episode_as_text_up_to_a_crop_listing_and_the_step_after_it
     assert all("Question:" not in ex.given for ex in plain)
 
 
+def test_restated_crop_turns_open_with_a_question_whose_search_closes_in_there():
+    """``restate``: ``crop``, ``zoom`` and ``window`` turns laid out as an episode's begin with a question
+    about the symbol they show (a grounding question names it), as the policy is shown a tool response;
+    their answers are those drawn without it (an event no question is about is skipped)."""
+    for skill in ("zoom", "window", "crop"):
+        plain = make_examples(skill, 23, 16, (90.0, 240.0), True, irregular=0.5, episode=1.0)  # a few skipped
+        restated = make_examples(skill, 23, 12, (90.0, 240.0), True, irregular=0.5, episode=1.0, restate=True)
+        assert all("Question:" not in ex.question for ex in plain)
+        assert all(ex.question.startswith("You are watching") for ex in restated)
+        for ex in restated:
+            asked = re.search(r"When is the (\w+ \w+) on screen", ex.question)
+            shown = set(re.findall(r"a (\w+ \w+) at the centre", ex.given + ex.answer))
+            assert asked is None or not shown or shown == {asked.group(1)}
+            assert re.search(
+                r"\nAnswer with [^\n]+\ncrop_video \[", ex.question
+            )  # the question, then the lines
+        same = {(ex.answer, ex.question.split("crop_video")[-1]) for ex in plain}
+        assert {(ex.answer, ex.question.split("crop_video")[-1]) for ex in restated} <= same
+
+
 def test_search_comes_after_the_ordinal_drill_and_is_scored_per_kind(monkeypatch):
     trained = _batched_skills(monkeypatch)
     cfg = ReadingProbeConfig(
