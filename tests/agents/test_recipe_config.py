@@ -29,6 +29,19 @@ def test_bad_perception_duration_is_refused(bad):
         RecipeConfig(perception_duration=bad)
 
 
+def test_a_restated_question_reaches_stage_one_and_its_rehearsal(tiny_dir):
+    """``frames: {restate_question: true}`` lays Stage I's crop turns out as the policy is shown them,
+    and the rehearsal beside Stage II the same way."""
+    from medscope_gym.agents.recipe.runner import _rehearsal, perception_config
+
+    cfg = RecipeConfig(
+        frames={"crops_as_frames": True, "restate_question": True}, rehearsal={"skills": ["search"]}
+    )
+    assert perception_config(cfg).restate_question and not perception_config(RecipeConfig()).restate_question
+    rehearsal = _rehearsal(cfg, tiny_dir)
+    assert rehearsal.restate and all("Question:" in ex.given for ex in rehearsal.batch())
+
+
 def test_the_search_style_reaches_stage_one_and_stage_two():
     """One setting says how the search reference writes its close crop and answer: Stage I's examples
     (and their rehearsal, laid out as Stage I's) and the reference Stage II imitates."""
