@@ -179,8 +179,9 @@ class PerceptionConfig(Config):
     Stage II model did: on v18kld seed 2's held-out grounding questions every episode closed in on the
     first stretch, whatever it showed (docs/results.md, "The question, unread")."""
     restate_question: bool = False
-    """Lay ``search``'s tool responses out with the question first, as a policy with
-    ``FrameConfig.restate_question`` is shown them (the recipe sets it from its ``frames``)."""
+    """Open every crop's turn (``search``'s tool responses, and ``crop``, ``zoom`` and ``window`` laid
+    out as an episode's) with the question, as a policy with ``FrameConfig.restate_question`` is shown
+    them (the recipe sets it from its ``frames``)."""
     reading_steps: int = 0
     """Optimizer steps on ``symbol`` alone before the mix (one learning-rate schedule over all phases)."""
     reading_first: bool = False
@@ -574,8 +575,9 @@ def _search_turn(
     interval is ...": the next stretch's times, from the first turn's preview listing). Every question
     is played and the kind drawn evenly where the video has both: on a grounding question the
     reference moves on before as many stretches as precede the asked symbol's, and a choice question
-    names its stretch, so under one turn in six moves on. ``restate``: each tool response opens with
-    the question (``FrameConfig.restate_question``). None when no turn after a crop lists it."""
+    names its stretch, so played as they come about one turn in eight moves on. ``restate``: each
+    tool response opens with the question (``FrameConfig.restate_question``). None when no turn after
+    a crop lists it."""
     from medscope_gym.agents.scripted import CROP_LISTING, NOT_ASKED, SearchingOracle
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
@@ -706,7 +708,7 @@ def make_examples(
             )
         elif skill == "search":  # a turn after a crop, as text: the close crop or the next stretch
             # the env's own, even preview: at random times a stretch of "bar" frames often misses its
-            # symbol, and the reference has no stretch to search (one turn in eight then moves on)
+            # symbol, and the reference has no stretch to search (one turn in nine then moves on)
             shown = preview_frames(video.num_frames, video.fps)
             played = _search_turn(video, seed, shown, rng, style, restate)
             if played is None:
