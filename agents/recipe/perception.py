@@ -479,6 +479,13 @@ def _copy_example(rng: np.random.Generator, duration: tuple[float, float]) -> _E
     return _Example("copy", [], [], None, None, f"{_QUESTIONS['copy']}\n{listing}", listing)
 
 
+def _asked(video, seed: int) -> list:
+    """The testbed questions the env would ask about ``video`` (drawn with ``seed``), as samples."""
+    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
+
+    return testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+
+
 def _first_turn(
     video, seed: int, times: np.ndarray, rng: np.random.Generator, style: SearchStyle
 ) -> tuple[str, str, bool]:
@@ -488,10 +495,9 @@ def _first_turn(
     (:meth:`~medscope_gym.agents.scripted.SearchingOracle.crops_named`)."""
     from medscope_gym.agents.scripted import SearchingOracle
     from medscope_gym.prompts import question_text
-    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
     from medscope_gym.tools import preview_text
 
-    asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+    asked = _asked(video, seed)
     sample = asked[int(rng.integers(len(asked)))]
     question = f"{question_text(sample, video.duration)}\n{preview_text(video.duration, times)}"
     reference = SearchingOracle(style=style)
@@ -504,9 +510,8 @@ def _questions_about(video, seed: int, event: int) -> list[str]:
     interval's rank), as the env asks them: a crop of that event's stretch is the one their search
     closes in on."""
     from medscope_gym.prompts import question_text
-    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, testbed_questions
 
-    asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+    asked = _asked(video, seed)
     return [question_text(q, video.duration) for q in asked if q.extra["query"]["event"] == event]
 
 
@@ -529,17 +534,10 @@ def _last_turn(video, seed: int, rng: np.random.Generator, style: SearchStyle | 
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
     from medscope_gym.suite.templates import balance_answer_positions
-    from medscope_gym.synthetic.testbed import (
-        MAIN_TEMPLATES,
-        TestbedConfig,
-        crop_frames,
-        preview_frames,
-        render_frames,
-        testbed_questions,
-    )
+    from medscope_gym.synthetic.testbed import crop_frames, preview_frames, render_frames
     from medscope_gym.tools import crop_text
 
-    asked = testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed)
+    asked = _asked(video, seed)
     # the correct option at a random letter, as the suites place it
     (sample,) = balance_answer_positions([asked[int(rng.integers(len(asked)))]], rng)
     ev = video.events[sample.extra["query"]["event"]]
@@ -582,12 +580,12 @@ def _search_turn(
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
     from medscope_gym.protocol import parse_turn
-    from medscope_gym.synthetic.testbed import MAIN_TEMPLATES, TestbedConfig, crop_frames, testbed_questions
+    from medscope_gym.synthetic.testbed import crop_frames
     from medscope_gym.tools import crop_text, preview_text
 
     preview = shown / video.fps
     turns: dict[str, list[tuple[str, str, str]]] = {"close": [], "next": []}
-    for sample in testbed_questions(video, f"p{seed}", TestbedConfig(templates=MAIN_TEMPLATES), seed):
+    for sample in _asked(video, seed):
         question = question_text(sample, video.duration)
         restated = f"{question}\n" if restate else ""
         reference = SearchingOracle(decimals=1, list_crops=16, style=style)
@@ -1111,13 +1109,13 @@ def _accuracy(
             right += ((pred == target) | (target == -100)).all(dim=1).tolist()
             for ex, t, p in zip(batch, target, pred):
                 wanted, got = t[t != -100].tolist(), p[t != -100].tolist()
-                if "; " in ex.answer and ex.skill != "search":  # its listing is given, not answered
+                if "; " in ex.answer and not ex.given:  # a listing answered, not one given before it
                     scored = _items_right(wanted, got, sep, spaced)
                     items += scored
                     shows = _shows(ex.answer)
                     if len(shows) == len(scored):
                         shown += [label for (_, label), show in zip(scored, shows) if show]
-                cut = _after_listing(batcher.tokenizer, wanted, ex.answer)
+                cut = None if ex.given else _after_listing(batcher.tokenizer, wanted, ex.answer)
                 if cut is not None:
                     after.append(wanted[cut:] == got[cut:])
                 if ex.given:  # select: which part of the pick is wrong
