@@ -41,6 +41,7 @@ __all__ = [
     "CLOSE_LOOK",
     "CROP_LISTING",
     "FIRST_MARK",
+    "FROM_CROP",
     "NOT_ASKED",
     "PREVIEW_LISTING",
     "STRETCHES",
@@ -49,6 +50,7 @@ __all__ = [
     "frame_listing",
     "make_scripted_policy",
     "marked_stretches",
+    "named_interval",
     "named_rank",
     "option_text",
     "oracle_answer",
@@ -171,6 +173,8 @@ CROP_LISTING = "The crop frames: "
 NOT_ASKED = "not what the question asks about"
 #: How it opens the list of the preview's highlighted stretches (``SearchStyle.list_stretches``).
 STRETCHES = "The highlighted intervals: "
+#: How it opens a move-on's copy of that list from the stretch just cropped (``SearchStyle.next_from_crop``).
+FROM_CROP = "the highlighted intervals from this one on: "
 #: How it names its close crop after a crop listing (:func:`close_look`).
 CLOSE_LOOK = "I look closely at "
 #: Where a close crop after a crop listing starts (:func:`close_window`): at the listed frame ``before``
@@ -233,7 +237,25 @@ class SearchStyle(Config):
     runs of "bar", which the recipe's tiny model did not learn (docs/results.md, "The question,
     restated")."""
 
+    next_from_crop: bool = False
+    """With ``list_stretches``, write a move-on as that list again from the stretch just cropped, to the
+    next one (":data:`FROM_CROP` 65.5-81.5 s; 120.0-130.5 s.") instead of the next one alone. The first
+    item is the crop's own times, which the tool response right above states; the second is then what
+    follows those times in the list, a copy by what precedes it instead of a search for the item after
+    the one cropped, which no Stage I taught (held-out ``search/next`` 0.000 after v20's listing phase;
+    docs/results.md, "The move-on, copied")."""
+
+    name_first: bool = False
+    """Open the first turn with the highlighted interval the question names, as Stage I's ordinal
+    drill answers ("The third highlighted interval."; "The first ..." where it names none and the
+    search starts there; :func:`named_interval`), before the preview listing. The pick after the
+    listing then copies that rank from the turn's first words instead of reading it from the
+    question, 200 tokens back: v20's Stage I wrote "first" for every later pick, teacher-forced
+    (docs/results.md, "The move-on, copied")."""
+
     def __post_init__(self) -> None:
+        if self.next_from_crop and not self.list_stretches:
+            raise ConfigError("SearchStyle.next_from_crop copies the list list_stretches writes; set both")
         if self.close_from not in CLOSE_FROM:
             raise ConfigError(f"SearchStyle.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
         if self.mark_first and self.mark_after:
@@ -382,7 +404,8 @@ class SearchingOracle(Policy):
         if crops == 0:
             if st["runs"]:
                 labels = ["bar" if m else "no" for m in st["marked"]]
-                think = f"{PREVIEW_LISTING}{self.style.preview_listing(st['preview'], labels)}. "
+                think = f"{named_interval(sample.question)} " if self.style.name_first else ""
+                think += f"{PREVIEW_LISTING}{self.style.preview_listing(st['preview'], labels)}. "
                 if self.style.list_stretches:
                     think += (
                         f"{STRETCHES}{'; '.join(f'{time_text(x)}-{time_text(y)} s' for x, y in st['runs'])}. "
@@ -405,10 +428,17 @@ class SearchingOracle(Policy):
         else:
             seen = _inside(sample, *order[crops - 1]) or "no symbol"
             think = f"{listed[0]} " if listed is not None else ""
-            think += (
-                f"The crop shows {seen}, {NOT_ASKED}; the next highlighted interval "
-                f"is {time_text(a)}-{time_text(b)} s."
-            )
+            if self.style.next_from_crop:
+                x, y = order[crops - 1]
+                think += (
+                    f"The crop shows {seen}, {NOT_ASKED}; {FROM_CROP}{time_text(x)}-{time_text(y)} s; "
+                    f"{time_text(a)}-{time_text(b)} s."
+                )
+            else:
+                think += (
+                    f"The crop shows {seen}, {NOT_ASKED}; the next highlighted interval "
+                    f"is {time_text(a)}-{time_text(b)} s."
+                )
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
 
     def _answer(
@@ -541,6 +571,12 @@ def _inside(sample: Sample, start: float, end: float) -> str | None:
         if start < caption.start and caption.end < end:
             return caption.text
     return None
+
+
+def named_interval(question: str) -> str:
+    """The highlighted interval ``question`` names by rank, as the search reference says it ("The third
+    highlighted interval."), or the first where it names none: a search starts there."""
+    return f"The {ordinal(named_rank(question) or 0)} highlighted interval."
 
 
 def named_rank(question: str) -> int | None:

@@ -647,6 +647,7 @@ def make_examples(
         PREVIEW_LISTING,
         close_look,
         close_window,
+        named_interval,
         named_rank,
     )
     from medscope_gym.envs.clinvideo import budget_text
@@ -790,7 +791,9 @@ def make_examples(
                 question = _QUESTIONS["highlights"]
             if laid:  # the episode's own first turn
                 question, turn, crops_named = _first_turn(video, seed, times[shown], layouts, style)
-                answer = f"<think>{PREVIEW_LISTING}{answer}."
+                # what the turn writes before its listing: nothing, or the interval named (name_first)
+                opening = turn[: turn.find(PREVIEW_LISTING)] if PREVIEW_LISTING in turn else "<think>"
+                answer = f"{opening}{PREVIEW_LISTING}{answer}."
                 # at irregular times the evidence may fall in no run of "bar" frames: then the
                 # reference lists nothing. Or the stretch the question names is not the one the
                 # listing ranks so (two highlights in one run of "bar", one between frames): then it
@@ -808,7 +811,7 @@ def make_examples(
                     kind = "later" if rank > 0 else "first"
                     if skill == "ordinal":  # the question alone, as text
                         asked = f"{question}\n{_QUESTIONS['ordinal']}"
-                        answer = f"The {ordinal(rank)} highlighted interval."
+                        answer = named_interval(question)
                         out.append(_Example(skill, [], [], None, None, asked, answer, kind))
                         continue
                 elif first_turn and picked:
@@ -1026,7 +1029,10 @@ def _items_right(
 def _items(answer: str) -> list[str]:
     """A listing answer's items, each "time label" ("30.5 a red ring at the centre"; "" where a part
     has no time), without the text around the listing."""
-    found = (re.search(r"\d+(?:\.\d+)? .+$", part.split(". ")[0].rstrip(".")) for part in answer.split("; "))
+    parts = answer.split("; ")
+    if len(parts) > 1:  # the sentence before the listing (SearchStyle.name_first) is no item's
+        parts[0] = parts[0].split(". ")[-1]
+    found = (re.search(r"\d+(?:\.\d+)? .+$", part.split(". ")[0].rstrip(".")) for part in parts)
     return [item.group(0) if item else "" for item in found]
 
 

@@ -157,6 +157,8 @@ def test_a_ranked_preview_listing_names_each_stretch_where_it_begins():
     )
     with pytest.raises(ConfigError, match="rank_stretches and rank_after"):
         SearchStyle(rank_stretches=True, rank_after=True)
+    with pytest.raises(ConfigError, match="next_from_crop copies the list list_stretches writes"):
+        SearchStyle(next_from_crop=True)
 
 
 @pytest.mark.parametrize(
@@ -185,14 +187,16 @@ def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path,
     assert scores["crop"]["exact"] == scores["close"]["exact"] == 1.0
 
 
-def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them(tmp_path):
+@pytest.mark.parametrize("from_crop", [False, True], ids=["next", "from-crop"])
+def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them(tmp_path, from_crop):
     """``list_stretches``: after the preview listing the reference writes its runs of "bar" frames, in
     order; the first crop is the one the question names (or the first), and each crop after a miss is
-    the item after the one just cropped. Listing scores are unchanged by the list."""
-    from medscope_gym.agents.scripted import NOT_ASKED, STRETCHES, marked_stretches
+    the item after the one just cropped. With ``next_from_crop`` a move-on writes the list again from
+    the stretch just cropped to the one it crops next. Listing scores are unchanged by the list."""
+    from medscope_gym.agents.scripted import FROM_CROP, NOT_ASKED, STRETCHES, marked_stretches
     from medscope_gym.protocol import parse_turn
 
-    style = SearchStyle(close_from="first", list_stretches=True)
+    style = SearchStyle(close_from="first", list_stretches=True, next_from_crop=from_crop)
     episodes, samples = _search(tmp_path / "suite", style)
     moved = 0
     for episode in episodes:
@@ -211,12 +215,40 @@ def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them
         for k, turn in enumerate(episode.turns[1:], start=1):
             if NOT_ASKED in turn.action_text:
                 assert stretches.index(crops[k]) == stretches.index(crops[k - 1]) + 1
+                assert (FROM_CROP in turn.action_text) == from_crop
+                if from_crop:
+                    copied = re.search(f"{FROM_CROP}(.+?)\\.<", turn.action_text).group(1).split("; ")
+                    assert copied == written[stretches.index(crops[k - 1]) :][:2]
                 moved += 1
     assert moved > 0
     plain, _ = _search(tmp_path / "plain", SearchStyle(close_from="first"))
     assert listing_scores(episodes, samples, style) == listing_scores(
         plain, samples, SearchStyle(close_from="first")
     )
+
+
+def test_named_first_turns_open_with_the_questions_interval(tmp_path, searched):
+    """``name_first``: a first turn with a preview listing opens with the interval its question names
+    (the first where it names none), and a pick of a named interval names that rank again. Nothing
+    else in the episodes changes, and their listings score as before."""
+    from medscope_gym.agents.scripted import PREVIEW_LISTING, named_interval
+
+    style = SearchStyle(name_first=True)
+    episodes, samples = _search(tmp_path / "suite", style)
+    opened = 0
+    for episode, before in zip(episodes, searched[0]):
+        first, plain = episode.turns[0].action_text, before.turns[0].action_text
+        if PREVIEW_LISTING not in first:
+            assert first == plain
+            continue
+        opening = named_interval(samples[episode.sample_id].question)
+        assert first == plain.replace("<think>", f"<think>{opening} ", 1)
+        picked = re.search(r"The (\w+) highlighted interval is", first)
+        assert picked is None or opening == f"The {picked.group(1)} highlighted interval."
+        assert [t.action_text for t in episode.turns[1:]] == [t.action_text for t in before.turns[1:]]
+        opened += 1
+    assert opened > 0
+    assert listing_scores(episodes, samples, style) == listing_scores(*searched)
 
 
 def test_marked_crop_listings_are_scored_by_the_runs_style(tmp_path, searched):

@@ -546,6 +546,33 @@ def test_window_is_zoom_without_its_frames_and_comes_after_the_copy_drill(monkey
         PerceptionConfig(window_steps=-1)
 
 
+def test_name_first_opens_the_first_turn_with_the_ordinal_drills_answer():
+    """``SearchStyle.name_first``: an episode-layout preview listing opens with the highlighted interval
+    its question names (the ordinal drill's answer to that question), ``select`` is given that
+    sentence with the listing, and the listing's items are scored as without it."""
+    from medscope_gym.agents.recipe.perception import _items
+    from medscope_gym.agents.scripted import PREVIEW_LISTING, named_interval
+
+    style = SearchStyle(name_first=True)
+    listings = make_examples(
+        "highlights", 7, 12, (200.0, 300.0), crops_as_frames=True, episode=1.0, style=style
+    )
+    plain = make_examples("highlights", 7, 12, (200.0, 300.0), crops_as_frames=True, episode=1.0)
+    for ex, before in zip(listings, plain):
+        opening = f"<think>{named_interval(ex.question)} {PREVIEW_LISTING}"
+        assert ex.answer.startswith(opening) and ex.answer.removeprefix(
+            opening
+        ) == before.answer.removeprefix(f"<think>{PREVIEW_LISTING}")
+        assert _items(ex.answer) == _items(before.answer) and len(_items(ex.answer)) > 1
+    ordinals = make_examples("ordinal", 7, 12, (200.0, 300.0), crops_as_frames=True, style=style)
+    selects = make_examples("select", 7, 12, (200.0, 300.0), crops_as_frames=True, style=style)
+    assert {ex.kind for ex in selects} == {"first", "later"}
+    for drill, pick in zip(ordinals, selects):
+        assert pick.given.startswith(f"<think>{drill.answer} {PREVIEW_LISTING}")
+        rank = re.match(r"The (\w+) highlighted interval\.$", drill.answer).group(1)
+        assert re.search(rf"\b[Tt]he {rank} highlighted interval", pick.answer)
+
+
 def test_ordinal_is_selects_question_alone_and_comes_after_the_window_drill(monkeypatch):
     """``ordinal``: ``select``'s questions (the same draws from a seed), as text, answered with the
     highlighted interval ``select``'s pick names (the first where the question names none);
