@@ -242,16 +242,16 @@ class SearchStyle(Config):
     next one (":data:`FROM_CROP` 65.5-81.5 s; 120.0-130.5 s.") instead of the next one alone. The first
     item is the crop's own times, which the tool response right above states; the second is then what
     follows those times in the list, a copy by what precedes it instead of a search for the item after
-    the one cropped, which no Stage I taught (held-out ``search/next`` 0.000 after v20's listing phase;
-    docs/results.md, "The move-on, copied")."""
+    the one cropped. Drilled from v20's Stage I it was learned no faster than the next stretch alone
+    (docs/results.md, "The move-on, copied")."""
 
     name_first: bool = False
     """Open the first turn with the highlighted interval the question names, as Stage I's ordinal
     drill answers ("The third highlighted interval."; "The first ..." where it names none and the
     search starts there; :func:`named_interval`), before the preview listing. The pick after the
     listing then copies that rank from the turn's first words instead of reading it from the
-    question, 200 tokens back: v20's Stage I wrote "first" for every later pick, teacher-forced
-    (docs/results.md, "The move-on, copied")."""
+    question, 200 tokens back: v20's Stage I wrote "first" for every later pick, teacher-forced. In
+    300 steps of ``select`` from there it raised no pick (docs/results.md, "The move-on, copied")."""
 
     def __post_init__(self) -> None:
         if self.next_from_crop and not self.list_stretches:
