@@ -428,17 +428,13 @@ class SearchingOracle(Policy):
         else:
             seen = _inside(sample, *order[crops - 1]) or "no symbol"
             think = f"{listed[0]} " if listed is not None else ""
-            if self.style.next_from_crop:
-                x, y = order[crops - 1]
-                think += (
-                    f"The crop shows {seen}, {NOT_ASKED}; {FROM_CROP}{time_text(x)}-{time_text(y)} s; "
-                    f"{time_text(a)}-{time_text(b)} s."
-                )
-            else:
-                think += (
-                    f"The crop shows {seen}, {NOT_ASKED}; the next highlighted interval "
-                    f"is {time_text(a)}-{time_text(b)} s."
-                )
+            x, y = order[crops - 1]
+            where = (
+                f"{FROM_CROP}{time_text(x)}-{time_text(y)} s; "
+                if self.style.next_from_crop
+                else "the next highlighted interval is "
+            )
+            think += f"The crop shows {seen}, {NOT_ASKED}; {where}{time_text(a)}-{time_text(b)} s."
         return format_tool_call("crop_video", {"start_time": a, "end_time": b}, think=think)
 
     def _answer(
