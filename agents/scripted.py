@@ -237,6 +237,14 @@ class SearchStyle(Config):
     runs of "bar", which the recipe's tiny model did not learn (docs/results.md, "The question,
     restated")."""
 
+    rank_list: bool = False
+    """With ``list_stretches``, write each stretch of that list after its rank (":data:`STRETCHES` first
+    0.5-16.5 s; second 110.0-116.0 s."). The pick that follows ("The second highlighted interval is
+    110.0-116.0 s") then finds its times after the rank it names, a copy by the word in front of them,
+    instead of counting the list's items to the named one. Drilled from v20's Stage I it raised the
+    pick no more than one check's swing in 600 steps (docs/results.md, "Stage II's rate, and a ranked
+    list")."""
+
     next_from_crop: bool = False
     """With ``list_stretches``, write a move-on as that list again from the stretch just cropped, to the
     next one (":data:`FROM_CROP` 65.5-81.5 s; 120.0-130.5 s.") instead of the next one alone. The first
@@ -256,6 +264,8 @@ class SearchStyle(Config):
     def __post_init__(self) -> None:
         if self.next_from_crop and not self.list_stretches:
             raise ConfigError("SearchStyle.next_from_crop copies the list list_stretches writes; set both")
+        if self.rank_list and not self.list_stretches:
+            raise ConfigError("SearchStyle.rank_list ranks the list list_stretches writes; set both")
         if self.close_from not in CLOSE_FROM:
             raise ConfigError(f"SearchStyle.close_from must be one of {CLOSE_FROM}, got {self.close_from!r}")
         if self.mark_first and self.mark_after:
@@ -407,9 +417,10 @@ class SearchingOracle(Policy):
                 think = f"{named_interval(sample.question)} " if self.style.name_first else ""
                 think += f"{PREVIEW_LISTING}{self.style.preview_listing(st['preview'], labels)}. "
                 if self.style.list_stretches:
-                    think += (
-                        f"{STRETCHES}{'; '.join(f'{time_text(x)}-{time_text(y)} s' for x, y in st['runs'])}. "
-                    )
+                    items = [f"{time_text(x)}-{time_text(y)} s" for x, y in st["runs"]]
+                    if self.style.rank_list:
+                        items = [f"{ordinal(i)} {item}" for i, item in enumerate(items)]
+                    think += f"{STRETCHES}{'; '.join(items)}. "
                 k = st["runs"].index((a, b))
                 if st["named"]:
                     think += (

@@ -159,6 +159,8 @@ def test_a_ranked_preview_listing_names_each_stretch_where_it_begins():
         SearchStyle(rank_stretches=True, rank_after=True)
     with pytest.raises(ConfigError, match="next_from_crop copies the list list_stretches writes"):
         SearchStyle(next_from_crop=True)
+    with pytest.raises(ConfigError, match="rank_list ranks the list list_stretches writes"):
+        SearchStyle(rank_list=True)
 
 
 @pytest.mark.parametrize(
@@ -187,16 +189,23 @@ def test_ranked_searches_crop_the_stretch_after_the_questions_own_word(tmp_path,
     assert scores["crop"]["exact"] == scores["close"]["exact"] == 1.0
 
 
-@pytest.mark.parametrize("from_crop", [False, True], ids=["next", "from-crop"])
-def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them(tmp_path, from_crop):
+@pytest.mark.parametrize(
+    ("from_crop", "ranked"),
+    [(False, False), (True, False), (False, True)],
+    ids=["next", "from-crop", "ranked"],
+)
+def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them(tmp_path, from_crop, ranked):
     """``list_stretches``: after the preview listing the reference writes its runs of "bar" frames, in
     order; the first crop is the one the question names (or the first), and each crop after a miss is
     the item after the one just cropped. With ``next_from_crop`` a move-on writes the list again from
-    the stretch just cropped to the one it crops next. Listing scores are unchanged by the list."""
+    the stretch just cropped to the one it crops next; with ``rank_list`` each item follows its rank,
+    and a named pick's times are the ones after its rank. Listing scores are unchanged by the list."""
     from medscope_gym.agents.scripted import FROM_CROP, NOT_ASKED, STRETCHES, marked_stretches
     from medscope_gym.protocol import parse_turn
+    from medscope_gym.suite.labels import ordinal
 
-    style = SearchStyle(close_from="first", list_stretches=True, next_from_crop=from_crop)
+    style = SearchStyle(close_from="first", list_stretches=True, next_from_crop=from_crop, rank_list=ranked)
+    named = 0
     episodes, samples = _search(tmp_path / "suite", style)
     moved = 0
     for episode in episodes:
@@ -207,6 +216,14 @@ def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them
         items = listing.group(1).split("; ")
         runs = marked_stretches([float(i.split()[0]) for i in items], [i.endswith("bar") for i in items])
         written = re.search(f"{STRETCHES}(.+?)\\. ", first).group(1).split("; ")
+        if ranked:
+            ranks, written = zip(*(w.split(" ", 1) for w in written))
+            assert list(ranks) == [ordinal(i) for i in range(len(ranks))]
+            picked = re.search(r"The (\w+) highlighted interval is (\S+ s)", first)
+            if picked is not None:
+                assert written[ranks.index(picked.group(1))] == picked.group(2)
+                named += 1
+            written = list(written)
         stretches = [tuple(float(t) for t in w.removesuffix(" s").split("-")) for w in written]
         assert stretches == runs
         crops = [parse_turn(t.action_text).tool_call for t in episode.turns]
@@ -221,6 +238,7 @@ def test_listed_stretches_are_the_listings_runs_and_every_search_crops_from_them
                     assert copied == written[stretches.index(crops[k - 1]) :][:2]
                 moved += 1
     assert moved > 0
+    assert named > 0 or not ranked
     plain, _ = _search(tmp_path / "plain", SearchStyle(close_from="first"))
     assert listing_scores(episodes, samples, style) == listing_scores(
         plain, samples, SearchStyle(close_from="first")
