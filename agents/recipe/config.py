@@ -53,6 +53,10 @@ class RecipeConfig(Config):
     model that only ever copied times of videos up to 240 s does not copy those of a 300 s one
     (docs/results.md, "v6"), so perception covers every length the agent will meet, while the
     questions it is trained to answer stay on the shorter training videos."""
+    events: tuple[int, int] = (3, 4)
+    """Least and most symbols per testbed video, each in its own highlighted interval, in every suite
+    and in Stage I (``TestbedConfig.events``): the intervals a question can name and a search can move
+    on to."""
     heldout_seed: int = 100_003
     """Seed of the held-out videos (fixed: every seed is scored on the same questions)."""
     per_video: int = 3
@@ -98,6 +102,9 @@ class RecipeConfig(Config):
         self.baselines = tuple(self.baselines)
         self.train_duration = tuple(float(x) for x in self.train_duration)  # type: ignore[assignment]
         self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
+        self.events = tuple(int(x) for x in self.events)  # type: ignore[assignment]
+        if len(self.events) != 2 or not 1 <= self.events[0] <= self.events[1]:
+            raise ConfigError(f"events must be (least, most) with 1 <= least <= most, got {self.events}")
         check(self, positive_int, "max_new_tokens", "train_videos", "heldout_videos", "per_video")
         check(self, positive_int, "threads", "eval_limit", optional=True)
         check(self, positive_float, "sampled_temperature", optional=True)

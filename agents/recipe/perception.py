@@ -262,6 +262,9 @@ class PerceptionConfig(Config):
     which a killed run resumes exactly where it was (0: none). A step is ~0.2–1.5 s on one CPU core."""
     duration: tuple[float, float] = (90.0, 150.0)
     """Shortest and longest training video, seconds (held-out videos: the same range)."""
+    events: tuple[int, int] = (3, 4)
+    """Least and most symbols per video, each in its own highlighted interval (``TestbedConfig.events``):
+    the intervals a question can name, and a search can move on to."""
     seed: int = 0
     """Seed of the training videos and the data order (the model's weights come from its folder)."""
     threads: int | None = 1
@@ -319,6 +322,11 @@ class PerceptionConfig(Config):
     def __post_init__(self) -> None:
         self.skills = tuple(self.skills)
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
+        self.events = tuple(int(x) for x in self.events)  # type: ignore[assignment]
+        if len(self.events) != 2 or not 1 <= self.events[0] <= self.events[1]:
+            raise ConfigError(
+                f"PerceptionConfig.events must be (least, most) with 1 <= least <= most, got {self.events}"
+            )
         if self.heldout_duration is not None:
             self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
         check(self, positive_int, "batch_size", "micro_batches", "heldout", "eval_every")
@@ -630,6 +638,7 @@ def make_examples(
     first_turn: bool = False,
     style: SearchStyle | None = None,
     restate: bool = False,
+    events: tuple[int, int] = (3, 4),
 ) -> list[_Example]:
     """``count`` examples of ``skill`` from consecutive testbed videos starting at seed ``first_seed``;
     ``crops_as_frames``: a ``crop`` example shows the clip as timestamped frames and is answered with
@@ -641,7 +650,8 @@ def make_examples(
     (:class:`~medscope_gym.agents.scripted.SearchStyle`); ``restate``: a crop's turn (``search``'s tool
     responses, and ``crop``, ``zoom`` and ``window`` laid out as an episode's) opens with the question,
     as a policy with ``FrameConfig.restate_question`` is shown it: for ``zoom``, a question about the
-    symbol cropped, whose search closes in there."""
+    symbol cropped, whose search closes in there; ``events``: the least and most symbols, each in its
+    highlighted interval, per video (``TestbedConfig.events``)."""
     from medscope_gym.agents.scripted import (
         CROP_LISTING,
         PREVIEW_LISTING,
@@ -674,7 +684,7 @@ def make_examples(
         if skill == "copy":  # text alone: no video to draw
             out.append(_copy_example(rng, duration))
             continue
-        video = generate_testbed_video(seed, float(rng.uniform(*duration)))
+        video = generate_testbed_video(seed, float(rng.uniform(*duration)), events=events)
         seed += 1
         times = np.arange(video.num_frames) / video.fps  # a frame's time, as the env reports it
         j = int(rng.integers(len(video.events)))
@@ -898,7 +908,8 @@ class Rehearsal:
     A rehearsal batch per step keeps a gradient on it. ``train_sft(cfg, auxiliary=Rehearsal(...))``.
     ``irregular``, ``episode``, ``first_turn``, ``style``, ``restate`` and ``system_prompt`` lay the
     examples out as Stage I did (``PerceptionConfig.irregular_times``, ``episode_layout``,
-    ``first_turn``, ``search`` and ``restate_question``).
+    ``first_turn``, ``search`` and ``restate_question``); ``events`` draws its videos as Stage I's
+    (``PerceptionConfig.events``).
     """
 
     def __init__(
@@ -917,6 +928,7 @@ class Rehearsal:
         first_turn: bool = False,
         style: SearchStyle | None = None,
         restate: bool = False,
+        events: tuple[int, int] = (3, 4),
     ) -> None:
         unknown = [s for s in skills if s not in PERCEPTION_SKILLS]
         if unknown or not skills:
@@ -927,7 +939,7 @@ class Rehearsal:
         self.skills, self.batch_size, self.weight = tuple(skills), batch_size, weight
         self.irregular, self.episode, self.first_turn = irregular, episode, first_turn
         self.duration, self.crops_as_frames, self.style = duration, crops_as_frames, style
-        self.restate = restate
+        self.restate, self.events = restate, events
         # training streams of Stage I start at 1e6 * (seed + 1); this one sits past all of them
         self._first_seed = {s: 500_000_000 + 1_000_000 * seed + 100_000 * i for i, s in enumerate(skills)}
         self._made = dict.fromkeys(skills, 0)
@@ -948,6 +960,7 @@ class Rehearsal:
             self.first_turn,
             self.style,
             self.restate,
+            self.events,
         )
 
     def batch(self, skill: str | None = None) -> list[_Example]:
@@ -1240,6 +1253,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
             cfg.crops_as_frames,
             style=style,
             restate=cfg.restate_question,
+            events=cfg.events,
         )
         for skill in scored
     }
@@ -1254,6 +1268,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
                 episode=1.0,
                 first_turn=cfg.first_turn,
                 style=style,
+                events=cfg.events,
             )
     return heldout
 
@@ -1301,6 +1316,7 @@ def train_perception(
             cfg.first_turn,
             style,
             cfg.restate_question,
+            cfg.events,
         )
     ]
     # the copy phase first, then the window drill, the reading phase (or the reading phase before both:
@@ -1320,7 +1336,9 @@ def train_perception(
         for key, phase, offset, going_on, ending in _WAITING_PHASES
     }
     drills = {
-        skill: make_examples(skill, waits[skill].first, waits[skill].steps * cfg.batch_size, cfg.duration)
+        skill: make_examples(
+            skill, waits[skill].first, waits[skill].steps * cfg.batch_size, cfg.duration, events=cfg.events
+        )
         for skill in ("copy", "symbol")
     }
     steps_of = {
@@ -1342,6 +1360,7 @@ def train_perception(
             cfg.irregular_times,
             style=style,
             restate=cfg.restate_question,
+            events=cfg.events,
         )
     drill_order = ("copy", "window", "ordinal", "search")
     order = ("symbol", *drill_order) if cfg.reading_first else (*drill_order, "symbol")
@@ -1362,6 +1381,7 @@ def train_perception(
             irregular=cfg.irregular_times,
             style=style,
             restate=cfg.restate_question,
+            events=cfg.events,
         )
         if cfg.rehearse_earlier and len(drilled) > 0
         else None
@@ -1388,6 +1408,7 @@ def train_perception(
                 cfg.episode_layout,
                 cfg.first_turn,
                 style,
+                events=cfg.events,
             )
         ]
         for skill in listing:
@@ -1406,7 +1427,7 @@ def train_perception(
             fresh = listings(more, cfg.irregular_times, [cfg.seed, 29, len(wait.chunks)])
         else:
             first = wait.first + (wait.steps + wait.added) * cfg.batch_size  # the phase's stream goes on
-            fresh = make_examples(phase, first, more * cfg.batch_size, cfg.duration)
+            fresh = make_examples(phase, first, more * cfg.batch_size, cfg.duration, events=cfg.events)
         train[at:at] = fresh
         wait.chunks.append(more)
         for later in phases[phases.index(phase) :]:

@@ -120,20 +120,20 @@ def _build_data(cfg: RecipeConfig, root: Path) -> dict[str, Path]:
         # draws its own videos, agents/recipe/perception.py)
         "train": TestbedConfig(
             cfg.train_videos, lo, hi, 10_000 * cfg.seed + 2, templates=MAIN_TEMPLATES,
-            per_video=cfg.per_video, video_prefix="t",
+            per_video=cfg.per_video, video_prefix="t", events=cfg.events,
         ),
         "rl": TestbedConfig(
             cfg.train_videos, lo, hi, 10_000 * cfg.seed + 3, templates=MAIN_TEMPLATES,
-            per_video=cfg.per_video, video_prefix="r",
+            per_video=cfg.per_video, video_prefix="r", events=cfg.events,
         ),
         "heldout": TestbedConfig(
             cfg.heldout_videos, *cfg.heldout_duration, cfg.heldout_seed, templates=MAIN_TEMPLATES,
-            per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h",
+            per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h", events=cfg.events,
         ),
         # the same held-out videos (same seed and durations): which symbol is on screen at a given time
         "heldout-reading": TestbedConfig(
             cfg.heldout_videos, *cfg.heldout_duration, cfg.heldout_seed, templates=("symbol_at",),
-            per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h",
+            per_video=cfg.per_video, splits=(0.0, 0.5, 0.5), video_prefix="h", events=cfg.events,
         ),
     }  # fmt: skip
     if not cfg.reading_check:
@@ -199,6 +199,7 @@ def perception_config(cfg: RecipeConfig) -> PerceptionConfig:
         "seed": cfg.seed,
         "threads": cfg.threads,
         "duration": cfg.stage_one_duration,
+        "events": cfg.events,
         "crops_as_frames": bool(cfg.frames.get("crops_as_frames", False)),  # crops as Stage II shows them
         "restate_question": bool(cfg.frames.get("restate_question", False)),  # tool responses, the same
         "search": cfg.search,
@@ -305,6 +306,7 @@ def _rehearsal(cfg: RecipeConfig, start: Path):
         first_turn=stage_one.first_turn,
         style=stage_one.style,
         restate=stage_one.restate_question,
+        events=stage_one.events,
         system_prompt=policy_system_prompt(start),
     )
 

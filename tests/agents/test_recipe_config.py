@@ -89,3 +89,29 @@ def test_shipped_recipe_configs_load_with_valid_stage_one_settings(name):
     if name == "recipe_tiny.yaml":  # the main job's Stage I waits in all three phases
         assert stage_one.reading_first and stage_one.listing_until == {"select": 0.5}
         assert stage_one.copy_until == 0.9 and stage_one.decay_steps == 600
+
+
+def test_the_events_reach_every_suite_stage_one_and_its_rehearsal(tiny_dir, tmp_path, monkeypatch):
+    """``events``: the number of symbols (highlighted intervals) per video is the same in every suite
+    the recipe builds, in Stage I's examples and in the rehearsal laid out as Stage I's."""
+    import medscope_gym.synthetic.testbed as testbed
+    from medscope_gym.agents.recipe.runner import _build_data, _rehearsal, perception_config
+
+    built = {}
+    monkeypatch.setattr(testbed, "build_testbed_suite", lambda out, plan: built.update({out.name: plan}))
+    cfg = RecipeConfig(events=[2, 2], rehearsal={"skills": ["select"]})
+    _build_data(cfg, tmp_path)
+    assert sorted(built) == ["heldout", "heldout-reading", "rl", "train"]
+    assert {plan.events for plan in built.values()} == {(2, 2)}
+    assert perception_config(cfg).events == (2, 2) and perception_config(RecipeConfig()).events == (3, 4)
+    assert _rehearsal(cfg, tiny_dir).events == (2, 2)
+
+
+@pytest.mark.parametrize("bad", [(0, 2), (3, 2), (2,)])
+def test_bad_events_are_refused(bad):
+    from medscope_gym.agents.recipe.perception import PerceptionConfig
+
+    with pytest.raises(ConfigError, match="events must be"):
+        RecipeConfig(events=bad)
+    with pytest.raises(ConfigError, match="events must be"):
+        PerceptionConfig(events=bad)

@@ -549,3 +549,23 @@ def test_first_crops_are_scored_against_the_references_and_ranked_questions_apar
         "ranked_exact": 0,
         "ranked_on_first": 0,
     }
+
+
+def test_stage_one_draws_as_many_highlighted_intervals_as_the_events_allow():
+    """``events``: Stage I's videos hold that many symbols, each in its highlighted interval: with two,
+    every pick's list of stretches holds at most two and every later pick is the second."""
+    from medscope_gym.agents.recipe.perception import make_examples
+    from medscope_gym.agents.scripted import STRETCHES
+
+    style = SearchStyle(close_from="first", list_stretches=True)
+
+    def listed(events):
+        picks = make_examples("select", 7, 12, (240.0, 300.0), True, style=style, events=events)
+        lists = [re.search(f"{STRETCHES}(.+?)\\. ", ex.answer).group(1).split("; ") for ex in picks]
+        named = [re.search(r"The (\w+) highlighted interval is", ex.answer) for ex in picks]
+        return [len(items) for items in lists], {m.group(1) for m in named if m is not None}
+
+    counts, ranks = listed((2, 2))
+    assert counts and max(counts) <= 2 and ranks <= {"first", "second"}
+    default_counts, _ = listed((3, 4))
+    assert max(default_counts) >= 3
