@@ -102,9 +102,9 @@ class RecipeConfig(Config):
         self.baselines = tuple(self.baselines)
         self.train_duration = tuple(float(x) for x in self.train_duration)  # type: ignore[assignment]
         self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
-        self.events = tuple(int(x) for x in self.events)  # type: ignore[assignment]
-        if len(self.events) != 2 or not 1 <= self.events[0] <= self.events[1]:
-            raise ConfigError(f"events must be (least, most) with 1 <= least <= most, got {self.events}")
+        from medscope_gym.synthetic.testbed import events_range
+
+        self.events = events_range(self.events, "RecipeConfig.events")
         check(self, positive_int, "max_new_tokens", "train_videos", "heldout_videos", "per_video")
         check(self, positive_int, "threads", "eval_limit", optional=True)
         check(self, positive_float, "sampled_temperature", optional=True)

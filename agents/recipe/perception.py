@@ -322,11 +322,9 @@ class PerceptionConfig(Config):
     def __post_init__(self) -> None:
         self.skills = tuple(self.skills)
         self.duration = tuple(float(x) for x in self.duration)  # type: ignore[assignment]
-        self.events = tuple(int(x) for x in self.events)  # type: ignore[assignment]
-        if len(self.events) != 2 or not 1 <= self.events[0] <= self.events[1]:
-            raise ConfigError(
-                f"PerceptionConfig.events must be (least, most) with 1 <= least <= most, got {self.events}"
-            )
+        from medscope_gym.synthetic.testbed import events_range
+
+        self.events = events_range(self.events, "PerceptionConfig.events")
         if self.heldout_duration is not None:
             self.heldout_duration = tuple(float(x) for x in self.heldout_duration)  # type: ignore[assignment]
         check(self, positive_int, "batch_size", "micro_batches", "heldout", "eval_every")

@@ -33,6 +33,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -62,6 +63,7 @@ __all__ = [
     "TestbedVideo",
     "build_testbed_suite",
     "chance_accuracy",
+    "events_range",
     "generate_testbed_video",
     "preview_frames",
     "render_frames",
@@ -121,6 +123,17 @@ _SYMBOL_AT = _SIZE // 2 - _SYMBOL
 _BAR = 6  # highlight bar height, pixels
 
 
+def events_range(value: Any, name: str) -> tuple[int, int]:
+    """``value`` as a (least, most) number of symbols per video, or a ConfigError that names ``name``."""
+    try:
+        least, most = (int(x) for x in value)
+    except (TypeError, ValueError):
+        least, most = 0, 0
+    if not 1 <= least <= most:
+        raise ConfigError(f"{name} must be (least, most) with 1 <= least <= most, got {value!r}")
+    return least, most
+
+
 @dataclass(frozen=True)
 class TestbedConfig:
     """How many testbed videos of which length to build, and their questions."""
@@ -147,8 +160,7 @@ class TestbedConfig:
     def __post_init__(self) -> None:
         if self.n_videos < 1 or not 0 < self.min_duration_s <= self.max_duration_s:
             raise ConfigError("TestbedConfig needs n_videos >= 1 and 0 < min_duration_s <= max_duration_s")
-        if not 1 <= self.events[0] <= self.events[1]:
-            raise ConfigError(f"TestbedConfig.events must be (lo, hi) with 1 <= lo <= hi, got {self.events}")
+        object.__setattr__(self, "events", events_range(self.events, "TestbedConfig.events"))
         unknown = [t for t in self.templates if t not in _TEMPLATE_TASKS]
         if unknown:
             raise ConfigError(f"unknown testbed template(s) {unknown}; known: {', '.join(_TEMPLATE_TASKS)}")

@@ -107,11 +107,12 @@ def test_the_events_reach_every_suite_stage_one_and_its_rehearsal(tiny_dir, tmp_
     assert _rehearsal(cfg, tiny_dir).events == (2, 2)
 
 
-@pytest.mark.parametrize("bad", [(0, 2), (3, 2), (2,)])
-def test_bad_events_are_refused(bad):
+@pytest.mark.parametrize("bad", [(0, 2), (3, 2), (2,), ("two", "three")])
+def test_bad_events_are_refused_by_every_config_that_takes_them(bad):
     from medscope_gym.agents.recipe.perception import PerceptionConfig
+    from medscope_gym.synthetic.testbed import TestbedConfig
 
-    with pytest.raises(ConfigError, match="events must be"):
-        RecipeConfig(events=bad)
-    with pytest.raises(ConfigError, match="events must be"):
-        PerceptionConfig(events=bad)
+    for config in (RecipeConfig, PerceptionConfig, TestbedConfig):
+        with pytest.raises(ConfigError, match=f"{config.__name__}.events must be"):
+            config(events=bad)
+    assert TestbedConfig(events=[2, 3]).events == (2, 3)
