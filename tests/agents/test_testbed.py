@@ -186,6 +186,36 @@ def test_searching_oracle_acts_only_on_what_it_was_shown(heldout):
     env.close()
 
 
+def test_one_interval_testbed_needs_the_crop_and_never_a_search(tmp_path):
+    """``events=(1, 1)``: one symbol per video, so every question is about the one highlighted interval;
+    the preview still shows where and not what, and the search reference answers after one crop of
+    the highlight and one close crop, without moving on."""
+    from medscope_gym.agents.runner import run_episode
+    from medscope_gym.agents.scripted import SearchingOracle
+    from medscope_gym.protocol import parse_turn
+    from medscope_gym.suite import Suite
+
+    cfg = TestbedConfig(n_videos=3, min_duration_s=200, max_duration_s=320, seed=9, events=(1, 1))
+    suite_dir = build_testbed_suite(tmp_path / "one", cfg)
+    suite = Suite.load(suite_dir)
+    per_video = {}
+    for sample in suite:
+        per_video.setdefault(sample.video, []).append(sample.extra["template"])
+        assert sample.extra["query"]["event"] == 0
+    assert sorted(map(sorted, per_video.values())) == [sorted(MAIN_TEMPLATES)] * 3  # one of each kind
+    env = ClinVideoEnv(suite_dir)
+    for sample in env.suite:
+        obs, _ = env.reset(options={"sample_id": sample.id})
+        times = obs["video_times"][:, 0]
+        ((a, b),) = sample.evidence
+        assert not np.any((times >= a - 1e-6) & (times < b)) and _symbol_pixels(obs["video"]) == 0
+        ep = run_episode(env, SearchingOracle(decimals=1), options={"sample_id": sample.id})
+        turns = [parse_turn(x) for x in ep.actions]
+        assert len(turns) == 3 and ep.final_info["reward_parts"]["accuracy"] == 1.0
+        assert not any(" not what the question asks about" in t.think for t in turns)
+    env.close()
+
+
 def test_searching_oracle_without_captions_crops_between_preview_frames(heldout):
     """With nothing marked (no captions), it crops between the preview frames around the evidence, as
     ``OraclePolicy(crop_to_preview=True)`` does, then answers."""
