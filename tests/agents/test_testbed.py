@@ -191,7 +191,7 @@ def test_one_interval_testbed_needs_the_crop_and_never_a_search(tmp_path):
     the preview still shows where and not what, and the search reference answers after one crop of
     the highlight and one close crop, without moving on."""
     from medscope_gym.agents.runner import run_episode
-    from medscope_gym.agents.scripted import SearchingOracle
+    from medscope_gym.agents.scripted import NOT_ASKED, SearchingOracle
     from medscope_gym.protocol import parse_turn
     from medscope_gym.suite import Suite
 
@@ -212,7 +212,7 @@ def test_one_interval_testbed_needs_the_crop_and_never_a_search(tmp_path):
         ep = run_episode(env, SearchingOracle(decimals=1), options={"sample_id": sample.id})
         turns = [parse_turn(x) for x in ep.actions]
         assert len(turns) == 3 and ep.final_info["reward_parts"]["accuracy"] == 1.0
-        assert not any(" not what the question asks about" in t.think for t in turns)
+        assert not any(NOT_ASKED in t.think for t in turns)
     env.close()
 
 
