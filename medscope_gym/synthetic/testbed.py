@@ -73,10 +73,14 @@ __all__ = [
 ]
 
 SYMBOL_SHAPES: tuple[str, ...] = ("square", "triangle", "cross", "ring")
+#: Light tints, every channel above the background's (at most ~120): a shape shows in every channel,
+#: so one shape detector reads it in any colour. In saturated colours each colour's shape showed in one
+#: channel only, and a model from scratch could miss a colour's shapes for thousands of steps, reading
+#: every green one as the same (docs/results.md, "Shapes in every channel").
 SYMBOL_COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 40, 40),
-    "green": (40, 210, 70),
-    "blue": (60, 100, 250),
+    "red": (255, 150, 150),
+    "green": (150, 255, 150),
+    "blue": (150, 170, 255),
 }
 SYMBOLS: tuple[str, ...] = tuple(f"{c} {s}" for c in SYMBOL_COLORS for s in SYMBOL_SHAPES)
 
