@@ -22,7 +22,22 @@ from PIL import Image
 
 from medscope_gym.protocol import SYSTEM_PROMPT
 
-__all__ = ["Transcript", "Turn", "even_subsample", "frame_label", "frames_fps", "time_text", "times_line"]
+__all__ = [
+    "Transcript",
+    "Turn",
+    "even_subsample",
+    "frame_label",
+    "frames_fps",
+    "time_text",
+    "times_line",
+    "tool_response",
+]
+
+
+def tool_response(text: str) -> str:
+    """A tool's text as every rendering shows it after the first observation (Qwen's tool-result tags);
+    Stage I's examples laid out as an episode's tool turns wrap their text the same way."""
+    return f"<tool_response>\n{text}\n</tool_response>"
 
 
 def frames_fps(timestamps: np.ndarray) -> float:
@@ -98,7 +113,7 @@ class Transcript:
                 for frame, t in zip(turn.images, turn.image_times):
                     content.append({"type": "image", "image": frame})
                     content.append({"type": "text", "text": frame_label(t)})
-            text = turn.text if i == 0 else f"<tool_response>\n{turn.text}\n</tool_response>"
+            text = turn.text if i == 0 else tool_response(turn.text)
             content.append({"type": "text", "text": text})
             messages.append({"role": turn.role, "content": content})
         return messages
@@ -126,7 +141,7 @@ class Transcript:
                 content.append(
                     {"type": "image_url", "image_url": {"url": _jpeg_data_url(frame, jpeg_quality)}}
                 )
-            text = turn.text if i == 0 else f"<tool_response>\n{turn.text}\n</tool_response>"
+            text = turn.text if i == 0 else tool_response(turn.text)
             content.append({"type": "text", "text": text})
             messages.append({"role": "user", "content": content})
         return messages

@@ -537,6 +537,7 @@ def _last_turn(video, seed: int, rng: np.random.Generator, style: SearchStyle | 
     coarse crop's frames miss the symbol. ``style``: how the search reference starts its close crop
     and writes its answer (:class:`~medscope_gym.agents.scripted.SearchStyle`)."""
     from medscope_gym.agents.scripted import SearchingOracle, close_window
+    from medscope_gym.chat import tool_response
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
     from medscope_gym.suite.templates import balance_answer_positions
@@ -559,7 +560,7 @@ def _last_turn(video, seed: int, rng: np.random.Generator, style: SearchStyle | 
     idx = crop_frames(video.num_frames, video.fps, a, b)
     stamps = idx / video.fps
     turn = int(rng.integers(2, 5))  # the close crop comes second to fourth
-    lines = f"{question}\n{crop_text(a, b, stamps)}\n{budget_text(turn, 5, 5 - turn)}"
+    lines = tool_response(f"{question}\n{crop_text(a, b, stamps)}\n{budget_text(turn, 5, 5 - turn)}")
     reference = SearchingOracle(decimals=1, list_crops=16, style=style)
     reference.begin(0, {"video_times": shown / video.fps}, {"duration": video.duration}, sample)
     # past every crop of its plan (the close crop's frames shown), the reference answers
@@ -583,6 +584,7 @@ def _search_turn(
     tool response opens with the question (``FrameConfig.restate_question``). None when no turn after
     a crop lists it."""
     from medscope_gym.agents.scripted import CROP_LISTING, NOT_ASKED, SearchingOracle
+    from medscope_gym.chat import tool_response
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.prompts import question_text
     from medscope_gym.protocol import parse_turn
@@ -605,8 +607,8 @@ def _search_turn(
             crops += 1
             lines = f"{crop_text(a, b, stamps)}\n{budget_text(crops, _ENV_TURNS, _ENV_TURNS - crops)}"
             history += (
-                f"<|im_end|>\n<|im_start|>user\n<tool_response>\n{restated}{lines}\n"
-                "</tool_response><|im_end|>\n<|im_start|>assistant\n"
+                f"<|im_end|>\n<|im_start|>user\n{tool_response(restated + lines)}"
+                "<|im_end|>\n<|im_start|>assistant\n"
             )
             ok = [{"name": "crop_video", "ok": True}] * crops
             step = reference.act([0], [{"video_times": stamps}], [{"tool_log": ok}])[0]
@@ -658,6 +660,7 @@ def make_examples(
         named_interval,
         named_rank,
     )
+    from medscope_gym.chat import tool_response
     from medscope_gym.envs.clinvideo import budget_text
     from medscope_gym.protocol import format_tool_call
     from medscope_gym.suite.labels import ordinal
@@ -754,6 +757,7 @@ def make_examples(
                         if not about:
                             continue
                         lines = f"{about[int(asks.integers(len(about)))]}\n{lines}"
+                    lines = tool_response(lines)  # as an episode shows a tool's text
                     answer = f"<think>{CROP_LISTING}{listing}."
                     if looks and window is not None:  # the listing given, the close crop after it
                         (a, b), given = window, answer

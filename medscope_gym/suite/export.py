@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medscope_gym.atomic import atomic_write_text
+from medscope_gym.chat import tool_response
 from medscope_gym.errors import SuiteError
 from medscope_gym.intervals import is_moment
 from medscope_gym.prompts import question_text
@@ -117,7 +118,7 @@ def sft_record(sample: Sample, video_path: str, tools: ToolConfig | None = None)
                 f"get_frame {float(args['timestamp']):.2f} s: {len(stamps)} frames at "
                 f"{', '.join(f'{t:.2f}' for t in stamps)} s."
             )
-        content.append({"type": "text", "text": f"<tool_response>\n{text}\n</tool_response>"})
+        content.append({"type": "text", "text": tool_response(text)})
         messages.append({"role": "user", "content": content})
     return {
         "id": sample.id,

@@ -13,6 +13,7 @@ import pytest
 from medscope_gym.agents.recipe.perception import PerceptionConfig, Rehearsal, make_examples
 from medscope_gym.agents.recipe.probe import ReadingProbeConfig, run_reading_probe
 from medscope_gym.agents.scripted import SearchStyle
+from medscope_gym.chat import Transcript
 from medscope_gym.cli import main
 from medscope_gym.errors import ConfigError
 from medscope_gym.synthetic.testbed import SYMBOL_COLORS, SYMBOLS, generate_testbed_video, preview_frames
@@ -234,7 +235,13 @@ def test_episode_layout_is_the_episodes_first_turn(tiny_dir):
     crop_turns = make_examples("crop", 7, 3, (90.0, 150.0), crops_as_frames=True, episode=1.0)
     for a, b in zip(crops, crop_turns):
         assert b.episode and b.answer == f"<think>{CROP_LISTING}{a.answer}."
-        first, budget = b.question.split("\n")
+        # the text after the frames is the tool turn's, as an episode's transcript renders it
+        inner = b.question.removeprefix("<tool_response>\n").removesuffix("\n</tool_response>")
+        episode = Transcript()
+        episode.add_observation({"text": "the question"})
+        episode.add_observation({"text": inner, "images": np.stack(b.images), "image_times": b.image_times})
+        assert episode.to_hf_messages()[-1]["content"][-1]["text"] == b.question != inner
+        first, budget = inner.split("\n")
         assert first.startswith(f"crop_video [{a.image_times[0]:.1f} s, {a.image_times[-1]:.1f} s]: ")
         assert re.fullmatch(r"\[turn ([123]) of 5; (\d) tool calls left\]", budget)
 
@@ -674,7 +681,7 @@ def test_restated_crop_turns_open_with_a_question_whose_search_closes_in_there()
         plain = make_examples(skill, 23, 16, (90.0, 240.0), True, irregular=0.5, episode=1.0)  # a few skipped
         restated = make_examples(skill, 23, 12, (90.0, 240.0), True, irregular=0.5, episode=1.0, restate=True)
         assert all("Question:" not in ex.question for ex in plain)
-        assert all(ex.question.startswith("You are watching") for ex in restated)
+        assert all(ex.question.startswith("<tool_response>\nYou are watching") for ex in restated)
         for ex in restated:
             asked = re.search(r"When is the (\w+ \w+) on screen", ex.question)
             shown = set(re.findall(r"a (\w+ \w+) at the centre", ex.given + ex.answer))
