@@ -1270,6 +1270,7 @@ def heldout_examples(cfg: PerceptionConfig) -> dict[str, list[_Example]]:
                 episode=1.0,
                 first_turn=cfg.first_turn,
                 style=style,
+                restate=cfg.restate_question,  # as the run trains that layout, and episodes show it
                 events=cfg.events,
             )
     return heldout

@@ -495,6 +495,10 @@ def test_stage_one_scores_episode_layout_listings_in_the_runs_style():
         else ex.answer
         for ex in heldout["crop@episode"]
     ]
+    # a run that restates the question trains its crop turns with it: they are scored with it too
+    assert not any("Question:" in ex.question for ex in heldout["crop@episode"])
+    restated = heldout_examples(dataclasses.replace(cfg, restate_question=True))["crop@episode"]
+    assert restated and all(ex.question.startswith("<tool_response>\nYou are watching") for ex in restated)
 
 
 def test_first_crops_are_scored_against_the_references_and_ranked_questions_apart(searched):
