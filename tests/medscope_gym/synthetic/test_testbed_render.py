@@ -1,3 +1,5 @@
+"""How the testbed draws its symbols: each shape visible in every colour channel, and nothing else moves."""
+
 from __future__ import annotations
 
 import dataclasses
