@@ -1411,7 +1411,8 @@ def train_perception(
                 cfg.episode_layout,
                 cfg.first_turn,
                 style,
-                events=cfg.events,
+                cfg.restate_question,  # as the mix, the held-out scores and the episodes show it
+                cfg.events,
             )
         ]
         for skill in listing:

@@ -1287,3 +1287,26 @@ def test_the_learning_rate_decays_over_all_steps_or_only_the_last(decay_steps, e
     )
     train_perception(build_model(processor.tokenizer, tiny), processor, cfg, log)
     assert rates == pytest.approx(expected)
+
+
+def test_the_listing_phase_restates_the_question_as_the_episodes_do(monkeypatch):
+    """``restate_question``: the listing phase's crop turns laid out as an episode's open with the
+    question, as the mix's, the held-out scores' and the episodes' do."""
+    import medscope_gym.agents.recipe.perception as perception
+
+    crops: list[str] = []
+    batcher_call = perception.ExampleBatcher.__call__
+
+    def spy(self, batch):
+        crops.extend(ex.question for ex in batch if ex.skill == "crop" and ex.episode)
+        return batcher_call(self, batch)
+
+    monkeypatch.setattr(perception.ExampleBatcher, "__call__", spy)
+    cfg = ReadingProbeConfig(
+        model=MICRO, listing_steps=4, steps=0, batch_size=2, heldout=1, eval_every=100, skills=("symbol",),
+        crops_as_frames=True, episode_layout=1.0, listing_shares={"crop": 3}, restate_question=True,
+        events=(1, 1),
+    )  # fmt: skip
+    run_reading_probe(cfg)
+    assert len(crops) > 4  # the listing phase's crop turns, then the held-out crop@episode's one
+    assert all(turn.startswith("<tool_response>\n") and "Question: " in turn for turn in crops)
