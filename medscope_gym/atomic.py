@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_directory"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_figure", "atomic_directory"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -33,6 +35,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_figure(path: str | os.PathLike[str], figure: Any, dpi: int = 100) -> None:
+    """Render a matplotlib ``figure`` as PNG in memory, then write it with :func:`atomic_write_bytes`:
+    a failed render or a full disk leaves the old plot and no temporary file beside it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from medscope_gym.agents.training.metrics import read_metrics
+from medscope_gym.atomic import atomic_write_figure
 
 __all__ = ["plot_training"]
 
@@ -62,8 +63,8 @@ def plot_training(run: str | Path, png: str | Path | None = None, smooth: int = 
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(png)
+    try:
+        atomic_write_figure(png, fig, dpi=90)
+    finally:
+        plt.close(fig)
     return png

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from medscope_gym.agents.evaluate import TABLE_COLUMNS
 from medscope_gym.agents.recipe.config import RecipeConfig
 from medscope_gym.agents.scripted import SearchStyle
-from medscope_gym.atomic import atomic_write_text
+from medscope_gym.atomic import atomic_write_figure, atomic_write_text
 
 if TYPE_CHECKING:
     from medscope_gym.agents.recipe.perception import PerceptionConfig
@@ -639,7 +639,7 @@ def _plot_curves(root: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    tmp = root / "curves.tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(root / "curves.png")
+    try:
+        atomic_write_figure(root / "curves.png", fig, dpi=90)
+    finally:
+        plt.close(fig)

@@ -53,7 +53,7 @@ from medscope_gym.agents.training.models import load_trainable_model, save_final
 from medscope_gym.agents.training.streaming import IndexStream
 from medscope_gym.agents.vlm.encoding import ChatEncoder
 from medscope_gym.agents.vlm.policy import VLMPolicyConfig
-from medscope_gym.atomic import atomic_write_text
+from medscope_gym.atomic import atomic_write_figure, atomic_write_text
 from medscope_gym.protocol import format_tool_call
 from medscope_gym.suite import Sample
 
@@ -540,7 +540,7 @@ def plot_loss(run: Path, png_path: Path) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    tmp = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(png_path)
+    try:
+        atomic_write_figure(png_path, fig, dpi=100)
+    finally:
+        plt.close(fig)
