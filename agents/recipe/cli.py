@@ -1,7 +1,8 @@
 """``medscope recipe CONFIG --seed S``: the testbed recipe from nothing (docs/agents.md, "Testbed recipe");
 ``medscope recipe-probe``: the reading probe (docs/results.md, "Reading probe"); ``medscope
-recipe-summary OUT``: the seeds of a recipe as one mean ± std table; ``medscope recipe-listings SEED_DIR
-STAGE``: the listings of a stage's held-out episodes, counted step by step.
+recipe-ablate CONFIG --seed S``: the reward ablation from a seed's Stage II; ``medscope
+recipe-summary OUT``: the seeds of a recipe (and their ablations) as mean ± std tables; ``medscope
+recipe-listings SEED_DIR STAGE``: the listings of a stage's held-out episodes, counted step by step.
 
 torch is imported only when the command runs.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from medscope_gym.agents.grpo.ablation import VARIANTS
 from medscope_gym.agents.recipe.config import RecipeConfig
 from medscope_gym.agents.recipe.probe import ReadingProbeConfig
 from medscope_gym.agents.scripted import SearchStyle
@@ -47,9 +49,31 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from medscope_gym.agents.recipe.summary import format_summary_table, load_seeds
+    from medscope_gym.agents.recipe.summary import (
+        format_ablation_summary,
+        format_summary_table,
+        load_ablations,
+        load_seeds,
+    )
 
     print(format_summary_table(load_seeds(args.out)))
+    ablations = load_ablations(args.out)
+    if ablations:
+        print("\n" + format_ablation_summary(ablations))
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from medscope_gym.agents.grpo.ablation import format_ablation
+    from medscope_gym.agents.recipe.ablation import ABLATION_FOLDER, run_recipe_ablation
+
+    if args.config_file is not None and getattr(args, "config", None) is None:
+        args.config = args.config_file
+    cfg = config_from_args(RecipeConfig, args)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    result = run_recipe_ablation(cfg, variants)
+    print(format_ablation(result["table"], 1))
+    print(f"recipe-ablate: {cfg.out}/seed-{cfg.seed}/{ABLATION_FOLDER}/ablation.md (and .json)")
     return 0
 
 
@@ -82,6 +106,18 @@ def register(commands: argparse._SubParsersAction, train_commands: argparse._Sub
     probe.add_argument("--out", default=None, help="write the curve and final accuracy here (JSON)")
     add_config_arguments(probe, ReadingProbeConfig)
     probe.set_defaults(func=_cmd_probe)
+    ablate = commands.add_parser(
+        "recipe-ablate",
+        help="the reward ablation on the testbed: one Stage III per reward variant, from a seed's Stage II",
+    )
+    ablate.add_argument("config_file", nargs="?", default=None, help="recipe YAML (same as --config)")
+    ablate.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, of {', '.join(VARIANTS)} (default: all)",
+    )
+    add_config_arguments(ablate, RecipeConfig)
+    ablate.set_defaults(func=_cmd_ablate)
     summary = commands.add_parser(
         "recipe-summary", help="several seeds of the recipe as one mean ± std table (OUT/seed-*/results.json)"
     )

@@ -32,9 +32,18 @@ from medscope_gym.agents.scripted import SearchStyle
 from medscope_gym.atomic import atomic_write_figure, atomic_write_text
 
 if TYPE_CHECKING:
+    from medscope_gym.agents.grpo.config import GRPOConfig
     from medscope_gym.agents.recipe.perception import PerceptionConfig
 
-__all__ = ["COLUMNS", "STAGES", "perception_config", "run_recipe", "uniform_frames_baseline"]
+__all__ = [
+    "COLUMNS",
+    "STAGES",
+    "final_of",
+    "perception_config",
+    "run_recipe",
+    "stage_three_config",
+    "uniform_frames_baseline",
+]
 
 STAGES = ("perception", "vcot", "answer_only", "grpo", "baselines")
 #: The results table's metrics: ``medscope eval``'s columns less the per-episode bookkeeping.
@@ -83,7 +92,7 @@ def run_recipe(cfg: RecipeConfig) -> dict[str, Any]:
     for stage in cfg.stages:
         if stage == "baselines":
             continue
-        start = start_of[stage] or _final_of(root, _previous(stage, cfg))
+        start = start_of[stage] or final_of(root, _previous(stage, cfg))
         final = _run_stage(cfg, root, stage, start, suites, results)
         if stage == "perception":
             start_of["vcot"] = start_of["answer_only"] = final
@@ -102,7 +111,8 @@ def _previous(stage: str, cfg: RecipeConfig) -> str:
     return {"vcot": "perception", "answer_only": "perception", "grpo": "vcot"}[stage]
 
 
-def _final_of(root: Path, stage: str) -> Path:
+def final_of(root: Path, stage: str) -> Path:
+    """``stage``'s final checkpoint in the seed folder ``root``; a clear error when it has not finished."""
     final = root / _FOLDERS[stage] / "run" / "final"
     if not final.is_dir():
         raise FileNotFoundError(f"stage {stage} has not finished ({final} is missing); run it first")
@@ -221,25 +231,9 @@ def _run_stage(
     t0 = time.perf_counter()
     if not final.is_dir():
         if stage == "grpo":
-            from medscope_gym.agents.grpo.config import GRPOConfig
             from medscope_gym.agents.grpo.trainer import train_grpo
 
-            grpo = {
-                "model": str(start),
-                "out": str(run),
-                "suite": str(suites["rl"]),
-                "eval_suite": str(suites["heldout"]),
-                "eval_splits": ["val"],
-                "eval_at_start": False,
-                "lora": False,
-                "threads": cfg.threads,
-                "seed": cfg.seed,
-                "max_new_tokens": cfg.max_new_tokens,
-                "tensorboard": False,
-                "progress": False,
-                **cfg.grpo,
-            }
-            train_grpo(GRPOConfig.from_dict(grpo, source="recipe grpo"))
+            train_grpo(stage_three_config(cfg, start, suites, run))
         else:
             from medscope_gym.agents.sft.config import SFTConfig
             from medscope_gym.agents.sft.trainer import train_sft
@@ -268,6 +262,29 @@ def _run_stage(
     _write_results(cfg, root, results)
     _print_stage(stage, summary)
     return final
+
+
+def stage_three_config(cfg: RecipeConfig, start: Path, suites: dict[str, Path], out: Path) -> GRPOConfig:
+    """Stage III's GA-GRPO settings: ``cfg.grpo`` from ``start`` on the Stage III stream (``suites["rl"]``),
+    validated on the held-out val half; full fine-tuning (the tiny model has no LoRA to spare)."""
+    from medscope_gym.agents.grpo.config import GRPOConfig
+
+    grpo = {
+        "model": str(start),
+        "out": str(out),
+        "suite": str(suites["rl"]),
+        "eval_suite": str(suites["heldout"]),
+        "eval_splits": ["val"],
+        "eval_at_start": False,
+        "lora": False,
+        "threads": cfg.threads,
+        "seed": cfg.seed,
+        "max_new_tokens": cfg.max_new_tokens,
+        "tensorboard": False,
+        "progress": False,
+        **cfg.grpo,
+    }
+    return GRPOConfig.from_dict(grpo, source="recipe grpo")
 
 
 def _listings(evaluated: Path, heldout: Path, style: SearchStyle) -> dict[str, float]:
@@ -384,7 +401,7 @@ def _train_uniform_model(
     run = root / "uniform-frames" / "run"
     t0 = time.perf_counter()
     if not (run / "final").is_dir():
-        start = _final_of(root, "perception")
+        start = final_of(root, "perception")
         sft = {
             **_sft_defaults(cfg),
             "model": str(start),

@@ -1,7 +1,9 @@
 """Several seeds of the recipe as one table: mean ± standard deviation per row and column.
 
 ``medscope recipe-summary OUT`` reads every ``OUT/seed-S/results.json`` and prints the greedy table,
-the sampled one, the reading check and Stage I's per-skill scores (docs/results.md, "Testbed recipe").
+the sampled one, the reading check and Stage I's per-skill scores (docs/results.md, "Testbed recipe"),
+then the reward ablation of every seed that ran one (``OUT/seed-S/ablation/ablation.json``,
+``medscope recipe-ablate``).
 A cell some seeds lack (a metric with no episode to average over) is averaged over the seeds that have
 it, and marked with their number.
 """
@@ -13,9 +15,19 @@ import math
 from pathlib import Path
 from typing import Any
 
+from medscope_gym.agents.grpo.ablation import ABLATION_METRICS
+from medscope_gym.agents.recipe.ablation import ABLATION_FOLDER
 from medscope_gym.agents.recipe.runner import ROWS
 
-__all__ = ["SUMMARY_COLUMNS", "format_summary_table", "load_seeds", "summarise_seeds"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "format_ablation_summary",
+    "format_summary_table",
+    "load_ablations",
+    "load_seeds",
+    "summarise_ablations",
+    "summarise_seeds",
+]
 
 #: The columns of the multi-seed table (the issue's and the paper's headline metrics).
 SUMMARY_COLUMNS = (
@@ -121,4 +133,62 @@ def format_summary_table(seeds: dict[int, dict[str, Any]]) -> str:
     if stage1:
         skills = ", ".join(f"{s} {_cell(_stats([h[s] for h in stage1]), n)}" for s in stage1[0])
         out += ["", f"Stage I held-out single-turn accuracy: {skills}."]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------- ablation
+def load_ablations(out: str | Path) -> dict[int, dict[str, dict[str, float | None]]]:
+    """``{seed: {variant: {metric: value}}}`` of every ``OUT/seed-S/ablation/ablation.json`` (its
+    ``start`` row is the seed's Stage II); ``{}`` where no seed ran the ablation."""
+    found = {}
+    for path in sorted(Path(out).glob(f"seed-*/{ABLATION_FOLDER}/ablation.json")):
+        seed = int(path.parent.parent.name.split("-")[-1])
+        table = json.loads(path.read_text())["table"]
+        found[seed] = {variant: {k: cell[0] for k, cell in row.items()} for variant, row in table.items()}
+    return found
+
+
+def summarise_ablations(ablations: dict[int, dict[str, dict[str, float | None]]]) -> dict[str, Any]:
+    """``{variant: {metric: (mean, std, n)}}`` over the seeds, the start (Stage II) row first."""
+    variants = list(dict.fromkeys(v for table in ablations.values() for v in table))
+    summary: dict[str, Any] = {}
+    for variant in variants:
+        summary[variant] = {}
+        for key in ABLATION_METRICS:
+            values = [t[variant][key] for t in ablations.values() if t.get(variant, {}).get(key) is not None]
+            if values:
+                summary[variant][key] = _stats([float(v) for v in values])
+    return summary
+
+
+def _paired(ablations, a: str, b: str, key: str) -> tuple[list[float], tuple[float, float, int] | None]:
+    """Per seed ``a − b`` on ``key`` (seeds that ran both), and their mean, std and count."""
+    diffs = [
+        float(t[a][key]) - float(t[b][key])
+        for t in ablations.values()
+        if t.get(a, {}).get(key) is not None and t.get(b, {}).get(key) is not None
+    ]
+    return diffs, (_stats(diffs) if diffs else None)
+
+
+def format_ablation_summary(ablations: dict[int, dict[str, dict[str, float | None]]]) -> str:
+    """Markdown: one row per variant, mean ± std over seeds; then paper − no_evidence on evidence
+    R@0.5, seed by seed (the paper's reading of its ablation: 40.1 against 33.2)."""
+    if not ablations:
+        return ""
+    n = len(ablations)
+    out = [
+        f"Reward ablation, seeds {', '.join(map(str, sorted(ablations)))} (each a Stage III from the "
+        f"seed's Stage II; start: Stage II itself), held-out, greedy, mean ± std (n = {n} unless marked):",
+        "",
+        "| variant | " + " | ".join(ABLATION_METRICS) + " |",
+        "|---" + "|---:" * len(ABLATION_METRICS) + "|",
+    ]
+    for variant, cells in summarise_ablations(ablations).items():
+        out.append(f"| {variant} | " + " | ".join(_cell(cells.get(k), n) for k in ABLATION_METRICS) + " |")
+    for key in ("evidence_R@0.5", "accuracy"):
+        diffs, stat = _paired(ablations, "paper", "no_evidence", key)
+        if stat is not None:
+            each = ", ".join(f"{d:+.3f}" for d in diffs)
+            out += ["", f"paper − no_evidence, {key}, per seed: {each}; mean {stat[0]:+.3f} ± {stat[1]:.3f}."]
     return "\n".join(out)
