@@ -52,16 +52,7 @@ def test_variants_train_from_stage_two_score_every_heldout_question_and_resume(t
     capsys.readouterr()
 
     # the command again: finished variants are reused, not retrained
-    args = [
-        "recipe-ablate",
-        str(MICRO),
-        "--out",
-        str(tmp_path),
-        "--seed",
-        "0",
-        "--variants",
-        "paper,no_evidence",
-    ]
+    args = f"recipe-ablate {MICRO} --out {tmp_path} --seed 0 --variants paper,no_evidence".split()
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "grpo: held-out evaluation" not in printed and "| no_evidence |" in printed
