@@ -11,6 +11,7 @@ Layout of ``OUT/seed-S/``::
     stage-3-grpo/run, /eval                Stage III: GA-GRPO from Stage II
     uniform-frames/run                     the uniform-frames model (``uniform:`` set), from Stage I
     baselines/<name>/metrics.json          no_tools, random, search, oracle, uniform (uniform frames)
+    ablation/<variant>/seed-S              the reward ablation (``medscope recipe-ablate``), ablation.md
     results.json, results.md, curves.png
 
 A stage whose ``run/final/`` and ``eval/metrics.json`` (Stage I: ``run/perception.json``) exist is
