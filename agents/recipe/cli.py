@@ -20,12 +20,17 @@ from medscope_gym.config import add_config_arguments, config_from_args
 __all__ = ["register"]
 
 
+def _recipe_config(args: argparse.Namespace) -> RecipeConfig:
+    """The recipe's settings from the command line; the YAML may be given as the first argument."""
+    if args.config_file is not None and getattr(args, "config", None) is None:
+        args.config = args.config_file
+    return config_from_args(RecipeConfig, args)
+
+
 def _cmd_recipe(args: argparse.Namespace) -> int:
     from medscope_gym.agents.recipe.runner import format_results, run_recipe
 
-    if args.config_file is not None and getattr(args, "config", None) is None:
-        args.config = args.config_file
-    cfg = config_from_args(RecipeConfig, args)
+    cfg = _recipe_config(args)
     results = run_recipe(cfg)
     print(format_results(results))
     print(f"recipe: results in {cfg.out}/seed-{cfg.seed}/results.md (and results.json, curves.png)")
@@ -67,9 +72,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from medscope_gym.agents.grpo.ablation import format_ablation
     from medscope_gym.agents.recipe.ablation import ABLATION_FOLDER, run_recipe_ablation
 
-    if args.config_file is not None and getattr(args, "config", None) is None:
-        args.config = args.config_file
-    cfg = config_from_args(RecipeConfig, args)
+    cfg = _recipe_config(args)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     result = run_recipe_ablation(cfg, variants)
     print(format_ablation(result["table"], 1))
