@@ -56,12 +56,17 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     from medscope_gym.agents.recipe.summary import (
         format_ablation_summary,
+        format_orderings,
         format_summary_table,
         load_ablations,
         load_seeds,
     )
 
-    print(format_summary_table(load_seeds(args.out)))
+    seeds = load_seeds(args.out)
+    print(format_summary_table(seeds))
+    orderings = format_orderings(seeds)
+    if orderings:
+        print("\n" + orderings)
     ablations = load_ablations(args.out)
     if ablations:
         print("\n" + format_ablation_summary(ablations))

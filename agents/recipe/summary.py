@@ -2,8 +2,9 @@
 
 ``medscope recipe-summary OUT`` reads every ``OUT/seed-S/results.json`` and prints the greedy table,
 the sampled one, the reading check and Stage I's per-skill scores (docs/results.md, "Testbed recipe"),
-then the reward ablation of every seed that ran one (``OUT/seed-S/ablation/ablation.json``,
-``medscope recipe-ablate``).
+the orderings the method claims as paired differences per seed (answer-only → Stage II → Stage III,
+with their standard errors), then the reward ablation of every seed that ran one
+(``OUT/seed-S/ablation/ablation.json``, ``medscope recipe-ablate``).
 A cell some seeds lack (a metric with no episode to average over) is averaged over the seeds that have
 it, and marked with their number.
 """
@@ -20,12 +21,15 @@ from medscope_gym.agents.recipe.ablation import ABLATION_FOLDER
 from medscope_gym.agents.recipe.runner import ROWS
 
 __all__ = [
+    "ORDERINGS",
     "SUMMARY_COLUMNS",
     "format_ablation_summary",
+    "format_orderings",
     "format_summary_table",
     "load_ablations",
     "load_seeds",
     "summarise_ablations",
+    "summarise_orderings",
     "summarise_seeds",
 ]
 
@@ -41,6 +45,12 @@ SUMMARY_COLUMNS = (
     "well_formed",
     "reading_accuracy",
 )
+
+#: The steps the method claims, (lower row, higher row): purposeful looking beats answering without
+#: tools and as many evenly spread frames, and GA-GRPO improves on its visual-CoT start.
+ORDERINGS = (("answer_only", "vcot"), ("uniform", "vcot"), ("no_tools", "vcot"), ("vcot", "grpo"))
+#: The metrics each step is read on (the issue's: accuracy, evidence R@0.5, interval mIoU).
+ORDERING_METRICS = ("accuracy", "evidence_R@0.5", "mIoU")
 
 
 def load_seeds(out: str | Path) -> dict[int, dict[str, Any]]:
@@ -136,6 +146,71 @@ def format_summary_table(seeds: dict[int, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------------------- orderings
+def summarise_orderings(seeds: dict[int, dict[str, Any]], sampled: bool = False) -> list[dict[str, Any]]:
+    """Each of ``ORDERINGS`` on each of ``ORDERING_METRICS`` as paired per-seed differences (higher −
+    lower, seeds that have both rows): ``{"lower", "higher", "metric", "diffs" ({seed: difference}),
+    "mean", "std", "n", "se"}``, ``se`` the standard error of the mean difference (None below two
+    seeds).
+
+    Seeds differ far more from each other than two stages of one seed do (v26's Stage II: 0.49 to
+    0.89), so a step is read on its paired differences, not on two means' overlapping spreads."""
+    tables = {
+        seed: {key: (row.get("sampled") if sampled else row) or {} for key, row in r["rows"].items()}
+        for seed, r in seeds.items()
+    }
+    found = []
+    for lower, higher in ORDERINGS:
+        for metric in ORDERING_METRICS:
+            diffs, stat = _paired(tables, higher, lower, metric)
+            if stat is None:
+                continue
+            mean, std, n = stat
+            se = std / math.sqrt(n) if n > 1 else None
+            found.append(
+                {"lower": lower, "higher": higher, "metric": metric, "diffs": diffs}
+                | {"mean": mean, "std": std, "n": n, "se": se}
+            )
+    return found
+
+
+def _per_seed(diffs: dict[int, float]) -> str:
+    return ", ".join(f"{seed}: {d:+.3f}" for seed, d in diffs.items())
+
+
+def format_orderings(seeds: dict[int, dict[str, Any]]) -> str:
+    """Markdown: one line per step and metric, greedy then sampled; the issue asks each step of
+    answer-only < Stage II < Stage III to hold by at least 2 standard errors."""
+    labels = dict(ROWS)
+    out: list[str] = []
+    for sampled in (False, True):
+        found = summarise_orderings(seeds, sampled)
+        if not found:
+            continue
+        out += [
+            "",
+            f"Orderings, {'sampled' if sampled else 'greedy'}: higher − lower row, paired per seed; "
+            "SE = std / √n, the issue asks mean ≥ 2 SE:",
+            "",
+            "| step | metric | seed: difference | mean ± std | SE | mean / SE |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for o in found:
+            step = f"{labels[o['lower']]} → {labels[o['higher']]}"
+            each = _per_seed(o["diffs"])
+            se = "–" if o["se"] is None else f"{o['se']:.3f}"
+            if o["se"] is None:
+                ratio = "–"
+            elif o["se"] == 0:
+                ratio = "∞" if o["mean"] else "0"
+            else:
+                ratio = f"{o['mean'] / o['se']:+.1f}"
+            out.append(
+                f"| {step} | {o['metric']} | {each} | {o['mean']:+.3f} ± {o['std']:.3f} | {se} | {ratio} |"
+            )
+    return "\n".join(out).lstrip("\n")
+
+
 # ----------------------------------------------------------------------------------------- ablation
 def load_ablations(out: str | Path) -> dict[int, dict[str, dict[str, float | None]]]:
     """``{seed: {variant: {metric: value}}}`` of every ``OUT/seed-S/ablation/ablation.json`` (its
@@ -161,14 +236,15 @@ def summarise_ablations(ablations: dict[int, dict[str, dict[str, float | None]]]
     return summary
 
 
-def _paired(ablations, a: str, b: str, key: str) -> tuple[list[float], tuple[float, float, int] | None]:
-    """Per seed ``a − b`` on ``key`` (seeds that ran both), and their mean, std and count."""
-    diffs = [
-        float(t[a][key]) - float(t[b][key])
-        for t in ablations.values()
+def _paired(tables, a: str, b: str, key: str) -> tuple[dict[int, float], tuple[float, float, int] | None]:
+    """``{seed: a − b}`` on ``key`` (seeds whose table has both rows' values), and their mean, std and
+    count; ``tables`` is ``{seed: {row: {metric: value}}}``."""
+    diffs = {
+        seed: float(t[a][key]) - float(t[b][key])
+        for seed, t in tables.items()
         if t.get(a, {}).get(key) is not None and t.get(b, {}).get(key) is not None
-    ]
-    return diffs, (_stats(diffs) if diffs else None)
+    }
+    return diffs, (_stats(list(diffs.values())) if diffs else None)
 
 
 def format_ablation_summary(ablations: dict[int, dict[str, dict[str, float | None]]]) -> str:
@@ -189,6 +265,6 @@ def format_ablation_summary(ablations: dict[int, dict[str, dict[str, float | Non
     for key in ("evidence_R@0.5", "accuracy"):
         diffs, stat = _paired(ablations, "paper", "no_evidence", key)
         if stat is not None:
-            each = ", ".join(f"{d:+.3f}" for d in diffs)
-            out += ["", f"paper − no_evidence, {key}, per seed: {each}; mean {stat[0]:+.3f} ± {stat[1]:.3f}."]
+            mean = f"mean {stat[0]:+.3f} ± {stat[1]:.3f}"
+            out += ["", f"paper − no_evidence, {key}, per seed: {_per_seed(diffs)}; {mean}."]
     return "\n".join(out)

@@ -80,4 +80,4 @@ def test_ablation_summary_is_mean_std_over_seeds_and_paired_differences(tmp_path
         (tmp_path / f"seed-{seed}" / "ablation" / "ablation.json").write_text(json.dumps({"table": table}))
     text = format_ablation_summary(load_ablations(tmp_path))
     assert "| paper | 0.500 ± 0.000 |" in text and "0.750 ± 0.250" in text
-    assert "per seed: +0.250, +0.000, +0.500; mean +0.250 ± 0.250." in text
+    assert "per seed: 0: +0.250, 1: +0.000, 2: +0.500; mean +0.250 ± 0.250." in text
