@@ -22,6 +22,7 @@ from medscope_gym.agents.recipe.runner import ROWS
 
 __all__ = [
     "ORDERINGS",
+    "ORDERING_METRICS",
     "SUMMARY_COLUMNS",
     "format_ablation_summary",
     "format_orderings",
@@ -202,7 +203,7 @@ def format_orderings(seeds: dict[int, dict[str, Any]]) -> str:
             if o["se"] is None:
                 ratio = "–"
             elif o["se"] == 0:
-                ratio = "∞" if o["mean"] else "0"
+                ratio = "0" if o["mean"] == 0 else ("+∞" if o["mean"] > 0 else "−∞")
             else:
                 ratio = f"{o['mean'] / o['se']:+.1f}"
             out.append(
