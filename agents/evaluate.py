@@ -16,6 +16,7 @@ rejected, e.g. an empty interval).
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,14 @@ from medscope_gym.metrics import format_table, summarise_by_task
 from medscope_gym.protocol import check_trajectory_format, parse_turn
 from medscope_gym.rewards import RewardSpec, parse_reward
 
-__all__ = ["EvalConfig", "evaluate", "is_well_formed", "make_policy", "summarise_trajectories"]
+__all__ = [
+    "EvalConfig",
+    "evaluate",
+    "is_well_formed",
+    "make_policy",
+    "summarise_by_length",
+    "summarise_trajectories",
+]
 
 #: ``--policy openai:MODEL`` plays MODEL through an OpenAI-compatible endpoint.
 OPENAI_PREFIX = "openai:"
@@ -183,6 +191,32 @@ def summarise_trajectories(trajectories: Sequence[Trajectory]) -> dict[str, dict
         chosen = [t for t in trajectories if task == "overall" or t.task == task]
         row["well_formed"] = sum(map(is_well_formed, chosen)) / len(chosen) if chosen else None
     return summary
+
+
+def summarise_by_length(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    """:func:`summarise_trajectories`' overall row on the shorter and on the longer half of the videos.
+
+    The halves split at the median of the videos' distinct durations (a video at the median is in the
+    shorter half), so each holds about as many videos whatever the lengths drawn: whether an agent's
+    looking holds up as videos grow longer. Returns ``{"edge_s": median, "shorter": row, "longer":
+    row}``, a half without episodes left out.
+    """
+    durations = []
+    for traj in trajectories:
+        duration = traj.final_info.get("duration")
+        if duration is None:
+            raise ValueError(f"episode {traj.uid} ({traj.sample_id}) has no video duration in its final info")
+        durations.append(float(duration))
+    if not durations:
+        raise ValueError("no episodes to split by video length")
+    edge = float(statistics.median(sorted(set(durations))))
+    halves = {
+        "shorter": [t for t, d in zip(trajectories, durations) if d <= edge],
+        "longer": [t for t, d in zip(trajectories, durations) if d > edge],
+    }
+    return {"edge_s": edge} | {
+        name: summarise_trajectories(part)["overall"] for name, part in halves.items() if part
+    }
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict[str, dict[str, Any]], list[Trajectory]]:

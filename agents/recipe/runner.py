@@ -16,7 +16,9 @@ Layout of ``OUT/seed-S/``::
 
 A stage whose ``run/final/`` and ``eval/metrics.json`` (Stage I: ``run/perception.json``) exist is
 skipped; a stage killed mid-training resumes from its latest checkpoint (SFT and GA-GRPO: the trainers'
-own resume; Stage I: ``PerceptionConfig.save_every``). The table is rewritten after every stage.
+own resume; Stage I: ``PerceptionConfig.save_every``). The table is rewritten after every stage; once
+the stages have run, each row is also scored on the shorter and the longer half of the held-out videos
+(``by_length``), from its saved episodes.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from medscope_gym.atomic import atomic_write_figure, atomic_write_text
 if TYPE_CHECKING:
     from medscope_gym.agents.grpo.config import GRPOConfig
     from medscope_gym.agents.recipe.perception import PerceptionConfig
+    from medscope_gym.agents.rollout.trajectory import Trajectory
 
 __all__ = [
     "COLUMNS",
+    "LENGTH_COLUMNS",
     "STAGES",
     "final_of",
     "perception_config",
@@ -49,6 +53,8 @@ __all__ = [
 STAGES = ("perception", "vcot", "answer_only", "grpo", "baselines")
 #: The results table's metrics: ``medscope eval``'s columns less the per-episode bookkeeping.
 COLUMNS = tuple(c for c in TABLE_COLUMNS if c not in ("episodes", "turns", "reward", "format_rate"))
+#: The columns of the table by video length (the issue's: answers, evidence found, interval answers).
+LENGTH_COLUMNS = ("accuracy", "evidence_R@0.5", "mIoU")
 #: Table rows in order: (key, label).
 ROWS = (
     ("no_tools", "question/preview only (`no_tools`)"),
@@ -422,8 +428,8 @@ def _eval_folder(root: Path, key: str) -> Path:
 
 
 def _rescore(root: Path, results: dict, style: SearchStyle) -> None:
-    """Rows missing a column (metrics added since they were scored) are recomputed from their saved
-    episodes, their listings in the run's ``style``; nothing is replayed."""
+    """Rows missing a column (metrics added since they were scored) or their split by video length are
+    recomputed from their saved episodes, their listings in the run's ``style``; nothing is replayed."""
     from medscope_gym.agents.evaluate import summarise_trajectories
     from medscope_gym.agents.rollout.trajectory import load_trajectories
 
@@ -431,8 +437,13 @@ def _rescore(root: Path, results: dict, style: SearchStyle) -> None:
         saved = _eval_folder(root, key) / "trajectories"
         if key == "perception" or not saved.exists():
             continue
-        if not all(c in row for c in COLUMNS):
-            row.update(_row(summarise_trajectories(load_trajectories(saved))))
+        incomplete = not all(c in row for c in COLUMNS)
+        if incomplete or "by_length" not in row:
+            episodes = load_trajectories(saved)
+            if incomplete:
+                row.update(_row(summarise_trajectories(episodes)))
+            if "by_length" not in row:
+                row["by_length"] = _by_length(episodes)
         if key in ("vcot", "grpo") and "listing_preview" not in row:
             row.update(_listings(saved.parent, root / "data" / "heldout", style))
 
@@ -533,6 +544,18 @@ def _row(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def _by_length(episodes: list[Trajectory]) -> dict[str, Any]:
+    """A row's episodes and ``COLUMNS`` on the shorter and on the longer half of the held-out videos, and the
+    length that splits them (:func:`~medscope_gym.agents.evaluate.summarise_by_length`)."""
+    from medscope_gym.agents.evaluate import summarise_by_length
+
+    split = summarise_by_length(episodes)
+    halves = {
+        half: {c: r.get(c) for c in ("episodes", *COLUMNS)} for half, r in split.items() if half != "edge_s"
+    }
+    return {"edge_s": split["edge_s"], **halves}
+
+
 def _print_stage(stage: str, summary: dict[str, dict[str, Any]]) -> None:
     from medscope_gym.agents.evaluate import format_summary
 
@@ -600,6 +623,22 @@ def format_results(results: dict[str, Any]) -> str:
             f"| {_fmt(row.get('listing_crop'))} / {_fmt(row.get('listing_crop_items'))} "
             f"| {_fmt(row.get('listing_close'))} / {_fmt(row.get('listing_close_items'))} |"
             for label, row in listed
+        ]
+    split = [(_label(key, label, results["rows"][key]), results["rows"][key]["by_length"])
+             for key, label in ROWS if "by_length" in results["rows"].get(key, {})]  # fmt: skip
+    if split:
+        cells = [(c, half) for c in LENGTH_COLUMNS for half in ("shorter", "longer")]
+        lines += [
+            "",
+            f"By video length (held-out videos up to {split[0][1]['edge_s']:g} s, then the longer ones;"
+            " - where a half has nothing to average):",
+            "",
+            "| row | " + " | ".join(f"{c}, {half}" for c, half in cells) + " |",
+            "|---" + "|---:" * len(cells) + "|",
+        ]
+        lines += [
+            f"| {label} | " + " | ".join(_fmt(part.get(half, {}).get(c)) for c, half in cells) + " |"
+            for label, part in split
         ]
     stage1 = results["rows"].get("perception")
     if stage1 is not None:

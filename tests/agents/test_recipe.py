@@ -81,9 +81,17 @@ def test_recipe_micro_runs_every_stage_and_resumes(tmp_path, capsys):
         assert results["rows"][key]["sampled"]["temperature"] == 1.0
         assert (root / _FOLDER.get(key, "answer-only") / "eval-sampled" / "metrics.json").is_file()
     assert "Sampled (temperature 1.0)" in table
+    # every row split by held-out video length, the halves together the whole held-out set
+    for key, _ in ROWS:
+        row = results["rows"][key]
+        halves = [row["by_length"][h] for h in ("shorter", "longer") if h in row["by_length"]]
+        assert sum(h["episodes"] for h in halves) == row["episodes"]
+        assert all(set(COLUMNS) <= set(h) for h in halves)
+    assert "By video length (held-out videos up to" in table
     # a column added after a row was scored is recomputed from the saved episodes, not replayed
     saved = json.loads((root / "results.json").read_text())
     del saved["rows"]["vcot"]["evidence_R@0.5"], saved["rows"]["grpo"]["listing_preview"]
+    del saved["rows"]["answer_only"]["by_length"]
     (root / "results.json").write_text(json.dumps(saved))
 
     t0 = time.perf_counter()

@@ -101,3 +101,22 @@ def test_one_seed_has_no_standard_error(tmp_path):
     found = summarise_orderings(load_seeds(tmp_path))
     assert all(o["se"] is None and o["n"] == 1 for o in found)
     assert "| +0.050 ± 0.000 | – | – |" in format_orderings(load_seeds(tmp_path))
+
+
+def test_orderings_on_the_longer_videos_read_each_rows_longer_half(tmp_path):
+    for seed, (a, v, g) in enumerate(((0.1, 0.3, 0.35), (0.2, 0.8, 0.81), (0.1, 0.5, 0.47))):
+        _write_stages(tmp_path, seed, a, v, g)
+        path = tmp_path / f"seed-{seed}" / "results.json"
+        data = json.loads(path.read_text())
+        for key, row in data["rows"].items():  # the longer half: every row 0.1 lower, Stage III 0.2 lower
+            drop = 0.2 if key == "grpo" else 0.1
+            row["by_length"] = {"edge_s": 300.0, "longer": {"accuracy": row["accuracy"] - drop}}
+        path.write_text(json.dumps(data))
+    seeds = load_seeds(tmp_path)
+    longer = {(o["lower"], o["higher"], o["metric"]): o for o in summarise_orderings(seeds, half="longer")}
+    assert set(longer) == {("answer_only", "vcot", "accuracy"), ("vcot", "grpo", "accuracy")}
+    assert longer[("vcot", "grpo", "accuracy")]["diffs"] == pytest.approx({0: -0.05, 1: -0.09, 2: -0.13})
+    assert longer[("answer_only", "vcot", "accuracy")]["mean"] == pytest.approx(0.4)
+    text = format_orderings(seeds)
+    assert "Orderings, greedy, on the longer half of the held-out videos" in text
+    assert "| accuracy | 0: -0.050, 1: -0.090, 2: -0.130 |" in text
