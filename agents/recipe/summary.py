@@ -151,7 +151,7 @@ def format_summary_table(seeds: dict[int, dict[str, Any]]) -> str:
 def _scored(row: dict[str, Any], sampled: bool, half: str | None) -> dict[str, Any]:
     """A results row's greedy or sampled metrics, on all held-out videos or on one ``half`` of them."""
     scored = (row.get("sampled") if sampled else row) or {}
-    return scored.get("by_length", {}).get(half) or {} if half else scored
+    return (scored.get("by_length", {}).get(half) or {}) if half else scored
 
 
 def summarise_orderings(
