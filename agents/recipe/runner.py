@@ -439,7 +439,7 @@ def _rescore(root: Path, results: dict, style: SearchStyle) -> None:
             continue
         incomplete = not all(c in row for c in COLUMNS)
         if incomplete or "by_length" not in row:
-            episodes = load_trajectories(saved)
+            episodes = load_trajectories(saved, frames=False)  # the scores read no pixels
             if incomplete:
                 row.update(_row(summarise_trajectories(episodes)))
             if "by_length" not in row:
