@@ -25,7 +25,8 @@ class RecipeConfig(Config):
     stages: tuple[str, ...] = _STAGES
     """Stages to run, in this order: perception, vcot, answer_only, grpo, baselines."""
     threads: int | None = 1
-    """torch CPU threads of every stage."""
+    """torch CPU threads of every stage; a stage block's own ``threads`` wins for that stage (its
+    training; the recipe scores every row on these)."""
     model: dict[str, Any] = field(default_factory=dict)
     """TinyModelConfig fields of the model built from scratch (medscope model tiny)."""
     frames: dict[str, Any] = field(

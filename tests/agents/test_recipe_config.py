@@ -80,7 +80,7 @@ def test_sft_knows_the_uniform_reference_and_checks_its_counts():
 def test_shipped_recipe_configs_load_with_valid_stage_one_settings(name):
     from pathlib import Path
 
-    from medscope_gym.agents.recipe.runner import perception_config
+    from medscope_gym.agents.recipe.runner import perception_config, stage_three_config
     from medscope_gym.config import load_config
 
     cfg = load_config(RecipeConfig, Path(__file__).resolve().parents[2] / "configs" / name)
@@ -89,6 +89,9 @@ def test_shipped_recipe_configs_load_with_valid_stage_one_settings(name):
     if name == "recipe_tiny.yaml":  # the main job's Stage I waits in all three phases
         assert stage_one.reading_first and stage_one.listing_until == {"select": 0.5}
         assert stage_one.copy_until == 0.9 and stage_one.decay_steps == 600
+        # the published runs' thread counts: two, and one for Stage III (docs/agents.md, "Testbed recipe")
+        suites = {"rl": Path("rl"), "heldout": Path("heldout")}
+        assert (cfg.threads, stage_three_config(cfg, Path("vcot"), suites, Path("out")).threads) == (2, 1)
 
 
 def test_the_events_reach_every_suite_stage_one_and_its_rehearsal(tiny_dir, tmp_path, monkeypatch):
