@@ -1,5 +1,6 @@
 """pytest-benchmark view of ``python -m benchmarks.perception_step``: a Stage I listing-phase step as one
-padded batch (the baseline) and as length-sorted micro-batches, on the recipe_micro model."""
+padded batch (the baseline) and as length-sorted micro-batches, on the recipe_micro model; and the
+report's fp32 against bf16 autocast."""
 
 from __future__ import annotations
 
@@ -50,3 +51,13 @@ def test_report_rows():
     assert [row["micro_batches"] for row in result["rows"]] == [1, 2]
     assert result["rows"][0]["ratio"] == 1.0 and 0.0 < result["padding"] < 1.0
     assert result["rows"][1]["max_grad_diff"] < 1e-4  # the same gradient
+
+
+def test_precision_rows():
+    from benchmarks.perception_step import compare_precision
+
+    result = compare_precision(MICRO, steps=2)
+    assert [row["precision"] for row in result["rows"]] == ["fp32", "bf16 autocast"]
+    assert result["rows"][0]["ratio"] == 1.0 and result["rows"][1]["step_s"] > 0.0
+    # bf16 rounds the same computation: the losses differ, but by far less than the loss itself
+    assert 0.0 < result["max_loss_diff"] < 0.1
